@@ -1,0 +1,56 @@
+"""A Keras 3 model saved in the native ``.keras`` format, whatever the backend."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+
+class KerasModelDataset(AbstractDataset[Any, Any]):
+    """Saves and loads a ``keras.Model`` as a single ``.keras`` file."""
+
+    def __init__(self, filepath: str, compile: bool = True, metadata: dict | None = None):  # noqa: A002
+        """Create the dataset.
+
+        Args:
+            filepath: Path of the ``.keras`` file.
+            compile: Restore the optimizer and loss when loading.
+            metadata: Free-form metadata (used by kedro-viz), ignored by the dataset.
+        """
+        self._path = Path(filepath)
+        self._compile = compile
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        import keras
+
+        # Registers the project's custom layers with Keras before deserialising.
+        import image_classifiers.layers  # noqa: F401
+
+        if not self._path.is_file():
+            raise DatasetError(f"No model at '{self._path}'. Train one first (kedro run).")
+        return keras.saving.load_model(self._path, compile=self._compile)
+
+    def save(self, data: Any) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Keras insists on the .keras suffix, so the temp file keeps it; the rename is atomic.
+        fd, tmp = tempfile.mkstemp(suffix=".keras", dir=self._path.parent)
+        os.close(fd)
+        try:
+            data.save(tmp)
+            os.replace(tmp, self._path)
+        except Exception as exc:
+            raise DatasetError(f"Could not save model to '{self._path}': {exc}") from exc
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def _exists(self) -> bool:
+        return self._path.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._path), "compile": self._compile}

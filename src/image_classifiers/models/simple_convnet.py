@@ -1,0 +1,29 @@
+"""The first convnet of Chollet's *Deep Learning with Python*, ch. 8 (991,041 parameters at
+180x180x3, 2 classes)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def build_simple_convnet(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    filters: tuple[int, ...] = (32, 64, 128, 256, 256),
+    dropout: float = 0.5,
+) -> keras.Model:
+    """Stacked Conv2D/MaxPooling blocks, flatten, dropout, dense classifier."""
+    from image_classifiers.models import classifier_head
+
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for i, width in enumerate(filters):
+        x = layers.Conv2D(width, 3, activation="relu")(x)
+        # The reference pools after every block but the last.
+        if i < len(filters) - 1:
+            x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = classifier_head(num_classes)(x)
+    return keras.Model(inputs, outputs, name="simple_convnet")

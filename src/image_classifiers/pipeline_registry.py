@@ -1,0 +1,20 @@
+"""Project pipelines."""
+
+from kedro.framework.project import find_pipelines
+from kedro.pipeline import Pipeline
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """Register the project's pipelines.
+
+    Returns:
+        A mapping from pipeline names to ``Pipeline`` objects.
+    """
+    pipelines = find_pipelines(raise_errors=True)
+    # The main job: raw archive -> decoded images -> trained, evaluated model(s).
+    xception_cats = Pipeline([])
+    for name in ("data_processing", "xception_training", "transfer_learning"):
+        xception_cats += pipelines.get(name, Pipeline([]))
+    pipelines["xception_cats"] = xception_cats
+    pipelines["__default__"] = xception_cats
+    return pipelines
