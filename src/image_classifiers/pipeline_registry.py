@@ -13,7 +13,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
     # The main job: raw archive -> decoded images -> trained, evaluated model(s).
     xception_cats = Pipeline([])
-    for name in ("data_processing", "xception_training", "transfer_learning"):
+    for name in ("data_processing", "model_training", "transfer_learning"):
         xception_cats += pipelines.get(name, Pipeline([]))
     pipelines["xception_cats"] = xception_cats
     pipelines["__default__"] = xception_cats
