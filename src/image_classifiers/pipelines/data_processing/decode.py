@@ -1,0 +1,208 @@
+"""Decode one split's images once into a uint8 array (the training-ready cache).
+
+One node per split, so only one split's pixels are in memory at a time; a file that cannot
+be decoded is skipped (and reported) or fails the run, as ``decode.on_bad_image`` says.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from image_classifiers.images import (
+    available_cpus,
+    check_image_size,
+    check_resample,
+    decode_images,
+)
+
+logger = logging.getLogger(__name__)
+
+ON_BAD_IMAGE = ("skip", "fail")
+_SHOWN_FAILURES = 20
+
+
+class DecodeError(ValueError):
+    """Bad decode parameters or, with ``on_bad_image: fail``, undecodable images."""
+
+
+def check_decode_options(decode: dict[str, Any]) -> dict[str, Any]:
+    """Validate the ``decode`` parameters and fill in defaults.
+
+    Raises:
+        DecodeError: If a value is not allowed; the message lists the allowed ones.
+    """
+    on_bad = decode.get("on_bad_image", "skip")
+    if on_bad not in ON_BAD_IMAGE:
+        raise DecodeError(
+            f"decode.on_bad_image must be 'skip' or 'fail', got {on_bad!r}. 'skip' leaves "
+            "unreadable images out and lists them in data/08_reporting/data_quality.json; "
+            "'fail' stops the run at the first split that has any."
+        )
+    try:
+        image_size = check_image_size(decode.get("image_size", (180, 180)))
+        resample = decode.get("resample", "bilinear")
+        check_resample(resample)
+    except ValueError as exc:
+        raise DecodeError(f"decode: {exc}") from None
+    workers = decode.get("workers") or available_cpus()
+    log_every = decode.get("log_every", 500)
+    if not isinstance(workers, int) or workers < 1 or not isinstance(log_every, int):
+        raise DecodeError(
+            f"decode.workers must be a positive integer or null (one per CPU core), and "
+            f"decode.log_every an integer; got {workers!r} and {log_every!r}."
+        )
+    return {
+        "image_size": image_size,
+        "on_bad_image": on_bad,
+        "resample": resample,
+        "workers": workers,
+        "log_every": max(1, log_every),
+    }
+
+
+def decode_split(
+    split_manifest: pd.DataFrame, decode: dict[str, Any], classes: list[str], subset: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Decode the images of one subset of the manifest.
+
+    Args:
+        split_manifest: Rows ``file, class, subset`` from the split node.
+        decode: ``image_size`` ([height, width]), ``on_bad_image`` (skip | fail),
+            ``resample`` (PIL filter name), ``workers`` (threads; null = one per core),
+            ``log_every`` (images between progress lines).
+        classes: Class names; a class's label is its position in this list.
+        subset: Which subset to decode, e.g. ``"train"``.
+
+    Returns:
+        ``(image_set, quality)``: the image set ``{"images", "labels", "classes", "files"}``
+        and ``{"subset", "images", "decoded", "skipped": [{"file", "reason"}]}``.
+
+    Raises:
+        DecodeError: Bad parameters, no images for ``subset``, or undecodable images
+            with ``on_bad_image: fail``.
+    """
+    options = check_decode_options(decode)
+    rows = split_manifest[split_manifest["subset"] == subset]
+    if rows.empty:
+        raise DecodeError(
+            f"The split manifest has no '{subset}' images; add '{subset}' to split.ranges."
+        )
+    class_index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted(set(rows["class"]) - set(class_index))
+    if unknown:
+        raise DecodeError(
+            f"The split manifest has classes {unknown} that are not in split.classes "
+            f"{classes}; run the split step again (kedro run --pipeline=data_processing)."
+        )
+    files = rows["file"].astype(str).tolist()
+    labels = rows["class"].map(class_index).to_numpy(dtype=np.int32)
+
+    logger.info(
+        "Decoding %d %s images to %dx%d with %d threads...",
+        len(files),
+        subset,
+        *options["image_size"],
+        options["workers"],
+    )
+    start = time.perf_counter()
+    images, kept, failures = decode_images(
+        files,
+        options["image_size"],
+        resample=options["resample"],
+        workers=options["workers"],
+        progress=_progress_logger(subset, options["log_every"], start),
+    )
+    skipped = [{"file": error.name, "reason": error.reason} for error in failures]
+    if skipped and options["on_bad_image"] == "fail":
+        raise DecodeError(_failure_message(subset, skipped))
+    for item in skipped:
+        logger.warning("Skipped unreadable %s image %s: %s", subset, item["file"], item["reason"])
+    logger.info(
+        "Decoded %d %s images in %.1f s (%d skipped).",
+        len(kept),
+        subset,
+        time.perf_counter() - start,
+        len(skipped),
+    )
+    image_set = {
+        "images": images,
+        "labels": labels[kept],
+        "classes": list(classes),
+        "files": [files[i] for i in kept],
+    }
+    quality = {"subset": subset, "images": len(files), "decoded": len(kept), "skipped": skipped}
+    return image_set, quality
+
+
+def make_split_decoder(subset: str) -> Callable[..., tuple[dict[str, Any], dict[str, Any]]]:
+    """A node function that decodes ``subset`` (Kedro nodes take datasets, not constants)."""
+
+    def decode_subset(
+        split_manifest: pd.DataFrame, decode: dict[str, Any], classes: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        return decode_split(split_manifest, decode, classes, subset)
+
+    decode_subset.__name__ = decode_subset.__qualname__ = f"decode_{subset}_images"
+    decode_subset.__doc__ = f"Decode the '{subset}' images (see ``decode_split``)."
+    return decode_subset
+
+
+def report_data_quality(decode: dict[str, Any], *qualities: dict[str, Any]) -> dict[str, Any]:
+    """Merge the per-split quality records into the data-quality report.
+
+    Args:
+        decode: The ``decode`` parameters (recorded in the report).
+        *qualities: The ``quality`` records of the decode nodes.
+
+    Returns:
+        ``{"image_size", "on_bad_image", "images", "decoded", "skipped_count",
+        "splits": {subset: {"images", "decoded", "skipped"}}, "skipped": [{"subset",
+        "file", "reason"}]}``.
+    """
+    options = check_decode_options(decode)
+    splits = {q["subset"]: {k: q[k] for k in ("images", "decoded", "skipped")} for q in qualities}
+    skipped = [{"subset": q["subset"], **item} for q in qualities for item in q["skipped"]]
+    report = {
+        "image_size": list(options["image_size"]),
+        "on_bad_image": options["on_bad_image"],
+        "images": sum(q["images"] for q in qualities),
+        "decoded": sum(q["decoded"] for q in qualities),
+        "skipped_count": len(skipped),
+        "splits": splits,
+        "skipped": skipped,
+    }
+    if skipped:
+        logger.warning(
+            "%d unreadable images were left out; see data/08_reporting/data_quality.json.",
+            len(skipped),
+        )
+    else:
+        logger.info("All %d images decoded; no unreadable files.", report["decoded"])
+    return report
+
+
+def _progress_logger(subset: str, every: int, start: float) -> Callable[[int, int], None]:
+    def log(done: int, total: int) -> None:
+        if done % every == 0 or done == total:
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            logger.info("  %s: %d/%d images (%.0f/s)", subset, done, total, rate)
+
+    return log
+
+
+def _failure_message(subset: str, skipped: list[dict[str, str]]) -> str:
+    shown = "\n".join(f"  {s['file']}: {s['reason']}" for s in skipped[:_SHOWN_FAILURES])
+    more = len(skipped) - _SHOWN_FAILURES
+    tail = f"\n  ... and {more} more" if more > 0 else ""
+    return (
+        f"{len(skipped)} {subset} images cannot be decoded (decode.on_bad_image=fail):\n"
+        f"{shown}{tail}\nFix or delete them and run again, or set "
+        "decode.on_bad_image=skip to leave them out (they are then listed in "
+        "data/08_reporting/data_quality.json)."
+    )

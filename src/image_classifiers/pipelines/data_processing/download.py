@@ -1,0 +1,254 @@
+"""Fetch the raw archive once, verify it, and never let a partial file pass for the real one.
+
+Sources, in order of precedence (parameters under ``download``):
+
+1. ``local_path`` -- an archive already on disk (air-gapped machines). It is verified and
+   used **in place**, not copied: the real archive is 852 MB and a second copy would buy
+   nothing. The record says which file was used.
+2. ``url`` -- any http(s) URL.
+3. ``gdrive_id`` -- a Google Drive file id.
+
+``url`` and ``gdrive_id`` are fetched with gdown (progress bar, Google Drive's confirmation
+pages, retries) into ``<archive_path>.unverified``; that file becomes ``archive_path`` by an
+atomic rename only after it opened as a zip and matched ``sha256`` (when one is given).
+gdown itself streams into a ``*.part`` file, which it keeps when a transfer breaks off;
+with ``resume: true`` the next run continues from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import gdown
+import requests
+from gdown.exceptions import DownloadError, FileURLRetrievalError
+
+from ._files import sha256_file
+
+logger = logging.getLogger(__name__)
+
+_LOCAL_PATH_HINT = (
+    "Or download the archive by hand (in a browser) and run again with "
+    '--params="download.local_path=/absolute/path/to/{name}".'
+)
+
+
+class ArchiveDownloadError(RuntimeError):
+    """The archive could not be fetched or verified; the message says what to do."""
+
+
+class InvalidArchiveError(ValueError):
+    """A file that is not the expected zip archive; the message says why."""
+
+
+def download_archive(download: dict[str, Any]) -> dict[str, Any]:
+    """Make sure a verified copy of the raw archive is on disk and describe it.
+
+    Args:
+        download: The ``download`` parameters: ``gdrive_id``, ``url``, ``local_path``,
+            ``sha256``, ``archive_path``, and optionally ``retries``, ``timeout`` (seconds
+            without data before giving up) and ``resume``.
+
+    Returns:
+        ``{"path", "sha256", "size", "source"}`` of the archive to extract; ``source`` is
+        ``"local_path"``, ``"cached"`` (already downloaded) or the URL / Drive id fetched.
+
+    Raises:
+        ArchiveDownloadError: With what to do, when the archive cannot be had.
+    """
+    expected = _expected_sha256(download.get("sha256"))
+    if download.get("local_path"):
+        return _use_local_archive(Path(str(download["local_path"])).expanduser(), expected)
+
+    archive = Path(str(download["archive_path"]))
+    if archive.exists():
+        try:
+            record = verify_archive(archive, expected)
+        except InvalidArchiveError as problem:
+            logger.warning("%s is not usable (%s); fetching it again.", archive, problem)
+        else:
+            logger.info("Archive %s is already downloaded and valid; not fetching it.", archive)
+            return {**record, "source": "cached"}
+    return _fetch(download, archive, expected)
+
+
+def verify_archive(path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
+    """Check that ``path`` is a readable zip archive with the expected checksum.
+
+    Opening the zip reads its central directory at the end of the file, which a truncated
+    download lacks -- cheap, and it does not depend on a checksum being configured.
+
+    Returns:
+        ``{"path", "sha256", "size"}``.
+
+    Raises:
+        InvalidArchiveError: If it is missing, not a zip (or truncated), or the checksum differs.
+    """
+    if not path.is_file():
+        raise InvalidArchiveError(f"'{path}' does not exist or is not a file")
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path):
+            pass
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidArchiveError(
+            f"'{path}' ({size:,} bytes) is not a zip archive or is truncated ({exc}); "
+            f"{_sniff(path)}"
+        ) from None
+    digest = sha256_file(path)
+    if expected_sha256 and digest != expected_sha256:
+        raise InvalidArchiveError(
+            f"'{path}' has the wrong checksum: expected sha256 {expected_sha256}, got {digest}"
+        )
+    return {"path": str(path), "sha256": digest, "size": size}
+
+
+def _use_local_archive(path: Path, expected: str | None) -> dict[str, Any]:
+    if not path.exists():
+        raise ArchiveDownloadError(
+            f"download.local_path points at '{path}', which does not exist. Give the "
+            "absolute path of the archive you downloaded, or set download.local_path=null "
+            "to download it."
+        )
+    try:
+        record = verify_archive(path, expected)
+    except InvalidArchiveError as problem:
+        raise ArchiveDownloadError(
+            f"download.local_path: {problem}. Download the archive again and point "
+            "download.local_path at it (or fix download.sha256 if the archive is right)."
+        ) from None
+    logger.info("Using the archive at %s in place (download.local_path); nothing fetched.", path)
+    return {**record, "path": str(path.resolve()), "source": "local_path"}
+
+
+def _fetch(download: dict[str, Any], archive: Path, expected: str | None) -> dict[str, Any]:
+    url, gdrive_id = download.get("url"), download.get("gdrive_id")
+    if not url and not gdrive_id:
+        raise ArchiveDownloadError(
+            "Nothing to download: set download.url, download.gdrive_id or download.local_path."
+        )
+    source = str(url) if url else f"Google Drive file {gdrive_id}"
+    hint = _LOCAL_PATH_HINT.format(name=archive.name)
+    if not url:
+        hint += f" The file is at https://drive.google.com/uc?id={gdrive_id}"
+    resume = bool(download.get("resume", True))
+    unverified = archive.with_name(archive.name + ".unverified")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    unverified.unlink(missing_ok=True)
+    leftovers = _partial_files(unverified)
+    if not resume or len(leftovers) > 1:
+        _remove(leftovers)
+
+    logger.info("Downloading %s to %s", source, archive)
+    options = {
+        "url": str(url) if url else None,
+        "id": None if url else str(gdrive_id),
+        "output": str(unverified),
+        "quiet": False,  # gdown's progress bar
+        "use_cookies": not url,  # Drive may want its cookies; a plain URL does not
+        "retries": int(download.get("retries", 3)),
+        "timeout": download.get("timeout", 60),
+    }
+    try:
+        try:
+            gdown.download(**options, resume=resume)
+        except (DownloadError, requests.RequestException) as exc:
+            if not (resume and _partial_files(unverified) and leftovers):
+                raise
+            # The server would not continue the earlier partial file (no byte ranges,
+            # or the file changed): start from scratch once rather than give up.
+            logger.warning("Could not resume the earlier partial download (%s); restarting.", exc)
+            _remove(_partial_files(unverified))
+            gdown.download(**options, resume=False)
+    except FileURLRetrievalError as exc:
+        raise ArchiveDownloadError(
+            f"Google Drive refused to serve {source}. This usually means its download quota "
+            "is used up ('Too many users have viewed or downloaded this file recently'): "
+            f"try again in a few hours. {hint}\nGoogle Drive said: {exc}"
+        ) from exc
+    except (DownloadError, requests.RequestException) as exc:
+        if not resume:
+            _remove(_partial_files(unverified))
+        message = _transfer_failure(exc, source, unverified, resume, hint)
+        raise ArchiveDownloadError(message) from exc
+
+    try:
+        record = verify_archive(unverified, expected)
+    except InvalidArchiveError as problem:
+        unverified.unlink(missing_ok=True)
+        raise ArchiveDownloadError(
+            f"The file downloaded from {source} is not the expected archive: {problem}. "
+            "Check download.url / download.gdrive_id / download.sha256. " + hint
+        ) from None
+    os.replace(unverified, archive)
+    logger.info("Downloaded and verified %s (%s bytes).", archive, f"{record['size']:,}")
+    return {**record, "path": str(archive), "source": str(url or gdrive_id)}
+
+
+def _transfer_failure(
+    exc: Exception, source: str, unverified: Path, resume: bool, hint: str
+) -> str:
+    cause = exc.__cause__ if isinstance(exc, DownloadError) and exc.__cause__ else exc
+    if isinstance(cause, requests.HTTPError) and cause.response is not None:
+        return f"{source} answered HTTP {cause.response.status_code}. Check the address. {hint}"
+    if isinstance(cause, requests.ConnectionError | requests.Timeout) and not (
+        isinstance(cause, requests.exceptions.ChunkedEncodingError)
+    ):
+        return (
+            f"Cannot reach {source}: {cause}. Check the network connection (and proxy "
+            f"settings: HTTPS_PROXY), then run again. {hint}"
+        )
+    partial = _partial_files(unverified)
+    kept = (
+        f" The {partial[0].stat().st_size:,} bytes received are kept in '{partial[0]}' "
+        "and the next run resumes from there."
+        if resume and partial
+        else ""
+    )
+    return (
+        f"The download from {source} was interrupted before the whole file arrived ({exc})."
+        f"{kept} Run again to retry. {hint}"
+    )
+
+
+def _partial_files(unverified: Path) -> list[Path]:
+    """gdown's partial files for ``unverified``: ``<name><8 random chars>.part``."""
+    if not unverified.parent.is_dir():
+        return []
+    return sorted(
+        p
+        for p in unverified.parent.glob(f"{unverified.name}*.part")
+        if len(p.name) == len(unverified.name) + 8 + len(".part")
+    )
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _expected_sha256(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    digest = str(value).strip().lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ArchiveDownloadError(
+            f"download.sha256 must be 64 hex digits (as printed by `sha256sum`), got {value!r}."
+        )
+    return digest
+
+
+def _sniff(path: Path) -> str:
+    with open(path, "rb") as stream:
+        head = stream.read(64)
+    if not head:
+        return "the file is empty"
+    if head.lstrip()[:1] == b"<":
+        return "it is an HTML page (a login, quota or error page), not the archive"
+    if head[:2] == b"PK":
+        return "it starts like a zip, so it is most likely an incomplete download"
+    return f"it starts with {head[:8]!r}"

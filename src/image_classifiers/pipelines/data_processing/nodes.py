@@ -1,0 +1,33 @@
+"""Node functions of the data_processing pipeline: download -> extract -> split -> decode.
+
+Each step lives in its own module beside this one; this module is the pipeline's public
+face, so ``from image_classifiers.pipelines.data_processing.nodes import ...`` keeps the
+Kedro starter convention.
+"""
+
+from .decode import (
+    DecodeError,
+    check_decode_options,
+    decode_split,
+    make_split_decoder,
+    report_data_quality,
+)
+from .download import ArchiveDownloadError, InvalidArchiveError, download_archive, verify_archive
+from .extract import ArchiveExtractError, extract_images
+from .split import SplitError, split_images
+
+__all__ = [
+    "ArchiveDownloadError",
+    "ArchiveExtractError",
+    "DecodeError",
+    "InvalidArchiveError",
+    "SplitError",
+    "check_decode_options",
+    "decode_split",
+    "download_archive",
+    "extract_images",
+    "make_split_decoder",
+    "report_data_quality",
+    "split_images",
+    "verify_archive",
+]
