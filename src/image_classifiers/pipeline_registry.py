@@ -1,6 +1,7 @@
 """Project pipelines."""
 
 from kedro.framework.project import find_pipelines
+from kedro.framework.project import pipelines as project_pipelines
 from kedro.pipeline import Pipeline
 
 
@@ -10,6 +11,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects.
     """
+    # Kedro 1.7 imports only the pipeline folders named by `kedro run --pipeline=...`, but
+    # xception_cats is no folder: it is assembled below from others, so find them all.
+    project_pipelines.set_requested(None)
     pipelines = find_pipelines(raise_errors=True)
     # The main job: raw archive -> decoded images -> trained, evaluated model(s).
     xception_cats = Pipeline([])
