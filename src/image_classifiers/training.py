@@ -327,8 +327,8 @@ def _check_compatible(
             )
     units = model.output_shape[-1]
     num_classes = len(train_set["classes"])
-    expected_units = 1 if num_classes == 2 else num_classes
-    if units != expected_units:
+    # One sigmoid unit for two classes, or one softmax unit per class.
+    if units not in {num_classes, 1 if num_classes == 2 else num_classes}:
         raise ValueError(
             f"The model predicts {units} unit(s) but the data has {num_classes} classes; "
             "rebuild the model for this data."
@@ -464,7 +464,7 @@ def fit_model(
             )
         )
     logger.info(
-        "Training %s (%s parameters) for %d epochs: %d images in %d batches of %d, "
+        "Training %s (%s parameters) for %d epoch(s): %d images in %d batches of %d, "
         "%d validation images, optimizer %s.",
         model.name,
         f"{model.count_params():,}",
