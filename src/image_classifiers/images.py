@@ -210,6 +210,6 @@ def _describe_failure(exc: Exception, data: bytes) -> str:
         head = data[:16].lstrip()
         kind = "an HTML page" if head[:1] == b"<" else "not an image format PIL can read"
         return f"{kind} ({len(data)} bytes, starts with {data[:8]!r})"
-    if "truncated" in message:
+    if "truncated" in message.lower():
         return f"the file is truncated or corrupt ({message})"
     return f"{type(exc).__name__}: {message}"

@@ -152,8 +152,7 @@ def _extract_members(
 ) -> int:
     members = []
     for info in images_zip.infolist():
-        if is_ignored(info.filename):
-            continue
+        # Checked before the dot-file filter, which would otherwise take ".." for a dot-file.
         relative = safe_member_path(info.filename)
         if relative is None:
             raise ArchiveExtractError(
@@ -161,7 +160,7 @@ def _extract_members(
                 "extraction folder (zip-slip). Nothing was extracted. The archive is damaged "
                 "or malicious: get it again from a source you trust."
             )
-        if relative.suffix.lower() in extensions:
+        if not is_ignored(info.filename) and relative.suffix.lower() in extensions:
             members.append((info, relative))
     made: set[Path] = set()
     try:

@@ -1,0 +1,115 @@
+"""The decode nodes and the data-quality report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from image_classifiers.pipelines.data_processing.nodes import (
+    DecodeError,
+    decode_split,
+    make_split_decoder,
+    report_data_quality,
+)
+
+DECODE = {"image_size": [12, 16], "on_bad_image": "skip", "workers": 2, "log_every": 2}
+
+
+@pytest.fixture
+def manifest(tmp_path, odd_images) -> pd.DataFrame:
+    """Train: the six odd images; validation: two plain ones."""
+    rows = []
+    members = {**odd_images["good"], **odd_images["bad"]}
+    plain = {"train/cat.0.jpg": members["train/cat.16.jpg"]}
+    plain["train/dog.0.jpg"] = members["train/dog.16.jpg"]
+    for subset, group in (("train", members), ("validation", plain)):
+        for member, data in sorted(group.items()):
+            name = Path(member).name
+            label = name.split(".")[0]
+            path = tmp_path / subset / label / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            rows.append((str(path), label, subset))
+    return pd.DataFrame(rows, columns=["file", "class", "subset"])
+
+
+def test_skip_leaves_bad_images_out_and_reports_them(manifest, caplog):
+    caplog.set_level(logging.INFO)
+    image_set, quality = decode_split(manifest, DECODE, ["cat", "dog"], "train")
+
+    good = sorted(Path(f).name for f in image_set["files"])
+    assert good == ["cat.16.jpg", "cat.17.jpg", "dog.16.jpg"]
+    assert image_set["images"].shape == (3, 12, 16, 3)
+    assert image_set["images"].dtype == np.uint8
+    expected_labels = [0 if Path(f).name.startswith("cat") else 1 for f in image_set["files"]]
+    assert image_set["labels"].tolist() == expected_labels
+    assert image_set["labels"].dtype == np.int32
+    assert image_set["classes"] == ["cat", "dog"]
+
+    skipped = {Path(s["file"]).name: s["reason"] for s in quality["skipped"]}
+    assert set(skipped) == {"dog.17.jpg", "cat.18.jpg", "dog.18.jpg"}
+    assert "empty" in skipped["dog.17.jpg"]
+    assert "truncated" in skipped["cat.18.jpg"]
+    assert "not an image" in skipped["dog.18.jpg"]
+    assert quality["images"] == 6 and quality["decoded"] == 3
+    assert "Skipped unreadable train image" in caplog.text
+    assert "train: 6/6 images" in caplog.text  # progress
+
+
+def test_fail_names_every_bad_image(manifest):
+    with pytest.raises(DecodeError) as error:
+        decode_split(manifest, {**DECODE, "on_bad_image": "fail"}, ["cat", "dog"], "train")
+    message = str(error.value)
+    assert message.startswith("3 train images cannot be decoded")
+    for name in ("dog.17.jpg", "cat.18.jpg", "dog.18.jpg"):
+        assert name in message
+    assert "on_bad_image=skip" in message
+
+
+@pytest.mark.parametrize("value", ["ignore", "", None, True])
+def test_bad_on_bad_image_value(manifest, value):
+    with pytest.raises(DecodeError, match="must be 'skip' or 'fail'"):
+        decode_split(manifest, {**DECODE, "on_bad_image": value}, ["cat", "dog"], "validation")
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ({"image_size": [0, 10]}, "image_size"),
+        ({"resample": "smooth"}, "resampling"),
+        ({"workers": -1}, "workers"),
+    ],
+)
+def test_other_bad_decode_parameters(manifest, override, match):
+    with pytest.raises(DecodeError, match=match):
+        decode_split(manifest, {**DECODE, **override}, ["cat", "dog"], "validation")
+
+
+def test_unknown_subset_and_class(manifest):
+    with pytest.raises(DecodeError, match="no 'test' images"):
+        decode_split(manifest, DECODE, ["cat", "dog"], "test")
+    with pytest.raises(DecodeError, match=r"classes \['dog'\] that are not in"):
+        decode_split(manifest, DECODE, ["cat", "fox"], "validation")
+
+
+def test_split_decoder_is_a_named_node_function(manifest):
+    decode_validation = make_split_decoder("validation")
+    assert decode_validation.__name__ == "decode_validation_images"
+    image_set, quality = decode_validation(manifest, DECODE, ["cat", "dog"])
+    assert quality["subset"] == "validation"
+    assert image_set["labels"].tolist() == [0, 1]
+
+
+def test_report_merges_the_splits(manifest):
+    qualities = [decode_split(manifest, DECODE, ["cat", "dog"], s)[1] for s in ("train", "validation")]
+    report = report_data_quality(DECODE, *qualities)
+    assert report["image_size"] == [12, 16]
+    assert report["on_bad_image"] == "skip"
+    assert (report["images"], report["decoded"], report["skipped_count"]) == (8, 5, 3)
+    assert report["splits"]["validation"] == {"images": 2, "decoded": 2, "skipped": []}
+    assert {s["subset"] for s in report["skipped"]} == {"train"}
+    assert len(report["skipped"]) == 3

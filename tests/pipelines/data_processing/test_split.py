@@ -1,0 +1,129 @@
+"""The split node: index ranges per class, byte copies, clear errors, untouched old output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from image_classifiers.pipelines.data_processing.nodes import SplitError, split_images
+from image_classifiers.pipelines.data_processing.split import compact_ranges
+
+RANGES = {"train": [0, 4], "validation": [4, 6], "test": [6, 9]}
+
+
+def _extracted(tmp_path: Path, classes=("cat", "dog"), indices=range(10)) -> dict:
+    folder = tmp_path / "raw" / "train"
+    folder.mkdir(parents=True, exist_ok=True)
+    for label in classes:
+        for n in indices:
+            (folder / f"{label}.{n}.jpg").write_bytes(f"{label} {n}".encode())
+    (folder / "readme.txt").write_text("ignored")
+    return {"path": str(tmp_path / "raw")}
+
+
+def _params(tmp_path: Path, classes=("cat", "dog"), ranges=None) -> dict:
+    return {
+        "classes": list(classes),
+        "ranges": ranges or RANGES,
+        "target_dir": str(tmp_path / "small"),
+    }
+
+
+def test_copies_each_range_per_class(tmp_path):
+    manifest = split_images(_extracted(tmp_path), _params(tmp_path))
+
+    small = tmp_path / "small"
+    for subset, (start, stop) in RANGES.items():
+        for label in ("cat", "dog"):
+            names = sorted(p.name for p in (small / subset / label).iterdir())
+            assert names == sorted(f"{label}.{n}.jpg" for n in range(start, stop))
+    assert (small / "test/dog/dog.8.jpg").read_bytes() == b"dog 8"  # bytes, not re-encoded
+    assert list(manifest.columns) == ["file", "class", "subset"]
+    assert len(manifest) == 2 * 9
+    assert manifest["file"].is_unique
+    assert manifest.iloc[0].to_dict() == {
+        "file": (small / "train/cat/cat.0.jpg").as_posix(),
+        "class": "cat",
+        "subset": "train",
+    }
+    assert all(Path(f).is_file() for f in manifest["file"])
+    assert manifest.groupby("subset").size().to_dict() == {"test": 6, "train": 8, "validation": 4}
+
+
+def test_split_is_deterministic_and_replaces_old_output(tmp_path):
+    extracted = _extracted(tmp_path)
+    first = split_images(extracted, _params(tmp_path))
+    stale = tmp_path / "small" / "train" / "cat" / "cat.99.jpg"
+    stale.write_bytes(b"from an older split")
+    second = split_images(extracted, _params(tmp_path))
+    assert first.equals(second)
+    assert not stale.exists()
+
+
+def test_more_than_two_classes(tmp_path):
+    classes = ("cat", "dog", "fox")
+    manifest = split_images(_extracted(tmp_path, classes), _params(tmp_path, classes))
+    assert sorted(manifest["class"].unique()) == list(classes)
+    assert len(list((tmp_path / "small" / "validation" / "fox").iterdir())) == 2
+
+
+def test_overlapping_ranges_are_refused(tmp_path):
+    ranges = {"train": [0, 5], "validation": [4, 6], "test": [6, 9]}
+    with pytest.raises(SplitError, match="overlap") as error:
+        split_images(_extracted(tmp_path), _params(tmp_path, ranges=ranges))
+    assert "train [0, 5) and validation [4, 6) share 1 indices" in str(error.value)
+    assert not (tmp_path / "small").exists()
+
+
+def test_missing_files_are_listed_in_one_error(tmp_path):
+    extracted = _extracted(tmp_path, indices=[0, 1, 2, 3, 5, 8])
+    split_images(_extracted(tmp_path / "old"), _params(tmp_path))  # an earlier good split
+    before = sorted(p.name for p in (tmp_path / "small").rglob("*"))
+    with pytest.raises(SplitError) as error:
+        split_images(extracted, _params(tmp_path))
+    message = str(error.value)
+    assert message.startswith("6 source images are missing")
+    assert "validation/cat: 4; validation/dog: 4; test/cat: 6–7; test/dog: 6–7" in message
+    assert "cat: 0–3, 5, 8" in message
+    assert sorted(p.name for p in (tmp_path / "small").rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    ("ranges", "match"),
+    [
+        ({"train": [5, 5]}, "0 <= start < stop"),
+        ({"train": [-1, 3]}, "0 <= start < stop"),
+        ({"train": [0, 2.5]}, "0 <= start < stop"),
+        ({"train": "0-10"}, "0 <= start < stop"),
+        ({}, "must map subset names"),
+    ],
+)
+def test_bad_ranges(tmp_path, ranges, match):
+    params = {**_params(tmp_path), "ranges": ranges}
+    with pytest.raises(SplitError, match=match):
+        split_images(_extracted(tmp_path), params)
+
+
+@pytest.mark.parametrize("classes", [["cat"], ["cat", "cat"], "cat", ["cat", "a/b"]])
+def test_bad_classes(tmp_path, classes):
+    params = {**_params(tmp_path), "classes": classes}
+    with pytest.raises(SplitError, match="split.classes"):
+        split_images(_extracted(tmp_path), params)
+
+
+def test_two_files_for_one_index(tmp_path):
+    extracted = _extracted(tmp_path)
+    (tmp_path / "raw" / "train" / "cat.3.png").write_bytes(b"")
+    with pytest.raises(SplitError, match="Two files for cat #3"):
+        split_images(extracted, _params(tmp_path))
+
+
+def test_missing_extraction_folder(tmp_path):
+    with pytest.raises(SplitError, match="run the extract step"):
+        split_images({"path": str(tmp_path / "nowhere")}, _params(tmp_path))
+
+
+def test_compact_ranges():
+    assert compact_ranges([9, 1, 2, 3, 7, 10]) == "1–3, 7, 9–10"
+    assert compact_ranges([]) == ""
