@@ -125,7 +125,7 @@ def test_truncated_inner_archive(tmp_path, make_archive):
     with zipfile.ZipFile(make_archive(indices=range(2))) as outer:
         inner = outer.read("train.zip")
     archive = _outer_zip(tmp_path / "cut.zip", {"train.zip": inner[: len(inner) - 40]})
-    with pytest.raises(ArchiveExtractError, match="'train.zip' inside") as error:
+    with pytest.raises(ArchiveExtractError, match=r"'train\.zip' inside") as error:
         extract_images(_record(archive, source="local_path"), _params(tmp_path))
     assert "download.local_path" in str(error.value)
 
@@ -144,7 +144,7 @@ def test_corrupt_member_fails_without_half_written_output(tmp_path, make_archive
 
 def test_missing_inner_archive_lists_what_is_there(tmp_path):
     archive = _outer_zip(tmp_path / "other.zip", {"images.zip": b"", "notes.txt": b""})
-    with pytest.raises(ArchiveExtractError, match="no member 'train.zip'") as error:
+    with pytest.raises(ArchiveExtractError, match=r"no member 'train\.zip'") as error:
         extract_images(_record(archive), _params(tmp_path))
     assert "images.zip" in str(error.value)
 

@@ -108,7 +108,7 @@ def test_bad_ranges(tmp_path, ranges, match):
 @pytest.mark.parametrize("classes", [["cat"], ["cat", "cat"], "cat", ["cat", "a/b"]])
 def test_bad_classes(tmp_path, classes):
     params = {**_params(tmp_path), "classes": classes}
-    with pytest.raises(SplitError, match="split.classes"):
+    with pytest.raises(SplitError, match=r"split\.classes"):
         split_images(_extracted(tmp_path), params)
 
 
