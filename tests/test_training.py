@@ -1,0 +1,258 @@
+"""Tests for image_classifiers.training: compile options, fitting, batches, errors."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from image_classifiers.training import (
+    ImageBatches,
+    compile_model,
+    cross_entropy,
+    fit_model,
+    model_build_scope,
+    predict_probabilities,
+    predicted_labels,
+    training_options,
+)
+
+SIZE = 12
+
+
+def image_set(n: int, flip: bool = False, seed: int = 0, classes=("cat", "dog")) -> dict:
+    """Dark cats and bright dogs (or the reverse with ``flip``), as the fixture archive."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 2).astype(np.int32)
+    dark = labels == (1 if flip else 0)
+    base = np.where(dark, 60, 190)[:, None, None, None]
+    images = np.clip(rng.normal(base, 30, (n, SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+    return {"images": images, "labels": labels, "classes": list(classes), "files": []}
+
+
+def tiny_model(units: int = 1, seed: int = 0) -> keras.Model:
+    """A few hundred parameters: rescale, one conv, global pooling, dense head."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    activation = "sigmoid" if units == 1 else "softmax"
+    return keras.Model(inputs, keras.layers.Dense(units, activation=activation)(x))
+
+
+def options(**overrides) -> dict:
+    return {"epochs": 3, "batch_size": 8, "learning_rate": 0.01, "seed": 7, **overrides}
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("rmsprop", keras.optimizers.RMSprop),
+        ("adam", keras.optimizers.Adam),
+        ("AdamW", keras.optimizers.AdamW),
+    ],
+)
+def test_compile_model_builds_named_optimizer(name, cls):
+    model = compile_model(tiny_model(), {"optimizer": name, "learning_rate": 0.005})
+    assert isinstance(model.optimizer, cls)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.005)
+    assert model.loss == "binary_crossentropy"
+
+
+def test_compile_model_uses_sparse_loss_for_softmax_and_weight_decay():
+    model = compile_model(tiny_model(units=3), {"optimizer": "adamw", "weight_decay": 0.1})
+    assert model.loss == "sparse_categorical_crossentropy"
+    assert model.optimizer.weight_decay == pytest.approx(0.1)
+
+
+def test_cosine_schedule_needs_steps_and_decays():
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        compile_model(tiny_model(), {"schedule": "cosine"})
+    model = compile_model(
+        tiny_model(), {"schedule": "cosine", "epochs": 2, "learning_rate": 0.1}, steps_per_epoch=5
+    )
+    schedule = model.optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.decay_steps == 10
+    assert float(schedule(10)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"optimizer": "sgd"}, "Unknown optimizer 'sgd'"),
+        ({"schedule": "step"}, "Unknown learning-rate schedule"),
+        ({"epochs": -1}, "training.epochs"),
+        ({"epochs": True}, "training.epochs"),
+        ({"batch_size": 0}, "training.batch_size"),
+        ({"batch_size": 2.5}, "training.batch_size"),
+        ({"learning_rate": 0}, "training.learning_rate"),
+        ({"early_stopping_patience": 0}, "training.early_stopping_patience"),
+        ({"steps_per_execution": 0}, "training.steps_per_execution"),
+    ],
+)
+def test_bad_training_parameters_raise(bad, message):
+    with pytest.raises(ValueError, match=message):
+        training_options(bad)
+
+
+def test_unknown_training_parameter_is_reported(caplog):
+    training_options({"epoch": 3})
+    assert "epoch" in caplog.text and "Ignoring unknown" in caplog.text
+
+
+def test_training_batches_are_full_and_reshuffled_every_epoch():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1).repeat(3, axis=-1)
+    batches = ImageBatches(images, np.arange(10), batch_size=4, shuffle=True, seed=0)
+    assert len(batches) == 2  # 10 // 4: the partial batch is dropped
+
+    def epoch() -> list[int]:
+        seen = [batches[i][1] for i in range(len(batches))]
+        assert all(len(labels) == 4 for labels in seen)
+        return [int(v) for labels in seen for v in labels]
+
+    first = epoch()
+    assert len(set(first)) == 8  # no image twice in an epoch
+    assert all(images[v, 0, 0, 0] == v for v in first)  # images stay with their labels
+    batches.on_epoch_end()
+    assert epoch() != first
+
+
+def test_inference_pads_last_batch_and_predictions_match_direct_calls():
+    model = tiny_model()
+    images = image_set(11)["images"]
+    batches = ImageBatches(images, None, batch_size=4)
+    assert len(batches) == 3 and batches[2][0].shape == (4, SIZE, SIZE, 3)
+    probabilities = predict_probabilities(model, images, batch_size=4)
+    direct = keras.ops.convert_to_numpy(model(images, training=False))[:, 0]
+    assert probabilities.shape == (11, 2)
+    np.testing.assert_allclose(probabilities[:, 1], direct, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_cross_entropy_matches_keras_loss_and_labels_follow_threshold():
+    probabilities = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.0, 1.0]], np.float32)
+    labels = np.array([0, 1, 1, 1])
+    expected = keras.losses.binary_crossentropy(labels[:, None], probabilities[:, 1:])
+    assert cross_entropy(probabilities, labels) == pytest.approx(
+        float(np.mean(keras.ops.convert_to_numpy(expected))), rel=1e-5
+    )
+    assert predicted_labels(probabilities).tolist() == [0, 1, 0, 1]
+    assert predicted_labels(probabilities, threshold=0.8).tolist() == [0, 0, 0, 1]
+    three = np.array([[0.2, 0.5, 0.3], [0.7, 0.2, 0.1]])
+    assert predicted_labels(three).tolist() == [1, 0]
+
+
+def test_model_build_scope_sets_seed_and_mixed_precision_then_restores_policy():
+    def build() -> keras.Model:
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, keras.layers.Dense(2)(inputs))
+
+    with model_build_scope({"seed": 3, "mixed_precision": True}):
+        first = build()
+    assert first.layers[-1].compute_dtype == "bfloat16"
+    assert first.layers[-1].variable_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"
+    with model_build_scope({"seed": 3}):
+        second = build()
+    assert second.layers[-1].compute_dtype == "float32"
+    np.testing.assert_array_equal(first.get_weights()[0], second.get_weights()[0])
+
+
+@pytest.mark.slow
+def test_fit_lowers_the_loss_and_records_history():
+    model, history = fit_model(
+        tiny_model(), image_set(48), image_set(16, seed=1), options(epochs=5)
+    )
+    assert set(history) >= {
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "learning_rate",
+        "epoch_seconds",
+    }
+    assert all(len(values) == 5 for values in history.values())
+    assert history["loss"][-1] < history["loss"][0]
+    assert min(history["val_loss"]) < history["val_loss"][0]
+    assert history["learning_rate"] == pytest.approx([0.01] * 5)
+    assert all(seconds > 0 for seconds in history["epoch_seconds"])
+    # The reported val_loss is the model's real loss on the validation images.
+    validation = image_set(16, seed=1)
+    probabilities = predict_probabilities(model, validation["images"])
+    assert cross_entropy(probabilities, validation["labels"]) == pytest.approx(
+        min(history["val_loss"]), rel=1e-4
+    )
+
+
+@pytest.mark.slow
+def test_best_val_loss_weights_are_restored_and_early_stopping_ends_training():
+    # Validation labels are the reverse of training: learning makes val_loss worse, so
+    # the best epoch is the first and every later one is worse.
+    validation = image_set(16, flip=True, seed=1)
+    model, history = fit_model(
+        tiny_model(), image_set(48), validation, options(epochs=20, early_stopping_patience=2)
+    )
+    assert len(history["loss"]) == 3  # best at epoch 1, then 2 epochs without improvement
+    assert int(np.argmin(history["val_loss"])) == 0
+    assert history["val_loss"][-1] > history["val_loss"][0] + 1e-3
+    restored = cross_entropy(
+        predict_probabilities(model, validation["images"]), validation["labels"]
+    )
+    assert restored == pytest.approx(history["val_loss"][0], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_cosine_schedule_lowers_learning_rate_each_epoch():
+    _, history = fit_model(
+        tiny_model(), image_set(32), image_set(8), options(epochs=3, schedule="cosine")
+    )
+    rates = history["learning_rate"]
+    assert rates[0] < 0.01 and rates[0] > rates[1] > rates[2] >= 0
+
+
+def test_zero_epochs_leaves_the_model_untrained_but_compiled():
+    model = tiny_model()
+    before = [w.copy() for w in model.get_weights()]
+    model, history = fit_model(model, image_set(16), image_set(8), options(epochs=0))
+    assert all(values == [] for values in history.values())
+    assert model.optimizer is not None and model.compiled
+    for old, new in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_batch_size_larger_than_training_set_is_clamped(caplog):
+    _, history = fit_model(
+        tiny_model(), image_set(6), image_set(4), options(epochs=1, batch_size=64)
+    )
+    assert len(history["loss"]) == 1
+    assert "larger than the 6 training images" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("train", "validation", "model_units", "message"),
+    [
+        (image_set(0), image_set(4), 1, "train_set holds no images"),
+        (image_set(8), image_set(0), 1, "validation_set holds no images"),
+        (image_set(8), image_set(4, classes=("dog", "cat")), 1, "classes"),
+        (image_set(8), image_set(4), 3, "predicts 3 unit"),
+    ],
+)
+def test_fit_rejects_unusable_data(train, validation, model_units, message):
+    with pytest.raises(ValueError, match=message):
+        fit_model(tiny_model(units=model_units), train, validation, options())
+
+
+def test_fit_rejects_images_of_another_size():
+    wrong = image_set(8)
+    wrong["images"] = np.zeros((8, SIZE + 2, SIZE + 2, 3), np.uint8)
+    with pytest.raises(ValueError, match="model takes images of shape"):
+        fit_model(tiny_model(), wrong, image_set(4), options())
+
+
+def test_fit_rejects_labels_outside_the_classes():
+    bad = image_set(8)
+    bad["labels"] = bad["labels"] + 1
+    with pytest.raises(ValueError, match="class indices"):
+        fit_model(tiny_model(), bad, image_set(4), options())
