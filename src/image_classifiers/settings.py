@@ -4,6 +4,8 @@ https://docs.kedro.org/en/stable/kedro_project_setup/settings.html."""
 
 from kedro.config import OmegaConfigLoader
 
+from image_classifiers.hooks import MlflowDefaultsHook, ModelRunsHook
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -13,3 +15,7 @@ CONFIG_LOADER_ARGS["merge_strategy"] = {
     # An environment such as conf/smoke overrides single keys, not whole parameter groups.
     "parameters": "soft",
 }
+
+# kedro-mlflow (registered automatically as a plugin) opens one MLflow run per kedro run;
+# these add the tracking-store defaults and one nested run per model. See docs/tracking.md.
+HOOKS = (MlflowDefaultsHook(), ModelRunsHook())

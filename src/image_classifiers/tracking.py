@@ -1,0 +1,384 @@
+"""MLflow tracking helpers and the two catalog datasets kedro-mlflow does not provide.
+
+kedro-mlflow (configured in ``conf/base/mlflow.yml``) opens one MLflow run per ``kedro run``,
+logs node parameters and saves its ``Mlflow*`` datasets to the active run. This module adds:
+
+* ``MlflowMetricsDataset`` -- wraps any dataset (typically ``json.JSONDataset``) and, when a
+  dict of numbers is saved, also logs it as MLflow metrics: a number becomes one metric, a
+  list of numbers becomes a metric history with one step per element (one per epoch for a
+  Keras training history). kedro-mlflow's own metric datasets need a different layout and
+  keep no local file.
+* ``MlflowKerasModelDataset`` -- a ``.keras`` file like ``KerasModelDataset`` that also logs
+  the model with MLflow's Keras flavor, an input/output signature and a summary, and
+  registers it in the Model Registry. ``MlflowModelTrackingDataset`` can neither keep the
+  local file the rest of the pipeline reads nor take a signature from YAML.
+* Small functions the project hooks use: tracking-URI resolution and run tags.
+
+Both datasets are named ``Mlflow*`` so that kedro-mlflow's switch for pipelines with
+tracking disabled (``disable_tracking.pipelines``) also turns their logging off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import mlflow
+import numpy as np
+from kedro.io import AbstractDataset
+from kedro.io.core import parse_dataset_definition
+from mlflow.entities import Metric
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
+
+from image_classifiers.datasets import KerasModelDataset
+
+logger = logging.getLogger(__name__)
+
+TRACKING_URI_ENV_VAR = "MLFLOW_TRACKING_URI"
+DEFAULT_STORE_FILE = "mlflow.db"
+DEFAULT_ARTIFACTS_DIR = "mlartifacts"
+_SQLITE_PREFIX = "sqlite:///"
+
+# The Python distribution that provides each Keras backend, for the logged model's
+# requirements.txt.
+_BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+# ---- tracking store --------------------------------------------------------------------
+def default_tracking_uri(project_path: Path) -> str:
+    """The embedded store: the SQLite file ``mlflow.db`` at the project root."""
+    return f"{_SQLITE_PREFIX}{(Path(project_path) / DEFAULT_STORE_FILE).resolve().as_posix()}"
+
+
+def resolve_tracking_uri(configured: str | None, project_path: Path) -> tuple[str, str]:
+    """Pick the tracking URI and say where it came from.
+
+    Precedence: the ``MLFLOW_TRACKING_URI`` environment variable, then
+    ``server.mlflow_tracking_uri`` from ``mlflow.yml``, then the project's SQLite file.
+    A relative SQLite path is taken relative to the project root (not the working directory),
+    so ``kedro run`` from a sub-folder or a notebook finds the same store.
+
+    Returns:
+        ``(uri, source)`` with ``source`` one of ``"environment"``, ``"mlflow.yml"``,
+        ``"default"``.
+    """
+    env_uri = os.environ.get(TRACKING_URI_ENV_VAR, "").strip()
+    if env_uri:
+        uri, source = env_uri, "environment"
+    elif configured:
+        uri, source = str(configured), "mlflow.yml"
+    else:
+        return default_tracking_uri(project_path), "default"
+    if uri.startswith(_SQLITE_PREFIX):
+        db_path = Path(unquote(uri[len(_SQLITE_PREFIX) :]))
+        # sqlite:////abs/path.db has an absolute path; sqlite:///:memory: is not a file.
+        if not db_path.is_absolute() and str(db_path) != ":memory:":
+            uri = f"{_SQLITE_PREFIX}{(Path(project_path) / db_path).resolve().as_posix()}"
+    return uri, source
+
+
+# ---- run tags ----------------------------------------------------------------------------
+def git_commit(project_path: Path) -> dict[str, str]:
+    """The project's git commit (and whether the working tree has changes), if it is a repo."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=project_path,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=project_path,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        logger.debug("No git commit to tag: '%s' is not a git checkout.", project_path)
+        return {}
+    # mlflow.source.git.commit is the tag the MLflow UI shows as the run's version.
+    return {"mlflow.source.git.commit": sha, "git_dirty": str(bool(status.strip())).lower()}
+
+
+def describe_device() -> str:
+    """Where the current Keras backend computes, e.g. ``"cpu"`` or ``"gpu:NVIDIA H100"``."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            return f"{device.platform}:{device.device_kind}"
+        if backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return f"gpu:{torch.cuda.get_device_name(0)}"
+            return "cpu"
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            return f"gpu:{len(gpus)}" if gpus else "cpu"
+    except Exception as exc:  # a tag must never fail a training run
+        logger.debug("Could not describe the %s device: %s", backend, exc)
+    return "unknown"
+
+
+def environment_tags() -> dict[str, str]:
+    """Tags every training run gets: Keras version and backend, and the compute device."""
+    import keras
+
+    return {
+        "keras_backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "device": describe_device(),
+    }
+
+
+def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values), as kedro-mlflow logs them."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, name, sep))
+        else:
+            flat[name] = value
+    return flat
+
+
+# ---- datasets ------------------------------------------------------------------------------
+def _wrapped_dataset(dataset: str | dict[str, Any]) -> AbstractDataset:
+    config = {"type": dataset} if isinstance(dataset, str) else dict(dataset)
+    dataset_class, kwargs = parse_dataset_definition(config)
+    return dataset_class(**kwargs)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def metrics_from(
+    data: dict[str, Any], prefix: str = "", keys: Iterable[str] | None = None
+) -> list[Metric]:
+    """MLflow metrics from a dict: numbers -> step 0, lists of numbers -> one step each.
+
+    Anything else (strings, nested dicts, matrices) is not a metric and is skipped; the
+    wrapped dataset still stores it. ``keys`` limits the metrics to those keys.
+    """
+    timestamp = int(time.time() * 1000)
+    wanted = None if keys is None else set(keys)
+    metrics = []
+    for key, value in data.items():
+        if wanted is not None and key not in wanted:
+            continue
+        if _is_number(value):
+            metrics.append(Metric(f"{prefix}{key}", float(value), timestamp, 0))
+        elif isinstance(value, list | tuple) and value and all(_is_number(v) for v in value):
+            metrics.extend(
+                Metric(f"{prefix}{key}", float(v), timestamp, step) for step, v in enumerate(value)
+            )
+        else:
+            logger.debug("'%s' is not a number or a list of numbers; not logged as a metric.", key)
+    return metrics
+
+
+class MlflowMetricsDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+    """Any dataset holding a dict of numbers, whose saves are also logged as MLflow metrics.
+
+    Example (catalog)::
+
+        "{model_name}.training_history":
+          type: image_classifiers.tracking.MlflowMetricsDataset
+          dataset:
+            type: json.JSONDataset
+            filepath: data/08_reporting/{model_name}/training_history.json
+
+    ``{"loss": [0.7, 0.5], "accuracy": [0.5, 0.8]}`` logs the metric histories ``loss`` and
+    ``accuracy`` with steps 0 and 1; ``{"accuracy": 0.9}`` with ``prefix: test_`` logs
+    ``test_accuracy``. Loading reads the wrapped dataset, not MLflow.
+    """
+
+    def __init__(
+        self,
+        dataset: str | dict[str, Any],
+        prefix: str = "",
+        keys: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ):
+        """Create the dataset.
+
+        Args:
+            dataset: The wrapped dataset's type, or its full catalog definition.
+            prefix: Prepended to every metric name (e.g. ``test_``).
+            keys: Log only these keys (all the numeric ones when omitted).
+            metadata: Free-form metadata (used by kedro-viz), ignored by the dataset.
+        """
+        self._dataset = _wrapped_dataset(dataset)
+        self._prefix = prefix
+        self._keys = keys
+        self.metadata = metadata
+        # kedro-mlflow flips this off for pipelines listed in disable_tracking.pipelines.
+        self._logging_activated = True
+
+    def load(self) -> dict[str, Any]:
+        return self._dataset.load()
+
+    def save(self, data: dict[str, Any]) -> None:
+        if not isinstance(data, dict):
+            raise TypeError(
+                f"{type(self).__name__} saves a dict of metric names to numbers or lists of "
+                f"numbers, got {type(data).__name__}."
+            )
+        self._dataset.save(data)
+        if not self._logging_activated:
+            return
+        run = mlflow.active_run()
+        if run is None:
+            # Logging here would open a stray run; kedro-mlflow opens one for every kedro run.
+            logger.warning("No active MLflow run: metrics %s were not logged.", sorted(data))
+            return
+        metrics = metrics_from(data, self._prefix, self._keys)
+        # MLflow accepts at most 1000 metrics per batch.
+        for start in range(0, len(metrics), 1000):
+            mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics[start : start + 1000])
+
+    def _exists(self) -> bool:
+        return self._dataset.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"dataset": self._dataset._describe(), "prefix": self._prefix, "keys": self._keys}
+
+
+def keras_signature(model: Any) -> ModelSignature:
+    """Tensor signature of a single-input Keras model: batch dimension -1, shapes from the model.
+
+    Built from the model's shapes rather than inferred from a prediction, so logging a model
+    costs no forward pass.
+    """
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            f"Expected a model with one input and one output, got {len(model.inputs)} inputs "
+            f"and {len(model.outputs)} outputs."
+        )
+    (inputs,), (outputs,) = model.inputs, model.outputs
+
+    def spec(tensor: Any, name: str | None) -> TensorSpec:
+        shape = (-1, *(-1 if dim is None else int(dim) for dim in tensor.shape[1:]))
+        return TensorSpec(np.dtype(tensor.dtype), shape, name)
+
+    return ModelSignature(
+        inputs=Schema([spec(inputs, getattr(inputs, "name", None) or "image")]),
+        outputs=Schema([spec(outputs, None)]),
+    )
+
+
+def model_requirements() -> list[str]:
+    """Pinned pip requirements of a logged Keras model: Keras and the active backend.
+
+    Given explicitly because MLflow's inference of requirements re-loads the model in a
+    subprocess, which cannot import the project's custom layers and only costs time.
+    """
+    import keras
+
+    requirements = []
+    for package in ("keras", _BACKEND_PACKAGES.get(keras.backend.backend())):
+        if package is None:
+            continue
+        try:
+            requirements.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            requirements.append(package)
+    return requirements
+
+
+def model_summary(model: Any) -> str:
+    """``model.summary()`` as text."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
+    return "\n".join(lines)
+
+
+class MlflowKerasModelDataset(KerasModelDataset):
+    """A ``.keras`` file that is also logged to MLflow (Keras flavor) and registered.
+
+    On save, after writing the local file: logs the model under the active run with an
+    input/output signature, writes ``model_summary.txt`` and the parameter count
+    (metric ``param_count``) to the run, and creates a new version of
+    ``registered_model_name`` in the Model Registry (no registration when it is empty).
+    Loading reads the local file, like ``KerasModelDataset``.
+
+    The logged model contains the project's custom layers, so whoever loads it must
+    ``import image_classifiers.layers`` first (``KerasModelDataset`` does that).
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        registered_model_name: str | None = None,
+        artifact_path: str = "model",
+        compile: bool = True,
+        metadata: dict[str, Any] | None = None,
+    ):
+        """Create the dataset.
+
+        Args:
+            filepath: Path of the local ``.keras`` file.
+            registered_model_name: Model Registry name to register each logged model under;
+                ``None`` or empty logs the model without registering it.
+            artifact_path: Name of the logged model within the run.
+            compile: Restore the optimizer and loss when loading.
+            metadata: Free-form metadata (used by kedro-viz), ignored by the dataset.
+        """
+        super().__init__(filepath=filepath, compile=compile, metadata=metadata)
+        self._registered_model_name = registered_model_name or None
+        self._artifact_path = artifact_path
+        self._logging_activated = True
+
+    def save(self, data: Any) -> None:
+        super().save(data)
+        if not self._logging_activated:
+            return
+        if mlflow.active_run() is None:
+            logger.warning("No active MLflow run: model '%s' was not logged.", self._path)
+            return
+        mlflow.log_text(model_summary(data), "model_summary.txt")
+        param_count = int(data.count_params())
+        mlflow.log_metric("param_count", param_count)
+        info = mlflow.keras.log_model(
+            data,
+            name=self._artifact_path,
+            signature=keras_signature(data),
+            pip_requirements=model_requirements(),
+            registered_model_name=self._registered_model_name,
+            metadata={"custom_objects_module": "image_classifiers.layers"},
+        )
+        registered = (
+            f" and registered as '{self._registered_model_name}' "
+            f"version {info.registered_model_version}"
+            if self._registered_model_name
+            else ""
+        )
+        logger.info("Logged model %s (%s parameters)%s.", info.model_uri, param_count, registered)
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            **super()._describe(),
+            "registered_model_name": self._registered_model_name,
+            "artifact_path": self._artifact_path,
+        }
