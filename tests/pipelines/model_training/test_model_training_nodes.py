@@ -1,0 +1,182 @@
+"""Nodes of model_training: model building, metrics on known predictions, figures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from image_classifiers.pipelines.model_training.nodes import (
+    build_model,
+    classification_metrics,
+    evaluate_model,
+    plot_training_curves,
+)
+
+# Uniform grey images whose pixel value v makes the "brightness model" below predict
+# P(dog) = v / 255 exactly: labels 0 0 0 1 1 1.
+PIXELS = np.array([25, 102, 153, 178, 76, 229])
+LABELS = np.array([0, 0, 0, 1, 1, 1], dtype=np.int32)
+
+
+def brightness_model(size: int = 4) -> keras.Model:
+    """P(dog) = mean pixel / 255: a classifier whose outputs are known in advance."""
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(
+        1, use_bias=False, kernel_initializer=keras.initializers.Constant(1 / 3)
+    )(x)
+    return keras.Model(inputs, outputs)
+
+
+def grey_set(pixels: np.ndarray, labels: np.ndarray, size: int = 4) -> dict:
+    images = np.broadcast_to(pixels[:, None, None, None], (len(pixels), size, size, 3))
+    return {
+        "images": np.ascontiguousarray(images, dtype=np.uint8),
+        "labels": labels,
+        "classes": ["cat", "dog"],
+        "files": [f"img{i}.jpg" for i in range(len(pixels))],
+    }
+
+
+def test_evaluate_model_on_known_predictions():
+    metrics, confusion, misclassified = evaluate_model(
+        brightness_model(),
+        grey_set(PIXELS, LABELS),
+        {"threshold": 0.5, "misclassified_grid": 16, "batch_size": 4},
+    )
+    p = PIXELS / 255
+    # Predicted dog above 0.5: 0 0 1 1 0 1 -> one false positive (153), one false negative (76).
+    assert metrics["confusion_matrix"] == [[2, 1], [1, 2]]
+    assert metrics["test_accuracy"] == pytest.approx(4 / 6)
+    assert metrics["test_precision"] == pytest.approx(2 / 3)
+    assert metrics["test_recall"] == pytest.approx(2 / 3)
+    assert metrics["test_f1"] == pytest.approx(2 / 3)
+    # Of the 9 (dog, cat) pairs, the dog scores higher in 7 (76 beats only 25).
+    assert metrics["test_roc_auc"] == pytest.approx(7 / 9)
+    expected_loss = -np.mean(np.log(np.where(LABELS == 1, p, 1 - p)))
+    assert metrics["test_loss"] == pytest.approx(expected_loss, rel=1e-5)
+    assert metrics["num_test_images"] == 6 and metrics["num_misclassified"] == 2
+    assert isinstance(confusion, Figure) and isinstance(misclassified, Figure)
+    titles = sorted(axes.get_title() for axes in misclassified.axes)
+    assert titles == ["true: cat\npred: dog (0.60)", "true: dog\npred: cat (0.70)"]
+
+
+def test_threshold_moves_the_decision():
+    metrics, _, _ = evaluate_model(
+        brightness_model(), grey_set(PIXELS, LABELS), {"threshold": 0.65}
+    )
+    # Now 153 (0.60) is a cat and 178 (0.70) still a dog: only 76 is wrong.
+    assert metrics["confusion_matrix"] == [[3, 0], [1, 2]]
+    assert metrics["test_precision"] == pytest.approx(1.0)
+    assert metrics["test_roc_auc"] == pytest.approx(7 / 9)  # AUC ignores the threshold
+
+
+def test_misclassified_grid_is_capped_and_says_when_nothing_is_wrong():
+    _, _, grid = evaluate_model(
+        brightness_model(), grey_set(PIXELS, LABELS), {"misclassified_grid": 1}
+    )
+    assert len(grid.axes) == 1
+    assert grid.axes[0].get_title().startswith("true: dog")  # the most confident mistake
+    perfect = np.array([0, 0, 0, 1, 1, 1], dtype=np.int32)
+    _, _, empty = evaluate_model(
+        brightness_model(), grey_set(np.array([10, 20, 30, 200, 220, 240]), perfect), {}
+    )
+    assert empty.axes == [] and "No misclassified" in empty.texts[0].get_text()
+
+
+def test_evaluate_model_rejects_images_of_another_size():
+    with pytest.raises(ValueError, match="decode the test set"):
+        evaluate_model(brightness_model(size=5), grey_set(PIXELS, LABELS), {})
+
+
+def test_multiclass_metrics_are_macro_averages():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.array(
+        [
+            [0.8, 0.1, 0.1],
+            [0.6, 0.3, 0.1],
+            [0.1, 0.7, 0.2],
+            [0.5, 0.25, 0.25],  # a 1 taken for a 0
+            [0.1, 0.2, 0.7],
+            [0.2, 0.1, 0.7],
+        ]
+    )
+    predictions = probabilities.argmax(axis=1)
+    metrics = classification_metrics(labels, probabilities, predictions, ["a", "b", "c"])
+    assert metrics["confusion_matrix"] == [[2, 0, 0], [1, 1, 0], [0, 0, 2]]
+    # precision per class 2/3, 1, 1; recall 1, 1/2, 1; F1 0.8, 2/3, 1.
+    assert metrics["test_precision"] == pytest.approx((2 / 3 + 1 + 1) / 3)
+    assert metrics["test_recall"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert metrics["test_f1"] == pytest.approx((0.8 + 2 / 3 + 1) / 3)
+    # One-vs-rest AUC, pairs (positive, negative) ranked right: a 8/8; b 7/8 (its 0.25
+    # loses to the 0.3 of an "a"); c 8/8.
+    assert metrics["test_roc_auc"] == pytest.approx((1 + 7 / 8 + 1) / 3)
+    assert metrics["test_loss"] == pytest.approx(-np.mean(np.log([0.8, 0.6, 0.7, 0.25, 0.7, 0.7])))
+
+
+def test_auc_is_none_when_the_test_set_has_one_class():
+    labels = np.zeros(3, dtype=np.int32)
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.8, 0.2]])
+    metrics = classification_metrics(labels, probabilities, np.array([0, 1, 0]), ["x", "y"])
+    assert metrics["test_roc_auc"] is None
+    assert metrics["test_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_training_curves_show_accuracy_and_loss():
+    history = {
+        "loss": [0.7, 0.5, 0.4],
+        "accuracy": [0.5, 0.7, 0.8],
+        "val_loss": [0.6, 0.55, 0.58],
+        "val_accuracy": [0.6, 0.7, 0.68],
+    }
+    figure = plot_training_curves(history)
+    assert isinstance(figure, Figure)
+    accuracy, loss = figure.axes
+    assert "accuracy" in accuracy.get_title() and "loss" in loss.get_title()
+    train_line, validation_line = loss.get_lines()[:2]
+    np.testing.assert_allclose(train_line.get_ydata(), history["loss"])
+    np.testing.assert_allclose(validation_line.get_ydata(), history["val_loss"])
+    assert "Best epoch (2)" in [text.get_text() for text in loss.get_legend().get_texts()]
+    empty = plot_training_curves({"loss": [], "val_loss": []})
+    assert empty.axes == [] and "No epochs" in empty.texts[0].get_text()
+
+
+def test_build_model_reads_shape_classes_and_options():
+    train_set = grey_set(PIXELS, LABELS, size=16)
+    model = build_model(
+        train_set,
+        {"architecture": "simple_convnet", "filters": [4, 4], "dropout": 0.1},
+        {"horizontal_flip": True},
+        {"seed": 1, "mixed_precision": True},
+    )
+    assert model.input_shape == (None, 16, 16, 3) and model.output_shape == (None, 1)
+    assert any(layer.compute_dtype == "bfloat16" for layer in model.layers)
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_build_model_needs_an_architecture():
+    with pytest.raises(ValueError, match="'architecture' key"):
+        build_model(grey_set(PIXELS, LABELS), {"dropout": 0.5}, None)
+
+
+def test_unknown_architecture_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unknown architecture"):
+        build_model(grey_set(PIXELS, LABELS), {"architecture": "nope"}, None)
+
+
+def test_metrics_are_json_serialisable():
+    metrics = classification_metrics(
+        LABELS,
+        np.stack([1 - PIXELS / 255, PIXELS / 255], 1),
+        (PIXELS > 127).astype(int),
+        ["a", "b"],
+    )
+    restored = json.loads(json.dumps(metrics))
+    assert restored["confusion_matrix"] == metrics["confusion_matrix"]
+    assert not any(isinstance(v, float) and math.isnan(v) for v in restored.values())

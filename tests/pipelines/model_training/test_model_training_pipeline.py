@@ -1,0 +1,108 @@
+"""The model_training pipeline: namespacing, the project's catalog factories, a whole run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from image_classifiers.datasets import ImageSetDataset, KerasModelDataset
+from image_classifiers.pipelines.model_training import create_pipeline
+
+PROJECT = Path(__file__).resolve().parents[3]
+OUTPUTS = {
+    "model",
+    "training_history",
+    "metrics",
+    "training_curves_plot",
+    "confusion_matrix_plot",
+    "misclassified_plot",
+}
+
+
+def project_config(env: str = "smoke") -> OmegaConfigLoader:
+    return OmegaConfigLoader(
+        str(PROJECT / "conf"),
+        base_env="base",
+        default_run_env=env,
+        merge_strategy={"parameters": "soft"},
+    )
+
+
+def test_pipeline_is_namespaced_per_model_with_shared_inputs():
+    pipeline = create_pipeline("tiny")
+    assert {node.name for node in pipeline.nodes} == {
+        "tiny.build_model",
+        "tiny.train_model",
+        "tiny.evaluate_model",
+        "tiny.plot_training_curves",
+    }
+    assert pipeline.inputs() == {
+        "train_set",
+        "validation_set",
+        "test_set",
+        "params:models.tiny",
+        "params:training",
+        "params:augmentation",
+        "params:evaluation",
+    }
+    assert pipeline.all_outputs() == {f"tiny.{name}" for name in OUTPUTS | {"untrained_model"}}
+    # Two models side by side share the data but nothing they produce.
+    both = create_pipeline("tiny") + create_pipeline("other")
+    assert len(both.nodes) == 8
+
+
+def test_catalog_factories_resolve_every_output_without_touching_the_splits():
+    catalog = DataCatalog.from_config(project_config("base")["catalog"])
+    model = catalog.get("mini_xception.model")
+    assert isinstance(model, KerasModelDataset)
+    assert model._describe()["filepath"] == "data/06_models/mini_xception.keras"
+    metrics = catalog.get("mini_xception.metrics")
+    assert str(metrics._filepath).endswith("data/08_reporting/mini_xception/metrics.json")
+    untrained = catalog.get("mini_xception.untrained_model")
+    assert isinstance(untrained, MemoryDataset) and untrained._copy_mode == "assign"
+    assert isinstance(catalog.get("train_set"), ImageSetDataset)
+    # Every dataset the pipeline makes is declared by a pattern: none falls back to
+    # Kedro's default MemoryDataset (which would deep-copy a Keras model or lose a file).
+    pipeline = create_pipeline("mini_xception")
+    resolver = catalog.config_resolver
+    for name in pipeline.datasets() - pipeline.inputs():
+        assert resolver.match_dataset_pattern(name), name
+
+
+def _image_set(n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 2).astype(np.int32)
+    base = np.where(labels == 0, 60, 190)[:, None, None, None]
+    images = np.clip(rng.normal(base, 30, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+    return {"images": images, "labels": labels, "classes": ["cat", "dog"], "files": []}
+
+
+@pytest.mark.slow
+def test_pipeline_runs_with_the_project_catalog(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the catalog's data/... paths are relative
+    config = project_config("smoke")
+    catalog = DataCatalog.from_config(config["catalog"])
+    for split, n in (("train", 16), ("validation", 8), ("test", 8)):
+        catalog[f"{split}_set"] = _image_set(n, seed=len(split))
+    parameters = config["parameters"]
+    catalog["params:models.tiny"] = {"architecture": "simple_convnet", "filters": [4]}
+    for name in ("training", "augmentation", "evaluation"):
+        catalog[f"params:{name}"] = parameters[name]
+
+    SequentialRunner().run(create_pipeline("tiny"), catalog)
+
+    reports = tmp_path / "data/08_reporting/tiny"
+    for png in ("training_curves.png", "confusion_matrix.png", "misclassified.png"):
+        assert (reports / png).stat().st_size > 1000
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert metrics["num_test_images"] == 8 and 0 <= metrics["test_accuracy"] <= 1
+    history = json.loads((reports / "training_history.json").read_text())
+    assert len(history["val_loss"]) == parameters["training"]["epochs"]
+    model = KerasModelDataset(str(tmp_path / "data/06_models/tiny.keras")).load()
+    assert model.input_shape == (None, 32, 32, 3)
