@@ -28,8 +28,10 @@ class KerasModelDataset(AbstractDataset[Any, Any]):
     def load(self) -> Any:
         import keras
 
-        # Registers the project's custom layers with Keras before deserialising.
-        import image_classifiers.layers  # noqa: F401
+        # Registers the project's custom layers (augmentation; transfer learning's
+        # preprocessing and inference-mode base) with Keras before deserialising.
+        import image_classifiers.layers
+        import image_classifiers.models.transfer  # noqa: F401
 
         if not self._path.is_file():
             raise DatasetError(f"No model at '{self._path}'. Train one first (kedro run).")

@@ -1,0 +1,417 @@
+"""Transfer learning from a ``keras.applications`` network pretrained on ImageNet.
+
+The model takes raw 0-255 RGB images like every other model of the project::
+
+    image -> RandomAugment (training only) -> the base's own preprocess_input
+          -> pretrained convolutional base (always in inference mode)
+          -> flatten / global pooling -> [dense] -> dropout -> classifier head
+
+Two details are easy to get wrong and are handled here:
+
+- ``base(x, training=False)`` in a functional model is *not* enough in Keras 3: when the
+  outer model is called with ``training=True`` (as ``fit`` does) that value overrides the one
+  recorded in the graph, so the base's dropout layers (EfficientNet's drop-connect) would be
+  active. ``InferenceMode`` wraps the base and always calls it with ``training=False``.
+  Frozen BatchNormalization layers (``trainable=False``) use their moving statistics in Keras 3
+  whatever ``training`` says, and they stay frozen in both phases here.
+- The preprocessing lives in the model (``ApplicationPreprocessing``), so a saved model needs
+  no separate preprocessing step and ``preprocess_input`` can't be forgotten or doubled.
+
+Both layers are registered with Keras; ``image_classifiers.datasets.KerasModelDataset`` imports
+this module before loading a ``.keras`` file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from image_classifiers.layers import RandomAugment
+
+logger = logging.getLogger(__name__)
+
+POOLINGS = ("flatten", "avg", "max")
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """How to build one ``keras.applications`` base and where its ImageNet weights live.
+
+    Attributes:
+        constructor: The ``keras.applications`` function (called with ``include_top=False``).
+        preprocess: That application's ``preprocess_input``.
+        min_size: Smallest input height/width the architecture accepts.
+        weights_file: Keras' file name of the no-top ImageNet weights (what ``weights:
+            imagenet`` downloads into ``~/.keras/models/``); ``{size}`` is the input size.
+    """
+
+    constructor: Callable[..., keras.Model]
+    preprocess: Callable[[Any], Any]
+    min_size: int
+    weights_file: str
+
+    def weights_file_for(self, input_shape: tuple[int, ...]) -> str:
+        """Keras' no-top ImageNet weights file name for images of ``input_shape``."""
+        height, width = input_shape[:2]
+        # MobileNetV2 has weights for these square sizes and falls back to the 224 ones.
+        size = height if height == width and height in (96, 128, 160, 192, 224) else 224
+        return self.weights_file.format(size=size)
+
+
+_apps = keras.applications
+BASES: dict[str, BaseSpec] = {
+    "vgg16": BaseSpec(
+        _apps.VGG16,
+        _apps.vgg16.preprocess_input,
+        32,
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "xception": BaseSpec(
+        _apps.Xception,
+        _apps.xception.preprocess_input,
+        71,
+        "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "resnet50": BaseSpec(
+        _apps.ResNet50,
+        _apps.resnet50.preprocess_input,
+        32,
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "mobilenet_v2": BaseSpec(
+        _apps.MobileNetV2,
+        _apps.mobilenet_v2.preprocess_input,
+        32,
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
+    ),
+    "efficientnet_b0": BaseSpec(
+        _apps.EfficientNetB0,
+        # A no-op: EfficientNet rescales and normalises inside the network itself.
+        _apps.efficientnet.preprocess_input,
+        32,
+        "efficientnetb0_notop.h5",
+    ),
+}
+
+# EfficientNet's ImageNet weights carry the per-channel standard deviation where its
+# Normalization layer expects a variance; with weights="imagenet" Keras compensates with an
+# extra Rescaling layer (keras/src/applications/efficientnet.py, tensorflow/tensorflow#49930).
+# A model loaded from a local file lacks that layer, so the same correction is folded into
+# the Normalization variance instead.
+_IMAGENET_STDDEV_RGB = np.array([0.229, 0.224, 0.225], dtype="float32")
+
+
+class WeightsError(ValueError):
+    """The pretrained weights asked for can't be downloaded, found or loaded."""
+
+
+@keras.saving.register_keras_serializable(package="image_classifiers")
+class ApplicationPreprocessing(keras.layers.Layer):
+    """Applies ``keras.applications.<base>.preprocess_input`` to raw 0-255 RGB images.
+
+    Keras 3's ``preprocess_input`` works on any backend's tensors (it uses ``keras.ops``), so
+    the layer only stores the base's name and serialises as such.
+    """
+
+    def __init__(self, base: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        if base not in BASES:
+            raise ValueError(_unknown_base_message(base))
+        self.base = base
+
+    def call(self, inputs: Any) -> Any:
+        # preprocess_input divides and subtracts in place (x /= 127.5): work on a copy so the
+        # caller's tensor is never modified (a real risk with PyTorch tensors).
+        images = keras.ops.copy(keras.ops.cast(inputs, self.compute_dtype))
+        return BASES[self.base].preprocess(images)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "base": self.base}
+
+
+@keras.saving.register_keras_serializable(package="image_classifiers")
+class InferenceMode(keras.layers.Layer):
+    """Runs the wrapped layer (the pretrained base) with ``training=False``, always.
+
+    The wrapper's ``call`` has no ``training`` argument, so Keras doesn't pass the outer
+    model's training flag through it; the inner call's explicit ``training=False`` wins.
+    Freezing and unfreezing act on the wrapped layer's own layers.
+    """
+
+    def __init__(self, layer: keras.layers.Layer, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        self.built = True
+
+    def call(self, inputs: Any) -> Any:
+        return self.layer(inputs, training=False)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> InferenceMode:
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(config.pop("layer"))
+        return cls(layer, **config)
+
+
+def _unknown_base_message(base: Any) -> str:
+    return f"Unknown transfer.base '{base}'. Choose one of: {', '.join(BASES)}."
+
+
+def _check_input_shape(base: str, input_shape: tuple[int, ...]) -> None:
+    spec = BASES[base]
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(
+            f"transfer.base '{base}' takes RGB images (height, width, 3), got {input_shape}."
+        )
+    if min(input_shape[:2]) < spec.min_size:
+        raise ValueError(
+            f"transfer.base '{base}' needs images of at least {spec.min_size}x{spec.min_size} "
+            f"pixels, got {input_shape[0]}x{input_shape[1]}: decode larger images "
+            "(decode.image_size) or choose another base."
+        )
+
+
+def _local_weights_hint(base: str, input_shape: tuple[int, ...]) -> str:
+    file_name = BASES[base].weights_file_for(input_shape)
+    return (
+        f"To work offline, copy Keras' no-top ImageNet weights for '{base}' ({file_name}, "
+        "from https://storage.googleapis.com/tensorflow/keras-applications/) to this machine "
+        f'and run with --params="transfer.weights=/path/to/{file_name}" (or put the file '
+        "in ~/.keras/models/, where weights: imagenet looks first). "
+        "Use transfer.weights=null to start from random weights."
+    )
+
+
+def load_base(
+    base: str, input_shape: tuple[int, ...], weights: str | None = "imagenet"
+) -> keras.Model:
+    """The convolutional base ``base`` (no top) for images of ``input_shape``.
+
+    Args:
+        base: A key of ``BASES`` (``vgg16``, ``xception``, ``resnet50``, ...).
+        input_shape: (height, width, 3).
+        weights: ``"imagenet"`` (downloaded by Keras, or taken from ``~/.keras/models/``),
+            a path to a no-top weights file (``.h5`` or ``.weights.h5``), or ``None`` for
+            random weights.
+
+    Returns:
+        The base as a functional ``keras.Model``, trainable.
+
+    Raises:
+        ValueError: For an unknown base or an input shape it can't take.
+        WeightsError: When the weights can't be downloaded, found or loaded; the message
+            says how to provide a local file.
+    """
+    if base not in BASES:
+        raise ValueError(_unknown_base_message(base))
+    input_shape = tuple(int(d) for d in input_shape)
+    _check_input_shape(base, input_shape)
+    spec = BASES[base]
+    build = lambda w: spec.constructor(include_top=False, weights=w, input_shape=input_shape)  # noqa: E731
+    if weights is None:
+        return build(None)
+    if weights == "imagenet":
+        try:
+            return build("imagenet")
+        except Exception as exc:  # Keras raises a bare Exception for a failed download
+            raise WeightsError(
+                f"Could not get the ImageNet weights for transfer.base '{base}': {exc} "
+                "(no network access?). " + _local_weights_hint(base, input_shape)
+            ) from exc
+    if not isinstance(weights, (str, Path)):
+        raise WeightsError(
+            f"transfer.weights must be 'imagenet', null or a path to a weights file, got "
+            f"{weights!r}."
+        )
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(
+            f"transfer.weights: no file at '{path}'. " + _local_weights_hint(base, input_shape)
+        )
+    if path.suffix != ".h5":
+        raise WeightsError(
+            f"transfer.weights '{path}' is not a Keras weights file (.h5 or .weights.h5). "
+            + _local_weights_hint(base, input_shape)
+        )
+    model = build(None)
+    try:
+        model.load_weights(path)
+    except Exception as exc:  # h5py, shape and layer-count errors alike: wrong file
+        raise WeightsError(
+            f"transfer.weights '{path}' doesn't fit transfer.base '{base}' without its top "
+            f"at input shape {input_shape}: {exc}. Use the no-top weights "
+            f"({spec.weights_file_for(input_shape)}), not the full classifier's. "
+            + _local_weights_hint(base, input_shape)
+        ) from exc
+    if base.startswith("efficientnet"):
+        _correct_efficientnet_normalization(model)
+    logger.info("Loaded the weights of base '%s' from %s.", base, path)
+    return model
+
+
+def _correct_efficientnet_normalization(model: keras.Model) -> None:
+    """Fold Keras' ImageNet-only EfficientNet rescaling into the Normalization layer."""
+    normalization = next(
+        (layer for layer in model.layers if isinstance(layer, keras.layers.Normalization)), None
+    )
+    if normalization is None or not hasattr(normalization, "adapt_variance"):
+        return
+    variance = keras.ops.convert_to_numpy(normalization.adapt_variance)
+    # Only Keras' ImageNet statistics carry the standard deviation as variance.
+    if not np.allclose(variance, _IMAGENET_STDDEV_RGB, atol=1e-4):
+        return
+    normalization.adapt_variance.assign(variance * _IMAGENET_STDDEV_RGB)
+    normalization.finalize_state()
+    logger.info("Applied Keras' EfficientNet ImageNet normalisation correction.")
+
+
+def build_transfer_model(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    base: str = "vgg16",
+    weights: str | None = "imagenet",
+    pooling: str = "flatten",
+    dense_units: int | None = 256,
+    dropout: float = 0.5,
+    augmentation: dict[str, Any] | None = None,
+) -> keras.Model:
+    """A classifier of raw 0-255 RGB images on top of a frozen pretrained base.
+
+    Args:
+        input_shape: (height, width, 3).
+        num_classes: Number of classes; 2 gives one sigmoid unit.
+        base: A key of ``BASES``.
+        weights: ``"imagenet"``, a path to a local no-top weights file, or ``None``.
+        pooling: How the base's feature maps become a vector: ``flatten`` (the reference
+            for VGG16), ``avg`` or ``max`` (global pooling, far fewer head parameters).
+        dense_units: Units of a ReLU layer before the dropout, or ``None`` for none.
+        dropout: Dropout rate before the classifier.
+        augmentation: ``RandomAugment`` options (training only); ``None`` or ``{}`` for none.
+            Its value range is set to (0, 255): it runs before the preprocessing.
+
+    Returns:
+        An uncompiled model named ``transfer_<base>`` whose base is frozen.
+
+    Raises:
+        ValueError: For bad options (``WeightsError`` for weights that can't be had).
+    """
+    from image_classifiers.models import classifier_head
+
+    if pooling not in POOLINGS:
+        raise ValueError(f"Unknown transfer.pooling '{pooling}'. Choose one of: {POOLINGS}.")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"transfer.dropout must be in [0, 1), got {dropout}.")
+    if dense_units is not None and (isinstance(dense_units, bool) or int(dense_units) < 1):
+        raise ValueError(
+            f"transfer.dense_units must be a positive integer or null, got {dense_units}."
+        )
+    if num_classes < 2:
+        raise ValueError(f"A classifier needs at least 2 classes, got {num_classes}.")
+    input_shape = tuple(int(d) for d in input_shape)
+    pretrained = load_base(base, input_shape, weights)
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if augmentation:
+        x = RandomAugment(**{**augmentation, "value_range": (0, 255)}, name="augment")(x)
+    x = ApplicationPreprocessing(base, name="preprocess")(x)
+    x = InferenceMode(pretrained, name="pretrained_base")(x)
+    if pooling == "flatten":
+        x = keras.layers.Flatten(name="flatten")(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    else:
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    if dense_units:
+        x = keras.layers.Dense(int(dense_units), activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = classifier_head(num_classes)(x)
+    model = keras.Model(inputs, outputs, name=f"transfer_{base}")
+    freeze_base(model)
+    return model
+
+
+def pretrained_base(model: keras.Model) -> keras.Model:
+    """The pretrained base inside a model built by ``build_transfer_model``.
+
+    Raises:
+        ValueError: If ``model`` has no ``InferenceMode``-wrapped base.
+    """
+    for layer in model.layers:
+        if isinstance(layer, InferenceMode):
+            return layer.layer
+    raise ValueError(
+        f"Model '{model.name}' has no pretrained base: build it with build_transfer_model."
+    )
+
+
+def _wrapper(model: keras.Model) -> InferenceMode:
+    pretrained_base(model)  # the clear error if there is none
+    return next(layer for layer in model.layers if isinstance(layer, InferenceMode))
+
+
+def freeze_base(model: keras.Model) -> None:
+    """Freeze the whole pretrained base (feature extraction); the head stays trainable."""
+    _wrapper(model).trainable = False
+
+
+def _is_batch_norm(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def unfreeze_top_layers(model: keras.Model, top_k: int) -> list[str]:
+    """Unfreeze the last ``top_k`` non-BatchNormalization layers of the pretrained base.
+
+    Layers count whether or not they hold weights, as in the reference (the "last 4 layers"
+    of VGG16's base are block5_conv1-3 and block5_pool). BatchNormalization layers stay
+    frozen, so they keep using, and never update, their ImageNet statistics.
+
+    Args:
+        model: A model built by ``build_transfer_model``.
+        top_k: How many layers, from the top, to unfreeze (0: none; the head alone trains).
+
+    Returns:
+        The names of the unfrozen layers, bottom to top.
+
+    Raises:
+        ValueError: If ``top_k`` is negative or larger than the base's non-BN layer count.
+    """
+    base = pretrained_base(model)
+    layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
+    candidates = [layer for layer in layers if not _is_batch_norm(layer)]
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= len(candidates):
+        raise ValueError(
+            f"transfer.fine_tuning.unfreeze_top_k must be an integer in [0, {len(candidates)}] "
+            f"for base '{base.name}' ({len(candidates)} layers besides BatchNormalization), "
+            f"got {top_k!r}."
+        )
+    # The wrapper must be trainable for any of its layers' weights to be; setting it
+    # (recursively) unfreezes everything, so every layer is set explicitly afterwards.
+    _wrapper(model).trainable = True
+    unfrozen = candidates[len(candidates) - top_k :] if top_k else []
+    chosen = {id(layer) for layer in unfrozen}
+    for layer in layers:
+        layer.trainable = id(layer) in chosen
+    names = [layer.name for layer in unfrozen]
+    logger.info("Unfroze the top %d layers of base '%s': %s.", top_k, base.name, names)
+    return names
