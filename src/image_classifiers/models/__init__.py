@@ -1,25 +1,62 @@
 """Model builders, chosen by name.
 
-Each builder is a small function ``build_<name>(input_shape, num_classes, **options)`` that
-returns an uncompiled ``keras.Model`` taking images already scaled to [0, 1]. Two classes get
-one sigmoid unit, more get a softmax. ``build_classifier`` wraps a builder with what every
-trained model carries: rescaling from raw 0-255 pixels and the training-only augmentation, so
-a saved model takes raw images.
+Each builder is a small function ``build_<name>(input_shape, num_classes, **options)`` in its
+own module that returns an uncompiled ``keras.Model`` taking images already scaled to [0, 1].
+Two classes get one sigmoid unit, more get a softmax. ``build_classifier`` wraps a builder with
+what every trained model carries: rescaling from raw 0-255 pixels and the training-only
+augmentation, so a saved model takes raw images.
+
+    model = build_classifier("mini_xception", (180, 180, 3), 2, augmentation={"zoom": 0.2})
 """
 
 from __future__ import annotations
 
+import inspect
+import operator
 from collections.abc import Callable
 from typing import Any
 
 import keras
 
 from image_classifiers.layers import RandomAugment
+from image_classifiers.models.alexnet import build_alexnet
+from image_classifiers.models.auxiliary import AuxiliaryHeadsModel
+from image_classifiers.models.blocks import classifier_head
+from image_classifiers.models.googlenet import build_googlenet
+from image_classifiers.models.lenet import build_lenet
+from image_classifiers.models.mini_xception import build_mini_xception
+from image_classifiers.models.residual_convnet import build_residual_convnet
+from image_classifiers.models.resnet import build_resnet
 from image_classifiers.models.simple_convnet import build_simple_convnet
+from image_classifiers.models.vgg16 import build_vgg16
+
+__all__ = [
+    "ARCHITECTURES",
+    "AuxiliaryHeadsModel",
+    "architecture_options",
+    "build_backbone",
+    "build_classifier",
+    "classifier_head",
+]
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
+    "alexnet": build_alexnet,
+    "googlenet": build_googlenet,
+    "lenet": build_lenet,
+    "mini_xception": build_mini_xception,
+    "residual_convnet": build_residual_convnet,
+    "resnet": build_resnet,
     "simple_convnet": build_simple_convnet,
+    "vgg16": build_vgg16,
 }
+
+
+def architecture_options(architecture: str) -> dict[str, Any]:
+    """The options ``architecture`` accepts, with their defaults."""
+    _check_architecture(architecture)
+    parameters = list(inspect.signature(ARCHITECTURES[architecture]).parameters.values())
+    # The first two are input_shape and num_classes.
+    return {p.name: p.default for p in parameters[2:]}
 
 
 def build_backbone(
@@ -27,19 +64,35 @@ def build_backbone(
 ) -> keras.Model:
     """Build the bare network named ``architecture`` (inputs scaled to [0, 1]).
 
+    Args:
+        architecture: A key of ``ARCHITECTURES``.
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of classes, at least 2.
+        **options: The builder's keyword options (see ``architecture_options``).
+
     Raises:
-        ValueError: If ``architecture`` is unknown or the options don't fit the builder.
+        ValueError: If ``architecture`` is unknown, an option is unknown or bad, or the
+            network cannot be built for ``input_shape``.
     """
-    if architecture not in ARCHITECTURES:
+    accepted = architecture_options(architecture)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
         raise ValueError(
-            f"Unknown architecture '{architecture}'. Choose one of: {', '.join(sorted(ARCHITECTURES))}."
+            f"Unknown option(s) for architecture '{architecture}': {', '.join(unknown)}. "
+            f"It accepts: {', '.join(accepted) or 'no options'}."
         )
-    if num_classes < 2:
-        raise ValueError(f"A classifier needs at least 2 classes, got {num_classes}.")
+    input_shape = _check_input_shape(input_shape)
+    if not _is_integer(num_classes) or num_classes < 2:
+        raise ValueError(f"A classifier needs at least 2 classes, got {num_classes!r}.")
+    num_classes = operator.index(num_classes)
     try:
-        return ARCHITECTURES[architecture](tuple(input_shape), num_classes, **options)
-    except TypeError as exc:
-        raise ValueError(f"Bad options for architecture '{architecture}': {exc}") from exc
+        return ARCHITECTURES[architecture](input_shape, num_classes, **options)
+    except (TypeError, ValueError) as exc:
+        # Keras' own messages (e.g. a feature map shrinking below 1x1) lack this context.
+        raise ValueError(
+            f"Cannot build '{architecture}' for input shape {input_shape} with options "
+            f"{options}: {exc}"
+        ) from exc
 
 
 def build_classifier(
@@ -49,18 +102,48 @@ def build_classifier(
     augmentation: dict[str, Any] | None = None,
     **options: Any,
 ) -> keras.Model:
-    """Raw 0-255 images -> rescale -> augment (training only) -> ``architecture``."""
+    """Raw 0-255 images -> rescale -> augment (training only) -> ``architecture``.
+
+    Args:
+        architecture: A key of ``ARCHITECTURES``.
+        input_shape: ``(height, width, channels)`` of the raw images.
+        num_classes: Number of classes, at least 2.
+        augmentation: ``RandomAugment`` keyword arguments; ``None`` or empty for none.
+        **options: The builder's keyword options.
+    """
     backbone = build_backbone(architecture, input_shape, num_classes, **options)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     if augmentation:
         x = RandomAugment(**augmentation, name="augment")(x)
-    outputs = backbone(x)
-    return keras.Model(inputs, outputs, name=architecture)
+    if isinstance(backbone, AuxiliaryHeadsModel):
+        # Keep the auxiliary heads' training-only behaviour at the outermost model.
+        network = keras.Model(inputs, backbone.network(x), name=f"{architecture}_network")
+        return AuxiliaryHeadsModel(network, aux_weight=backbone.aux_weight, name=architecture)
+    return keras.Model(inputs, backbone(x), name=architecture)
 
 
-def classifier_head(num_classes: int, name: str = "predictions") -> keras.layers.Dense:
-    """One sigmoid unit for two classes, a softmax over ``num_classes`` otherwise."""
-    if num_classes == 2:
-        return keras.layers.Dense(1, activation="sigmoid", name=name)
-    return keras.layers.Dense(num_classes, activation="softmax", name=name)
+def _check_architecture(architecture: str) -> None:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"Unknown architecture '{architecture}'. "
+            f"Choose one of: {', '.join(sorted(ARCHITECTURES))}."
+        )
+
+
+def _is_integer(value: Any) -> bool:
+    """True for Python and NumPy integers (not bools, not floats)."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return not isinstance(value, bool)
+
+
+def _check_input_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(_is_integer(d) and d > 0 for d in shape):
+        raise ValueError(
+            f"input_shape must be (height, width, channels) of positive integers, got {shape}."
+        )
+    return tuple(operator.index(d) for d in shape)

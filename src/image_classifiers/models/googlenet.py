@@ -1,0 +1,115 @@
+"""GoogLeNet / Inception v1 (Szegedy et al., 2015) with batch normalization.
+
+Nine inception modules; two auxiliary classifiers (after 4a and 4d) add 0.3 x their loss in
+training and are ignored at inference (see ``AuxiliaryHeadsModel``). Everything pads
+("same"), so any image size builds; for small images (32x32) pass ``stem_strides=1``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from image_classifiers.models.auxiliary import AuxiliaryHeadsModel
+from image_classifiers.models.blocks import classifier_head, conv_bn_relu
+
+# Widths of each module's branches, as in table 1 of the paper:
+# (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection).
+MODULES = {
+    "3a": (64, 96, 128, 16, 32, 32),
+    "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64),
+    "4b": (160, 112, 224, 24, 64, 64),
+    "4c": (128, 128, 256, 24, 64, 64),
+    "4d": (112, 144, 288, 32, 64, 64),
+    "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128),
+    "5b": (384, 192, 384, 48, 128, 128),
+}
+POOL_BEFORE = ("4a", "5a")  # a 3x3/2 max pool precedes these modules
+AUXILIARY_AFTER = ("4a", "4d")
+
+
+def _inception(x, widths: tuple[int, ...], name: str):
+    """Four parallel branches (1x1, 3x3, 5x5, pool) concatenated along channels."""
+    one, three_reduce, three, five_reduce, five, pool_projection = widths
+    branch_1 = conv_bn_relu(x, one, 1)
+    branch_3 = conv_bn_relu(conv_bn_relu(x, three_reduce, 1), three, 3)
+    branch_5 = conv_bn_relu(conv_bn_relu(x, five_reduce, 1), five, 5)
+    branch_pool = layers.MaxPooling2D(3, strides=1, padding="same")(x)
+    branch_pool = conv_bn_relu(branch_pool, pool_projection, 1)
+    return layers.Concatenate(name=f"inception_{name}")([branch_1, branch_3, branch_5, branch_pool])
+
+
+def _auxiliary_head(x, num_classes: int, dense_units: int, dropout: float, name: str):
+    """Average pool 5x5/3, 1x1 conv, dense, dropout, classifier (training-only signal)."""
+    x = layers.AveragePooling2D(5, strides=3, padding="same")(x)
+    x = conv_bn_relu(x, 128, 1)
+    x = layers.Flatten()(x)
+    x = layers.Dense(dense_units, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return classifier_head(num_classes, name=name)(x)
+
+
+def build_googlenet(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    width_multiplier: float = 1.0,
+    dropout: float = 0.4,
+    aux_heads: bool = True,
+    aux_weight: float = 0.3,
+    aux_dense_units: int = 1024,
+    aux_dropout: float = 0.7,
+    stem_strides: int = 2,
+) -> keras.Model:
+    """Build GoogLeNet.
+
+    Args:
+        input_shape: ``(height, width, channels)`` of images scaled to [0, 1].
+        num_classes: Number of classes.
+        width_multiplier: Scales every convolution's width (0.25 for a quick CPU model).
+        dropout: Dropout rate before the main classifier.
+        aux_heads: Train with the two auxiliary classifiers; if false a plain model is built.
+        aux_weight: Weight of each auxiliary loss.
+        aux_dense_units: Width of the auxiliary heads' dense layer.
+        aux_dropout: Dropout rate in the auxiliary heads.
+        stem_strides: Stride of the 7x7 entry convolution (2 in the paper).
+
+    Returns:
+        An ``AuxiliaryHeadsModel`` if ``aux_heads``, else a functional model.
+    """
+
+    def scaled(width: int) -> int:
+        return max(1, round(width * width_multiplier))
+
+    inputs = keras.Input(shape=input_shape)
+
+    # Stem: 7x7 conv, pool, 1x1 + 3x3 conv, pool.
+    x = conv_bn_relu(inputs, scaled(64), 7, strides=stem_strides)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = conv_bn_relu(x, scaled(64), 1)
+    x = conv_bn_relu(x, scaled(192), 3)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+
+    # Inception modules, with auxiliary classifiers tapping the middle of the network.
+    auxiliary = []
+    for name, widths in MODULES.items():
+        if name in POOL_BEFORE:
+            x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        x = _inception(x, tuple(scaled(w) for w in widths), name)
+        if aux_heads and name in AUXILIARY_AFTER:
+            auxiliary.append(
+                _auxiliary_head(
+                    x, num_classes, aux_dense_units, aux_dropout, name=f"aux_predictions_{name}"
+                )
+            )
+
+    # Main classifier.
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = classifier_head(num_classes)(x)
+    if not aux_heads:
+        return keras.Model(inputs, outputs, name="googlenet")
+    network = keras.Model(inputs, [outputs, *auxiliary], name="googlenet_network")
+    return AuxiliaryHeadsModel(network, aux_weight=aux_weight, name="googlenet")
