@@ -3,11 +3,10 @@
 kedro-mlflow (configured in ``conf/base/mlflow.yml``) opens one MLflow run per ``kedro run``,
 logs node parameters and saves its ``Mlflow*`` datasets to the active run. This module adds:
 
-* ``MlflowMetricsDataset`` -- wraps any dataset (typically ``json.JSONDataset``) and, when a
-  dict of numbers is saved, also logs it as MLflow metrics: a number becomes one metric, a
-  list of numbers becomes a metric history with one step per element (one per epoch for a
-  Keras training history). kedro-mlflow's own metric datasets need a different layout and
-  keep no local file.
+* ``MlflowJSONMetricsDataset`` -- a JSON file like ``json.JSONDataset`` that, when a dict
+  of numbers is saved, also logs it as MLflow metrics: a number becomes one metric, a list
+  of numbers a metric history with one step per element (one per epoch for a Keras
+  training history). kedro-mlflow's metric datasets need another layout and keep no file.
 * ``MlflowKerasModelDataset`` -- a ``.keras`` file like ``KerasModelDataset`` that also logs
   the model with MLflow's Keras flavor, an input/output signature and a summary, and
   registers it in the Model Registry. ``MlflowModelTrackingDataset`` can neither keep the
@@ -32,8 +31,8 @@ from urllib.parse import unquote
 
 import mlflow
 import numpy as np
-from kedro.io import AbstractDataset
-from kedro.io.core import parse_dataset_definition
+from kedro.io import DatasetError, Version
+from kedro_datasets.json import JSONDataset
 from mlflow.entities import Metric
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
@@ -163,12 +162,6 @@ def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = ".") -> 
 
 
 # ---- datasets ------------------------------------------------------------------------------
-def _wrapped_dataset(dataset: str | dict[str, Any]) -> AbstractDataset:
-    config = {"type": dataset} if isinstance(dataset, str) else dict(dataset)
-    dataset_class, kwargs = parse_dataset_definition(config)
-    return dataset_class(**kwargs)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
@@ -198,54 +191,63 @@ def metrics_from(
     return metrics
 
 
-class MlflowMetricsDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
-    """Any dataset holding a dict of numbers, whose saves are also logged as MLflow metrics.
+class MlflowJSONMetricsDataset(JSONDataset):
+    """A JSON file holding a dict of numbers, whose saves are also logged as MLflow metrics.
 
-    Example (catalog)::
+    Takes ``json.JSONDataset``'s arguments, plus ``prefix`` and ``keys``. Example::
 
         "{model_name}.training_history":
-          type: image_classifiers.tracking.MlflowMetricsDataset
-          dataset:
-            type: json.JSONDataset
-            filepath: data/08_reporting/{model_name}/training_history.json
+          type: image_classifiers.tracking.MlflowJSONMetricsDataset
+          filepath: data/08_reporting/{model_name}/training_history.json
 
     ``{"loss": [0.7, 0.5], "accuracy": [0.5, 0.8]}`` logs the metric histories ``loss`` and
-    ``accuracy`` with steps 0 and 1; ``{"accuracy": 0.9}`` with ``prefix: test_`` logs
-    ``test_accuracy``. Loading reads the wrapped dataset, not MLflow.
+    ``accuracy`` with steps 0 and 1 (epochs); ``{"test_accuracy": 0.9}`` logs one value.
+    Entries that are not numbers or lists of numbers are kept in the file only. Loading
+    reads the file, not MLflow.
     """
 
     def __init__(
         self,
-        dataset: str | dict[str, Any],
+        *,
+        filepath: str,
         prefix: str = "",
         keys: list[str] | None = None,
+        save_args: dict[str, Any] | None = None,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ):
         """Create the dataset.
 
         Args:
-            dataset: The wrapped dataset's type, or its full catalog definition.
+            filepath: Path of the JSON file.
             prefix: Prepended to every metric name (e.g. ``test_``).
             keys: Log only these keys (all the numeric ones when omitted).
+            save_args, version, credentials, fs_args: As for ``json.JSONDataset``.
             metadata: Free-form metadata (used by kedro-viz), ignored by the dataset.
         """
-        self._dataset = _wrapped_dataset(dataset)
+        super().__init__(
+            filepath=filepath,
+            save_args=save_args,
+            version=version,
+            credentials=credentials,
+            fs_args=fs_args,
+            metadata=metadata,
+        )
         self._prefix = prefix
         self._keys = keys
-        self.metadata = metadata
         # kedro-mlflow flips this off for pipelines listed in disable_tracking.pipelines.
         self._logging_activated = True
 
-    def load(self) -> dict[str, Any]:
-        return self._dataset.load()
-
     def save(self, data: dict[str, Any]) -> None:
         if not isinstance(data, dict):
-            raise TypeError(
+            raise DatasetError(
                 f"{type(self).__name__} saves a dict of metric names to numbers or lists of "
                 f"numbers, got {type(data).__name__}."
             )
-        self._dataset.save(data)
+        # The parent's undecorated save: this method is already wrapped by Kedro.
+        super().save.__wrapped__(self, data)
         if not self._logging_activated:
             return
         run = mlflow.active_run()
@@ -258,11 +260,8 @@ class MlflowMetricsDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         for start in range(0, len(metrics), 1000):
             mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics[start : start + 1000])
 
-    def _exists(self) -> bool:
-        return self._dataset.exists()
-
     def _describe(self) -> dict[str, Any]:
-        return {"dataset": self._dataset._describe(), "prefix": self._prefix, "keys": self._keys}
+        return {**super()._describe(), "prefix": self._prefix, "keys": self._keys}
 
 
 def keras_signature(model: Any) -> ModelSignature:
@@ -351,7 +350,8 @@ class MlflowKerasModelDataset(KerasModelDataset):
         self._logging_activated = True
 
     def save(self, data: Any) -> None:
-        super().save(data)
+        # The parent's undecorated save: this method is already wrapped by Kedro.
+        super().save.__wrapped__(self, data)
         if not self._logging_activated:
             return
         if mlflow.active_run() is None:

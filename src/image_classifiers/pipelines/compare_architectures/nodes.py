@@ -1,0 +1,135 @@
+"""Nodes that summarise each trained model and compare them side by side."""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+
+#: Columns of data/08_reporting/architecture_comparison.csv, in order.
+COMPARISON_COLUMNS = (
+    "model",
+    "architecture",
+    "params",
+    "test_accuracy",
+    "test_loss",
+    "train_seconds",
+    "epoch_seconds",
+    "epochs",
+)
+
+
+def summarise_training(
+    model: Any,
+    metrics: dict[str, Any],
+    training_history: dict[str, list[float]],
+    model_options: dict[str, Any],
+) -> dict[str, Any]:
+    """Collect what the comparison needs about one trained model.
+
+    Args:
+        model: The trained Keras model (only its parameter count is read).
+        metrics: The model's test metrics (``test_accuracy``, ``test_loss``, ...).
+        training_history: Per-epoch history; ``epoch_seconds`` gives the timings.
+        model_options: The model's ``models.<name>`` parameters (``architecture``, ...).
+
+    Returns:
+        ``architecture``, ``params``, ``test_accuracy``, ``test_loss``, ``train_seconds``
+        (all epochs), ``epoch_seconds`` (median epoch, which leaves out the first epoch's
+        one-off compilation) and ``epochs``.
+
+    Raises:
+        ValueError: If the metrics or the history lack what the comparison reports.
+    """
+    missing = [key for key in ("test_accuracy", "test_loss") if key not in metrics]
+    if missing:
+        raise ValueError(
+            f"The test metrics lack {missing}; re-run the model's evaluate_model node."
+        )
+    epoch_seconds = [float(s) for s in training_history.get("epoch_seconds") or []]
+    return {
+        "architecture": str(model_options.get("architecture", "")),
+        "params": int(model.count_params()),
+        "test_accuracy": float(metrics["test_accuracy"]),
+        "test_loss": float(metrics["test_loss"]),
+        "train_seconds": round(sum(epoch_seconds), 3),
+        "epoch_seconds": round(statistics.median(epoch_seconds), 3) if epoch_seconds else math.nan,
+        "epochs": len(epoch_seconds),
+    }
+
+
+def compare_architectures(**summaries: dict[str, Any]) -> pd.DataFrame:
+    """One row per model, best test accuracy first.
+
+    Args:
+        **summaries: ``summarise_training`` outputs keyed by model name.
+
+    Returns:
+        A table with ``COMPARISON_COLUMNS``.
+
+    Raises:
+        ValueError: If there is nothing to compare.
+    """
+    if not summaries:
+        raise ValueError(
+            "No models to compare: list some under compare_architectures.models in "
+            "conf/base/parameters_compare_architectures.yml."
+        )
+    rows = [{**summary, "model": name} for name, summary in summaries.items()]
+    table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    table = table.sort_values(
+        ["test_accuracy", "test_loss"], ascending=[False, True], kind="stable"
+    ).reset_index(drop=True)
+    for row in table.itertuples():
+        logger.info(
+            "%-20s %-18s %11s params  test accuracy %.4f  loss %.4f  %.1f s",
+            row.model,
+            row.architecture,
+            f"{row.params:,}",
+            row.test_accuracy,
+            row.test_loss,
+            row.train_seconds,
+        )
+    return table
+
+
+def plot_architecture_comparison(comparison: pd.DataFrame) -> Figure:
+    """Test accuracy against model size and against training time, one labelled dot per model.
+
+    Args:
+        comparison: The ``compare_architectures`` table.
+
+    Returns:
+        A two-panel figure.
+    """
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    panels = (
+        ("params", "Parameters", "Accuracy vs model size"),
+        ("train_seconds", "Training time (s)", "Accuracy vs training time"),
+    )
+    for position, (column, label, title) in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, 2, position)
+        axes.scatter(comparison[column], comparison["test_accuracy"], s=40, color="tab:blue")
+        for row in comparison.itertuples():
+            axes.annotate(
+                row.model,
+                (getattr(row, column), row.test_accuracy),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=9,
+            )
+        if (comparison[column] > 0).all() and len(comparison) > 1:
+            # Model sizes and times span orders of magnitude.
+            axes.set_xscale("log")
+        axes.set_xlabel(label)
+        axes.set_ylabel("Test accuracy")
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+    figure.suptitle(f"{len(comparison)} models on the same data")
+    return figure
