@@ -132,6 +132,18 @@ def test_partial_file_restarts_when_server_cannot_resume(
     assert _leftovers(tmp_path) == []
 
 
+def test_several_stale_partial_files_are_dropped(tmp_path, file_server, archive_bytes):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for tag in ("abcd1234", "efgh5678"):  # gdown would refuse to choose between them
+        (raw / f"dogs-vs-cats.zip.unverified{tag}.part").write_bytes(b"PK old bytes")
+    file_server.payload = archive_bytes
+    download_archive(_params(tmp_path, url=file_server.url))
+    assert (raw / "dogs-vs-cats.zip").read_bytes() == archive_bytes
+    assert _leftovers(tmp_path) == []
+    assert "Range" not in file_server.requests[-1]
+
+
 def test_without_resume_interrupted_transfer_leaves_nothing(tmp_path, file_server, archive_bytes):
     file_server.payload, file_server.mode = archive_bytes, "cut"
     with pytest.raises(ArchiveDownloadError, match="interrupted"):

@@ -140,8 +140,9 @@ def _fetch(download: dict[str, Any], archive: Path, expected: str | None) -> dic
     archive.parent.mkdir(parents=True, exist_ok=True)
     unverified.unlink(missing_ok=True)
     leftovers = _partial_files(unverified)
-    if not resume or len(leftovers) > 1:
+    if not resume or len(leftovers) > 1:  # gdown refuses to pick one of several
         _remove(leftovers)
+        leftovers = []
 
     logger.info("Downloading %s to %s", source, archive)
     options = {
