@@ -24,6 +24,7 @@ this module before loading a ``.keras`` file.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,7 +255,11 @@ def load_base(
         )
     model = build(None)
     try:
-        model.load_weights(path)
+        # Keras only warns about parts of a .weights.h5 file it can't match to the model;
+        # a partly loaded base would be silently wrong, so a warning counts as a failure.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            model.load_weights(path)
     except Exception as exc:  # h5py, shape and layer-count errors alike: wrong file
         raise WeightsError(
             f"transfer.weights '{path}' doesn't fit transfer.base '{base}' without its top "
