@@ -212,6 +212,15 @@ def test_google_drive_quota_says_what_to_do(tmp_path, monkeypatch):
     assert "https://drive.google.com/uc?id=abc123" in message
 
 
+def test_disk_full_says_what_to_do(tmp_path, monkeypatch):
+    def disk_full(**kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gdown, "download", disk_full)
+    with pytest.raises(ArchiveDownloadError, match="Free some disk space"):
+        download_archive(_params(tmp_path, gdrive_id="abc123"))
+
+
 def test_local_path_is_used_in_place(tmp_path, make_archive, file_server):
     local = make_archive(indices=range(2))
     record = download_archive(_params(tmp_path, url=file_server.url, local_path=str(local)))

@@ -176,6 +176,12 @@ def _fetch(download: dict[str, Any], archive: Path, expected: str | None) -> dic
             _remove(_partial_files(unverified))
         message = _transfer_failure(exc, source, unverified, resume, hint)
         raise ArchiveDownloadError(message) from exc
+    except OSError as exc:  # after RequestException, which is an OSError too
+        _remove(_partial_files(unverified))
+        raise ArchiveDownloadError(
+            f"Could not write the download next to '{archive}': {exc}. Free some disk space "
+            "(the archive is 852 MB) or set download.archive_path to another folder."
+        ) from exc
 
     try:
         record = verify_archive(unverified, expected)
