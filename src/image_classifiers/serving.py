@@ -1,0 +1,357 @@
+"""Serve a trained classifier: an MLflow pyfunc that takes encoded images, not pixel arrays.
+
+A client of ``mlflow models serve`` sends what it has -- JPEG or PNG files -- base64-encoded
+in a column ``image``::
+
+    curl -s http://127.0.0.1:5000/invocations -H 'Content-Type: application/json' \\
+      -d '{"dataframe_split": {"columns": ["image"], "data": [["/9j/4AAQSkZJRg..."]]}}'
+
+and gets one row per image: ``probability_<class>`` for every class and the ``label``.
+The model decodes with the data pipeline's :func:`image_classifiers.images.decode_image`
+(same RGB conversion, same resize to the Keras model's input size) and the Keras model
+rescales 0-255 pixels itself, so what is served is exactly what was trained and evaluated.
+
+A bad request -- no ``image`` column, bad base64, bytes that are not an image -- raises
+:class:`mlflow.exceptions.MlflowException` with ``INVALID_PARAMETER_VALUE``, which the
+scoring server answers with HTTP 400 and the message (which rows, why).
+
+The same module loads a Keras model back from a model URI or a ``.keras`` file
+(:func:`load_classifier`) for batch prediction and champion/challenger evaluation, and turns
+probabilities into the output table (:func:`probability_frame`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.types import ColSpec, Schema
+
+logger = logging.getLogger(__name__)
+
+#: The request column holding base64-encoded image files.
+IMAGE_COLUMN = "image"
+#: Name of the ``.keras`` file among the pyfunc model's artifacts.
+KERAS_ARTIFACT = "keras_model"
+LABEL_COLUMN = "label"
+PROBABILITY_PREFIX = "probability_"
+_NOT_FOUND = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+#: At most this many bad rows are described in an error message.
+_MAX_REPORTED_ROWS = 5
+
+
+def probability_column(class_name: str) -> str:
+    """Output column of one class's probability, e.g. ``probability_cat``."""
+    return f"{PROBABILITY_PREFIX}{class_name}"
+
+
+def probability_frame(
+    probabilities: np.ndarray, classes: list[str], threshold: float = 0.5
+) -> pd.DataFrame:
+    """One row per image: ``probability_<class>`` for every class, then ``label``.
+
+    Args:
+        probabilities: ``(N, num_classes)`` as ``training.predict_probabilities`` returns.
+        classes: Class names, in the model's index order.
+        threshold: Two classes: probability of the second above which it is the label.
+
+    Raises:
+        ValueError: If the number of columns and of classes differ.
+    """
+    from image_classifiers.training import predicted_labels
+
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
+        raise ValueError(
+            f"The model predicts {probabilities.shape[-1]} classes but {len(classes)} class "
+            f"names were given ({classes}); pass the classes the model was trained on."
+        )
+    frame = pd.DataFrame(
+        probabilities.astype(np.float64), columns=[probability_column(c) for c in classes]
+    )
+    names = np.asarray(classes, dtype=object)
+    frame[LABEL_COLUMN] = names[predicted_labels(probabilities, threshold)] if len(frame) else []
+    return frame
+
+
+def model_image_size(model: Any, fallback: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``(height, width)`` the Keras model takes; ``fallback`` if its input is resizable."""
+    height, width = model.input_shape[1:3]
+    if height is None or width is None:
+        if fallback is None:
+            raise ValueError(
+                "The model accepts any image size; give the size to resize images to "
+                "(image_size: [height, width])."
+            )
+        return tuple(fallback)
+    return int(height), int(width)
+
+
+# ---- the pyfunc ----------------------------------------------------------------------------
+def _bad_request(message: str) -> MlflowException:
+    # INVALID_PARAMETER_VALUE is answered with HTTP 400 by `mlflow models serve`.
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
+    """One request cell (base64 text, a ``data:`` URL or raw bytes) -> ``(H, W, 3)`` uint8.
+
+    Raises:
+        ValueError: If the cell is empty, not base64, or not an image (the reason says which).
+    """
+    from image_classifiers.images import decode_image
+
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("data:") and "," in text:  # data:image/jpeg;base64,<...>
+            text = text.split(",", 1)[1]
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"not valid base64 ({exc})") from exc
+    elif isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+    else:
+        raise ValueError(f"expected a base64 string, got {type(value).__name__}")
+    # UnreadableImageError is a ValueError whose message names the reason.
+    return decode_image(data, image_size)
+
+
+class ImageClassifierModel(mlflow.pyfunc.PythonModel):
+    """Encoded images in, class probabilities and labels out (see the module docstring).
+
+    Everything it needs comes from the logged model: the ``.keras`` file (artifact
+    ``keras_model``) and ``model_config`` ``{"classes": [...], "threshold": 0.5,
+    "batch_size": 32}``.
+    """
+
+    def load_context(self, context: Any) -> None:
+        from image_classifiers.datasets import KerasModelDataset
+
+        config = dict(context.model_config or {})
+        # KerasModelDataset registers the project's custom layers before deserialising.
+        self._model = KerasModelDataset(context.artifacts[KERAS_ARTIFACT], compile=False).load()
+        self._classes = [str(c) for c in config["classes"]]
+        self._threshold = float(config.get("threshold", 0.5))
+        self._batch_size = int(config.get("batch_size", 32))
+        self._image_size = model_image_size(self._model, config.get("image_size"))
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Decode, resize and classify every row's image.
+
+        Raises:
+            MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400) for a request without an
+                ``image`` column or with rows that are not base64-encoded images.
+        """
+        from image_classifiers.training import predict_probabilities
+
+        images = self._decode(model_input)
+        probabilities = predict_probabilities(self._model, images, self._batch_size)
+        return probability_frame(probabilities, self._classes, self._threshold)
+
+    def _decode(self, model_input: Any) -> np.ndarray:
+        if not isinstance(model_input, pd.DataFrame) or IMAGE_COLUMN not in model_input:
+            columns = list(model_input.columns) if isinstance(model_input, pd.DataFrame) else []
+            raise _bad_request(
+                f"The request needs a column '{IMAGE_COLUMN}' of base64-encoded JPEG or PNG "
+                f'files, e.g. {{"dataframe_split": {{"columns": ["{IMAGE_COLUMN}"], '
+                f'"data": [["<base64>"]]}}}}; got columns {columns}.'
+            )
+        height, width = self._image_size
+        values = model_input[IMAGE_COLUMN].tolist()
+        images = np.empty((len(values), height, width, 3), dtype=np.uint8)
+        problems = []
+        for row, value in enumerate(values):
+            try:
+                images[row] = decode_payload(value, (height, width))
+            except ValueError as exc:
+                problems.append(f"row {row}: {exc}")
+        if problems:
+            shown = "; ".join(problems[:_MAX_REPORTED_ROWS])
+            more = len(problems) - _MAX_REPORTED_ROWS
+            raise _bad_request(
+                f"{len(problems)} of {len(values)} '{IMAGE_COLUMN}' values are not "
+                f"base64-encoded images: {shown}{f'; and {more} more' if more > 0 else ''}. "
+                "Send each file's bytes base64-encoded (e.g. base64.b64encode(open(path, "
+                "'rb').read()).decode())."
+            )
+        return images
+
+
+# ---- logging and loading -------------------------------------------------------------------
+def serving_signature(classes: list[str]) -> ModelSignature:
+    """Input: a string column ``image``; output: one probability per class and the label."""
+    outputs = [ColSpec("double", probability_column(c)) for c in classes]
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
+        outputs=Schema([*outputs, ColSpec("string", LABEL_COLUMN)]),
+    )
+
+
+def example_request() -> pd.DataFrame:
+    """A request with one small gray JPEG: shown in the MLflow UI as how to call the model."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (128, 128, 128)).save(buffer, format="JPEG")
+    return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(buffer.getvalue()).decode()]})
+
+
+def serving_requirements() -> list[str]:
+    """pip requirements of the served model: Keras and its backend, Pillow, pandas."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from image_classifiers.tracking import model_requirements
+
+    requirements = model_requirements()
+    for package in ("pillow", "pandas", "numpy"):
+        try:
+            requirements.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:  # pragma: no cover - installed with the project
+            requirements.append(package)
+    return requirements
+
+
+def log_classifier(
+    keras_path: str | Path,
+    classes: list[str],
+    *,
+    name: str = "model",
+    registered_model_name: str | None = None,
+    threshold: float = 0.5,
+    batch_size: int = 32,
+) -> Any:
+    """Log a ``.keras`` file as a serving-ready pyfunc in the active run (and register it).
+
+    The package's source goes along (``code_paths``) so that ``mlflow models serve`` can
+    import ``image_classifiers`` wherever it runs.
+
+    Args:
+        keras_path: The trained model's ``.keras`` file.
+        classes: Class names in the model's index order.
+        name: Name of the logged model within the run.
+        registered_model_name: Registers a new version of this model when given.
+        threshold: Two classes: probability of the second above which it is the label.
+        batch_size: Images per inference step when serving.
+
+    Returns:
+        MLflow's ``ModelInfo`` (``model_uri``, ``registered_model_version`` ...).
+    """
+    package_dir = Path(__file__).resolve().parent
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=ImageClassifierModel(),
+        artifacts={KERAS_ARTIFACT: str(keras_path)},
+        code_paths=[str(package_dir)],
+        signature=serving_signature([str(c) for c in classes]),
+        model_config={
+            "classes": [str(c) for c in classes],
+            "threshold": float(threshold),
+            "batch_size": int(batch_size),
+        },
+        pip_requirements=serving_requirements(),
+        input_example=example_request(),
+        registered_model_name=registered_model_name,
+    )
+
+
+@dataclass
+class LoadedClassifier:
+    """A Keras classifier and what is known about it from where it was loaded."""
+
+    model: Any
+    source: str
+    classes: list[str] | None = None
+    threshold: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def load_classifier(source: str | Path) -> LoadedClassifier:
+    """Load the Keras model behind ``source``.
+
+    ``source`` is a local ``.keras`` file, or an MLflow model URI (``models:/<name>@champion``,
+    ``models:/<name>/<version>``, ``runs:/<run id>/model``) of a model logged either by
+    :func:`log_classifier` (its classes and threshold come along) or with MLflow's Keras
+    flavor.
+
+    Raises:
+        FileNotFoundError: If a local path does not exist.
+        LookupError: If the registry has no such model, version or alias.
+        ValueError: If the logged model holds no ``.keras`` file.
+    """
+    from image_classifiers.datasets import KerasModelDataset
+
+    text = str(source)
+    if ":/" not in text:  # a local file, not a URI
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"No model file at '{path}'. Give a .keras file or a registry URI such as "
+                "models:/cats_vs_dogs@champion."
+            )
+        return LoadedClassifier(KerasModelDataset(str(path), compile=False).load(), text)
+
+    with tempfile.TemporaryDirectory(prefix="classifier-") as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tmp))
+        except MlflowException as exc:
+            # A missing model is RESOURCE_DOES_NOT_EXIST, a missing alias or version is not.
+            if exc.error_code == _NOT_FOUND or "not found" in exc.message.lower():
+                raise LookupError(
+                    f"No model at '{text}' in the registry at {mlflow.get_registry_uri()}: "
+                    f"{exc.message}. Check the name and alias (mlflow ui lists them) or "
+                    "train one first."
+                ) from exc
+            raise
+        keras_files = sorted(local.rglob("*.keras"))
+        if not keras_files:
+            raise ValueError(
+                f"The model at '{text}' holds no .keras file; it was not logged by this "
+                "project (log_classifier or the Keras flavor)."
+            )
+        model = KerasModelDataset(str(keras_files[0]), compile=False).load()
+        config = _pyfunc_model_config(local)
+    return LoadedClassifier(
+        model,
+        text,
+        classes=config.get("classes"),
+        threshold=config.get("threshold"),
+        details=config,
+    )
+
+
+def _pyfunc_model_config(model_dir: Path) -> dict[str, Any]:
+    """The ``model_config`` of a pyfunc logged by :func:`log_classifier`, else ``{}``."""
+    from mlflow.models import Model
+
+    if not (model_dir / "MLmodel").is_file():
+        return {}
+    flavor = Model.load(str(model_dir / "MLmodel")).flavors.get("python_function", {})
+    return dict(flavor.get("config") or {})
+
+
+def alias_version(name: str, alias: str) -> Any | None:
+    """The registered model version ``name@alias``, or ``None`` if there is none yet."""
+    client = mlflow.MlflowClient()
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == _NOT_FOUND:
+            return None
+        raise
+    version = registered.aliases.get(alias)
+    return None if version is None else client.get_model_version(name, version)

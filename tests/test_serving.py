@@ -1,0 +1,235 @@
+"""The serving pyfunc: logged and registered in a temporary store, loaded back, and served
+over HTTP by ``mlflow models serve``."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from PIL import Image
+
+from image_classifiers import serving
+from image_classifiers.images import decode_image
+from image_classifiers.models import build_classifier
+from image_classifiers.training import predict_probabilities
+
+CLASSES = ["cat", "dog"]
+MODEL_NAME = "tiny_classifier"
+SERVER_START_TIMEOUT_S = 240  # model load + TensorFlow import on 2 busy cores
+
+
+def encoded_image(value: int, size=(48, 40), fmt="JPEG") -> bytes:
+    rng = np.random.default_rng(value)
+    pixels = np.clip(rng.normal(value, 20, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.fixture(scope="module")
+def tracking_store(tmp_path_factory):
+    """A temporary SQLite tracking store and registry, restored afterwards."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    previous_uri = mlflow.get_tracking_uri()
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment_name="serving-test")
+    yield uri
+    mlflow.set_tracking_uri(previous_uri)
+    if previous_env is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous_env
+
+
+@pytest.fixture(scope="module")
+def champion(tracking_store, tmp_path_factory):
+    """A tiny 32x32 classifier logged as a pyfunc, registered, aliased ``champion``."""
+    keras.utils.set_random_seed(0)
+    model = build_classifier("simple_convnet", (32, 32, 3), 2, filters=(4,), dropout=0.0)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model.save(path)
+    with mlflow.start_run():
+        info = serving.log_classifier(path, CLASSES, registered_model_name=MODEL_NAME)
+    mlflow.MlflowClient().set_registered_model_alias(
+        MODEL_NAME, "champion", info.registered_model_version
+    )
+    return model
+
+
+def expected_probabilities(model, encoded: list[bytes]) -> np.ndarray:
+    images = np.stack([decode_image(data, (32, 32)) for data in encoded])
+    return predict_probabilities(model, images)
+
+
+def test_pyfunc_decodes_resizes_and_matches_keras(champion):
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    jpeg, png = encoded_image(60), encoded_image(200, size=(20, 64), fmt="PNG")
+    request = pd.DataFrame({"image": [b64(jpeg), "data:image/png;base64," + b64(png)]})
+
+    result = pyfunc.predict(request)
+
+    assert list(result.columns) == ["probability_cat", "probability_dog", "label"]
+    expected = expected_probabilities(champion, [jpeg, png])
+    np.testing.assert_allclose(
+        result[["probability_cat", "probability_dog"]].to_numpy(), expected, atol=1e-5
+    )
+    assert result["label"].tolist() == [CLASSES[int(p > 0.5)] for p in expected[:, 1]]
+
+
+@pytest.mark.parametrize(
+    ("request_frame", "message"),
+    [
+        (pd.DataFrame({"image": ["%%% not base64 %%%"]}), "not valid base64"),
+        (pd.DataFrame({"image": [b64(b"GIF89a but not really")]}), "Cannot decode image"),
+        (pd.DataFrame({"image": [b64(b"")]}), "empty"),
+        (pd.DataFrame({"picture": [b64(encoded_image(1))]}), "missing inputs ['image']"),
+    ],
+)
+def test_bad_payloads_are_invalid_parameter_errors(champion, request_frame, message):
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    with pytest.raises(MlflowException, match=None) as error:
+        pyfunc.predict(request_frame)
+    assert error.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert error.value.get_http_status_code() == 400
+    assert message in error.value.message
+
+
+def test_bad_rows_are_named_in_the_message(champion):
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    good = b64(encoded_image(5))
+    with pytest.raises(MlflowException) as error:
+        pyfunc.predict(pd.DataFrame({"image": [good, "???", good, b64(b"x")]}))
+    assert "2 of 4" in error.value.message
+    assert "row 1:" in error.value.message and "row 3:" in error.value.message
+
+
+def test_load_classifier_from_registry_and_file(champion, tmp_path):
+    loaded = serving.load_classifier(f"models:/{MODEL_NAME}@champion")
+    assert loaded.classes == CLASSES and loaded.threshold == 0.5
+    assert loaded.model.input_shape == (None, 32, 32, 3)
+
+    path = tmp_path / "m.keras"
+    champion.save(path)
+    from_file = serving.load_classifier(path)
+    assert from_file.classes is None
+    assert from_file.model.count_params() == champion.count_params()
+
+    with pytest.raises(FileNotFoundError, match="No model file"):
+        serving.load_classifier(tmp_path / "missing.keras")
+    with pytest.raises(LookupError, match="No model at"):
+        serving.load_classifier(f"models:/{MODEL_NAME}@no_such_alias")
+    with pytest.raises(LookupError, match="No model at"):
+        serving.load_classifier("models:/no_such_model@champion")
+
+
+def test_alias_version(champion):
+    assert str(serving.alias_version(MODEL_NAME, "champion").version) == "1"
+    assert serving.alias_version(MODEL_NAME, "challenger") is None
+    assert serving.alias_version("no_such_model", "champion") is None
+
+
+def test_probability_frame_checks_classes():
+    with pytest.raises(ValueError, match="predicts 2 classes but 3"):
+        serving.probability_frame(np.zeros((1, 2)), ["a", "b", "c"])
+    frame = serving.probability_frame(np.array([[0.1, 0.2, 0.7]]), ["a", "b", "c"])
+    assert frame["label"].tolist() == ["c"]
+    assert serving.probability_frame(np.zeros((0, 2)), CLASSES).shape == (0, 3)
+
+
+# ---- over HTTP -----------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def post(port: int, payload: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def wait_until_up(server: subprocess.Popen, port: int, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"mlflow models serve exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    pytest.fail(f"mlflow models serve not up in {SERVER_START_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_invocations(champion, tracking_store, tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = [
+        *(sys.executable, "-m", "mlflow", "models", "serve"),
+        *("-m", f"models:/{MODEL_NAME}@champion", "--env-manager", "local"),
+        *("-p", str(port), "-h", "127.0.0.1", "--workers", "1"),
+    ]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_store, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with log.open("w") as out:
+        # Own process group: the server forks workers, and all of them must go at the end.
+        server = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        wait_until_up(server, port, log)
+        jpegs = [encoded_image(40), encoded_image(220)]
+        status, body = post(
+            port, {"dataframe_split": {"columns": ["image"], "data": [[b64(j)] for j in jpegs]}}
+        )
+        assert status == 200, body
+        predictions = pd.DataFrame(body["predictions"])
+        expected = expected_probabilities(champion, jpegs)
+        np.testing.assert_allclose(predictions["probability_dog"], expected[:, 1], atol=1e-5)
+        assert set(predictions["label"]) <= set(CLASSES)
+
+        status, body = post(port, {"dataframe_records": [{"image": b64(b"\x00\x01 not a jpeg")}]})
+        assert status == 400
+        assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "not an image format" in body["message"]
+
+        status, body = post(port, {"dataframe_records": [{"file": b64(jpegs[0])}]})
+        assert status == 400 and "missing inputs ['image']" in body["message"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
