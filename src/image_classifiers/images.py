@@ -83,8 +83,9 @@ def decode_image(
 ) -> np.ndarray:
     """Decode an image file (or its bytes) into an RGB ``uint8`` array of ``image_size``.
 
-    The aspect ratio is not kept (like ``keras.utils.image_dataset_from_directory``): every
-    image is resized to exactly ``image_size``. Transparent pixels are put on white.
+    The aspect ratio is not kept and EXIF orientation is not applied (both as in
+    ``keras.utils.image_dataset_from_directory``, which the book uses): every image is
+    resized to exactly ``image_size``. Transparent pixels are put on white.
 
     Args:
         source: The encoded bytes, or the path of the file.
