@@ -1,0 +1,218 @@
+"""Batch prediction: a folder or zip of images -> one row of class probabilities per file."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from image_classifiers.images import UnreadableImageError, available_cpus, decode_image
+from image_classifiers.serving import (
+    LABEL_COLUMN,
+    LoadedClassifier,
+    load_classifier,
+    model_image_size,
+    probability_column,
+    probability_frame,
+)
+from image_classifiers.training import predict_probabilities
+
+from .sources import ImageFile, iter_image_files
+
+logger = logging.getLogger(__name__)
+
+FILE_COLUMN = "file"
+ERROR_COLUMN = "error"
+_PROGRESS_SECONDS = 10.0
+
+
+def load_prediction_model(predict: dict[str, Any]) -> LoadedClassifier:
+    """Load the model named by ``predict.model``: a registry URI or a ``.keras`` file.
+
+    The class names and threshold come with a model logged by this project
+    (``models:/<name>@champion``); a bare ``.keras`` file takes ``predict.classes`` and
+    ``predict.threshold``. Explicit ``predict.threshold`` always wins.
+
+    Raises:
+        ValueError: If ``predict.model`` is missing or no class names are known.
+    """
+    source = predict.get("model")
+    if not source:
+        raise ValueError(
+            "Set predict.model to a registry URI (models:/cats_vs_dogs@champion) or a .keras "
+            'file: kedro run --pipeline=predict --params="predict.model=data/06_models/x.keras"'
+        )
+    logger.info("Loading the model from %s ...", source)
+    classifier = load_classifier(source)
+    if classifier.classes is None:
+        classifier.classes = [str(c) for c in predict.get("classes") or []]
+    elif predict.get("classes") and list(predict["classes"]) != classifier.classes:
+        logger.warning(
+            "predict.classes %s differ from the classes the model was logged with %s; "
+            "using the model's.",
+            list(predict["classes"]),
+            classifier.classes,
+        )
+    if not classifier.classes:
+        raise ValueError(
+            f"The model at '{source}' does not carry its class names: set predict.classes "
+            "(in the model's class-index order)."
+        )
+    if predict.get("threshold") is not None:
+        classifier.threshold = float(predict["threshold"])
+    elif classifier.threshold is None:
+        classifier.threshold = 0.5
+    return classifier
+
+
+def predict_images(classifier: LoadedClassifier, predict: dict[str, Any]) -> pd.DataFrame:
+    """Classify every image of ``predict.source`` (a folder or a zip, nested zips included).
+
+    Images are decoded in batches (in threads) at the model's input size and classified a
+    batch at a time, so memory stays flat however many there are. A file that cannot be
+    decoded gets a row with its ``error`` and no probabilities; it does not stop the run.
+
+    Args:
+        classifier: From :func:`load_prediction_model`.
+        predict: ``source``, ``batch_size``, ``decode_workers`` (null: one per core).
+
+    Returns:
+        Columns ``file``, ``probability_<class>`` per class, ``label``, ``error``; one row
+        per image file, in file-name order.
+    """
+    source = predict.get("source")
+    if not source:
+        raise ValueError("Set predict.source to a folder or a .zip of images.")
+    batch_size = int(predict.get("batch_size", 64))
+    workers = int(predict.get("decode_workers") or available_cpus())
+    image_size = model_image_size(classifier.model, predict.get("image_size"))
+    columns = [
+        FILE_COLUMN,
+        *(probability_column(c) for c in classifier.classes),
+        LABEL_COLUMN,
+        ERROR_COLUMN,
+    ]
+    logger.info(
+        "Predicting the images of '%s' with %s (%dx%d, batches of %d) ...",
+        source,
+        classifier.source,
+        *image_size,
+        batch_size,
+    )
+    frames = []
+    progress = _Progress()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for batch in _batches(iter_image_files(source), batch_size):
+            decoded = list(pool.map(lambda f: _decode(f, image_size), batch))
+            frames.append(_classify_batch(classifier, batch, decoded, batch_size))
+            progress.update(len(batch), sum(image is None for image in decoded))
+    if not frames:
+        logger.warning("No image files (%s) in '%s'.", ", ".join(_EXTENSIONS_HINT), source)
+        return pd.DataFrame(columns=columns)
+    predictions = pd.concat(frames, ignore_index=True)[columns]
+    progress.finish()
+    return predictions
+
+
+def summarize_predictions(predictions: pd.DataFrame) -> dict[str, Any]:
+    """Counts per predicted label and the files that could not be read."""
+    failed = predictions[predictions[ERROR_COLUMN].notna()]
+    summary = {
+        "images": len(predictions),
+        "predicted": int(predictions[LABEL_COLUMN].notna().sum()),
+        "per_label": {str(k): int(v) for k, v in predictions[LABEL_COLUMN].value_counts().items()},
+        "unreadable": len(failed),
+        "unreadable_files": [
+            {"file": row[FILE_COLUMN], "error": row[ERROR_COLUMN]} for _, row in failed.iterrows()
+        ],
+    }
+    if len(failed):
+        logger.warning(
+            "%d of %d files could not be read (listed in the 'error' column), e.g. %s: %s",
+            len(failed),
+            len(predictions),
+            failed.iloc[0][FILE_COLUMN],
+            failed.iloc[0][ERROR_COLUMN],
+        )
+    return summary
+
+
+# ---- helpers -------------------------------------------------------------------------------
+_EXTENSIONS_HINT = (".jpg", ".png", "...")
+
+
+def _batches(files: Iterable[ImageFile], size: int) -> Iterator[list[ImageFile]]:
+    iterator = iter(files)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _decode(file: ImageFile, image_size: tuple[int, int]) -> np.ndarray | str:
+    """The decoded image, or the reason it could not be decoded."""
+    if file.data is None:
+        return file.error or "unreadable"
+    try:
+        return decode_image(file.data, image_size)
+    except UnreadableImageError as exc:
+        return exc.reason
+
+
+def _classify_batch(
+    classifier: LoadedClassifier,
+    batch: list[ImageFile],
+    decoded: list[np.ndarray | str],
+    batch_size: int,
+) -> pd.DataFrame:
+    good = [i for i, image in enumerate(decoded) if isinstance(image, np.ndarray)]
+    frame = pd.DataFrame(
+        {FILE_COLUMN: [f.name for f in batch], ERROR_COLUMN: [None] * len(batch)}
+    ).astype({ERROR_COLUMN: object})
+    for i, image in enumerate(decoded):
+        if not isinstance(image, np.ndarray):
+            frame.at[i, ERROR_COLUMN] = image
+    if good:
+        images = np.stack([decoded[i] for i in good])
+        probabilities = predict_probabilities(classifier.model, images, batch_size)
+        scored = probability_frame(probabilities, classifier.classes, classifier.threshold)
+        scored.index = good
+        frame = frame.join(scored)
+    else:
+        for column in (*map(probability_column, classifier.classes), LABEL_COLUMN):
+            frame[column] = None
+    return frame
+
+
+class _Progress:
+    """Logs images done, rate and failures every few seconds (and once at the end)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+        self.done = self.failed = 0
+
+    def update(self, done: int, failed: int) -> None:
+        self.done += done
+        self.failed += failed
+        now = time.monotonic()
+        if now - self.last >= _PROGRESS_SECONDS:
+            self.last = now
+            self._log("so far")
+
+    def finish(self) -> None:
+        self._log("in all")
+
+    def _log(self, when: str) -> None:
+        elapsed = time.monotonic() - self.start
+        logger.info(
+            "Predicted %d images %s (%d unreadable) in %.1f s, %.0f images/s.",
+            self.done,
+            when,
+            self.failed,
+            elapsed,
+            self.done / elapsed if elapsed else 0.0,
+        )

@@ -1,0 +1,140 @@
+"""Read image files from a folder or a zip archive (zips inside it included), one at a time.
+
+Both batch prediction and retraining take "a folder or an archive of images". Nothing is
+extracted to disk: files are read and handed over as bytes, so the 5,000-image sample
+(outer zip -> ``train.zip`` -> ``train/*.jpg``) is read as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from image_classifiers.pipelines.data_processing.extract import is_ignored
+
+logger = logging.getLogger(__name__)
+
+#: File suffixes read as images (anything else in a folder or archive is skipped).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+
+
+class ImageSourceError(ValueError):
+    """The folder or archive to read images from is missing or unreadable as a whole."""
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """One image file: its name relative to the source, and its bytes or why they are missing.
+
+    ``location`` is the file on disk for a folder source (what retraining moves aside), or
+    ``None`` inside an archive.
+    """
+
+    name: str
+    data: bytes | None
+    error: str | None = None
+    location: Path | None = None
+
+    @property
+    def parent(self) -> str:
+        """Name of the folder the file is in (``cat`` for ``new/cat/x.jpg``)."""
+        parent = PurePosixPath(self.name).parent.name
+        # A member of a nested zip at its root: the zip's own name is no folder.
+        return "" if parent.endswith(".zip") else parent
+
+
+def is_image_name(name: str) -> bool:
+    """Whether ``name`` looks like an image file that is not macOS or dot-file clutter."""
+    return not is_ignored(name) and PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def iter_image_files(source: str | Path) -> Iterator[ImageFile]:
+    """Every image file of a folder (recursively) or of a ``.zip`` (nested zips opened).
+
+    Files come in sorted name order. A file that cannot be read (or a nested zip that is
+    corrupt) is yielded with ``data=None`` and ``error`` set instead of stopping the reading.
+
+    Raises:
+        ImageSourceError: If ``source`` does not exist or is neither a folder nor a zip.
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        yield from _iter_folder(path)
+    elif path.is_file() and (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path)):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                yield from _iter_zip(archive, prefix="")
+        except _ZIP_ERRORS as exc:
+            raise ImageSourceError(
+                f"Cannot read the archive '{path}' ({exc}); it is truncated or corrupt. "
+                "Copy it again, or unpack it and give the folder instead."
+            ) from exc
+    elif path.exists():
+        raise ImageSourceError(
+            f"'{path}' is neither a folder nor a zip archive. Give a folder of images or a "
+            ".zip of them."
+        )
+    else:
+        raise ImageSourceError(
+            f"No folder or archive of images at '{path}'. Check the path (relative paths "
+            "start at the project root)."
+        )
+
+
+def _iter_folder(folder: Path) -> Iterator[ImageFile]:
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = file.relative_to(folder).as_posix()
+        if file.suffix.lower() == ".zip":
+            yield from _iter_nested_zip_file(file, name)
+        elif is_image_name(name):
+            try:
+                yield ImageFile(name, file.read_bytes(), location=file)
+            except OSError as exc:
+                yield ImageFile(name, None, f"cannot read the file ({exc.strerror})", file)
+
+
+def _iter_nested_zip_file(file: Path, name: str) -> Iterator[ImageFile]:
+    try:
+        with zipfile.ZipFile(file) as archive:
+            yield from _iter_zip(archive, prefix=f"{name}/")
+    except _ZIP_ERRORS as exc:
+        yield ImageFile(name, None, f"the archive is truncated or corrupt ({exc})", file)
+
+
+def _iter_zip(archive: zipfile.ZipFile, prefix: str) -> Iterator[ImageFile]:
+    for info in sorted(archive.infolist(), key=lambda i: i.filename):
+        name = f"{prefix}{info.filename}"
+        if info.is_dir() or is_ignored(info.filename):
+            continue
+        if info.filename.lower().endswith(".zip"):
+            yield from _iter_zip_member_zip(archive, info, name)
+        elif is_image_name(info.filename):
+            try:
+                yield ImageFile(name, archive.read(info))
+            except _ZIP_ERRORS as exc:
+                yield ImageFile(name, None, f"cannot read it from the archive ({exc})")
+
+
+def _iter_zip_member_zip(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str
+) -> Iterator[ImageFile]:
+    # Spooled to a temp file, not read through the outer zip: a zip reader seeks backwards,
+    # and seeking in a compressed member decompresses it again from the start.
+    with tempfile.TemporaryFile() as spool:
+        try:
+            with archive.open(info) as member:
+                shutil.copyfileobj(member, spool, 1 << 20)
+            spool.seek(0)
+            inner = zipfile.ZipFile(spool)
+        except _ZIP_ERRORS as exc:
+            yield ImageFile(name, None, f"the archive is truncated or corrupt ({exc})")
+            return
+        with inner:
+            yield from _iter_zip(inner, prefix=f"{name}/")

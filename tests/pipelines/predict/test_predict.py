@@ -1,0 +1,187 @@
+"""Batch prediction: image sources (folders, nested zips), per-file errors, a whole run."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog
+from kedro.runner import SequentialRunner
+from PIL import Image
+
+from image_classifiers.images import decode_image
+from image_classifiers.models import build_classifier
+from image_classifiers.pipelines.predict import create_pipeline
+from image_classifiers.pipelines.predict.nodes import (
+    load_prediction_model,
+    predict_images,
+    summarize_predictions,
+)
+from image_classifiers.pipelines.predict.sources import ImageSourceError, iter_image_files
+from image_classifiers.training import predict_probabilities
+
+PROJECT = Path(__file__).resolve().parents[3]
+CLASSES = ["cat", "dog"]
+
+
+def jpeg(value: int, size=(40, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    keras.utils.set_random_seed(1)
+    model = build_classifier("simple_convnet", (32, 32, 3), 2, filters=(4,), dropout=0.0)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+# ---- sources -------------------------------------------------------------------------------
+def test_folder_is_read_recursively_and_clutter_skipped(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.JPG").write_bytes(jpeg(1))
+    (tmp_path / "y.png").write_bytes(b"not really a png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".hidden.jpg").write_bytes(jpeg(2))
+    (tmp_path / "__MACOSX").mkdir()
+    (tmp_path / "__MACOSX" / "._y.png").write_bytes(b"resource fork")
+
+    files = list(iter_image_files(tmp_path))
+
+    assert [f.name for f in files] == ["a/b/x.JPG", "y.png"]
+    assert files[0].data == jpeg(1) and files[0].location == tmp_path / "a/b/x.JPG"
+    assert files[0].parent == "b"
+
+
+def test_nested_zips_are_opened_and_corrupt_ones_reported(make_archive, tmp_path):
+    archive = make_archive(indices=range(3), extra_members={"train/broken.zip": b"PK\x03\x04xx"})
+
+    files = list(iter_image_files(archive))
+
+    names = [f.name for f in files]
+    assert names[:3] == ["train.zip/train/broken.zip", "train.zip/train/cat.0.jpg", names[2]]
+    assert len(files) == 7  # 6 images + the corrupt zip
+    assert files[0].data is None and "corrupt" in files[0].error
+    assert all(f.data for f in files[1:])
+    assert files[1].parent == "train"
+
+
+@pytest.mark.parametrize(
+    ("make_source", "message"),
+    [
+        (lambda p: p / "missing", "No folder or archive"),
+        (lambda p: (p / "x.txt").write_text("hi") and p / "x.txt", "neither a folder nor a zip"),
+    ],
+)
+def test_bad_sources_fail_clearly(tmp_path, make_source, message):
+    with pytest.raises(ImageSourceError, match=message):
+        list(iter_image_files(make_source(tmp_path)))
+
+
+def test_truncated_archive_fails_clearly(make_archive, tmp_path):
+    data = make_archive(indices=range(8)).read_bytes()
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageSourceError, match="truncated or corrupt"):
+        list(iter_image_files(truncated))
+
+
+def test_damaged_inner_archive_is_one_error_row(make_archive, tmp_path):
+    data = bytearray(make_archive(indices=range(8)).read_bytes())
+    data[200:400] = bytes(200)  # inside train.zip's bytes; the outer directory is intact
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(bytes(data))
+    files = list(iter_image_files(damaged))
+    assert [(f.name, f.data) for f in files] == [("train.zip", None)]
+    assert "corrupt" in files[0].error
+
+
+# ---- nodes ---------------------------------------------------------------------------------
+def test_predictions_one_row_per_file_with_errors(make_archive, model_file):
+    archive = make_archive(
+        indices=range(5),
+        extra_members={"train/cat.99.jpg": b"<html>quota exceeded</html>", "train/x.csv": b"a,b"},
+    )
+    classifier = load_prediction_model({"model": str(model_file), "classes": CLASSES})
+    predictions = predict_images(classifier, {"source": str(archive), "batch_size": 4})
+
+    assert list(predictions.columns) == [
+        "file",
+        "probability_cat",
+        "probability_dog",
+        "label",
+        "error",
+    ]
+    assert len(predictions) == 11  # 10 images + the HTML page named .jpg; the CSV is skipped
+    bad = predictions.set_index("file").loc["train.zip/train/cat.99.jpg"]
+    assert "HTML" in bad["error"] and pd.isna(bad["label"]) and pd.isna(bad["probability_cat"])
+    good = predictions[predictions["error"].isna()]
+    assert len(good) == 10 and set(good["label"]) <= set(CLASSES)
+    np.testing.assert_allclose(good["probability_cat"] + good["probability_dog"], 1, atol=1e-6)
+
+    # Same numbers as decoding and predicting one by one.
+    with (
+        zipfile.ZipFile(archive) as outer,
+        zipfile.ZipFile(io.BytesIO(outer.read("train.zip"))) as z,
+    ):
+        image = decode_image(z.read("train/dog.3.jpg"), (32, 32))
+    expected = predict_probabilities(classifier.model, image[None])[0, 1]
+    row = predictions.set_index("file").loc["train.zip/train/dog.3.jpg"]
+    assert row["probability_dog"] == pytest.approx(float(expected), abs=1e-5)
+
+    summary = summarize_predictions(predictions)
+    assert summary["images"] == 11 and summary["predicted"] == 10
+    assert summary["unreadable"] == 1 and sum(summary["per_label"].values()) == 10
+    assert summary["unreadable_files"][0]["file"] == "train.zip/train/cat.99.jpg"
+
+
+def test_a_batch_of_only_bad_files_is_not_fatal(tmp_path, model_file):
+    (tmp_path / "a.jpg").write_bytes(b"")
+    (tmp_path / "b.jpg").write_bytes(jpeg(9))
+    classifier = load_prediction_model({"model": str(model_file), "classes": CLASSES})
+    predictions = predict_images(classifier, {"source": str(tmp_path), "batch_size": 1})
+    assert predictions["file"].tolist() == ["a.jpg", "b.jpg"]
+    assert "empty" in predictions.loc[0, "error"] and pd.isna(predictions.loc[1, "error"])
+
+
+def test_empty_folder_gives_an_empty_table(tmp_path, model_file):
+    classifier = load_prediction_model({"model": str(model_file), "classes": CLASSES})
+    predictions = predict_images(classifier, {"source": str(tmp_path)})
+    assert predictions.empty and "probability_dog" in predictions.columns
+
+
+def test_model_parameters_are_checked(model_file):
+    with pytest.raises(ValueError, match=r"Set predict\.model"):
+        load_prediction_model({"model": None})
+    with pytest.raises(ValueError, match=r"set predict\.classes"):
+        load_prediction_model({"model": str(model_file), "classes": []})
+    classifier = load_prediction_model(
+        {"model": str(model_file), "classes": CLASSES, "threshold": 0.9}
+    )
+    assert classifier.threshold == 0.9
+
+
+@pytest.mark.slow
+def test_pipeline_writes_predictions_csv(make_archive, model_file, tmp_path, monkeypatch):
+    from kedro.config import OmegaConfigLoader
+
+    monkeypatch.chdir(tmp_path)  # the catalog's data/... paths are relative
+    config = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="base")
+    catalog = DataCatalog.from_config(config["catalog"])
+    parameters = config["parameters"]["predict"]
+    archive = make_archive(indices=range(6))
+    catalog["params:predict"] = {**parameters, "source": str(archive), "model": str(model_file)}
+
+    SequentialRunner().run(create_pipeline(), catalog)
+
+    written = pd.read_csv(tmp_path / "data/07_model_output/predictions.csv")
+    assert len(written) == 12 and written["error"].isna().all()
+    assert (tmp_path / "data/08_reporting/predictions_summary.json").is_file()
