@@ -1,0 +1,118 @@
+"""The transfer_learning pipeline: structure, catalog entries per base, a whole smoke run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from transfer_helpers import image_set
+
+from image_classifiers.datasets import KerasModelDataset
+from image_classifiers.pipelines.transfer_learning import create_pipeline
+from image_classifiers.training import cross_entropy, predict_probabilities
+
+PROJECT = Path(__file__).resolve().parents[3]
+PARAMETERS = {"transfer", "training", "augmentation", "evaluation"}
+BASE = "vgg16"  # the default: no runtime parameter needed, the smallest traced graph
+
+
+def project_config(env: str, runtime_params: dict | None = None) -> OmegaConfigLoader:
+    return OmegaConfigLoader(
+        str(PROJECT / "conf"),
+        base_env="base",
+        default_run_env=env,
+        merge_strategy={"parameters": "soft"},
+        runtime_params=runtime_params,
+    )
+
+
+def test_pipeline_is_namespaced_with_shared_inputs():
+    pipeline = create_pipeline()
+    assert [node.name for node in pipeline.nodes] == [
+        "transfer.build_transfer_model",
+        "transfer.train_feature_extractor",
+        "transfer.evaluate_feature_extractor",
+        "transfer.fine_tune_model",
+        "transfer.evaluate_model",
+        "transfer.plot_training_curves",
+    ]
+    assert pipeline.inputs() == {"train_set", "validation_set", "test_set"} | {
+        f"params:{name}" for name in PARAMETERS
+    }
+    outputs = pipeline.all_outputs()
+    assert {"transfer.model", "transfer.metrics", "transfer.training_history"} <= outputs
+
+
+@pytest.mark.parametrize(
+    ("runtime_params", "name"),
+    [(None, "transfer_vgg16"), ({"transfer": {"base": "xception"}}, "transfer_xception")],
+)
+def test_every_output_has_its_own_entry_named_after_the_base(runtime_params, name):
+    config = project_config("base", runtime_params)
+    catalog_config = config["catalog"]
+    pipeline = create_pipeline()
+    # Declared here, not left to another pipeline's pattern or to Kedro's default
+    # MemoryDataset (which would deep-copy a Keras model).
+    for dataset in pipeline.all_outputs():
+        assert dataset in catalog_config, dataset
+    catalog = DataCatalog.from_config(catalog_config)
+    model = catalog.get("transfer.model")
+    assert isinstance(model, KerasModelDataset)
+    assert model._describe()["filepath"] == f"data/06_models/{name}.keras"
+    metrics = catalog.get("transfer.feature_extraction_metrics")
+    assert str(metrics._filepath).endswith(
+        f"data/08_reporting/{name}/feature_extraction/metrics.json"
+    )
+    untrained = catalog.get("transfer.untrained_model")
+    assert isinstance(untrained, MemoryDataset) and untrained._copy_mode == "assign"
+    # The default in the catalog's file names is the default base of the parameters.
+    if runtime_params is None:
+        assert config["parameters"]["transfer"]["base"] == "vgg16"
+
+
+@pytest.mark.slow
+def test_smoke_run_with_a_real_base(tmp_path, monkeypatch):
+    """What ``kedro run --pipeline=transfer_learning --env=smoke`` does (VGG16, 32x32)."""
+    monkeypatch.chdir(tmp_path)  # the catalog's data/... paths are relative
+    config = project_config("smoke")
+    catalog = DataCatalog.from_config(config["catalog"])
+    test_set = image_set(8, seed=2)
+    for name, split in (("train", image_set(16, 0)), ("validation", image_set(8, 1))):
+        catalog[f"{name}_set"] = split
+    catalog["test_set"] = test_set
+    parameters = config["parameters"]
+    assert parameters["transfer"]["weights"] is None  # smoke: nothing to download
+    assert parameters["transfer"]["base"] == BASE
+    for name in PARAMETERS:
+        catalog[f"params:{name}"] = parameters[name]
+
+    SequentialRunner().run(create_pipeline(), catalog)
+
+    reports = tmp_path / f"data/08_reporting/transfer_{BASE}"
+    for png in (
+        "training_curves.png",
+        "confusion_matrix.png",
+        "feature_extraction/misclassified.png",
+    ):
+        assert (reports / png).stat().st_size > 1000
+    history = json.loads((reports / "training_history.json").read_text())
+    assert history["phase"] == ["feature_extraction", "fine_tuning"]
+    assert history["epoch"] == [1, 2]
+    assert history["learning_rate"] == pytest.approx([1e-3, 1e-5])
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert metrics["num_test_images"] == 8
+    models = tmp_path / "data/06_models"
+    assert (models / f"transfer_{BASE}_feature_extraction.keras").is_file()
+    model = KerasModelDataset(str(models / f"transfer_{BASE}.keras")).load()
+    assert model.name == f"transfer_{BASE}"
+    # The reloaded model predicts what was evaluated.
+    probabilities = predict_probabilities(model, test_set["images"], batch_size=8)
+    assert cross_entropy(probabilities, test_set["labels"]) == pytest.approx(
+        metrics["test_loss"], rel=1e-5
+    )
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
