@@ -11,9 +11,12 @@ logs node parameters and saves its ``Mlflow*`` datasets to the active run. This 
   the model with MLflow's Keras flavor, an input/output signature and a summary, and
   registers it in the Model Registry. ``MlflowModelTrackingDataset`` can neither keep the
   local file the rest of the pipeline reads nor take a signature from YAML.
+* ``MlflowFigureDataset`` and ``MlflowCSVDataset`` -- matplotlib figures and CSV files
+  that are also logged as artifacts, like kedro-mlflow's ``MlflowArtifactDataset`` but
+  without opening a stray run when saved outside ``kedro run`` (see ``tracking_run_id``).
 * Small functions the project hooks use: tracking-URI resolution and run tags.
 
-Both datasets are named ``Mlflow*`` so that kedro-mlflow's switch for pipelines with
+The datasets are named ``Mlflow*`` so that kedro-mlflow's switch for pipelines with
 tracking disabled (``disable_tracking.pipelines``) also turns their logging off.
 """
 
@@ -33,6 +36,8 @@ import mlflow
 import numpy as np
 from kedro.io import DatasetError, Version
 from kedro_datasets.json import JSONDataset
+from kedro_datasets.matplotlib import MatplotlibDataset
+from kedro_datasets.pandas import CSVDataset
 from mlflow.entities import Metric
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
@@ -162,6 +167,23 @@ def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = ".") -> 
 
 
 # ---- datasets ------------------------------------------------------------------------------
+def tracking_run_id(dataset: Any, what: str) -> str | None:
+    """The run a dataset's save should log to: the active one, unless logging is off.
+
+    Never opens a run: outside ``kedro run`` (a notebook's ``catalog.save``, a test running
+    a pipeline directly) there is no active run and only the local file is written. A stray
+    run left open here would be picked up by the next ``kedro run`` in the same process.
+    """
+    # kedro-mlflow sets this to False for pipelines listed in disable_tracking.pipelines.
+    if not getattr(dataset, "_logging_activated", True):
+        return None
+    run = mlflow.active_run()
+    if run is None:
+        logger.info("No active MLflow run: %s was saved but not logged to MLflow.", what)
+        return None
+    return run.info.run_id
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
@@ -237,7 +259,6 @@ class MlflowJSONMetricsDataset(JSONDataset):
         )
         self._prefix = prefix
         self._keys = keys
-        # kedro-mlflow flips this off for pipelines listed in disable_tracking.pipelines.
         self._logging_activated = True
 
     def save(self, data: dict[str, Any]) -> None:
@@ -248,17 +269,13 @@ class MlflowJSONMetricsDataset(JSONDataset):
             )
         # The parent's undecorated save: this method is already wrapped by Kedro.
         super().save.__wrapped__(self, data)
-        if not self._logging_activated:
-            return
-        run = mlflow.active_run()
-        if run is None:
-            # Logging here would open a stray run; kedro-mlflow opens one for every kedro run.
-            logger.warning("No active MLflow run: metrics %s were not logged.", sorted(data))
+        run_id = tracking_run_id(self, f"'{self._filepath}'")
+        if run_id is None:
             return
         metrics = metrics_from(data, self._prefix, self._keys)
         # MLflow accepts at most 1000 metrics per batch.
         for start in range(0, len(metrics), 1000):
-            mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics[start : start + 1000])
+            mlflow.MlflowClient().log_batch(run_id, metrics=metrics[start : start + 1000])
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "prefix": self._prefix, "keys": self._keys}
@@ -352,10 +369,7 @@ class MlflowKerasModelDataset(KerasModelDataset):
     def save(self, data: Any) -> None:
         # The parent's undecorated save: this method is already wrapped by Kedro.
         super().save.__wrapped__(self, data)
-        if not self._logging_activated:
-            return
-        if mlflow.active_run() is None:
-            logger.warning("No active MLflow run: model '%s' was not logged.", self._path)
+        if tracking_run_id(self, f"model '{self._path}'") is None:
             return
         mlflow.log_text(model_summary(data), "model_summary.txt")
         param_count = int(data.count_params())
@@ -382,3 +396,35 @@ class MlflowKerasModelDataset(KerasModelDataset):
             "registered_model_name": self._registered_model_name,
             "artifact_path": self._artifact_path,
         }
+
+
+class _ArtifactLogging:
+    """Mixin for a file dataset: after the file is saved, log it as an artifact of the run.
+
+    What kedro-mlflow's ``MlflowArtifactDataset`` does, except that it never opens a run
+    (see ``tracking_run_id``).
+    """
+
+    def save(self, data: Any) -> None:
+        # The parent's undecorated save: this method is already wrapped by Kedro.
+        super().save.__wrapped__(self, data)  # type: ignore[misc]
+        if self._protocol != "file":  # type: ignore[attr-defined]
+            logger.info("%s is not a local file: not logged to MLflow.", self._filepath)
+            return
+        path = Path(self._get_save_path())  # type: ignore[attr-defined]
+        run_id = tracking_run_id(self, f"'{path}'")
+        if run_id is None:
+            return
+        client = mlflow.MlflowClient()
+        if path.is_dir():  # a list or dict of figures is saved as a folder of images
+            client.log_artifacts(run_id, str(path), artifact_path=path.name)
+        else:
+            client.log_artifact(run_id, str(path))
+
+
+class MlflowFigureDataset(_ArtifactLogging, MatplotlibDataset):
+    """``matplotlib.MatplotlibDataset`` whose saved images are also logged as run artifacts."""
+
+
+class MlflowCSVDataset(_ArtifactLogging, CSVDataset):
+    """``pandas.CSVDataset`` whose saved file is also logged as a run artifact."""

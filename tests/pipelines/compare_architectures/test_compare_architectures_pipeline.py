@@ -16,7 +16,11 @@ from image_classifiers.pipelines.compare_architectures.pipeline import (
     check_model_names,
     configured_models,
 )
-from image_classifiers.tracking import MlflowJSONMetricsDataset
+from image_classifiers.tracking import (
+    MlflowCSVDataset,
+    MlflowFigureDataset,
+    MlflowJSONMetricsDataset,
+)
 
 
 def test_each_model_gets_the_training_pipeline_under_its_namespace():
@@ -88,7 +92,6 @@ def test_catalog_declares_the_comparison_outputs(tmp_path: Path):
     assert isinstance(summary, MlflowJSONMetricsDataset)
     assert str(summary._filepath).endswith("data/08_reporting/mini_xception/training_summary.json")
     table = catalog.get("architecture_comparison")
+    assert isinstance(table, MlflowCSVDataset)
     assert str(table._filepath).endswith("data/08_reporting/architecture_comparison.csv")
-    assert type(table).__name__ == "MlflowCSVDataset"  # kedro-mlflow's artifact wrapper
-    plot = catalog.get("architecture_comparison_plot")
-    assert type(plot).__name__ == "MlflowMatplotlibDataset"
+    assert isinstance(catalog.get("architecture_comparison_plot"), MlflowFigureDataset)

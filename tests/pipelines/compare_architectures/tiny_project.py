@@ -69,5 +69,8 @@ def run_pipeline(project: Path, pipeline: str, runtime_params: dict | None = Non
     end_active_runs()
     # Re-registers the pipelines, so compare_architectures reads this project's model list.
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
-        session.run(pipeline_names=[pipeline])
+    try:
+        with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
+            session.run(pipeline_names=[pipeline])
+    finally:
+        bootstrap_project(PROJECT)  # later tests see the real project's pipelines

@@ -1,0 +1,202 @@
+"""compare_architectures run end to end through Kedro and kedro-mlflow on a tiny project:
+what lands in MLflow for each model, the comparison table, and failed runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.entities import Run
+from tiny_project import (
+    EPOCHS,
+    TINY_MODELS,
+    end_active_runs,
+    image_set,
+    make_project,
+    run_pipeline,
+)
+
+from image_classifiers.datasets import KerasModelDataset
+from image_classifiers.pipelines.compare_architectures.nodes import COMPARISON_COLUMNS
+
+pytestmark = pytest.mark.slow
+
+EXPERIMENT = "image_classifiers"  # conf/base/mlflow.yml
+REGISTERED_NAME = "tiny_cats"
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+MODEL_ARTIFACTS = {
+    "training_curves.png",
+    "confusion_matrix.png",
+    "misclassified.png",
+    "model_summary.txt",
+    "data_quality.json",
+}
+
+
+@pytest.fixture(scope="module")
+def tracked_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny project whose MLflow store is ``sqlite:///<project>/tracking.db``."""
+    project = make_project(tmp_path_factory.mktemp("tracked") / "project")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'tracking.db'}")
+        patch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+        yield project
+        end_active_runs()
+
+
+@pytest.fixture(scope="module")
+def runs(tracked_project: Path) -> dict[str, Run]:
+    """Runs of one ``kedro run --pipeline=compare_architectures``, by run name."""
+    reporting = tracked_project / "data" / "08_reporting"
+    reporting.mkdir(parents=True, exist_ok=True)
+    (reporting / "data_quality.json").write_text(json.dumps({"skipped": [], "decoded": 32}))
+    (tracked_project / "data" / "01_raw").mkdir(parents=True, exist_ok=True)
+    (tracked_project / "data" / "01_raw" / "dogs-vs-cats.json").write_text(
+        json.dumps({"path": "dogs-vs-cats.zip", "sha256": "ab" * 32, "size": 1})
+    )
+    run_pipeline(
+        tracked_project,
+        "compare_architectures",
+        runtime_params={"registered_model_name": REGISTERED_NAME},
+    )
+    found = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list")
+    return {run.info.run_name: run for run in found}
+
+
+def model_run(runs: dict[str, Run], model: str) -> Run:
+    return runs[f"compare_architectures.{model}"]
+
+
+def test_one_finished_pipeline_run_with_one_nested_run_per_model(runs):
+    assert set(runs) == {"compare_architectures"} | {
+        f"compare_architectures.{model}" for model in TINY_MODELS
+    }
+    parent = runs["compare_architectures"]
+    for run in runs.values():
+        assert run.info.status == "FINISHED"
+    for model in TINY_MODELS:
+        assert model_run(runs, model).data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert mlflow.active_run() is None
+
+
+def test_model_runs_have_flattened_parameters_and_tags(runs):
+    for model in TINY_MODELS:
+        run = model_run(runs, model)
+        params, tags = run.data.params, run.data.tags
+        assert params["training.epochs"] == str(EPOCHS)
+        assert params["training.optimizer"] == "rmsprop"
+        assert params["model.architecture"] == "simple_convnet"
+        assert params[f"models.{model}.architecture"] == "simple_convnet"
+        assert not any(value.startswith("{") for value in params.values()), "not flattened"
+        assert tags["architecture"] == "simple_convnet"
+        assert tags["model"] == model
+        assert tags["keras_backend"] == keras.backend.backend()
+        assert tags["device"]
+        assert tags["kedro_pipeline"] == "compare_architectures"
+        assert tags["dataset_sha256"] == "ab" * 32
+    # Each run holds its own model's options, not the other's.
+    assert model_run(runs, "tiny_a").data.params["model.filters"] == "[4, 8]"
+    assert model_run(runs, "tiny_b").data.params["model.filters"] == "[8]"
+
+
+def test_metric_history_has_one_entry_per_epoch(runs, tracked_project):
+    client = mlflow.MlflowClient()
+    for model in TINY_MODELS:
+        run_id = model_run(runs, model).info.run_id
+        saved = json.loads(
+            (tracked_project / f"data/08_reporting/{model}/training_history.json").read_text()
+        )
+        for key in HISTORY_KEYS:
+            history = client.get_metric_history(run_id, key)
+            assert [m.step for m in history] == list(range(EPOCHS)), key
+            np.testing.assert_allclose([m.value for m in history], saved[key], rtol=1e-6)
+
+
+def test_test_metrics_and_artifacts_are_logged_to_the_model_run(runs, tracked_project):
+    client = mlflow.MlflowClient()
+    for model in TINY_MODELS:
+        run = model_run(runs, model)
+        saved = json.loads(
+            (tracked_project / f"data/08_reporting/{model}/metrics.json").read_text()
+        )
+        for key in ("test_accuracy", "test_loss", "test_f1"):
+            assert run.data.metrics[key] == pytest.approx(saved[key])
+        assert run.data.metrics["param_count"] > 0
+        assert run.data.metrics["train_seconds"] > 0
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert artifacts >= MODEL_ARTIFACTS
+        summary = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/model_summary.txt")
+        assert "Total params" in summary
+
+
+def test_each_model_is_registered_and_the_version_loads_and_predicts(runs, tracked_project):
+    versions = mlflow.MlflowClient().search_model_versions(f"name='{REGISTERED_NAME}'")
+    by_run = {version.run_id: version for version in versions}
+    assert len(versions) == len(TINY_MODELS)
+    images = image_set(4, seed=99)["images"].astype("float32")
+    for model in TINY_MODELS:
+        version = by_run[model_run(runs, model).info.run_id]
+        uri = f"models:/{REGISTERED_NAME}/{version.version}"
+        local = KerasModelDataset(str(tracked_project / f"data/06_models/{model}.keras")).load()
+        expected = local.predict(images, verbose=0)
+        np.testing.assert_allclose(
+            mlflow.keras.load_model(uri).predict(images, verbose=0), expected, rtol=1e-5
+        )
+        # The generic pyfunc interface checks inputs against the logged signature.
+        pyfunc = mlflow.pyfunc.load_model(uri)
+        assert pyfunc.metadata.signature.inputs.inputs[0].shape == (-1, 32, 32, 3)
+        np.testing.assert_allclose(pyfunc.predict(images), expected, rtol=1e-5)
+
+
+def test_comparison_has_one_row_per_model_and_is_logged_to_the_pipeline_run(runs, tracked_project):
+    table = pd.read_csv(tracked_project / "data/08_reporting/architecture_comparison.csv")
+    assert list(table.columns) == list(COMPARISON_COLUMNS)
+    assert sorted(table["model"]) == sorted(TINY_MODELS)
+    for row in table.itertuples():
+        run = model_run(runs, row.model)
+        assert row.params == run.data.metrics["param_count"]
+        assert row.test_accuracy == pytest.approx(run.data.metrics["test_accuracy"])
+        assert row.epochs == EPOCHS
+    parent = runs["compare_architectures"]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
+    assert {"architecture_comparison.csv", "architecture_comparison.png"} <= artifacts
+
+
+def test_a_failing_node_marks_the_runs_failed_in_the_default_store(tmp_path, monkeypatch):
+    project = make_project(tmp_path / "failing")
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the project's own store
+    previous_uris = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    try:
+        # evaluate_model fails, after both models were built and (not) trained.
+        with pytest.raises(ValueError, match="not-a-number"):
+            run_pipeline(
+                project,
+                "compare_architectures",
+                runtime_params={
+                    "evaluation": {"threshold": "not-a-number"},
+                    "training": {"epochs": 0},  # no need to train for this
+                },
+            )
+    finally:
+        # kedro-mlflow pointed the process at this project's store; the other tests use theirs.
+        mlflow.set_tracking_uri(previous_uris[0])
+        mlflow.set_registry_uri(previous_uris[1])
+    assert mlflow.active_run() is None
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment.artifact_location == (project / "mlartifacts").as_uri()
+    found = client.search_runs([experiment.experiment_id])
+    statuses = {run.info.run_name: run.info.status for run in found}
+    # The model whose node failed, the other (unfinished) one and the pipeline's run.
+    assert statuses == {
+        "compare_architectures": "FAILED",
+        **{f"compare_architectures.{model}": "FAILED" for model in TINY_MODELS},
+    }
