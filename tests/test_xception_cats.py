@@ -45,3 +45,5 @@ def test_xception_cats_runs_end_to_end_in_the_smoke_env(tmp_path, monkeypatch):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_loss"] > 0
     for png in ("training_curves.png", "confusion_matrix.png", "misclassified.png"):
         assert (reports / png).read_bytes()[:4] == b"\x89PNG"
+    # The transfer-learning stage (random weights in the smoke env) ran on the same splits.
+    assert list((project / "data/06_models").glob("transfer_*.keras"))
