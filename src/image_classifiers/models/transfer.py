@@ -339,7 +339,8 @@ def build_transfer_model(
     x = inputs
     if augmentation:
         x = RandomAugment(**{**augmentation, "value_range": (0, 255)}, name="augment")(x)
-    x = ApplicationPreprocessing(base, name="preprocess")(x)
+    # float32 even under mixed precision: bfloat16 would round the mean-subtracted pixels.
+    x = ApplicationPreprocessing(base, name="preprocess", dtype="float32")(x)
     x = InferenceMode(pretrained, name="pretrained_base")(x)
     if pooling == "flatten":
         x = keras.layers.Flatten(name="flatten")(x)

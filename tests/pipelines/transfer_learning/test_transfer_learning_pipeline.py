@@ -66,7 +66,7 @@ def test_every_output_has_its_own_entry_named_after_the_base(runtime_params, nam
     assert model._describe()["filepath"] == f"data/06_models/{name}.keras"
     metrics = catalog.get("transfer.feature_extraction_metrics")
     assert str(metrics._filepath).endswith(
-        f"data/08_reporting/{name}/feature_extraction/metrics.json"
+        f"data/08_reporting/{name}/feature_extraction_metrics.json"
     )
     untrained = catalog.get("transfer.untrained_model")
     assert isinstance(untrained, MemoryDataset) and untrained._copy_mode == "assign"
@@ -97,7 +97,7 @@ def test_smoke_run_with_a_real_base(tmp_path, monkeypatch):
     for png in (
         "training_curves.png",
         "confusion_matrix.png",
-        "feature_extraction/misclassified.png",
+        "feature_extraction_misclassified.png",
     ):
         assert (reports / png).stat().st_size > 1000
     history = json.loads((reports / "training_history.json").read_text())
