@@ -234,13 +234,14 @@ def test_missing_or_odd_weights_files_are_clear_errors(tmp_path):
             (96, 96, 3),
             "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5",
         ),
+        ("efficientnet_b0", SHAPE, "efficientnetb0_notop.h5"),
     ],
 )
 def test_failed_download_says_how_to_provide_a_local_file(monkeypatch, base, shape, file_name):
     asked = []
 
     def unreachable(fname, origin, **kwargs):
-        asked.append(fname)
+        asked.append((fname, origin))
         # What keras.utils.get_file raises without network access.
         raise Exception(
             f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known"
@@ -252,7 +253,8 @@ def test_failed_download_says_how_to_provide_a_local_file(monkeypatch, base, sha
     with pytest.raises(WeightsError) as error:
         load_base(base, shape, "imagenet")
     message = str(error.value)
-    assert asked == [file_name]  # the name we tell users is the one Keras looks for
+    assert [name for name, _ in asked] == [file_name]  # the file Keras looks for
+    assert f"({asked[0][1]})" in message  # and where Keras downloads it from
     assert f"Could not get the ImageNet weights for transfer.base '{base}'" in message
     assert "Name or service not known" in message
     assert f'--params="transfer.weights=/path/to/{file_name}"' in message

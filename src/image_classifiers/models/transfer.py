@@ -50,12 +50,14 @@ class BaseSpec:
         min_size: Smallest input height/width the architecture accepts.
         weights_file: Keras' file name of the no-top ImageNet weights (what ``weights:
             imagenet`` downloads into ``~/.keras/models/``); ``{size}`` is the input size.
+        weights_folder: The URL Keras downloads that file from, without the file name.
     """
 
     constructor: Callable[..., keras.Model]
     preprocess: Callable[[Any], Any]
     min_size: int
     weights_file: str
+    weights_folder: str
 
     def weights_file_for(self, input_shape: tuple[int, ...]) -> str:
         """Keras' no-top ImageNet weights file name for images of ``input_shape``."""
@@ -66,30 +68,35 @@ class BaseSpec:
 
 
 _apps = keras.applications
+_KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 BASES: dict[str, BaseSpec] = {
     "vgg16": BaseSpec(
         _apps.VGG16,
         _apps.vgg16.preprocess_input,
         32,
         "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        _KERAS_WEIGHTS + "vgg16/",
     ),
     "xception": BaseSpec(
         _apps.Xception,
         _apps.xception.preprocess_input,
         71,
         "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        _KERAS_WEIGHTS + "xception/",
     ),
     "resnet50": BaseSpec(
         _apps.ResNet50,
         _apps.resnet50.preprocess_input,
         32,
         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        _KERAS_WEIGHTS + "resnet/",
     ),
     "mobilenet_v2": BaseSpec(
         _apps.MobileNetV2,
         _apps.mobilenet_v2.preprocess_input,
         32,
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
+        _KERAS_WEIGHTS + "mobilenet_v2/",
     ),
     "efficientnet_b0": BaseSpec(
         _apps.EfficientNetB0,
@@ -97,6 +104,7 @@ BASES: dict[str, BaseSpec] = {
         _apps.efficientnet.preprocess_input,
         32,
         "efficientnetb0_notop.h5",
+        "https://storage.googleapis.com/keras-applications/",
     ),
 }
 
@@ -192,12 +200,13 @@ def _check_input_shape(base: str, input_shape: tuple[int, ...]) -> None:
 
 
 def _local_weights_hint(base: str, input_shape: tuple[int, ...]) -> str:
-    file_name = BASES[base].weights_file_for(input_shape)
+    spec = BASES[base]
+    file_name = spec.weights_file_for(input_shape)
     return (
-        f"To work offline, copy Keras' no-top ImageNet weights for '{base}' ({file_name}, "
-        "from https://storage.googleapis.com/tensorflow/keras-applications/) to this machine "
-        f'and run with --params="transfer.weights=/path/to/{file_name}" (or put the file '
-        "in ~/.keras/models/, where weights: imagenet looks first). "
+        f"To work offline, download Keras' no-top ImageNet weights for '{base}' on a machine "
+        f"with network access ({spec.weights_folder}{file_name}), copy the file here and run "
+        f'with --params="transfer.weights=/path/to/{file_name}" (or put it in '
+        "~/.keras/models/, where weights: imagenet looks first). "
         "Use transfer.weights=null to start from random weights."
     )
 

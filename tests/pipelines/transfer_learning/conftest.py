@@ -12,6 +12,8 @@ from image_classifiers.models.transfer import BASES, BaseSpec
 @pytest.fixture
 def tiny_base_registered(monkeypatch) -> str:
     """Offer the tiny base as ``transfer.base: tiny`` for the duration of a test."""
-    spec = BaseSpec(tiny_base, keras.applications.mobilenet_v2.preprocess_input, 8, "tiny.h5")
+    spec = BaseSpec(
+        tiny_base, keras.applications.mobilenet_v2.preprocess_input, 8, "tiny.h5", "nowhere/"
+    )
     monkeypatch.setitem(BASES, "tiny", spec)
     return "tiny"
