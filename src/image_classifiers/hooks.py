@@ -234,8 +234,10 @@ class ModelRunsHook:
             is_model_config = name.startswith("params:") and name.rsplit(".", 1)[-1] == namespace
             if is_model_config and isinstance(value, dict):
                 mlflow.log_params(flatten_params(value, prefix="model"))
-                if "architecture" in value:
-                    mlflow.set_tag("architecture", str(value["architecture"]))
+                # From-scratch models name an architecture, transfer learning a base network.
+                architecture = value.get("architecture") or value.get("base")
+                if architecture:
+                    mlflow.set_tag("architecture", str(architecture))
 
 
 def _load_if_exists(catalog: Any, name: str) -> Any:
