@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> dict:
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
         "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join([f"KERAS_BACKEND={keras.backend.backend()}", *sys.argv]),
+        "command": " ".join([f"KERAS_BACKEND={keras.backend.backend()}", "python", *sys.argv]),
         "architecture": args.architecture,
         "parameters": model.count_params(),
         "image_size": args.image_size,
