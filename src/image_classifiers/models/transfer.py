@@ -243,10 +243,12 @@ def load_base(
         try:
             return build("imagenet")
         except Exception as exc:  # Keras raises a bare Exception for a failed download
+            # The message carries the cause; its chain (urllib internals) is for debugging.
+            logger.debug("Getting the ImageNet weights failed.", exc_info=True)
             raise WeightsError(
                 f"Could not get the ImageNet weights for transfer.base '{base}': {exc} "
                 "(no network access?). " + _local_weights_hint(base, input_shape)
-            ) from exc
+            ) from None
     if not isinstance(weights, (str, Path)):
         raise WeightsError(
             f"transfer.weights must be 'imagenet', null or a path to a weights file, got "
@@ -270,12 +272,13 @@ def load_base(
             warnings.simplefilter("error", UserWarning)
             model.load_weights(path)
     except Exception as exc:  # h5py, shape and layer-count errors alike: wrong file
+        logger.debug("Loading %s failed.", path, exc_info=True)
         raise WeightsError(
             f"transfer.weights '{path}' doesn't fit transfer.base '{base}' without its top "
             f"at input shape {input_shape}: {exc}. Use the no-top weights "
             f"({spec.weights_file_for(input_shape)}), not the full classifier's. "
             + _local_weights_hint(base, input_shape)
-        ) from exc
+        ) from None
     if base.startswith("efficientnet"):
         _correct_efficientnet_normalization(model)
     logger.info("Loaded the weights of base '%s' from %s.", base, path)
