@@ -187,11 +187,13 @@ def test_model_with_random_augment_supports_jit():
 
 
 @pytest.mark.slow
-def test_training_step_compiles_with_xla():
-    """A real XLA compile of fit on this backend (TensorFlow's affine_transform would fail)."""
+@pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])
+def test_training_step_compiles(jit_compile):
+    """A real XLA compile of fit on this backend (TensorFlow's affine_transform would fail),
+    and the plain graph (tf.function) without XLA."""
     model = tiny_model(RandomAugment(**ALL_ON, seed=0))
-    model.compile(optimizer="sgd", loss="binary_crossentropy", jit_compile=True)
-    assert model.jit_compile
+    model.compile(optimizer="sgd", loss="binary_crossentropy", jit_compile=jit_compile)
+    assert model.jit_compile == jit_compile
     rng = np.random.default_rng(0)
     history = model.fit(
         rng.random((8, 8, 8, 3), dtype="float32"), rng.integers(0, 2, 8), batch_size=4, verbose=0

@@ -113,13 +113,13 @@ class RandomAugment(keras.layers.Layer):
         if self._warps:
             images = affine_warp(images, self._transforms(draws, height, width), self.fill_mode)
         if self.contrast != (0.0, 0.0):
-            factor = 1.0 + _between(draws[:, _CONTRAST], self.contrast)[:, None, None, None]
+            factor = 1.0 + _per_image(_between(draws[:, _CONTRAST], self.contrast), 4)
             mean = ops.mean(images, axis=(1, 2), keepdims=True)
             images = (images - mean) * factor + mean
         if self.brightness != (0.0, 0.0):
             low, high = self.value_range
             delta = _between(draws[:, _BRIGHTNESS], self.brightness) * (high - low)
-            images = images + delta[:, None, None, None]
+            images = images + _per_image(delta, 4)
         if self.contrast != (0.0, 0.0) or self.brightness != (0.0, 0.0):
             images = ops.clip(images, *self.value_range)
 
@@ -188,16 +188,16 @@ def affine_warp(images, transforms, fill_mode: str = "reflect"):
     ys, xs = ops.meshgrid(
         ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32"), indexing="ij"
     )
-    row = [transforms[:, i, None, None] for i in range(6)]
+    row = [_per_image(transforms[:, i], 3) for i in range(6)]
     x = row[0] * xs + row[1] * ys + row[2]  # (batch, height, width) source coordinates
     y = row[3] * xs + row[4] * ys + row[5]
     x0, y0 = ops.floor(x), ops.floor(y)
-    wx, wy = (x - x0)[..., None], (y - y0)[..., None]
+    wx, wy = ops.expand_dims(x - x0, -1), ops.expand_dims(y - y0, -1)
     x0, y0 = ops.cast(x0, "int32"), ops.cast(y0, "int32")
 
     # Gather whole pixels (all channels) from the batch flattened to rows.
     pixels = ops.reshape(images, (-1, channels))
-    first_row = ops.arange(ops.shape(images)[0], dtype="int32")[:, None, None] * (height * width)
+    first_row = _per_image(ops.arange(ops.shape(images)[0], dtype="int32"), 3) * (height * width)
 
     def gather(yi, xi):
         rows = _fill(yi, height, fill_mode) * width + _fill(xi, width, fill_mode)
@@ -215,6 +215,14 @@ def _fill(index, size: int, fill_mode: str):
     # Reflect about the edge: period 2 * size, the second half mirrored.
     index = ops.mod(index, 2 * size)
     return ops.where(index < size, index, 2 * size - 1 - index)
+
+
+def _per_image(values, rank: int):
+    """``(batch,)`` -> ``(batch, 1, ...)`` of ``rank`` dimensions, to broadcast over pixels.
+
+    Explicit reshapes: TensorFlow graphs (without XLA) mis-shape ``v[:, None, None]`` slices.
+    """
+    return ops.reshape(values, (-1,) + (1,) * (rank - 1))
 
 
 def _between(fraction, bounds: tuple[float, float]):
