@@ -236,7 +236,10 @@ def load_base(
     input_shape = tuple(int(d) for d in input_shape)
     _check_input_shape(base, input_shape)
     spec = BASES[base]
-    build = lambda w: spec.constructor(include_top=False, weights=w, input_shape=input_shape)  # noqa: E731
+
+    def build(source: str | None) -> keras.Model:
+        return spec.constructor(include_top=False, weights=source, input_shape=input_shape)
+
     if weights is None:
         return build(None)
     if weights == "imagenet":
