@@ -8,7 +8,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from transfer_helpers import image_set
+from transfer_helpers import image_set, tiny_base
 
 from image_classifiers.models.transfer import pretrained_base, unfreeze_top_layers
 from image_classifiers.pipelines.transfer_learning import nodes
@@ -96,10 +96,23 @@ def test_training_curves_mark_where_fine_tuning_starts():
 
 # ---- the two phases ----------------------------------------------------------------------
 @pytest.mark.slow
-def test_feature_extraction_trains_the_head_only_and_the_loss_falls(tiny_base_registered):
+@pytest.mark.parametrize("weights", ["random", "local file"])
+def test_feature_extraction_trains_the_head_only_and_the_loss_falls(
+    tiny_base_registered, tmp_path, weights
+):
     train, validation = image_set(16, 0), image_set(8, 1)
     transfer = _transfer("tiny")
+    if weights == "local file":
+        keras.utils.set_random_seed(11)
+        pretrained = tiny_base(input_shape=(32, 32, 3))
+        transfer["weights"] = str(tmp_path / "tiny_notop.weights.h5")
+        pretrained.save_weights(transfer["weights"])
     model = nodes.build_transfer_model(train, transfer, {"horizontal_flip": True}, TRAINING)
+    if weights == "local file":
+        for got, want in zip(
+            pretrained_base(model).get_weights(), pretrained.get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(got, want)
     base_before = _weights(pretrained_base(model))
     head_before = _weights(model.get_layer("predictions"))
 
