@@ -15,7 +15,7 @@ Layout of ``filepath``::
 
 A save writes a new snapshot folder and then replaces ``CURRENT`` (an atomic rename), so a
 crash at any point leaves the previous pool whole; the snapshot before the current one is
-kept as well, older ones are deleted.
+kept as well (the one a crash-free save replaced), older ones are deleted.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from image_classifiers.datasets import ImageSetDataset
 
 POINTER = "CURRENT"
 MANIFEST = "manifest.json"
-_KEEP_SNAPSHOTS = 2
 
 
 def empty_pool() -> dict[str, Any]:
@@ -109,13 +108,10 @@ class TrainingPoolDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         self._delete_old_snapshots(keep={name, current.name if current else name})
 
     def _delete_old_snapshots(self, keep: set[str]) -> None:
-        snapshots = sorted(
-            (p for p in self._path.iterdir() if p.is_dir() and not p.name.startswith(".")),
-            key=lambda p: p.name,
-        )
-        for old in snapshots[: -_KEEP_SNAPSHOTS or None]:
-            if old.name not in keep:
-                shutil.rmtree(old, ignore_errors=True)
+        for folder in self._path.iterdir():
+            # Dot-folders are ImageSetDataset's temp folders: its own to clean up.
+            if folder.is_dir() and not folder.name.startswith(".") and folder.name not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _exists(self) -> bool:
         return (self._path / POINTER).is_file()
