@@ -6,6 +6,7 @@ tests/pipelines/compare_architectures/test_compare_architectures_run.py.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +86,10 @@ def test_defaults_hook_hands_kedro_mlflow_the_project_store(tmp_path, monkeypatc
     experiment = conf["tracking"]["experiment"]
     assert experiment["name"] == "image_classifiers"
     assert experiment["create_experiment_kwargs"]["artifact_location"] == "mlartifacts"
+    # The MLflow UI then opens the experiment on its runs table.
+    assert experiment["create_experiment_kwargs"]["tags"] == {
+        "mlflow.experimentKind": "custom_model_development"
+    }
     assert conf["tracking"]["run"]["nested"] is False
     assert conf["tracking"]["params"]["dict_params"]["flatten"] is True
 
@@ -263,3 +268,16 @@ def test_model_runs_are_per_top_level_namespace_unless_excluded():
     assert hook.model_namespace(node(identity, "a", "b", namespace="vgg16.fine_tune")) == "vgg16"
     assert hook.model_namespace(node(identity, "a", "b", namespace="reports")) is None
     assert hook.model_namespace(node(identity, "a", "b")) is None
+
+
+def test_the_comparison_notebook_is_valid_nbformat_without_outputs():
+    notebook = json.loads((PROJECT / "notebooks" / "compare_architectures.ipynb").read_text())
+    assert (notebook["nbformat"], notebook["nbformat_minor"]) == (4, 5)
+    sources = []
+    for cell in notebook["cells"]:
+        assert cell["cell_type"] in {"markdown", "code"} and cell["id"]
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+            sources.append("".join(cell["source"]))
+            compile(sources[-1], cell["id"], "exec")
+    assert any("mlflow.search_runs" in source for source in sources)

@@ -193,6 +193,7 @@ def test_a_failing_node_marks_the_runs_failed_in_the_default_store(tmp_path, mon
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment.artifact_location == (project / "mlartifacts").as_uri()
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     found = client.search_runs([experiment.experiment_id])
     statuses = {run.info.run_name: run.info.status for run in found}
     # The model whose node failed, the other (unfinished) one and the pipeline's run.
