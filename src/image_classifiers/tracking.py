@@ -126,7 +126,7 @@ def describe_device() -> str:
             import jax
 
             device = jax.devices()[0]
-            return f"{device.platform}:{device.device_kind}"
+            return "cpu" if device.platform == "cpu" else f"{device.platform}:{device.device_kind}"
         if backend == "torch":
             import torch
 
@@ -137,7 +137,10 @@ def describe_device() -> str:
             import tensorflow as tf
 
             gpus = tf.config.list_physical_devices("GPU")
-            return f"gpu:{len(gpus)}" if gpus else "cpu"
+            if not gpus:
+                return "cpu"
+            name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "")
+            return f"gpu:{name or len(gpus)}"
     except Exception as exc:  # a tag must never fail a training run
         logger.debug("Could not describe the %s device: %s", backend, exc)
     return "unknown"
