@@ -198,3 +198,15 @@ def test_classifier_takes_raw_pixels_and_augments_only_in_training():
     assert build_classifier("lenet", (28, 28, 1), 10).count_params() == 431_080
     with pytest.raises(ValueError, match="Unknown option"):
         build_classifier("lenet", (28, 28, 1), 10, augmentation={}, widths=3)
+
+
+def test_mixed_precision_keeps_the_head_in_float32():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = build_classifier("lenet", (28, 28, 1), 10, augmentation={"zoom": 0.1})
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.get_layer("augment").compute_dtype == "bfloat16"
+    images = np.zeros((2, 28, 28, 1), dtype="float32")
+    assert keras.backend.standardize_dtype(model(images, training=True).dtype) == "float32"

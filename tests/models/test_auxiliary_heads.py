@@ -50,6 +50,14 @@ def test_inference_returns_the_main_head_only(model, data):
     )
 
 
+def test_describes_the_inference_model(model):
+    network = model.network
+    assert model.inputs == network.inputs
+    assert model.outputs == network.outputs[:1]
+    assert model.input_shape == (None, 8, 8, 3)
+    assert model.output_shape == (None, 1)
+
+
 def test_training_loss_adds_weighted_auxiliary_losses(model, data):
     x, y = data
     main, auxiliary = model(x, training=True)

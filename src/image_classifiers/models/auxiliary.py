@@ -35,6 +35,24 @@ class AuxiliaryHeadsModel(keras.Model):
         # The wrapped network is built already, and so is this thin wrapper around it.
         self.built = network.built
 
+    # What a functional model offers, describing the inference model (the main head only), so
+    # code that reads `model.input_shape` or `model.outputs` treats this like any classifier.
+    @property
+    def inputs(self) -> list:
+        return self.network.inputs
+
+    @property
+    def outputs(self) -> list:
+        return self.network.outputs[:1]
+
+    @property
+    def input_shape(self) -> tuple:
+        return self.network.input_shape
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.network.output_shape[0]
+
     def call(self, inputs, training=None):
         outputs = self.network(inputs, training=training)
         return tuple(outputs) if training else outputs[0]
