@@ -159,6 +159,7 @@ def test_saved_model_keeps_the_layer(tmp_path, images):
         {"value_range": (255, 0)},
         {"value_range": 1},
         {"fill_mode": "wrap"},
+        {"horizontal_flip": "yes"},
     ],
 )
 def test_bad_options_raise_clear_errors(options):

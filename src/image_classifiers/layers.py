@@ -71,6 +71,10 @@ class RandomAugment(keras.layers.Layer):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        if horizontal_flip not in (True, False):
+            raise ValueError(
+                f"RandomAugment horizontal_flip must be true or false, got {horizontal_flip!r}."
+            )
         self.horizontal_flip = bool(horizontal_flip)
         self.rotation = _factor_range(rotation, "rotation")
         self.zoom = _factor_range(zoom, "zoom")

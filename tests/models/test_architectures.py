@@ -201,6 +201,8 @@ def test_classifier_takes_raw_pixels_and_augments_only_in_training():
     assert build_classifier("lenet", (28, 28, 1), 10).count_params() == 431_080
     with pytest.raises(ValueError, match="Unknown option"):
         build_classifier("lenet", (28, 28, 1), 10, augmentation={}, widths=3)
+    with pytest.raises(ValueError, match=r"Unknown augmentation option\(s\): vertical_flip"):
+        build_classifier("lenet", (28, 28, 1), 10, augmentation={"vertical_flip": True})
 
 
 def test_mixed_precision_keeps_the_head_in_float32():

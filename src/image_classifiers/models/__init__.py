@@ -115,12 +115,27 @@ def build_classifier(
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     if augmentation:
-        x = RandomAugment(**augmentation, name="augment")(x)
+        x = _augmentation_layer(augmentation)(x)
     if isinstance(backbone, AuxiliaryHeadsModel):
         # Keep the auxiliary heads' training-only behaviour at the outermost model.
         network = keras.Model(inputs, backbone.network(x), name=f"{architecture}_network")
         return AuxiliaryHeadsModel(network, aux_weight=backbone.aux_weight, name=architecture)
     return keras.Model(inputs, backbone(x), name=architecture)
+
+
+def _augmentation_layer(augmentation: dict[str, Any]) -> RandomAugment:
+    accepted = [
+        name
+        for name, parameter in inspect.signature(RandomAugment.__init__).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(augmentation) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Unknown augmentation option(s): {', '.join(unknown)}. "
+            f"Accepted: {', '.join(accepted)}."
+        )
+    return RandomAugment(**augmentation, name="augment")
 
 
 def _check_architecture(architecture: str) -> None:
