@@ -20,8 +20,6 @@ The same module loads a Keras model back from a model URI or a ``.keras`` file
 probabilities into the output table (:func:`probability_frame`).
 """
 
-from __future__ import annotations
-
 import base64
 import binascii
 import logging
