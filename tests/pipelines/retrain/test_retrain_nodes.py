@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -85,10 +86,7 @@ def test_known_files_and_fixed_split_pictures_are_not_added(splits, tmp_path):
 
     Image.fromarray(splits[2]["images"][1]).save(buffer, format="PNG")
     write(tmp_path / "dog" / "from-test.png", buffer.getvalue())
-    pool = {**empty_pool(), "files": ["dog/k.jpg"], "classes": list(CLASSES)}
-    import hashlib
-
-    pool["sha256"] = [hashlib.sha256(known).hexdigest()]
+    pool = {**pool_of(1, "r1"), "sha256": [hashlib.sha256(known).hexdigest()]}
 
     incoming = collect(splits, tmp_path, pool=pool)
 
@@ -256,3 +254,10 @@ def test_files_are_moved_aside_by_kind_and_a_rerun_finds_them_gone(tmp_path):
     assert report["pool_images"] == 1 and report["action"] == "keep"
     # Run again (e.g. after a crash right after moving): nothing left to move, no error.
     assert archive_incoming(pool_of(1, "r9"), incoming, promotion, retrain)["processed_dir"] is None
+
+
+def test_a_pool_of_another_image_size_is_refused(splits, tmp_path):
+    write(tmp_path / "cat" / "a.jpg", jpeg(0, 1))
+    small = {**pool_of(2, "r1"), "images": np.zeros((2, 16, 16, 3), np.uint8)}
+    with pytest.raises(ValueError, match=r"16x16 images .* but train_set has 32x32"):
+        collect(splits, tmp_path, pool=small)

@@ -94,11 +94,7 @@ def collect_incoming(
     if not source.exists():
         logger.info("No new images: '%s' does not exist. Nothing to retrain.", source)
         return _finish_incoming(result, [], (height, width))
-    if training_pool["files"] and list(training_pool["classes"]) != classes:
-        raise ValueError(
-            f"The training pool holds classes {training_pool['classes']} but train_set has "
-            f"{classes}. Move the pool folder aside (it was built for another data set)."
-        )
+    _check_pool_fits(training_pool, classes, (height, width))
     known = set(training_pool["sha256"])
     fixed = _pixel_hashes(train_set, validation_set, test_set)
     images: list[np.ndarray] = []
@@ -141,6 +137,20 @@ def collect_incoming(
     if source.is_file():  # an archive is moved aside as a whole
         result["sources"] = [{"file": source.name, "path": str(source)}]
     return _finish_incoming(result, images, (height, width))
+
+
+def _check_pool_fits(pool: dict[str, Any], classes: list[str], size: tuple[int, int]) -> None:
+    if not len(pool["files"]):
+        return
+    pool_size = tuple(int(v) for v in pool["images"].shape[1:3])
+    if list(pool["classes"]) != classes or pool_size != size:
+        raise ValueError(
+            f"The training pool holds {'x'.join(map(str, pool_size))} images of classes "
+            f"{list(pool['classes'])} but train_set has {'x'.join(map(str, size))} images of "
+            f"{classes}: it was built for another data set or image size. Move the pool "
+            "folder (data/03_primary/training_pool) aside to start a new one; its images' "
+            "files are under the incoming_processed folder."
+        )
 
 
 def _finish_incoming(
