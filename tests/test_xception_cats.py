@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import write_archive
+from fixture_archives import write_archive
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
