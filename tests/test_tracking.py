@@ -85,13 +85,23 @@ def test_defaults_hook_hands_kedro_mlflow_the_project_store(tmp_path, monkeypatc
     assert conf["server"]["mlflow_tracking_uri"] == default_tracking_uri(tmp_path)
     experiment = conf["tracking"]["experiment"]
     assert experiment["name"] == "image_classifiers"
-    assert experiment["create_experiment_kwargs"]["artifact_location"] == "mlartifacts"
+    assert experiment["create_experiment_kwargs"]["artifact_location"] == (
+        f"{tmp_path.resolve()}/mlartifacts"
+    )
     # The MLflow UI then opens the experiment on its runs table.
     assert experiment["create_experiment_kwargs"]["tags"] == {
         "mlflow.experimentKind": "custom_model_development"
     }
     assert conf["tracking"]["run"]["nested"] is False
     assert conf["tracking"]["params"]["dict_params"]["flatten"] is True
+
+
+def test_a_sqlite_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/stores/runs.db")
+    context = _context(tmp_path / "project", None)
+    MlflowDefaultsHook().after_context_created(context)
+    kwargs = context.config_loader["mlflow"]["tracking"]["experiment"]["create_experiment_kwargs"]
+    assert kwargs["artifact_location"] == f"{tmp_path}/stores/mlartifacts"
 
 
 def test_defaults_hook_leaves_a_remote_server_its_artifact_store(tmp_path, monkeypatch):

@@ -6,7 +6,8 @@ things it does not do are done here:
 
 * ``MlflowDefaultsHook`` picks the tracking store before kedro-mlflow connects to it:
   ``MLFLOW_TRACKING_URI`` wins over ``mlflow.yml``, which wins over the embedded default
-  ``sqlite:///<project>/mlflow.db`` (artifacts in ``<project>/mlartifacts``).
+  ``sqlite:///<project>/mlflow.db``; a SQLite store keeps its artifacts in ``mlartifacts/``
+  beside the database file.
 * ``ModelRunsHook`` gives every model its own MLflow run, nested in the pipeline's run: all
   nodes of a top-level namespace (``mini_xception.train_model``, ...) run with that model's
   child run active, so their parameters, metrics, artifacts and logged model land there. It
@@ -37,6 +38,7 @@ from image_classifiers.tracking import (
     flatten_params,
     git_commit,
     resolve_tracking_uri,
+    sqlite_file,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,15 +68,17 @@ class MlflowDefaultsHook:
 
         uri, source = resolve_tracking_uri(server.get("mlflow_tracking_uri"), context.project_path)
         server["mlflow_tracking_uri"] = uri
-        if source == "default":
-            # The embedded store keeps artifacts beside it, whatever the working directory.
-            # Only then: a remote server decides its own artifact location.
+        database = sqlite_file(uri)
+        if database is not None:
+            # A SQLite store keeps its artifacts beside it (mlartifacts/), whatever the
+            # working directory; MLflow would use ./mlruns of the current one. A tracking
+            # server decides its own artifact location.
             experiment = tracking["experiment"] = tracking.get("experiment") or {}
             kwargs = experiment["create_experiment_kwargs"] = (
                 experiment.get("create_experiment_kwargs") or {}
             )
             if not kwargs.get("artifact_location"):
-                kwargs["artifact_location"] = DEFAULT_ARTIFACTS_DIR
+                kwargs["artifact_location"] = (database.parent / DEFAULT_ARTIFACTS_DIR).as_posix()
 
         run = tracking["run"] = tracking.get("run") or {}
         if run.get("nested", True):

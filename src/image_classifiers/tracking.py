@@ -89,6 +89,14 @@ def resolve_tracking_uri(configured: str | None, project_path: Path) -> tuple[st
     return uri, source
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (``None`` for a server or memory)."""
+    if not uri.startswith(_SQLITE_PREFIX):
+        return None
+    path = unquote(uri[len(_SQLITE_PREFIX) :])
+    return None if path in ("", ":memory:") else Path(path)
+
+
 # ---- run tags ----------------------------------------------------------------------------
 def git_commit(project_path: Path) -> dict[str, str]:
     """The project's git commit (and whether the working tree has changes), if it is a repo."""
