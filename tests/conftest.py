@@ -11,6 +11,9 @@ from fixture_archives import write_archive
 
 # Tests run on the default backend unless the caller chose one; keep TF quiet on CPU.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Tests copy the project into tmp folders that lack its .telemetry file: never prompt or send.
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 @pytest.fixture
