@@ -13,7 +13,7 @@ from kedro.io import AbstractDataset, DatasetError
 class KerasModelDataset(AbstractDataset[Any, Any]):
     """Saves and loads a ``keras.Model`` as a single ``.keras`` file."""
 
-    def __init__(self, filepath: str, compile: bool = True, metadata: dict | None = None):  # noqa: A002
+    def __init__(self, filepath: str, compile: bool = True, metadata: dict | None = None):
         """Create the dataset.
 
         Args:
