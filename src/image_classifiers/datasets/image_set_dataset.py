@@ -67,6 +67,7 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
         # half-written set that a later run would load as if it were complete.
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{self._path.name}-", dir=self._path.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published folder should not be
         try:
             np.save(tmp / "images.npy", images)
             np.save(tmp / "labels.npy", labels)
