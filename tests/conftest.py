@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,3 +25,31 @@ def make_archive(tmp_path: Path) -> Callable[..., Path]:
         return write_archive(tmp_path / "archives" / name, **kwargs)
 
     return _make
+
+
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_state():
+    """Undo what a test (or kedro-mlflow inside it) left in MLflow's process-wide state.
+
+    ``mlflow.set_tracking_uri``/``set_registry_uri`` also export environment variables, so a
+    store chosen by one test would otherwise become every later test's default store.
+    """
+    env = {name: os.environ.get(name) for name in _MLFLOW_ENV}
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        tracking_utils._tracking_uri = None
+        registry_utils._registry_uri = None
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
