@@ -79,16 +79,15 @@ def stop(server: subprocess.Popen) -> None:
             os.killpg(server.pid, 9)
 
 
-def browse(url: str, profile: Path, *, screenshot: Path | None = None, wait_ms: int) -> str:
-    """The page's DOM after its scripts ran for ``wait_ms`` of virtual time (or a screenshot)."""
-    action = [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
+def browse(url: str, profile: Path, *, wait_ms: int) -> str:
+    """The page's DOM after its scripts ran for ``wait_ms`` of virtual time."""
     result = subprocess.run(
         [
             CHROMIUM,
             *CHROMIUM_FLAGS,
             f"--user-data-dir={profile}",
             f"--virtual-time-budget={wait_ms}",
-            *action,
+            "--dump-dom",
             url,
         ],
         capture_output=True,
@@ -201,9 +200,6 @@ def test_kedro_viz_shows_the_xception_cats_pipeline(servers, tmp_path):
     text = visible_text(dom)
     for layer in ("raw", "model_input", "reporting"):
         assert re.search(rf"\b{layer}\b", text), layer
-    picture = tmp_path / "viz.png"
-    browse(url, tmp_path / "profile", screenshot=picture, wait_ms=15_000)
-    assert picture.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_mlflow_ui_lists_the_experiments_runs(servers, tmp_path):
@@ -212,6 +208,3 @@ def test_mlflow_ui_lists_the_experiments_runs(servers, tmp_path):
     assert EXPERIMENT in text
     assert RUNS[0] in text  # the pipeline's run; the model runs are nested under it
     assert f"{len(RUNS)} matching runs" in text
-    picture = tmp_path / "mlflow.png"
-    browse(url, tmp_path / "profile", screenshot=picture, wait_ms=30_000)
-    assert picture.read_bytes()[:4] == b"\x89PNG"

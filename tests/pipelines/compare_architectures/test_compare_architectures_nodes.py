@@ -81,6 +81,9 @@ def test_plot_labels_every_model(tmp_path):
     assert (tmp_path / "comparison.png").stat().st_size > 1000
 
 
-def test_plot_of_a_single_model_keeps_a_linear_axis():
+def test_plot_axes_are_linear_within_an_order_of_magnitude():
     figure = plot_architecture_comparison(pd.DataFrame([{**summary(0.5), "model": "only"}]))
     assert figure.axes[0].get_xscale() == "linear"
+    table = compare_architectures(a=summary(0.7, 300_000), b=summary(0.9, 990_000))
+    size_axes, _ = plot_architecture_comparison(table).axes
+    assert size_axes.get_xscale() == "linear"

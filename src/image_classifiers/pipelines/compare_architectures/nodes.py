@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, NullFormatter, ScalarFormatter
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +111,10 @@ def plot_architecture_comparison(comparison: pd.DataFrame) -> Figure:
     """
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     panels = (
-        ("params", "Parameters", "Accuracy vs model size"),
-        ("train_seconds", "Training time (s)", "Accuracy vs training time"),
+        ("params", "Parameters", "Accuracy vs model size", EngFormatter(sep=" ")),
+        ("train_seconds", "Training time (s)", "Accuracy vs training time", ScalarFormatter()),
     )
-    for position, (column, label, title) in enumerate(panels, start=1):
+    for position, (column, label, title, formatter) in enumerate(panels, start=1):
         axes = figure.add_subplot(1, 2, position)
         axes.scatter(comparison[column], comparison["test_accuracy"], s=40, color="tab:blue")
         for row in comparison.itertuples():
@@ -124,9 +125,13 @@ def plot_architecture_comparison(comparison: pd.DataFrame) -> Figure:
                 xytext=(5, 5),
                 fontsize=9,
             )
-        if (comparison[column] > 0).all() and len(comparison) > 1:
-            # Model sizes and times span orders of magnitude.
+        values = comparison[column]
+        if (values > 0).all() and values.max() >= 10 * values.min():
+            # Model sizes (and times) can span orders of magnitude.
             axes.set_xscale("log")
+            axes.xaxis.set_minor_formatter(NullFormatter())
+        axes.xaxis.set_major_formatter(formatter)
+        axes.margins(x=0.2, y=0.15)  # room for the labels at the edges
         axes.set_xlabel(label)
         axes.set_ylabel("Test accuracy")
         axes.set_title(title)
