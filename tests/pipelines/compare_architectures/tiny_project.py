@@ -3,18 +3,13 @@ tracked pipelines in. Imported by the tests of this folder (pytest puts it on sy
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
+import project_copies
 
-from image_classifiers.datasets import ImageSetDataset
-
-PROJECT = Path(__file__).resolve().parents[3]
+PROJECT = project_copies.PROJECT
 TINY_MODELS = ("tiny_a", "tiny_b")
 EPOCHS = 2
 
@@ -47,30 +42,10 @@ def image_set(n: int, seed: int, size: int = 32) -> dict[str, Any]:
 
 def make_project(root: Path) -> Path:
     """Copy the project's settings and conf/base into ``root``; add tiny models and splits."""
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT / "pyproject.toml", root)
-    shutil.copytree(PROJECT / "conf" / "base", root / "conf" / "base")
-    (root / "conf" / "local").mkdir()
-    (root / "conf" / "local" / "parameters_tiny.yml").write_text(TINY_PARAMETERS)
-    (root / "src").mkdir()  # the package itself is installed; Kedro wants the folder
-    for seed, (split, n) in enumerate((("train", 16), ("validation", 8), ("test", 8))):
-        ImageSetDataset(str(root / "data" / "05_model_input" / split)).save(image_set(n, seed))
-    return root
+    splits = (("train", 16), ("validation", 8), ("test", 8))
+    image_sets = {split: image_set(n, seed) for seed, (split, n) in enumerate(splits)}
+    return project_copies.make_project(root, TINY_PARAMETERS, image_sets)
 
 
-def end_active_runs() -> None:
-    """Close runs a failed or interrupted test may have left open in this process."""
-    while mlflow.active_run():
-        mlflow.end_run()
-
-
-def run_pipeline(project: Path, pipeline: str, runtime_params: dict | None = None) -> None:
-    """``kedro run --pipeline=<pipeline>`` in ``project`` (must be the working directory)."""
-    end_active_runs()
-    # Re-registers the pipelines, so compare_architectures reads this project's model list.
-    bootstrap_project(project)
-    try:
-        with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
-            session.run(pipeline_names=[pipeline])
-    finally:
-        bootstrap_project(PROJECT)  # later tests see the real project's pipelines
+end_active_runs = project_copies.end_active_runs
+run_pipeline = project_copies.run_pipeline

@@ -4,19 +4,14 @@ decoded splits and an incoming folder. Imported by the tests of this folder."""
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
+import project_copies
 from PIL import Image
 
-from image_classifiers.datasets import ImageSetDataset
-
-PROJECT = Path(__file__).resolve().parents[3]
+PROJECT = project_copies.PROJECT
 CLASSES = ("cat", "dog")
 MODEL_NAME = "retrain_test"
 
@@ -58,15 +53,9 @@ def image_set(n: int, seed: int) -> dict[str, Any]:
 
 def make_project(root: Path) -> Path:
     """Copy the project's settings and conf/base into ``root``; add tiny splits and params."""
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT / "pyproject.toml", root)
-    shutil.copytree(PROJECT / "conf" / "base", root / "conf" / "base")
-    (root / "conf" / "local").mkdir()
-    (root / "conf" / "local" / "parameters_tiny.yml").write_text(TINY_PARAMETERS)
-    (root / "src").mkdir()  # the package itself is installed; Kedro wants the folder
-    for seed, (split, n) in enumerate((("train", 16), ("validation", 8), ("test", 16)), 1):
-        ImageSetDataset(str(root / "data" / "05_model_input" / split)).save(image_set(n, seed))
-    return root
+    splits = (("train", 16), ("validation", 8), ("test", 16))
+    image_sets = {split: image_set(n, seed) for seed, (split, n) in enumerate(splits, 1)}
+    return project_copies.make_project(root, TINY_PARAMETERS, image_sets)
 
 
 def add_incoming(root: Path, count: int, seed: int, folder: str = "incoming") -> list[Path]:
@@ -88,8 +77,4 @@ def incoming_files(root: Path) -> list[str]:
 
 def run_retrain(project: Path, params: dict[str, Any] | None = None) -> None:
     """``kedro run --pipeline=retrain`` in ``project`` (which must be the working directory)."""
-    while mlflow.active_run():  # left open by an earlier failure in this process
-        mlflow.end_run()
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, runtime_params=params) as session:
-        session.run(pipeline_names=["retrain"])
+    project_copies.run_pipeline(project, "retrain", params)
