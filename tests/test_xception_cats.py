@@ -10,16 +10,20 @@ import json
 import shutil
 from pathlib import Path
 
+import mlflow
 import pytest
 from fixture_archives import write_archive
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from image_classifiers.models.transfer import WeightsError
+from image_classifiers.pipeline_registry import register_pipelines
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_xception_cats_runs_end_to_end_in_the_smoke_env(tmp_path, monkeypatch):
+def smoke_run(tmp_path: Path, monkeypatch, runtime_params: dict | None = None) -> Path:
+    """``kedro run --env=smoke --pipeline=xception_cats`` in a copy of the project."""
     project = tmp_path / "project"
     shutil.copytree(PROJECT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
     (project / "conf" / "local").mkdir()
@@ -31,12 +35,38 @@ def test_xception_cats_runs_end_to_end_in_the_smoke_env(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     bootstrap_project(project)
-    with KedroSession.create(
-        project_path=project,
-        env="smoke",
-        runtime_params={"download": {"local_path": str(archive)}},
-    ) as session:
-        session.run(pipeline_names=["xception_cats"])
+    try:
+        with KedroSession.create(
+            project_path=project,
+            env="smoke",
+            runtime_params={"download": {"local_path": str(archive)}, **(runtime_params or {})},
+        ) as session:
+            session.run(pipeline_names=["xception_cats"])
+    finally:
+        bootstrap_project(PROJECT)
+    return project
+
+
+def test_the_transfer_stage_starts_after_the_from_scratch_model():
+    bootstrap_project(PROJECT)
+    pipelines = register_pipelines()
+    names = [node.name for node in pipelines["xception_cats"].nodes]  # execution order
+    scratch = [i for i, name in enumerate(names) if name.startswith("mini_xception.")]
+    transfer = [i for i, name in enumerate(names) if name.startswith("transfer.")]
+    assert scratch and transfer
+    assert max(scratch) < min(transfer)
+    # ... through a data dependency, which every Kedro runner honours. On its own the
+    # transfer_learning pipeline needs no from-scratch model.
+    assert (
+        "mini_xception.metrics"
+        in pipelines["xception_cats"].only_nodes("transfer.build_transfer_model").inputs()
+    )
+    assert "mini_xception.metrics" not in pipelines["transfer_learning"].inputs()
+
+
+@pytest.mark.slow
+def test_xception_cats_runs_end_to_end_in_the_smoke_env(tmp_path, monkeypatch):
+    project = smoke_run(tmp_path, monkeypatch)
 
     assert (project / "data/06_models/mini_xception.keras").stat().st_size > 0
     reports = project / "data/08_reporting/mini_xception"
@@ -47,3 +77,23 @@ def test_xception_cats_runs_end_to_end_in_the_smoke_env(tmp_path, monkeypatch):
         assert (reports / png).read_bytes()[:4] == b"\x89PNG"
     # The transfer-learning stage (random weights in the smoke env) ran on the same splits.
     assert list((project / "data/06_models").glob("transfer_*.keras"))
+
+
+@pytest.mark.slow
+def test_a_failing_transfer_stage_keeps_the_from_scratch_model(tmp_path, monkeypatch):
+    # Offline, weights: imagenet fails the same way (WeightsError) as this missing file.
+    missing = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    with pytest.raises(WeightsError, match=r"kedro run --pipeline=transfer_learning"):
+        smoke_run(tmp_path, monkeypatch, {"transfer": {"weights": str(missing)}})
+
+    project = tmp_path / "project"
+    assert (project / "data/06_models/mini_xception.keras").stat().st_size > 0
+    reports = project / "data/08_reporting/mini_xception"
+    assert json.loads((reports / "metrics.json").read_text())["num_test_images"] == 8
+    assert (reports / "training_curves.png").exists()
+    assert not list((project / "data/06_models").glob("transfer_*.keras"))
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["image_classifiers"])
+    status = {row["tags.model"]: row["status"] for _, row in runs.iterrows()}
+    assert status["mini_xception"] == "FINISHED"
+    assert status["transfer"] == "FAILED"

@@ -4,6 +4,8 @@ from kedro.framework.project import find_pipelines
 from kedro.framework.project import pipelines as project_pipelines
 from kedro.pipeline import Pipeline
 
+from image_classifiers.pipelines import model_training, transfer_learning
+
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines.
@@ -15,10 +17,15 @@ def register_pipelines() -> dict[str, Pipeline]:
     # xception_cats is no folder: it is assembled below from others, so find them all.
     project_pipelines.set_requested(None)
     pipelines = find_pipelines(raise_errors=True)
-    # The main job: raw archive -> decoded images -> trained, evaluated model(s).
-    xception_cats = Pipeline([])
-    for name in ("data_processing", "model_training", "transfer_learning"):
-        xception_cats += pipelines.get(name, Pipeline([]))
+    # The main job: raw archive -> decoded images -> trained, evaluated mini-Xception ->
+    # transfer learning. The transfer stage waits for the from-scratch model's metrics, so
+    # that if it fails (e.g. ImageNet weights unreachable) the trained model, its reports
+    # and its MLflow run are already saved: only `--pipeline=transfer_learning` is left to
+    # rerun.
+    xception_cats = pipelines["data_processing"] + pipelines["model_training"]
+    xception_cats += transfer_learning.create_pipeline(
+        run_after=[f"{model_training.DEFAULT_MODEL}.metrics"]
+    )
     pipelines["xception_cats"] = xception_cats
     pipelines["__default__"] = xception_cats
     return pipelines

@@ -1,5 +1,5 @@
 """Build -> train -> evaluate one from-scratch image classifier (namespaced per model)."""
 
-from .pipeline import create_pipeline
+from .pipeline import DEFAULT_MODEL, create_pipeline
 
-__all__ = ["create_pipeline"]
+__all__ = ["DEFAULT_MODEL", "create_pipeline"]

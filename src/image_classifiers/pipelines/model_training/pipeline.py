@@ -6,8 +6,11 @@ from .nodes import build_model, evaluate_model, plot_training_curves, train_mode
 
 SHARED_PARAMETERS = ("training", "augmentation", "evaluation")
 
+# The model trained by `kedro run --pipeline=model_training` (and xception_cats).
+DEFAULT_MODEL = "mini_xception"
 
-def create_pipeline(model_name: str = "mini_xception", **kwargs) -> Pipeline:
+
+def create_pipeline(model_name: str = DEFAULT_MODEL, **kwargs) -> Pipeline:
     """Create the pipeline for the model configured under ``models.<model_name>``.
 
     Every dataset and node lives under the namespace ``model_name`` (``mini_xception.model``

@@ -78,6 +78,7 @@ def build_transfer_model(
     transfer: dict[str, Any],
     augmentation: dict[str, Any] | None,
     training: dict[str, Any] | None = None,
+    *run_after: Any,
 ) -> keras.Model:
     """Build the pretrained base + new head for the training data's shape and classes.
 
@@ -88,6 +89,9 @@ def build_transfer_model(
         augmentation: ``augmentation:`` parameters, applied in training only, before the
             base's preprocessing.
         training: ``training:`` parameters; the seed and mixed precision act at build time.
+        *run_after: Ignored. Outputs of nodes that must finish first: ``xception_cats``
+            passes the from-scratch model's metrics so that the transfer stage starts only
+            once that model is trained, evaluated and saved.
 
     Returns:
         An uncompiled model taking raw uint8 images, base frozen.

@@ -1,5 +1,7 @@
 """The transfer_learning pipeline: build -> feature extraction -> fine-tuning -> evaluate."""
 
+from collections.abc import Sequence
+
 from kedro.pipeline import Pipeline, node
 
 from image_classifiers.pipelines.model_training.nodes import evaluate_model
@@ -15,7 +17,7 @@ NAMESPACE = "transfer"
 SHARED_PARAMETERS = ("transfer", "training", "augmentation", "evaluation")
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(run_after: Sequence[str] = (), **kwargs) -> Pipeline:
     """Create the pipeline; datasets and nodes live under the namespace ``transfer``.
 
     Both phases' models are saved and evaluated with the same node as the from-scratch
@@ -24,6 +26,10 @@ def create_pipeline(**kwargs) -> Pipeline:
     (data/06_models/transfer_<base>.keras, see conf/base/catalog_transfer_learning.yml).
 
     Args:
+        run_after: Datasets (outside the namespace) that must exist before the transfer
+            stage starts; its first node takes and ignores them. Kedro orders nodes only by
+            their data, so this is how ``xception_cats`` runs the stage after the
+            from-scratch model.
         **kwargs: Ignored (Kedro's ``find_pipelines`` convention).
 
     Returns:
@@ -33,7 +39,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 build_transfer_model,
-                ["train_set", "params:transfer", "params:augmentation", "params:training"],
+                [
+                    "train_set",
+                    "params:transfer",
+                    "params:augmentation",
+                    "params:training",
+                    *run_after,
+                ],
                 "untrained_model",
                 name="build_transfer_model",
             ),
@@ -89,6 +101,6 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         template,
         namespace=NAMESPACE,
-        inputs={"train_set", "validation_set", "test_set"},
+        inputs={"train_set", "validation_set", "test_set", *run_after},
         parameters={f"params:{name}" for name in SHARED_PARAMETERS},
     )
