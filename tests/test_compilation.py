@@ -1,0 +1,101 @@
+"""On JAX, training compiles each step once: a recompile costs tens of seconds on a GPU (see
+../shared/GPU.md), more than the whole 100-epoch budget allows. Runs ``fit_model`` in a child
+process (Keras picks its backend at import) with JAX's compile log switched on."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Runs in the child process; prints one JSON line.
+SCRIPT = """
+import json, logging
+import numpy as np
+import jax
+
+jax.config.update("jax_log_compiles", True)
+compiled = []
+
+
+class CompileLog(logging.Handler):
+    def emit(self, record):
+        message = record.getMessage()
+        if message.startswith("Compiling "):
+            compiled.append(message.split()[1])  # e.g. jit(train_step)
+
+
+logging.getLogger("jax").addHandler(CompileLog())
+
+from image_classifiers import training
+from image_classifiers.models import build_classifier
+
+after_epoch = []
+on_epoch_end = training._EpochMonitor.on_epoch_end
+
+
+def counting_on_epoch_end(self, epoch, logs=None):
+    on_epoch_end(self, epoch, logs)
+    after_epoch.append(len(compiled))
+
+
+training._EpochMonitor.on_epoch_end = counting_on_epoch_end
+rng = np.random.default_rng(0)
+
+
+def image_set(n):
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    return {"images": images, "labels": np.arange(n) % 2, "classes": ["cat", "dog"]}
+
+
+# Sizes that batches of 8 don't divide: a partial batch would be a second shape to compile.
+train_set, validation_set, test_set = image_set(20), image_set(11), image_set(13)
+options = {"epochs": 3, "batch_size": 8, "schedule": "cosine", "seed": 1}
+augmentation = {"horizontal_flip": True, "rotation": 0.1, "zoom": 0.2, "translation": 0.1}
+with training.model_build_scope(options):
+    model = build_classifier("mini_xception", (32, 32, 3), 2, augmentation=augmentation)
+model, history = training.fit_model(model, train_set, validation_set, options)
+before_test = len(compiled)
+training.predict_probabilities(model, test_set["images"], batch_size=8)
+print(json.dumps({
+    "backend": jax.default_backend(),
+    "after_epoch": after_epoch,
+    "for_test": compiled[before_test:],
+    "steps": [name for name in compiled if name.endswith("_step)")],
+}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_training_and_evaluation_compile_each_step_once():
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        # Compile quickly; the number of compilations is what is checked, not their speed.
+        "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parent,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    # One training step and one inference step (validation and test share it)...
+    assert sorted(found["steps"]) == ["jit(predict_step)", "jit(train_step)"], found
+    # ... all compiled during the first epoch: later epochs and the test set compile nothing.
+    first, *later = found["after_epoch"]
+    assert len(later) == 2 and all(count == first for count in later), found
+    assert found["for_test"] == [], found
