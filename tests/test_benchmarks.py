@@ -1,0 +1,87 @@
+"""The benchmark scripts still run (on a tiny generated archive): their figures are only
+worth something if anyone can rerun them. Speed targets live in the scripts, not here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixture_archives import write_archive
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+pytestmark = pytest.mark.slow
+
+
+def run_script(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, *args],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def test_data_processing_benchmark_reports_every_stage(tmp_path):
+    # The script splits the book's ranges, so the archive needs <class>.0 ... <class>.2499.
+    archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=range(2500), image_size=(8, 8))
+    result = run_script(
+        [
+            str(BENCHMARKS / "data_processing.py"),
+            str(archive),
+            "--repeat",
+            "1",
+            "--size",
+            "16",
+            "16",
+            "--tmp",
+            str(tmp_path),
+        ]
+    )
+    for stage in ("extract", "split", "decode", "extract+split+decode", "save sets"):
+        assert stage in result.stdout, result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_train_gpu_benchmark_writes_its_figures(tmp_path):
+    # --limit 4: images 0-3 (train), 1000-1003 (validation), 1500-1503 (test) per class.
+    indices = [n for start in (0, 1000, 1500) for n in range(start, start + 4)]
+    archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=indices)
+    output = tmp_path / "results.json"
+    run_script(
+        [
+            str(BENCHMARKS / "train_gpu.py"),
+            "--archive",
+            str(archive),
+            "--epochs",
+            "3",
+            "--limit",
+            "4",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "4",
+            "--output",
+            str(output),
+        ],
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
+        XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+    )
+    results = json.loads(output.read_text())
+    assert results["backend"] == "jax"
+    assert results["images"] == {"train": 8, "validation": 8, "test": 8}
+    assert results["parameters"] == 721_857  # mini-Xception does not depend on the image size
+    assert 0 < results["steady_epoch_seconds"] <= results["first_epoch_seconds"]
+    assert results["train_wall_seconds"] >= results["first_epoch_seconds"]
+    assert 0.0 <= results["test_accuracy"] <= 1.0 and results["test_loss"] > 0
+    assert 1 <= results["best_epoch"] <= 3
