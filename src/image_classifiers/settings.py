@@ -4,6 +4,7 @@ https://docs.kedro.org/en/stable/kedro_project_setup/settings.html."""
 
 from kedro.config import OmegaConfigLoader
 
+from image_classifiers.errors import ConciseErrorsHook
 from image_classifiers.hooks import MlflowDefaultsHook, ModelRunsHook
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
@@ -18,4 +19,6 @@ CONFIG_LOADER_ARGS["merge_strategy"] = {
 
 # kedro-mlflow (registered automatically as a plugin) opens one MLflow run per kedro run;
 # these add the tracking-store defaults and one nested run per model. See docs/tracking.md.
-HOOKS = (MlflowDefaultsHook(), ModelRunsHook())
+# ConciseErrorsHook: an error with advice for the user ends `kedro run` with its message
+# alone, without a traceback (image_classifiers/errors.py).
+HOOKS = (MlflowDefaultsHook(), ModelRunsHook(), ConciseErrorsHook())

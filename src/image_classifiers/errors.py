@@ -1,0 +1,79 @@
+"""Errors a user can fix get their message on the terminal, not a traceback.
+
+Every error this package raises on purpose says what went wrong and what to do (a missing
+archive, a corrupt image, an unknown optimizer, unreachable weights). When such an error
+ends ``kedro run``, a page of stack frames above that message only hides it, so
+``ConciseErrorsHook`` (settings.py) prints ``ErrorType: message`` alone. Anything else --
+an error from Keras or Kedro, a bug here -- keeps its full traceback, and
+``IMAGE_CLASSIFIERS_TRACEBACK=1`` shows it for every error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+PACKAGE = __name__.split(".", 1)[0]
+TRACEBACK_VARIABLE = "IMAGE_CLASSIFIERS_TRACEBACK"
+
+ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
+
+
+def _raised_here(error: BaseException) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is code of this package."""
+    frame_traceback = error.__traceback__
+    if frame_traceback is None:
+        return False
+    while frame_traceback.tb_next is not None:
+        frame_traceback = frame_traceback.tb_next
+    module = frame_traceback.tb_frame.f_globals.get("__name__", "")
+    return module == PACKAGE or module.startswith(PACKAGE + ".")
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` is one this package raised on purpose, with advice in its message.
+
+    That is an instance of one of the package's own error classes (``ArchiveDownloadError``,
+    ``DecodeError``, ``WeightsError``, ...), or a ``ValueError`` raised by the package's own
+    code (its parameter and data checks).
+    """
+    if type(error).__module__.split(".", 1)[0] == PACKAGE:
+        return True
+    return isinstance(error, ValueError) and _raised_here(error)
+
+
+def concise_excepthook(previous: ExceptHook) -> ExceptHook:
+    """A ``sys.excepthook`` printing user errors as one message and others via ``previous``."""
+
+    def excepthook(
+        kind: type[BaseException], error: BaseException, frames: TracebackType | None
+    ) -> Any:
+        if os.environ.get(TRACEBACK_VARIABLE) or not is_user_error(error):
+            return previous(kind, error, frames)
+        sys.stderr.write(
+            f"\n{kind.__name__}: {error}\n\n(The message says what to fix; set "
+            f"{TRACEBACK_VARIABLE}=1 to see the traceback.)\n"
+        )
+        return None
+
+    excepthook.concise = True  # type: ignore[attr-defined]
+    return excepthook
+
+
+class ConciseErrorsHook:
+    """Installs ``concise_excepthook`` once Kedro has set up logging (and rich's hook)."""
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Wrap the current ``sys.excepthook`` (rich's, under ``kedro run``), once.
+
+        Args:
+            context: The Kedro context (unused).
+        """
+        if not getattr(sys.excepthook, "concise", False):
+            sys.excepthook = concise_excepthook(sys.excepthook)

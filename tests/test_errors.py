@@ -1,0 +1,89 @@
+"""Errors with advice end `kedro run` with their message alone; other errors keep a traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from image_classifiers.errors import TRACEBACK_VARIABLE, concise_excepthook, is_user_error
+from image_classifiers.pipelines.data_processing.download import ArchiveDownloadError
+from image_classifiers.training import training_options
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def raised(call, *args) -> BaseException:
+    try:
+        call(*args)
+    except Exception as error:
+        return error
+    raise AssertionError(f"{call} raised nothing")
+
+
+def test_the_packages_own_checks_are_user_errors():
+    assert is_user_error(raised(training_options, {"optimizer": "sgdd"}))
+    assert is_user_error(ArchiveDownloadError("no archive"))
+
+
+def test_errors_from_elsewhere_are_not():
+    assert not is_user_error(raised(np.zeros, -1))  # a ValueError, but numpy's
+    assert not is_user_error(raised(dict().__getitem__, "key"))
+    assert not is_user_error(ValueError("made up, never raised"))
+
+
+def test_the_hook_prints_user_errors_alone_and_passes_others_on(capsys, monkeypatch):
+    passed_on = []
+    hook = concise_excepthook(lambda *args: passed_on.append(args[1]))
+    monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
+
+    user_error = raised(training_options, {"optimizer": "sgdd"})
+    hook(type(user_error), user_error, user_error.__traceback__)
+    other = raised(np.zeros, -1)
+    hook(type(other), other, other.__traceback__)
+
+    assert passed_on == [other]
+    printed = capsys.readouterr().err
+    assert "ValueError: Unknown optimizer 'sgdd' in training.optimizer." in printed
+    assert TRACEBACK_VARIABLE in printed
+
+    monkeypatch.setenv(TRACEBACK_VARIABLE, "1")
+    hook(type(user_error), user_error, user_error.__traceback__)
+    assert passed_on == [other, user_error]
+
+
+@pytest.mark.slow
+def test_kedro_run_ends_with_the_message_not_a_traceback(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    (project / "src").mkdir()
+    shutil.copy(PROJECT / "pyproject.toml", project)
+    missing = tmp_path / "nowhere" / "dogs-vs-cats.zip"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {TRACEBACK_VARIABLE, "MLFLOW_TRACKING_URI"}
+    }
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("kedro")),
+            "run",
+            "--pipeline=data_processing",
+            f"--params=download.local_path={missing}",
+        ],
+        cwd=project,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"ArchiveDownloadError: download.local_path points at '{missing}'" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
