@@ -82,6 +82,7 @@ def test_train_gpu_benchmark_writes_its_figures(tmp_path):
     assert results["images"] == {"train": 8, "validation": 8, "test": 8}
     assert results["parameters"] == 721_857  # mini-Xception does not depend on the image size
     assert 0 < results["steady_epoch_seconds"] <= results["first_epoch_seconds"]
+    assert 0 < results["input_seconds_per_epoch"] < results["steady_epoch_seconds"]
     assert results["train_wall_seconds"] >= results["first_epoch_seconds"]
     assert 0.0 <= results["test_accuracy"] <= 1.0 and results["test_loss"] > 0
     assert 1 <= results["best_epoch"] <= 3
