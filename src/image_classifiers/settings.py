@@ -2,10 +2,18 @@
 from the Kedro defaults. For further information, including these default values, see
 https://docs.kedro.org/en/stable/kedro_project_setup/settings.html."""
 
+import warnings
+
 from kedro.config import OmegaConfigLoader
 
 from image_classifiers.errors import ConciseErrorsHook
 from image_classifiers.hooks import MlflowDefaultsHook, ModelRunsHook
+
+# Kedro 1.7's config loader still calls OmegaConf.register_new_resolver, which OmegaConf 2.4
+# deprecates: two warnings per run that no user can act on.
+warnings.filterwarnings(
+    "ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning
+)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
