@@ -220,6 +220,9 @@ def run(args: argparse.Namespace) -> dict:
         ),
         "test_accuracy": round(float(np.mean(predicted_labels(probabilities) == test_labels)), 4),
         "test_loss": round(cross_entropy(probabilities, test_labels), 4),
+        # Per epoch: loss, accuracy, val_loss, val_accuracy, learning_rate, epoch_seconds
+        # (plot with image_classifiers.pipelines.model_training.nodes.plot_training_curves).
+        "history": {key: [round(v, 5) for v in values] for key, values in history.items()},
     }
 
 

@@ -86,3 +86,4 @@ def test_train_gpu_benchmark_writes_its_figures(tmp_path):
     assert results["train_wall_seconds"] >= results["first_epoch_seconds"]
     assert 0.0 <= results["test_accuracy"] <= 1.0 and results["test_loss"] > 0
     assert 1 <= results["best_epoch"] <= 3
+    assert len(results["history"]["val_loss"]) == len(results["history"]["epoch_seconds"]) == 3
