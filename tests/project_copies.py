@@ -17,15 +17,21 @@ from image_classifiers.datasets import ImageSetDataset
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def make_project(root: Path, parameters: str, image_sets: dict[str, dict[str, Any]]) -> Path:
-    """Copy settings and conf/base into ``root``, add ``parameters`` in conf/local and save
-    each ``image_sets[split]`` as ``data/05_model_input/<split>``."""
+def copy_project(root: Path) -> Path:
+    """Copy pyproject.toml and conf/ (all environments, an empty conf/local) into ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(PROJECT / "pyproject.toml", root)
-    shutil.copytree(PROJECT / "conf" / "base", root / "conf" / "base")
+    shutil.copytree(PROJECT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
-    (root / "conf" / "local" / "parameters_tiny.yml").write_text(parameters)
     (root / "src").mkdir()  # the package itself is installed; Kedro wants the folder
+    return root
+
+
+def make_project(root: Path, parameters: str, image_sets: dict[str, dict[str, Any]]) -> Path:
+    """Copy the project into ``root`` (``copy_project``), add ``parameters`` in conf/local and
+    save each ``image_sets[split]`` as ``data/05_model_input/<split>``."""
+    copy_project(root)
+    (root / "conf" / "local" / "parameters_tiny.yml").write_text(parameters)
     for split, image_set in image_sets.items():
         ImageSetDataset(str(root / "data" / "05_model_input" / split)).save(image_set)
     return root

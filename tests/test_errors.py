@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from project_copies import copy_project
 
 from image_classifiers.errors import TRACEBACK_VARIABLE, concise_excepthook, is_user_error
 from image_classifiers.pipelines.data_processing.download import ArchiveDownloadError
 from image_classifiers.training import training_options
-
-PROJECT = Path(__file__).resolve().parents[1]
 
 
 def raised(call, *args) -> BaseException:
@@ -59,11 +57,7 @@ def test_the_hook_prints_user_errors_alone_and_passes_others_on(capsys, monkeypa
 
 @pytest.mark.slow
 def test_kedro_run_ends_with_the_message_not_a_traceback(tmp_path):
-    project = tmp_path / "project"
-    shutil.copytree(PROJECT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir()
-    (project / "src").mkdir()
-    shutil.copy(PROJECT / "pyproject.toml", project)
+    project = copy_project(tmp_path / "project")
     missing = tmp_path / "nowhere" / "dogs-vs-cats.zip"
     env = {
         key: value

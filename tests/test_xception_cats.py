@@ -7,7 +7,6 @@ models, reports and MLflow store there and never into the working copy.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -15,6 +14,7 @@ import pytest
 from fixture_archives import write_archive
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from project_copies import copy_project
 
 from image_classifiers.models.transfer import WeightsError
 from image_classifiers.pipeline_registry import register_pipelines
@@ -24,12 +24,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def smoke_run(tmp_path: Path, monkeypatch, runtime_params: dict | None = None) -> Path:
     """``kedro run --env=smoke --pipeline=xception_cats`` in a copy of the project."""
-    project = tmp_path / "project"
-    shutil.copytree(PROJECT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir()
-    shutil.copy(PROJECT / "pyproject.toml", project)
-    # Kedro wants the source folder to exist; the package itself is installed.
-    (project / "src").mkdir()
+    project = copy_project(tmp_path / "project")
     archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=range(16))
     monkeypatch.chdir(project)  # parameters such as download.archive_path are relative
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

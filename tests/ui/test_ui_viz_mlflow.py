@@ -21,10 +21,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from project_copies import copy_project
 
 pytestmark = pytest.mark.slow
 
-PROJECT = Path(__file__).resolve().parents[2]
 CHROMIUM = next(
     (path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None
 )
@@ -150,11 +150,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     servers = [mlflow_ui]
     try:
         # kedro viz build writes build/ into the project it runs in: use a copy.
-        project = root / "project"
-        shutil.copytree(PROJECT / "conf" / "base", project / "conf" / "base")
-        (project / "conf" / "local").mkdir()
-        (project / "src").mkdir()
-        shutil.copy(PROJECT / "pyproject.toml", project)
+        project = copy_project(root / "project")
         kedro = str(Path(sys.executable).with_name("kedro"))
         built = subprocess.run(
             [kedro, "viz", "build"],
