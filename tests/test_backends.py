@@ -7,12 +7,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from backend_env import backend_env
 
 # Runs in the child process; prints one JSON line of findings.
 SCRIPT = """
@@ -64,7 +64,6 @@ print(json.dumps({
 }))
 """
 
-FAST_XLA_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 
@@ -73,17 +72,9 @@ BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 def test_build_augment_fit_save_load(backend: str, tmp_path: Path):
     if importlib.util.find_spec(BACKENDS[backend]) is None:
         pytest.skip(f"{BACKENDS[backend]} is not installed")
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": backend,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"),
-        # XLA's CPU optimizations take seconds per op to compile and buy nothing at this size.
-        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {FAST_XLA_COMPILE}".strip(),
-    }
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path)],
-        env=env,
+        env=backend_env(backend),
         capture_output=True,
         text=True,
         timeout=600,

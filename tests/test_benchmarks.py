@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from backend_env import backend_env
 from fixture_archives import write_archive
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -18,10 +19,12 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 pytestmark = pytest.mark.slow
 
 
-def run_script(args: list[str], **env: str) -> subprocess.CompletedProcess:
+def run_script(
+    args: list[str], backend: str = os.environ.get("KERAS_BACKEND", "tensorflow")
+) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, *args],
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+        env=backend_env(backend),
         capture_output=True,
         text=True,
         timeout=600,
@@ -73,9 +76,7 @@ def test_train_gpu_benchmark_writes_its_figures(tmp_path):
             "--output",
             str(output),
         ],
-        KERAS_BACKEND="jax",
-        JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
-        XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+        backend="jax",
     )
     results = json.loads(output.read_text())
     assert results["backend"] == "jax"

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from backend_env import backend_env
 
 # Runs in the child process; prints one JSON line.
 SCRIPT = """
@@ -74,17 +74,10 @@ print(json.dumps({
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_training_and_evaluation_compile_each_step_once():
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": "jax",
-        "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        # Compile quickly; the number of compilations is what is checked, not their speed.
-        "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
-    }
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT],
-        env=env,
+        # Compiles quickly: the number of compilations is what is checked, not their speed.
+        env=backend_env("jax"),
         capture_output=True,
         text=True,
         timeout=600,
