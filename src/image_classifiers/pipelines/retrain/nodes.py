@@ -118,7 +118,7 @@ def collect_incoming(
         except UnreadableImageError as exc:
             result["rejected"].append({**record, "reason": exc.reason})
             continue
-        split = fixed.get(hashlib.sha256(image.tobytes()).hexdigest())
+        split = fixed.get(_pixel_hash(image))
         if split is not None:
             result["duplicates"].append({**record, "reason": f"the same picture is in {split}"})
             continue
@@ -185,12 +185,17 @@ def _unknown_class(file: ImageFile, classes: list[str]) -> str:
     )
 
 
+def _pixel_hash(image: np.ndarray) -> str:
+    """SHA-256 of an image's pixels (``tobytes`` is C-ordered even for a strided view)."""
+    return hashlib.sha256(image.tobytes()).hexdigest()
+
+
 def _pixel_hashes(*image_sets: dict[str, Any]) -> dict[str, str]:
     names = ("train_set", "validation_set", "test_set")
     hashes = {}
     for name, image_set in zip(names, image_sets, strict=True):
         for image in image_set["images"]:
-            hashes[hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()] = name
+            hashes[_pixel_hash(image)] = name
     return hashes
 
 
