@@ -23,15 +23,14 @@ from kedro.pipeline import node
 from matplotlib.figure import Figure
 
 from image_classifiers.hooks import MlflowDefaultsHook, ModelRunsHook
+from image_classifiers.model_logging import MlflowKerasModelDataset, keras_signature
 from image_classifiers.tracking import (
     MlflowCSVDataset,
     MlflowFigureDataset,
     MlflowJSONMetricsDataset,
-    MlflowKerasModelDataset,
     default_tracking_uri,
     flatten_params,
     git_commit,
-    keras_signature,
     metrics_from,
     resolve_tracking_uri,
 )
@@ -177,14 +176,6 @@ def test_json_metrics_dataset_without_a_run_saves_but_opens_no_run(tmp_path, sto
     assert dataset.load() == {"test_accuracy": 0.5}
     assert mlflow.active_run() is None
     assert mlflow.search_runs(output_format="list") == []  # in this test's experiment
-
-
-def test_json_metrics_dataset_logs_nothing_when_kedro_mlflow_turns_logging_off(tmp_path, store):
-    dataset = MlflowJSONMetricsDataset(filepath=str(tmp_path / "metrics.json"))
-    dataset._logging_activated = False  # what kedro-mlflow does for disabled pipelines
-    with mlflow.start_run() as run:
-        dataset.save({"test_accuracy": 0.5})
-    assert store.get_run(run.info.run_id).data.metrics == {}
 
 
 def test_json_metrics_dataset_rejects_what_is_not_a_dict(tmp_path):

@@ -213,7 +213,7 @@ def serving_requirements() -> list[str]:
     """pip requirements of the served model: Keras and its backend, Pillow, pandas."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from image_classifiers.tracking import model_requirements
+    from image_classifiers.model_logging import model_requirements
 
     requirements = model_requirements()
     for package in ("pillow", "pandas", "numpy"):

@@ -1,4 +1,4 @@
-"""MLflow tracking helpers and the two catalog datasets kedro-mlflow does not provide.
+"""MLflow tracking helpers and the catalog datasets kedro-mlflow does not provide.
 
 kedro-mlflow (configured in ``conf/base/mlflow.yml``) opens one MLflow run per ``kedro run``,
 logs node parameters and saves its ``Mlflow*`` datasets to the active run. This module adds:
@@ -7,13 +7,9 @@ logs node parameters and saves its ``Mlflow*`` datasets to the active run. This 
   of numbers is saved, also logs it as MLflow metrics: a number becomes one metric, a list
   of numbers a metric history with one step per element (one per epoch for a Keras
   training history). kedro-mlflow's metric datasets need another layout and keep no file.
-* ``MlflowKerasModelDataset`` -- a ``.keras`` file like ``KerasModelDataset`` that also logs
-  the model with MLflow's Keras flavor, an input/output signature and a summary, and
-  registers it in the Model Registry. ``MlflowModelTrackingDataset`` can neither keep the
-  local file the rest of the pipeline reads nor take a signature from YAML.
 * ``MlflowFigureDataset`` and ``MlflowCSVDataset`` -- matplotlib figures and CSV files
   that are also logged as artifacts, like kedro-mlflow's ``MlflowArtifactDataset`` but
-  without opening a stray run when saved outside ``kedro run`` (see ``tracking_run_id``).
+  without opening a stray run when saved outside ``kedro run`` (see ``active_run_id``).
 * Small functions the project hooks use: tracking-URI resolution and run tags.
 
 The datasets are named ``Mlflow*`` so that kedro-mlflow's switch for pipelines with
@@ -27,22 +23,17 @@ import os
 import subprocess
 import time
 from collections.abc import Iterable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import mlflow
 import numpy as np
-from kedro.io import DatasetError, Version
+from kedro.io import DatasetError
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
 from mlflow.entities import Metric
-from mlflow.models import ModelSignature
-from mlflow.types import Schema, TensorSpec
-
-from image_classifiers.datasets import KerasModelDataset
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +41,6 @@ TRACKING_URI_ENV_VAR = "MLFLOW_TRACKING_URI"
 DEFAULT_STORE_FILE = "mlflow.db"
 DEFAULT_ARTIFACTS_DIR = "mlartifacts"
 _SQLITE_PREFIX = "sqlite:///"
-
-# The Python distribution that provides each Keras backend, for the logged model's
-# requirements.txt.
-_BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 
 # ---- tracking store --------------------------------------------------------------------
@@ -178,16 +165,15 @@ def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = ".") -> 
 
 
 # ---- datasets ------------------------------------------------------------------------------
-def tracking_run_id(dataset: Any, what: str) -> str | None:
-    """The run a dataset's save should log to: the active one, unless logging is off.
+def active_run_id(what: str) -> str | None:
+    """The run a dataset's save logs to: the active one; ``None`` (and a log line) if none.
 
     Never opens a run: outside ``kedro run`` (a notebook's ``catalog.save``, a test running
     a pipeline directly) there is no active run and only the local file is written. A stray
-    run left open here would be picked up by the next ``kedro run`` in the same process.
+    run left open here would be adopted by the next ``kedro run`` in the same process.
+    For pipelines listed in ``disable_tracking.pipelines`` kedro-mlflow opens no run, so
+    nothing is logged either.
     """
-    # kedro-mlflow sets this to False for pipelines listed in disable_tracking.pipelines.
-    if not getattr(dataset, "_logging_activated", True):
-        return None
     run = mlflow.active_run()
     if run is None:
         logger.info("No active MLflow run: %s was saved but not logged to MLflow.", what)
@@ -246,7 +232,6 @@ class MlflowJSONMetricsDataset(JSONDataset):
         prefix: str = "",
         keys: list[str] | None = None,
         save_args: dict[str, Any] | None = None,
-        version: Version | None = None,
         credentials: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
@@ -257,20 +242,18 @@ class MlflowJSONMetricsDataset(JSONDataset):
             filepath: Path of the JSON file.
             prefix: Prepended to every metric name (e.g. ``test_``).
             keys: Log only these keys (all the numeric ones when omitted).
-            save_args, version, credentials, fs_args: As for ``json.JSONDataset``.
+            save_args, credentials, fs_args: As for ``json.JSONDataset`` (not versioned).
             metadata: Free-form metadata (used by kedro-viz), ignored by the dataset.
         """
         super().__init__(
             filepath=filepath,
             save_args=save_args,
-            version=version,
             credentials=credentials,
             fs_args=fs_args,
             metadata=metadata,
         )
         self._prefix = prefix
         self._keys = keys
-        self._logging_activated = True
 
     def save(self, data: dict[str, Any]) -> None:
         if not isinstance(data, dict):
@@ -278,9 +261,8 @@ class MlflowJSONMetricsDataset(JSONDataset):
                 f"{type(self).__name__} saves a dict of metric names to numbers or lists of "
                 f"numbers, got {type(data).__name__}."
             )
-        # The parent's undecorated save: this method is already wrapped by Kedro.
-        super().save.__wrapped__(self, data)
-        run_id = tracking_run_id(self, f"'{self._filepath}'")
+        super().save(data)
+        run_id = active_run_id(f"'{self._filepath}'")
         if run_id is None:
             return
         metrics = metrics_from(data, self._prefix, self._keys)
@@ -292,138 +274,20 @@ class MlflowJSONMetricsDataset(JSONDataset):
         return {**super()._describe(), "prefix": self._prefix, "keys": self._keys}
 
 
-def keras_signature(model: Any) -> ModelSignature:
-    """Tensor signature of a single-input Keras model: batch dimension -1, shapes from the model.
-
-    Built from the model's shapes rather than inferred from a prediction, so logging a model
-    costs no forward pass.
-    """
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(
-            f"Expected a model with one input and one output, got {len(model.inputs)} inputs "
-            f"and {len(model.outputs)} outputs."
-        )
-    (inputs,), (outputs,) = model.inputs, model.outputs
-
-    def spec(tensor: Any, name: str | None) -> TensorSpec:
-        shape = (-1, *(-1 if dim is None else int(dim) for dim in tensor.shape[1:]))
-        return TensorSpec(np.dtype(tensor.dtype), shape, name)
-
-    return ModelSignature(
-        inputs=Schema([spec(inputs, getattr(inputs, "name", None) or "image")]),
-        outputs=Schema([spec(outputs, None)]),
-    )
-
-
-def model_requirements() -> list[str]:
-    """Pinned pip requirements of a logged Keras model: Keras and the active backend.
-
-    Given explicitly because MLflow's inference of requirements re-loads the model in a
-    subprocess, which cannot import the project's custom layers and only costs time.
-    """
-    import keras
-
-    requirements = []
-    for package in ("keras", _BACKEND_PACKAGES.get(keras.backend.backend())):
-        if package is None:
-            continue
-        try:
-            requirements.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            requirements.append(package)
-    return requirements
-
-
-def model_summary(model: Any) -> str:
-    """``model.summary()`` as text."""
-    lines: list[str] = []
-    model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
-    return "\n".join(lines)
-
-
-class MlflowKerasModelDataset(KerasModelDataset):
-    """A ``.keras`` file that is also logged to MLflow (Keras flavor) and registered.
-
-    On save, after writing the local file: logs the model under the active run with an
-    input/output signature, writes ``model_summary.txt`` and the parameter count
-    (metric ``param_count``) to the run, and creates a new version of
-    ``registered_model_name`` in the Model Registry (no registration when it is empty).
-    Loading reads the local file, like ``KerasModelDataset``.
-
-    The logged model contains the project's custom layers, so whoever loads it must
-    ``import image_classifiers.layers`` first (``KerasModelDataset`` does that).
-    """
-
-    def __init__(
-        self,
-        filepath: str,
-        registered_model_name: str | None = None,
-        artifact_path: str = "model",
-        compile: bool = True,
-        metadata: dict[str, Any] | None = None,
-    ):
-        """Create the dataset.
-
-        Args:
-            filepath: Path of the local ``.keras`` file.
-            registered_model_name: Model Registry name to register each logged model under;
-                ``None`` or empty logs the model without registering it.
-            artifact_path: Name of the logged model within the run.
-            compile: Restore the optimizer and loss when loading.
-            metadata: Free-form metadata (used by kedro-viz), ignored by the dataset.
-        """
-        super().__init__(filepath=filepath, compile=compile, metadata=metadata)
-        self._registered_model_name = registered_model_name or None
-        self._artifact_path = artifact_path
-        self._logging_activated = True
-
-    def save(self, data: Any) -> None:
-        # The parent's undecorated save: this method is already wrapped by Kedro.
-        super().save.__wrapped__(self, data)
-        if tracking_run_id(self, f"model '{self._path}'") is None:
-            return
-        mlflow.log_text(model_summary(data), "model_summary.txt")
-        param_count = int(data.count_params())
-        mlflow.log_metric("param_count", param_count)
-        info = mlflow.keras.log_model(
-            data,
-            name=self._artifact_path,
-            signature=keras_signature(data),
-            pip_requirements=model_requirements(),
-            registered_model_name=self._registered_model_name,
-            metadata={"custom_objects_module": "image_classifiers.layers"},
-        )
-        registered = (
-            f" and registered as '{self._registered_model_name}' "
-            f"version {info.registered_model_version}"
-            if self._registered_model_name
-            else ""
-        )
-        logger.info("Logged model %s (%s parameters)%s.", info.model_uri, param_count, registered)
-
-    def _describe(self) -> dict[str, Any]:
-        return {
-            **super()._describe(),
-            "registered_model_name": self._registered_model_name,
-            "artifact_path": self._artifact_path,
-        }
-
-
 class _ArtifactLogging:
     """Mixin for a file dataset: after the file is saved, log it as an artifact of the run.
 
     What kedro-mlflow's ``MlflowArtifactDataset`` does, except that it never opens a run
-    (see ``tracking_run_id``).
+    (see ``active_run_id``).
     """
 
     def save(self, data: Any) -> None:
-        # The parent's undecorated save: this method is already wrapped by Kedro.
-        super().save.__wrapped__(self, data)  # type: ignore[misc]
+        super().save(data)  # type: ignore[misc]
         if self._protocol != "file":  # type: ignore[attr-defined]
             logger.info("%s is not a local file: not logged to MLflow.", self._filepath)
             return
         path = Path(self._get_save_path())  # type: ignore[attr-defined]
-        run_id = tracking_run_id(self, f"'{path}'")
+        run_id = active_run_id(f"'{path}'")
         if run_id is None:
             return
         client = mlflow.MlflowClient()

@@ -1,0 +1,142 @@
+"""Logging Keras models to MLflow: the catalog dataset and what it logs with each model.
+
+``MlflowKerasModelDataset`` is a ``.keras`` file like ``KerasModelDataset`` that also logs
+the model with MLflow's Keras flavor, an input/output signature and a summary, and
+registers it in the Model Registry. kedro-mlflow's ``MlflowModelTrackingDataset`` can
+neither keep the local file the rest of the pipeline reads nor take a signature from YAML.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
+
+from image_classifiers.datasets import KerasModelDataset
+from image_classifiers.tracking import active_run_id
+
+logger = logging.getLogger(__name__)
+
+# The Python distribution that provides each Keras backend, for the logged model's
+# requirements.txt.
+_BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def keras_signature(model: Any) -> ModelSignature:
+    """Tensor signature of a single-input Keras model: batch dimension -1, shapes from the model.
+
+    Built from the model's shapes rather than inferred from a prediction, so logging a model
+    costs no forward pass.
+    """
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            f"Expected a model with one input and one output, got {len(model.inputs)} inputs "
+            f"and {len(model.outputs)} outputs."
+        )
+    (inputs,), (outputs,) = model.inputs, model.outputs
+
+    def spec(tensor: Any, name: str | None) -> TensorSpec:
+        shape = (-1, *(-1 if dim is None else int(dim) for dim in tensor.shape[1:]))
+        return TensorSpec(np.dtype(tensor.dtype), shape, name)
+
+    return ModelSignature(
+        inputs=Schema([spec(inputs, getattr(inputs, "name", None) or "image")]),
+        outputs=Schema([spec(outputs, None)]),
+    )
+
+
+def model_requirements() -> list[str]:
+    """Pinned pip requirements of a logged Keras model: Keras and the active backend.
+
+    Given explicitly because MLflow's inference of requirements re-loads the model in a
+    subprocess, which cannot import the project's custom layers and only costs time.
+    """
+    import keras
+
+    requirements = []
+    for package in ("keras", _BACKEND_PACKAGES.get(keras.backend.backend())):
+        if package is None:
+            continue
+        try:
+            requirements.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            requirements.append(package)
+    return requirements
+
+
+def model_summary(model: Any) -> str:
+    """``model.summary()`` as text."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
+    return "\n".join(lines)
+
+
+class MlflowKerasModelDataset(KerasModelDataset):
+    """A ``.keras`` file that is also logged to MLflow (Keras flavor) and registered.
+
+    On save, after writing the local file: logs the model under the active run with an
+    input/output signature, writes ``model_summary.txt`` and the parameter count
+    (metric ``param_count``) to the run, and creates a new version of
+    ``registered_model_name`` in the Model Registry (no registration when it is empty).
+    Loading reads the local file, like ``KerasModelDataset``.
+
+    The logged model contains the project's custom layers, so whoever loads it must
+    ``import image_classifiers.layers`` first (``KerasModelDataset`` does that).
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        registered_model_name: str | None = None,
+        artifact_path: str = "model",
+        compile: bool = True,
+        metadata: dict[str, Any] | None = None,
+    ):
+        """Create the dataset.
+
+        Args:
+            filepath: Path of the local ``.keras`` file.
+            registered_model_name: Model Registry name to register each logged model under;
+                ``None`` or empty logs the model without registering it.
+            artifact_path: Name of the logged model within the run.
+            compile: Restore the optimizer and loss when loading.
+            metadata: Free-form metadata (used by kedro-viz), ignored by the dataset.
+        """
+        super().__init__(filepath=filepath, compile=compile, metadata=metadata)
+        self._registered_model_name = registered_model_name or None
+        self._artifact_path = artifact_path
+
+    def save(self, data: Any) -> None:
+        super().save(data)
+        if active_run_id(f"model '{self._path}'") is None:
+            return
+        mlflow.log_text(model_summary(data), "model_summary.txt")
+        param_count = int(data.count_params())
+        mlflow.log_metric("param_count", param_count)
+        info = mlflow.keras.log_model(
+            data,
+            name=self._artifact_path,
+            signature=keras_signature(data),
+            pip_requirements=model_requirements(),
+            registered_model_name=self._registered_model_name,
+            metadata={"custom_objects_module": "image_classifiers.layers"},
+        )
+        registered = (
+            f" and registered as '{self._registered_model_name}' "
+            f"version {info.registered_model_version}"
+            if self._registered_model_name
+            else ""
+        )
+        logger.info("Logged model %s (%s parameters)%s.", info.model_uri, param_count, registered)
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            **super()._describe(),
+            "registered_model_name": self._registered_model_name,
+            "artifact_path": self._artifact_path,
+        }
