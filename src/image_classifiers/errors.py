@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from kedro.io import DatasetError
 
 PACKAGE = __name__.split(".", 1)[0]
 TRACEBACK_VARIABLE = "IMAGE_CLASSIFIERS_TRACEBACK"
@@ -39,12 +40,20 @@ def is_user_error(error: BaseException) -> bool:
     """Whether ``error`` is one this package raised on purpose, with advice in its message.
 
     That is an instance of one of the package's own error classes (``ArchiveDownloadError``,
-    ``DecodeError``, ``WeightsError``, ...), or a ``ValueError`` raised by the package's own
-    code (its parameter and data checks).
+    ``DecodeError``, ``WeightsError``, ...), or a ``ValueError`` or Kedro ``DatasetError``
+    raised by the package's own code (its parameter and data checks, its datasets' "run the
+    data pipeline first"). Kedro's catalog re-raises a dataset's error as a new
+    ``DatasetError`` (``"train_set: <message>"``) from the original: such a wrapper counts
+    when what it wraps does.
     """
-    if type(error).__module__.split(".", 1)[0] == PACKAGE:
-        return True
-    return isinstance(error, ValueError) and _raised_here(error)
+    while True:
+        if type(error).__module__.split(".", 1)[0] == PACKAGE:
+            return True
+        if isinstance(error, ValueError | DatasetError) and _raised_here(error):
+            return True
+        if not isinstance(error, DatasetError) or error.__cause__ is None:
+            return False
+        error = error.__cause__
 
 
 def concise_excepthook(previous: ExceptHook) -> ExceptHook:

@@ -30,10 +30,13 @@ from urllib.parse import unquote
 import mlflow
 import numpy as np
 from kedro.io import DatasetError
-from kedro_datasets.json import JSONDataset
-from kedro_datasets.matplotlib import MatplotlibDataset
-from kedro_datasets.pandas import CSVDataset
 from mlflow.entities import Metric
+
+from image_classifiers.datasets.atomic import (
+    AtomicCSVDataset,
+    AtomicJSONDataset,
+    AtomicMatplotlibDataset,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +213,7 @@ def metrics_from(
     return metrics
 
 
-class MlflowJSONMetricsDataset(JSONDataset):
+class MlflowJSONMetricsDataset(AtomicJSONDataset):
     """A JSON file holding a dict of numbers, whose saves are also logged as MLflow metrics.
 
     Takes ``json.JSONDataset``'s arguments, plus ``prefix`` and ``keys``. Example::
@@ -297,9 +300,9 @@ class _ArtifactLogging:
             client.log_artifact(run_id, str(path))
 
 
-class MlflowFigureDataset(_ArtifactLogging, MatplotlibDataset):
+class MlflowFigureDataset(_ArtifactLogging, AtomicMatplotlibDataset):
     """``matplotlib.MatplotlibDataset`` whose saved images are also logged as run artifacts."""
 
 
-class MlflowCSVDataset(_ArtifactLogging, CSVDataset):
+class MlflowCSVDataset(_ArtifactLogging, AtomicCSVDataset):
     """``pandas.CSVDataset`` whose saved file is also logged as a run artifact."""

@@ -22,7 +22,11 @@ from image_classifiers.pipelines.predict.nodes import (
     predict_images,
     summarize_predictions,
 )
-from image_classifiers.pipelines.predict.sources import ImageSourceError, iter_image_files
+from image_classifiers.pipelines.predict.sources import (
+    UNSAFE_MEMBER,
+    ImageSourceError,
+    iter_image_files,
+)
 from image_classifiers.training import predict_probabilities
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -102,6 +106,28 @@ def test_damaged_inner_archive_is_one_error_row(make_archive, tmp_path):
     files = list(iter_image_files(damaged))
     assert [(f.name, f.data) for f in files] == [("train.zip", None)]
     assert "corrupt" in files[0].error
+
+
+def test_path_traversal_members_are_reported_not_read(tmp_path, model_file, caplog):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("cat/ok.jpg", jpeg(3))
+        z.writestr("../escape.jpg", jpeg(4))
+        z.writestr("cat/../../deeper.png", jpeg(5))
+        z.writestr("/etc/absolute.jpg", jpeg(6))
+        z.writestr("../notes.txt", b"not an image: skipped like any other")
+
+    files = {f.name: f for f in iter_image_files(archive)}
+
+    unsafe = ["../escape.jpg", "/etc/absolute.jpg", "cat/../../deeper.png"]
+    assert sorted(files) == sorted(["cat/ok.jpg", *unsafe])
+    assert all(files[n].data is None and files[n].error == UNSAFE_MEMBER for n in unsafe)
+    assert caplog.text.count("Skipped archive member") == 3
+
+    classifier = load_prediction_model({"model": str(model_file), "classes": CLASSES})
+    predictions = predict_images(classifier, {"source": str(archive)}).set_index("file")
+    assert predictions.loc[unsafe, "error"].tolist() == [UNSAFE_MEMBER] * 3
+    assert pd.isna(predictions.loc["cat/ok.jpg", "error"])
 
 
 # ---- nodes ---------------------------------------------------------------------------------

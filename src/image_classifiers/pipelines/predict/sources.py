@@ -16,12 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from image_classifiers.pipelines.data_processing.extract import is_ignored
+from image_classifiers.pipelines.data_processing.extract import is_ignored, safe_member_path
 
 logger = logging.getLogger(__name__)
 
 #: File suffixes read as images (anything else in a folder or archive is skipped).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+#: Why a zip member with an absolute path or ``..`` in it (zip-slip) is not read.
+UNSAFE_MEMBER = "unsafe path in the archive (absolute, or with '..'): not read"
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
 
 
@@ -111,7 +113,16 @@ def _iter_nested_zip_file(file: Path, name: str) -> Iterator[ImageFile]:
 def _iter_zip(archive: zipfile.ZipFile, prefix: str) -> Iterator[ImageFile]:
     for info in sorted(archive.infolist(), key=lambda i: i.filename):
         name = f"{prefix}{info.filename}"
-        if info.is_dir() or is_ignored(info.filename):
+        if info.is_dir():
+            continue
+        if safe_member_path(info.filename) is None:
+            # Never read (a tool that extracts the archive would write outside its folder),
+            # but reported: the caller promises one row per file.
+            if is_image_name(PurePosixPath(info.filename).name):
+                logger.warning("Skipped archive member '%s': %s.", name, UNSAFE_MEMBER)
+                yield ImageFile(name, None, UNSAFE_MEMBER)
+            continue
+        if is_ignored(info.filename):
             continue
         if info.filename.lower().endswith(".zip"):
             yield from _iter_zip_member_zip(archive, info, name)
