@@ -55,3 +55,80 @@ def write_archive(
     with zipfile.ZipFile(path, "w") as outer:
         outer.writestr("train.zip", inner.getvalue())
     return path
+
+
+def keras_arrays(
+    per_class: tuple[int, int] = (6, 2), classes: int = 10, shape: tuple[int, ...] = (28, 28)
+) -> dict[str, np.ndarray]:
+    """``x_train, y_train, x_test, y_test`` with ``per_class`` (train, test) images per class,
+    in Keras' dtypes; an image's mean brightness tells its class (so a model can learn)."""
+    arrays = {}
+    for part, count in zip(("train", "test"), per_class, strict=True):
+        labels = np.tile(np.arange(classes, dtype=np.uint8), count)
+        rng = np.random.default_rng(len(labels))
+        noise = rng.integers(0, 20, (len(labels), *shape))
+        arrays[f"x_{part}"] = (labels.reshape(-1, *[1] * len(shape)) * 20 + noise).astype(np.uint8)
+        arrays[f"y_{part}"] = labels
+    return arrays
+
+
+def write_mnist_npz(path: Path, **kwargs) -> Path:
+    """An ``mnist.npz`` as Keras downloads it (``keras_arrays`` options)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **keras_arrays(**kwargs))
+    return path
+
+
+def write_fashion_folder(folder: Path, **kwargs) -> Path:
+    """The four gzipped idx files Keras downloads for Fashion-MNIST."""
+    import gzip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = keras_arrays(**kwargs)
+    names = {
+        "x_train": "train-images-idx3-ubyte.gz",
+        "y_train": "train-labels-idx1-ubyte.gz",
+        "x_test": "t10k-images-idx3-ubyte.gz",
+        "y_test": "t10k-labels-idx1-ubyte.gz",
+    }
+    for key, name in names.items():
+        header = b"\0" * (16 if key.startswith("x_") else 8)  # magic + sizes (not read)
+        with gzip.open(folder / name, "wb") as stream:
+            stream.write(header + arrays[key].tobytes())
+    return folder
+
+
+def write_cifar_archive(path: Path, name: str = "cifar10", **kwargs) -> Path:
+    """``cifar-10-python.tar.gz`` (or the cifar-100 one): pickled channels-first batches."""
+    import pickle
+    import tarfile
+
+    classes = 10 if name == "cifar10" else 100
+    arrays = keras_arrays(classes=classes, shape=(32, 32, 3), **kwargs)
+    folder, train_members, test_member, label_key = {
+        "cifar10": (
+            "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)],
+            "test_batch",
+            b"labels",
+        ),
+        "cifar100": ("cifar-100-python", ["train"], "test", b"fine_labels"),
+    }[name]
+
+    def batch(images: np.ndarray, labels: np.ndarray) -> bytes:
+        data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+        return pickle.dumps({b"data": data, label_key: labels.tolist()})
+
+    parts = np.array_split(np.arange(len(arrays["y_train"])), len(train_members))
+    members = {
+        f"{folder}/{m}": batch(arrays["x_train"][rows], arrays["y_train"][rows])
+        for m, rows in zip(train_members, parts, strict=True)
+    }
+    members[f"{folder}/{test_member}"] = batch(arrays["x_test"], arrays["y_test"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path

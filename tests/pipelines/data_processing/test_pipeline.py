@@ -9,50 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kedro.config import OmegaConfigLoader
-from kedro.io import DataCatalog
-from kedro.runner import SequentialRunner
+from data_runs import run_data_pipeline
 
 from image_classifiers.datasets import ImageSetDataset
-from image_classifiers.pipelines.data_processing import create_pipeline
 from image_classifiers.pipelines.data_processing.decode import DecodeError
 
-PROJECT = Path(__file__).resolve().parents[3]
 RANGES = {"train": [0, 8], "validation": [8, 12], "test": [12, 19]}
 
 
-def _flatten(params: dict[str, Any], prefix: str = "params:") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"params:a": {...}, "params:a.b": 1}``, as Kedro feeds them."""
-    flat = {}
-    for key, value in params.items():
-        flat[f"{prefix}{key}"] = value
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-    return flat
-
-
-def _run(runtime_params: dict[str, Any]) -> None:
-    loader = OmegaConfigLoader(
-        str(PROJECT / "conf"),
-        base_env="base",
-        default_run_env="local",
-        merge_strategy={"parameters": "soft"},
-        runtime_params=runtime_params,
-    )
-    pipeline = create_pipeline()
-    wanted = pipeline.datasets()
-    conf = {
-        name: entry
-        for name, entry in loader["catalog"].items()
-        if name in wanted or ("{" in name and name.endswith("_set"))
-    }
-    catalog = DataCatalog.from_config(conf)
-    for name, value in _flatten(loader["parameters"]).items():
-        catalog[name] = value
-    SequentialRunner().run(pipeline, catalog)
+_run = run_data_pipeline
 
 
 def _count(folder: Path) -> int:

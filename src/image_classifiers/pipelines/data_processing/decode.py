@@ -21,6 +21,8 @@ from image_classifiers.images import (
     decode_images,
 )
 
+from .keras_datasets import decode_array_rows, is_array_reference
+
 logger = logging.getLogger(__name__)
 
 ON_BAD_IMAGE = ("skip", "fail")
@@ -111,7 +113,9 @@ def decode_split(
         options["workers"],
     )
     start = time.perf_counter()
-    images, kept, failures = decode_images(
+    # keras_datasets rows are already pixels, in arrays the extract step wrote.
+    reader = decode_array_rows if files and is_array_reference(files[0]) else decode_images
+    images, kept, failures = reader(
         files,
         options["image_size"],
         resample=options["resample"],

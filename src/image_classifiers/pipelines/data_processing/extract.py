@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import time
+import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from ._files import publish_dir, staging_dir
 logger = logging.getLogger(__name__)
 
 STAMP_FILE = ".extracted.json"
+_MAX_NESTING = 3
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, zipfile.LargeZipFile)
 
 
@@ -40,7 +42,8 @@ def extract_images(raw_archive: dict[str, Any], extract: dict[str, Any]) -> dict
         raw_archive: The record of the download node (``path``, ``sha256``, ``source``).
         extract: ``target_dir``; ``inner_archive`` (the member that holds the images, e.g.
             ``train.zip``, or null when the images are in the outer archive itself);
-            ``extensions`` (image file name endings to keep).
+            ``extensions`` (image file name endings to keep); ``nested_zips`` (also unpack
+            zips inside it, in place, and keep empty folders; the class_folders source).
 
     Returns:
         ``{"path", "archive", "archive_sha256", "inner_archive", "files"}``.
@@ -52,11 +55,14 @@ def extract_images(raw_archive: dict[str, Any], extract: dict[str, Any]) -> dict
     target = Path(extract["target_dir"])
     inner_name = extract.get("inner_archive") or None
     extensions = sorted({str(e).lower() for e in extract.get("extensions", [".jpg"])})
+    nested = bool(extract.get("nested_zips", False))
     stamp = {
         "archive_sha256": raw_archive.get("sha256"),
         "inner_archive": inner_name,
         "extensions": extensions,
     }
+    if nested:  # only then, so that earlier extractions' stamps still match
+        stamp["nested_zips"] = True
     record = {"path": str(target), "archive": str(archive), **stamp}
 
     files = _already_extracted(target, stamp)
@@ -68,7 +74,7 @@ def extract_images(raw_archive: dict[str, Any], extract: dict[str, Any]) -> dict
     start = time.perf_counter()
     with staging_dir(target) as tmp:
         with _open_image_zip(archive, inner_name, tmp, hint) as (images_zip, label):
-            files = _extract_members(images_zip, label, tmp, tuple(extensions), hint)
+            files = _extract_members(images_zip, label, tmp, tuple(extensions), hint, nested=nested)
         if files == 0:
             raise ArchiveExtractError(
                 f"{label} holds no image files ending in {extensions}. Check "
@@ -148,9 +154,71 @@ def _open_image_zip(
 
 
 def _extract_members(
-    images_zip: zipfile.ZipFile, label: str, tmp: Path, extensions: tuple[str, ...], hint: str
+    images_zip: zipfile.ZipFile,
+    label: str,
+    tmp: Path,
+    extensions: tuple[str, ...],
+    hint: str,
+    *,
+    nested: bool = False,
+    into: Path | None = None,
+    depth: int = 0,
 ) -> int:
-    members = []
+    """Write the image members of ``images_zip`` under ``into`` (default ``tmp``).
+
+    With ``nested``, folders are created even when empty (an empty class folder must be
+    seen to be reported) and a member zip is unpacked in place, beside its own entry, as
+    unzipping it by hand would.
+    """
+    into = into or tmp
+    members, folders, inner_zips = _sort_members(images_zip, label, extensions, nested)
+    for relative in folders:
+        into.joinpath(*relative.parts).mkdir(parents=True, exist_ok=True)
+    made: set[Path] = set()
+    try:
+        for info, relative in members:
+            destination = into.joinpath(*relative.parts)
+            if destination.parent not in made:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                made.add(destination.parent)
+            with images_zip.open(info) as src, open(destination, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        count = len(members)
+        for info, relative in inner_zips:
+            if depth >= _MAX_NESTING:
+                raise ArchiveExtractError(
+                    f"{label} nests zips more than {_MAX_NESTING} deep ('{info.filename}'). "
+                    "Unpack the archive by hand and point download.local_path at the folder."
+                )
+            # Copied to a file first, for the reason given in _open_image_zip.
+            copy = tmp / f".nested-{depth}-{uuid.uuid4().hex[:8]}.zip"
+            with images_zip.open(info) as src, open(copy, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            inner_label = f"'{info.filename}' inside {label}"
+            try:
+                with zipfile.ZipFile(copy) as inner:
+                    count += _extract_members(
+                        inner,
+                        inner_label,
+                        tmp,
+                        extensions,
+                        hint,
+                        nested=True,
+                        into=into.joinpath(*relative.parent.parts),
+                        depth=depth + 1,
+                    )
+            finally:
+                copy.unlink(missing_ok=True)
+    except _CORRUPT as exc:
+        raise ArchiveExtractError(_corrupt_message(label, exc, hint)) from exc
+    return count
+
+
+def _sort_members(
+    images_zip: zipfile.ZipFile, label: str, extensions: tuple[str, ...], nested: bool
+) -> tuple[list, list[PurePosixPath], list]:
+    """The image members, the folders (``nested`` only) and the member zips (``nested``)."""
+    members, folders, inner_zips = [], [], []
     for info in images_zip.infolist():
         # Checked before the dot-file filter, which would otherwise take ".." for a dot-file.
         relative = safe_member_path(info.filename)
@@ -160,20 +228,15 @@ def _extract_members(
                 "extraction folder (zip-slip). Nothing was extracted. The archive is damaged "
                 "or malicious: get it again from a source you trust."
             )
-        if not is_ignored(info.filename) and relative.suffix.lower() in extensions:
+        if nested and info.is_dir() and not is_ignored(info.filename.rstrip("/")):
+            folders.append(relative)
+        elif is_ignored(info.filename):
+            continue
+        elif nested and relative.suffix.lower() == ".zip":
+            inner_zips.append((info, relative))
+        elif relative.suffix.lower() in extensions:
             members.append((info, relative))
-    made: set[Path] = set()
-    try:
-        for info, relative in members:
-            destination = tmp.joinpath(*relative.parts)
-            if destination.parent not in made:
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                made.add(destination.parent)
-            with images_zip.open(info) as src, open(destination, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-    except _CORRUPT as exc:
-        raise ArchiveExtractError(_corrupt_message(label, exc, hint)) from exc
-    return len(members)
+    return members, folders, inner_zips
 
 
 def _corrupt_message(label: str, exc: Exception, hint: str) -> str:

@@ -1,5 +1,7 @@
 """Node functions of the data_processing pipeline: download -> extract -> split -> decode.
 
+The ``*_data`` functions are the nodes; they pick the step for the ``source`` parameters.
+
 Each step lives in its own module beside this one; this module is the pipeline's public
 face, so ``from image_classifiers.pipelines.data_processing.nodes import ...`` keeps the
 Kedro starter convention.
@@ -14,6 +16,8 @@ from .decode import (
 )
 from .download import ArchiveDownloadError, InvalidArchiveError, download_archive, verify_archive
 from .extract import ArchiveExtractError, extract_images
+from .keras_datasets import KerasDatasetError
+from .sources import SourceError, download_data, extract_data, split_data
 from .split import SplitError, split_images
 
 __all__ = [
@@ -21,13 +25,18 @@ __all__ = [
     "ArchiveExtractError",
     "DecodeError",
     "InvalidArchiveError",
+    "KerasDatasetError",
+    "SourceError",
     "SplitError",
     "check_decode_options",
     "decode_split",
     "download_archive",
+    "download_data",
+    "extract_data",
     "extract_images",
     "make_split_decoder",
     "report_data_quality",
+    "split_data",
     "split_images",
     "verify_archive",
 ]

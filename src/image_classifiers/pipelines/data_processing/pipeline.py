@@ -1,43 +1,55 @@
-"""The data_processing pipeline: raw archive -> split folders -> decoded image sets."""
+"""The data_processing pipeline: raw data -> split -> decoded image sets, for any source."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import (
-    download_archive,
-    extract_images,
-    make_split_decoder,
-    report_data_quality,
-    split_images,
-)
+from .nodes import download_data, extract_data, make_split_decoder, report_data_quality, split_data
+from .split import SUBSETS
 
-#: The subsets decoded into the catalog's ``<subset>_set`` datasets.
-SUBSETS = ("train", "validation", "test")
+#: The data pipeline's outputs that other pipelines read (within the same namespace).
+OUTPUTS = tuple(f"{subset}_set" for subset in SUBSETS)
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    """Download -> extract -> split -> decode each subset -> data-quality report."""
+def create_pipeline(namespace: str | None = None, **kwargs) -> Pipeline:
+    """Download -> extract -> split -> decode each subset -> data-quality report.
+
+    The source (Kaggle file names, class folders, a Keras dataset) is chosen by the
+    ``source`` parameters, so every dataset runs through these same nodes.
+
+    Args:
+        namespace: None for the un-namespaced pipeline (``xception_cats``: parameters
+            ``download``, ``split`` ..., datasets ``train_set`` ...). Otherwise every
+            parameter, dataset and node is prefixed: ``namespace="mnist"`` reads
+            ``params:mnist.download`` ... and writes ``mnist.train_set`` ... (the catalog's
+            ``{namespace}.*`` factories put them under ``data/*/<namespace>/``).
+        **kwargs: Ignored (Kedro's ``find_pipelines`` convention).
+    """
     decode_nodes = [
         Node(
             make_split_decoder(subset),
-            inputs=["split_manifest", "params:decode", "params:split.classes"],
+            inputs=["split_manifest", "params:decode", "class_names"],
             outputs=[f"{subset}_set", f"{subset}_data_quality"],
             name=f"decode_{subset}_images",
         )
         for subset in SUBSETS
     ]
-    return Pipeline(
+    pipeline = Pipeline(
         [
-            Node(download_archive, "params:download", "raw_archive", name="download_archive"),
             Node(
-                extract_images,
-                ["raw_archive", "params:extract"],
+                download_data,
+                ["params:download", "params:source"],
+                "raw_archive",
+                name="download_archive",
+            ),
+            Node(
+                extract_data,
+                ["raw_archive", "params:extract", "params:source"],
                 "extracted_images",
                 name="extract_images",
             ),
             Node(
-                split_images,
-                ["extracted_images", "params:split"],
-                "split_manifest",
+                split_data,
+                ["extracted_images", "params:split", "params:source"],
+                ["split_manifest", "class_names"],
                 name="split_images",
             ),
             *decode_nodes,
@@ -49,3 +61,4 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ]
     )
+    return pipeline if namespace is None else Pipeline(pipeline, namespace=namespace)

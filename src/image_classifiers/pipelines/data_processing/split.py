@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from ._files import publish_dir, staging_dir
@@ -25,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(?P<label>.+)\.(?P<index>\d+)\.(?P<ext>[^.]+)$")
 MANIFEST_COLUMNS = ["file", "class", "subset"]
+#: The subsets every split produces (decoded into the catalog's ``<subset>_set``).
+SUBSETS = ("train", "validation", "test")
+T = TypeVar("T")
 
 
 class SplitError(ValueError):
@@ -47,42 +51,192 @@ def split_images(extracted_images: dict[str, Any], split: dict[str, Any]) -> pd.
         SplitError: Bad classes or ranges (incl. overlapping ones), or source files missing.
     """
     classes = check_classes(split["classes"])
-    ranges = check_ranges(split["ranges"])
+    mode, bounds = split_mode(split)
     source_dir = Path(extracted_images["path"])
-    target = Path(split["target_dir"])
     sources = index_images(source_dir, classes)
 
-    plan: list[tuple[str, str, Path]] = []
-    missing: dict[tuple[str, str], list[int]] = {}
-    for subset, (start, stop) in ranges.items():
-        for label in classes:
-            for index in range(start, stop):
-                source = sources.get((label, index))
-                if source is None:
-                    missing.setdefault((subset, label), []).append(index)
-                else:
-                    plan.append((subset, label, source))
-    if missing:
-        raise SplitError(_missing_message(missing, sources, source_dir))
-    _assert_disjoint(plan)
+    if mode == "fractions":
+        ordered = {
+            c: [sources[k] for k in sorted(k for k in sources if k[0] == c)] for c in classes
+        }
+        empty = [c for c, files in ordered.items() if not files]
+        if empty:
+            raise SplitError(
+                f"No <class>.<N> images for classes {empty} in '{source_dir}'. Check "
+                "split.classes against the file names."
+            )
+        plan = [(s, c, f) for s, c, f in assign_by_fractions(ordered, bounds, split_seed(split))]
+    else:
+        plan, missing = [], {}
+        for subset, (start, stop) in bounds.items():
+            for label in classes:
+                for index in range(start, stop):
+                    source = sources.get((label, index))
+                    if source is None:
+                        missing.setdefault((subset, label), []).append(index)
+                    else:
+                        plan.append((subset, label, source))
+        if missing:
+            raise SplitError(_missing_message(missing, sources, source_dir))
+    return copy_into_subsets([(s, c, f, f.name) for s, c, f in plan], Path(split["target_dir"]))
 
+
+def copy_into_subsets(plan: list[tuple[str, str, Path, str]], target: Path) -> pd.DataFrame:
+    """Copy ``(subset, class, source, name)`` to ``<target>/<subset>/<class>/<name>``.
+
+    The target folder is replaced as a whole, only after every copy succeeded.
+
+    Returns:
+        The manifest (``file``, ``class``, ``subset``), in ``plan`` order.
+    """
+    assert_disjoint([(subset, label, source) for subset, label, source, _ in plan])
     rows = []
     with staging_dir(target) as tmp:
-        for subset, label in {(s, c): None for s, c, _ in plan}:
+        for subset, label in {(s, c): None for s, c, _, _ in plan}:
             (tmp / subset / label).mkdir(parents=True)
-        for subset, label, source in plan:
-            shutil.copyfile(source, tmp / subset / label / source.name)
-            rows.append(((target / subset / label / source.name).as_posix(), label, subset))
+        for subset, label, source, name in plan:
+            shutil.copyfile(source, tmp / subset / label / name)
+            rows.append(((target / subset / label / name).as_posix(), label, subset))
         publish_dir(tmp, target)
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    counts = manifest.groupby(["subset", "class"], sort=False).size()
-    logger.info(
-        "Copied %d images into %s: %s",
-        len(manifest),
-        target,
-        ", ".join(f"{s}/{c} {n}" for (s, c), n in counts.items()),
-    )
+    log_counts(manifest, f"Copied {len(manifest)} images into {target}")
     return manifest
+
+
+def log_counts(manifest: pd.DataFrame, what: str) -> None:
+    """Log how many images each subset holds per class."""
+    counts = manifest.groupby(["subset", "class"], sort=False).size()
+    logger.info("%s: %s", what, ", ".join(f"{s}/{c} {n}" for (s, c), n in counts.items()))
+
+
+def split_mode(split: Mapping[str, Any], subsets: Sequence[str] = SUBSETS) -> tuple[str, Any]:
+    """``("ranges", {subset: (start, stop)})`` or ``("fractions", {subset: fraction})``.
+
+    Exactly one of ``split.ranges`` and ``split.fractions`` must be set.
+
+    Raises:
+        SplitError: Neither or both are set, or the one set is invalid.
+    """
+    ranges, fractions = split.get("ranges"), split.get("fractions")
+    if (ranges is None) == (fractions is None):
+        raise SplitError(
+            "Set exactly one of split.ranges (per class [start, stop) index ranges) and "
+            f"split.fractions (e.g. {{train: 0.8, validation: 0.2}}); got ranges={ranges!r}, "
+            f"fractions={fractions!r}. On the command line, clear the other with "
+            '--params="split.ranges=null" (or split.fractions=null).'
+        )
+    if fractions is not None:
+        return "fractions", check_fractions(fractions, subsets)
+    checked = check_ranges(ranges)
+    _check_subset_names("split.ranges", checked, subsets)
+    return "ranges", checked
+
+
+def check_fractions(fractions: Any, subsets: Sequence[str] = SUBSETS) -> dict[str, float]:
+    """Validate ``{subset: fraction}``: each in (0, 1], adding up to 1."""
+    if not isinstance(fractions, Mapping) or not fractions:
+        raise SplitError(
+            "split.fractions must map subset names to fractions that add up to 1, e.g. "
+            f"{{train: 0.8, validation: 0.1, test: 0.1}}, got {fractions!r}."
+        )
+    checked = {}
+    for subset, value in fractions.items():
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+        if not ok:
+            raise SplitError(f"split.fractions.{subset} must be a number in (0, 1], got {value!r}.")
+        checked[str(subset)] = float(value)
+    _check_subset_names("split.fractions", checked, subsets)
+    total = sum(checked.values())
+    if abs(total - 1) > 1e-6:
+        raise SplitError(
+            f"split.fractions add up to {total:g}, not 1: "
+            + ", ".join(f"{s} {v:g}" for s, v in checked.items())
+            + ". Make them add up to 1 (to use less data, split by split.ranges instead)."
+        )
+    return checked
+
+
+def _check_subset_names(key: str, given: Mapping[str, Any], subsets: Sequence[str]) -> None:
+    unknown = sorted(set(given) - set(subsets))
+    if unknown:
+        raise SplitError(
+            f"{key} names subsets {unknown}; this dataset's split takes {list(subsets)}"
+            + (
+                " (its own test set is the test split)"
+                if "test" in unknown and "test" not in subsets
+                else ""
+            )
+            + "."
+        )
+
+
+def split_seed(split: Mapping[str, Any]) -> int:
+    """``split.seed`` (the shuffle of a fraction split), an integer >= 0."""
+    seed = split.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SplitError(f"split.seed must be an integer >= 0, got {seed!r}.")
+    return seed
+
+
+def assign_by_fractions(
+    members: Mapping[str, Sequence[T]], fractions: Mapping[str, float], seed: int
+) -> list[tuple[str, str, T]]:
+    """Per class, shuffle (from ``seed``) and cut into consecutive ``fractions``.
+
+    Stratified: every class is cut alike, so each subset keeps the class balance. The counts
+    are rounded by largest remainder, so they add up to the class's size; a class's shuffle
+    depends only on the seed and its position, so adding a class changes no other class.
+
+    Returns:
+        ``(subset, class, member)`` in subset, class order.
+    """
+    plan: dict[str, list[tuple[str, str, T]]] = {subset: [] for subset in fractions}
+    for position, (label, items) in enumerate(members.items()):
+        order = np.random.default_rng([seed, position]).permutation(len(items))
+        start = 0
+        for subset, count in zip(fractions, _counts(len(items), fractions), strict=True):
+            plan[subset].extend(
+                (subset, label, items[i]) for i in sorted(order[start : start + count])
+            )
+            start += count
+    return [row for rows in plan.values() for row in rows]
+
+
+def assign_by_positions(
+    members: Mapping[str, Sequence[T]], ranges: Mapping[str, tuple[int, int]], what: str
+) -> list[tuple[str, str, T]]:
+    """Per class, the members at positions ``[start, stop)`` of each range.
+
+    Raises:
+        SplitError: A class has fewer members than a range needs (all such listed).
+    """
+    short = {
+        label: len(items)
+        for label, items in members.items()
+        if len(items) < max(stop for _, stop in ranges.values())
+    }
+    if short:
+        need = max(stop for _, stop in ranges.values())
+        raise SplitError(
+            f"split.ranges need {need} {what} per class, but "
+            + ", ".join(f"'{c}' has {n}" for c, n in short.items())
+            + ". Shrink split.ranges, or split by split.fractions."
+        )
+    return [
+        (subset, label, items[i])
+        for subset, (start, stop) in ranges.items()
+        for label, items in members.items()
+        for i in range(start, stop)
+    ]
+
+
+def _counts(total: int, fractions: Mapping[str, float]) -> list[int]:
+    exact = [total * f for f in fractions.values()]
+    counts = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: counts[i] - exact[i])
+    for i in by_remainder[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
 
 
 def check_classes(classes: Any) -> list[str]:
@@ -163,10 +317,11 @@ def compact_ranges(indices: Iterable[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in spans)
 
 
-def _assert_disjoint(plan: list[tuple[str, str, Path]]) -> None:
-    seen: dict[Path, str] = {}
+def assert_disjoint(plan: Iterable[tuple[str, str, Any]]) -> None:
+    """Fail if any source would land in two subsets (a guard: no split mode can do it)."""
+    seen: dict[Any, str] = {}
     for subset, _, source in plan:
-        if source in seen:  # cannot happen with disjoint ranges; guards future changes
+        if source in seen:
             raise SplitError(f"'{source}' would be in both {seen[source]} and {subset}.")
         seen[source] = subset
 
