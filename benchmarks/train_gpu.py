@@ -48,6 +48,9 @@ logger = logging.getLogger("benchmark")
 # The book's split: per class, [start, stop) of N in <class>.N.jpg.
 SPLITS = {"train": (0, 1000), "validation": (1000, 1500), "test": (1500, 2500)}
 CLASSES = ("cat", "dog")
+CONF = Path(__file__).resolve().parents[1] / "conf"
+PARAMETERS_FILE = "parameters_model_training.yml"
+RECIPES = ("book", "improved")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,11 +59,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inner-archive", default="train.zip", help="'' if not nested")
     parser.add_argument("--architecture", default="mini_xception")
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--image-size", type=int, default=180, help="height = width")
     parser.add_argument("--limit", type=int, default=None, help="max images per class per split")
-    parser.add_argument("--optimizer", default="rmsprop")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--recipe",
+        default="book",
+        choices=RECIPES,
+        help="training, augmentation and evaluation parameters: conf/base (book) or "
+        "conf/base + conf/improved, as kedro run --env=improved",
+    )
+    parser.add_argument("--optimizer", default=None, help="default: the recipe's")
+    parser.add_argument("--learning-rate", type=float, default=None, help="default: the recipe's")
     parser.add_argument("--schedule", default=None, choices=[None, "cosine"])
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16")
     parser.add_argument("--steps-per-execution", type=int, default=1)
@@ -74,6 +84,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     return parser.parse_args(argv)
+
+
+def recipe_parameters(recipe: str) -> dict[str, dict]:
+    """The ``training``, ``augmentation`` and ``evaluation`` parameters of ``recipe``.
+
+    Read from the project's conf/ as Kedro merges it (the environment's keys replace single
+    values of conf/base), without Kedro: the GPU machine has JAX and PyYAML only.
+    """
+    import yaml
+
+    base = yaml.safe_load((CONF / "base" / PARAMETERS_FILE).read_text())
+    groups = {name: dict(base[name]) for name in ("training", "augmentation", "evaluation")}
+    if recipe != "book":
+        for name, values in yaml.safe_load((CONF / recipe / PARAMETERS_FILE).read_text()).items():
+            groups[name].update(values)
+    groups["training"].pop("seed")  # ${globals:seed} there; --seed here
+    return groups
 
 
 def load_splits(args: argparse.Namespace) -> dict[str, dict]:
@@ -156,28 +183,27 @@ def run(args: argparse.Namespace) -> dict:
         " / ".join(f"{len(s['labels'])} {name}" for name, s in splits.items()),
         decode_seconds,
     )
-    training = {
+    recipe = recipe_parameters(args.recipe)
+    overrides = {
         "optimizer": args.optimizer,
         "learning_rate": args.learning_rate,
         "schedule": args.schedule,
-        "epochs": args.epochs,
         "batch_size": args.batch_size,
+    }
+    training = {
+        **recipe["training"],
+        **{key: value for key, value in overrides.items() if value is not None},
+        "epochs": args.epochs,
         "mixed_precision": args.mixed_precision,
         "steps_per_execution": args.steps_per_execution,
         "seed": args.seed,
     }
-    augmentation = (
-        None
-        if args.no_augmentation
-        else {
-            "horizontal_flip": True,
-            "rotation": 0.1,
-            "zoom": 0.2,
-        }
-    )
+    augmentation = None if args.no_augmentation else recipe["augmentation"]
+    test_time_flip = bool(recipe["evaluation"].get("test_time_flip", False))
     # The host's share of an epoch: slicing the shuffled uint8 batches fit_model feeds.
+    batch_size = training["batch_size"]
     batches = ImageBatches(
-        splits["train"]["images"], splits["train"]["labels"], args.batch_size, shuffle=True
+        splits["train"]["images"], splits["train"]["labels"], batch_size, shuffle=True
     )
     started = time.perf_counter()
     for index in range(len(batches)):
@@ -191,7 +217,9 @@ def run(args: argparse.Namespace) -> dict:
     model, history = fit_model(model, splits["train"], splits["validation"], training)
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    probabilities = predict_probabilities(model, splits["test"]["images"], args.batch_size)
+    probabilities = predict_probabilities(
+        model, splits["test"]["images"], batch_size, flip_average=test_time_flip
+    )
     test_seconds = time.perf_counter() - started
     test_labels = splits["test"]["labels"]
     epochs = history["epoch_seconds"]
@@ -202,18 +230,23 @@ def run(args: argparse.Namespace) -> dict:
         "keras": keras.__version__,
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join([f"KERAS_BACKEND={keras.backend.backend()}", "python", *sys.argv]),
+        # TensorFlow reads it at import: oneDNN CPU kernels on (1) or off (0).
+        "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "architecture": args.architecture,
         "parameters": model.count_params(),
+        "recipe": args.recipe,
         "image_size": args.image_size,
         "images": {name: len(s["labels"]) for name, s in splits.items()},
         "training": training,
         "augmentation": augmentation,
+        "test_time_flip": test_time_flip,
         "decode_seconds": round(decode_seconds, 2),
         "input_seconds_per_epoch": round(input_seconds, 4),
         "first_epoch_seconds": round(epochs[0], 3) if epochs else None,
         "steady_epoch_seconds": round(statistics.median(steady), 3) if steady else None,
         "train_wall_seconds": round(train_seconds, 2),
         "test_seconds": round(test_seconds, 2),
+        "epochs_run": len(epochs),  # fewer than training.epochs if early stopping ended it
         "best_epoch": int(np.argmin(history["val_loss"])) + 1 if epochs else None,
         "best_val_accuracy": (
             history["val_accuracy"][int(np.argmin(history["val_loss"]))] if epochs else None
@@ -235,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     for key in (
         "device",
         "backend",
+        "recipe",
         "architecture",
         "parameters",
         "images",
@@ -244,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         "steady_epoch_seconds",
         "train_wall_seconds",
         "test_seconds",
+        "epochs_run",
         "best_epoch",
         "test_accuracy",
         "test_loss",

@@ -78,9 +78,72 @@ def test_cosine_schedule_needs_steps_and_decays():
     assert float(schedule(10)) == pytest.approx(0.0, abs=1e-7)
 
 
+def test_warmup_ramps_linearly_to_the_learning_rate_then_decays():
+    model = compile_model(
+        tiny_model(),
+        {"schedule": "cosine", "warmup_epochs": 2, "epochs": 6, "learning_rate": 0.1},
+        steps_per_epoch=5,
+    )
+    schedule = model.optimizer._learning_rate
+    assert float(schedule(0)) == pytest.approx(0.0, abs=1e-7)
+    assert float(schedule(5)) == pytest.approx(0.05)  # half-way through the warm-up
+    assert float(schedule(10)) == pytest.approx(0.1)  # the peak
+    assert float(schedule(20)) == pytest.approx(0.05)  # half-way through the decay
+    assert float(schedule(30)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_label_smoothing_softens_the_loss_of_either_head():
+    binary = compile_model(tiny_model(), {"label_smoothing": 0.2})
+    assert isinstance(binary.loss, keras.losses.BinaryCrossentropy)
+    assert binary.loss.get_config()["label_smoothing"] == pytest.approx(0.2)
+    # The sparse loss cannot smooth: a softmax trains on one-hot targets instead.
+    softmax = compile_model(tiny_model(units=3), {"label_smoothing": 0.2})
+    assert isinstance(softmax.loss, keras.losses.CategoricalCrossentropy)
+
+
+def test_softmax_trains_with_label_smoothing():
+    data = image_set(16, classes=("a", "b", "c"))
+    _, history = fit_model(
+        tiny_model(units=3),
+        data,
+        image_set(8, seed=1, classes=("a", "b", "c")),
+        options(epochs=1, label_smoothing=0.1),
+    )
+    assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
+
+
+def test_flip_average_changes_nothing_for_mirror_symmetric_images():
+    model = compile_model(tiny_model(seed=3), {})
+    images = image_set(8)["images"]
+    symmetric = np.concatenate(
+        [images[:, :, : SIZE // 2], images[:, :, : SIZE // 2][:, :, ::-1]], 2
+    )
+    np.testing.assert_allclose(
+        predict_probabilities(model, symmetric, 4, flip_average=True),
+        predict_probabilities(model, symmetric, 4),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_flip_average_is_the_mean_over_the_image_and_its_mirror():
+    model = compile_model(tiny_model(seed=3), {})
+    images = image_set(8)["images"]
+    plain = predict_probabilities(model, images, 4)
+    mirrored = predict_probabilities(model, images[:, :, ::-1], 4)
+    averaged = predict_probabilities(model, images, 4, flip_average=True)
+    assert not np.allclose(plain, mirrored)  # the model is not mirror-symmetric
+    np.testing.assert_allclose(averaged, (plain + mirrored) / 2, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
+        ({"warmup_epochs": 2}, "set training.schedule to cosine"),
+        ({"warmup_epochs": 3, "epochs": 3, "schedule": "cosine"}, "fewer than"),
+        ({"warmup_epochs": -1, "schedule": "cosine"}, "training.warmup_epochs"),
+        ({"label_smoothing": 1.0}, "training.label_smoothing"),
+        ({"label_smoothing": -0.1}, "training.label_smoothing"),
         ({"optimizer": "sgd"}, "Unknown optimizer 'sgd'"),
         ({"schedule": "step"}, "Unknown learning-rate schedule"),
         ({"epochs": -1}, "training.epochs"),

@@ -43,9 +43,11 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-3,
     "weight_decay": None,
     "schedule": None,
+    "warmup_epochs": 0,
     "epochs": 100,
     "batch_size": 32,
     "early_stopping_patience": None,
+    "label_smoothing": 0.0,
     "mixed_precision": False,
     "steps_per_execution": 1,
     "seed": None,
@@ -87,6 +89,22 @@ def training_options(training: dict[str, Any] | None) -> dict[str, Any]:
         )
     _check_number(options, "learning_rate", minimum=0, exclusive=True)
     _check_int(options, "epochs", minimum=0)
+    _check_int(options, "warmup_epochs", minimum=0)
+    if options["warmup_epochs"] and options["schedule"] != "cosine":
+        raise ValueError(
+            "training.warmup_epochs ramps the learning rate up before the cosine decay: set "
+            "training.schedule to cosine, or warmup_epochs to 0."
+        )
+    if options["warmup_epochs"] and options["warmup_epochs"] >= options["epochs"]:
+        raise ValueError(
+            f"training.warmup_epochs ({options['warmup_epochs']}) must be fewer than "
+            f"training.epochs ({options['epochs']})."
+        )
+    _check_number(options, "label_smoothing", minimum=0)
+    if options["label_smoothing"] >= 1:
+        raise ValueError(
+            f"training.label_smoothing must be below 1, got {options['label_smoothing']!r}."
+        )
     _check_int(options, "batch_size", minimum=1)
     _check_int(options, "steps_per_execution", minimum=1)
     if options["early_stopping_patience"] is not None:
@@ -173,21 +191,45 @@ def compile_model(
                 "training.schedule 'cosine' needs the number of steps per epoch: pass "
                 "steps_per_epoch to compile_model (fit_model does this for you)."
             )
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            options["learning_rate"], decay_steps=max(1, options["epochs"] * steps_per_epoch)
-        )
+        warmup_steps = options["warmup_epochs"] * steps_per_epoch
+        decay_steps = max(1, options["epochs"] * steps_per_epoch - warmup_steps)
+        if warmup_steps:
+            # Linear from 0 to learning_rate over the warm-up, then the cosine decay.
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                0.0,
+                decay_steps=decay_steps,
+                warmup_target=options["learning_rate"],
+                warmup_steps=warmup_steps,
+            )
+        else:
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                options["learning_rate"], decay_steps=decay_steps
+            )
     optimizer_kwargs: dict[str, Any] = {"learning_rate": learning_rate}
     if options["weight_decay"] is not None:
         optimizer_kwargs["weight_decay"] = options["weight_decay"]
     optimizer = OPTIMIZERS[options["optimizer"]](**optimizer_kwargs)
-    loss = "binary_crossentropy" if is_binary(model) else "sparse_categorical_crossentropy"
     model.compile(
         optimizer=optimizer,
-        loss=loss,
+        loss=training_loss(model, options["label_smoothing"]),
         metrics=["accuracy"],
         steps_per_execution=options["steps_per_execution"],
     )
     return model
+
+
+def training_loss(model: keras.Model, label_smoothing: float = 0.0) -> str | keras.losses.Loss:
+    """The loss that fits the head, with optional label smoothing.
+
+    Binary cross-entropy for one sigmoid unit; for a softmax, sparse categorical
+    cross-entropy on integer labels, or categorical cross-entropy on one-hot labels when
+    smoothing (the sparse loss has no smoothing; ``fit_model`` one-hot encodes the labels).
+    """
+    if not label_smoothing:
+        return "binary_crossentropy" if is_binary(model) else "sparse_categorical_crossentropy"
+    if is_binary(model):
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+    return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
 
 class ImageBatches(keras.utils.PyDataset):
@@ -237,7 +279,7 @@ class ImageBatches(keras.utils.PyDataset):
 
 
 def predict_probabilities(
-    model: keras.Model, images: np.ndarray, batch_size: int = 32
+    model: keras.Model, images: np.ndarray, batch_size: int = 32, flip_average: bool = False
 ) -> np.ndarray:
     """Class probabilities for every image, in batches of one fixed shape.
 
@@ -245,6 +287,8 @@ def predict_probabilities(
         model: A classifier taking raw uint8 images.
         images: uint8 array (N, H, W, C).
         batch_size: Images per inference step.
+        flip_average: Test-time augmentation: average the probabilities of each image and
+            its left-right mirror image (twice the inference work).
 
     Returns:
         float32 array (N, num_classes); a one-unit sigmoid head gives columns (1 - p, p).
@@ -254,6 +298,9 @@ def predict_probabilities(
     outputs = model.predict(ImageBatches(images, None, batch_size), verbose=0)
     # bfloat16 outputs under mixed precision: compute metrics in float32.
     probabilities = np.asarray(outputs, dtype=np.float32)[: len(images)]
+    if flip_average:
+        mirrored = model.predict(ImageBatches(images[:, :, ::-1], None, batch_size), verbose=0)
+        probabilities = (probabilities + np.asarray(mirrored, dtype=np.float32)[: len(images)]) / 2
     if probabilities.shape[-1] == 1:
         probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=-1)
     return probabilities
@@ -382,10 +429,13 @@ class _EpochMonitor(keras.callbacks.Callback):
         )
 
 
-def _labels_for(model: keras.Model, labels: np.ndarray) -> np.ndarray:
-    # A one-unit sigmoid head wants float targets of its own shape; a softmax wants indices.
+def _labels_for(model: keras.Model, labels: np.ndarray, one_hot: bool = False) -> np.ndarray:
+    # A one-unit sigmoid head wants float targets of its own shape; a softmax wants indices,
+    # or one-hot rows for the smoothed categorical loss.
     if is_binary(model):
         return labels.astype(np.float32).reshape(-1, 1)
+    if one_hot:
+        return np.eye(model.output_shape[-1], dtype=np.float32)[labels]
     return labels.astype(np.int32)
 
 
@@ -477,7 +527,7 @@ def fit_model(
     )
     batches = ImageBatches(
         train_images,
-        _labels_for(model, train_labels),
+        _labels_for(model, train_labels, one_hot=options["label_smoothing"] > 0),
         batch_size,
         shuffle=True,
         seed=options["seed"],

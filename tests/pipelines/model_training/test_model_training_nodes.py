@@ -67,6 +67,36 @@ def test_evaluate_model_on_known_predictions():
     assert titles == ["true: cat\npred: dog (0.60)", "true: dog\npred: cat (0.70)"]
 
 
+def left_half_model(size: int = 4) -> keras.Model:
+    """P(dog) = mean of the left half's pixels / 255: its mirror image scores the right half."""
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Cropping2D(((0, 0), (0, size // 2)))(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(
+        1, use_bias=False, kernel_initializer=keras.initializers.Constant(1 / 3)
+    )(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_evaluation_averages_over_mirror_images_when_test_time_flip_is_on():
+    # Left half v, right half 255 - v: plain P(dog) = v / 255, mirrored 1 - v / 255, so the
+    # flip average is 0.5 for every image.
+    test_set = grey_set(PIXELS, LABELS)
+    test_set["images"][:, :, 2:] = 255 - test_set["images"][:, :, 2:]
+    evaluation = {"threshold": 0.5, "misclassified_grid": 4, "batch_size": 4}
+    plain, _, _ = evaluate_model(left_half_model(), test_set, evaluation)
+    flipped, _, _ = evaluate_model(
+        left_half_model(), test_set, {**evaluation, "test_time_flip": True}
+    )
+    p = PIXELS / 255
+    assert plain["test_loss"] == pytest.approx(
+        -np.mean(np.log(np.where(LABELS == 1, p, 1 - p))), rel=1e-5
+    )
+    assert flipped["test_loss"] == pytest.approx(-np.log(0.5), rel=1e-5)
+    assert flipped["test_roc_auc"] == pytest.approx(0.5)
+
+
 def test_threshold_moves_the_decision():
     metrics, _, _ = evaluate_model(
         brightness_model(), grey_set(PIXELS, LABELS), {"threshold": 0.65}

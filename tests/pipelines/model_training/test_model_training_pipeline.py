@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,38 @@ def test_pipeline_runs_with_the_project_catalog(tmp_path, monkeypatch):
     assert len(history["val_loss"]) == parameters["training"]["epochs"]
     model = KerasModelDataset(str(tmp_path / "data/06_models/tiny.keras")).load()
     assert model.input_shape == (None, 32, 32, 3)
+
+
+@pytest.mark.slow
+def test_improved_recipe_loads_and_trains(tmp_path, monkeypatch):
+    parameters = project_config("improved")["parameters"]
+    book = project_config("local")["parameters"]
+    training = parameters["training"]
+    # The environment replaces single keys (soft merge) and keeps the rest of conf/base.
+    assert training["optimizer"] == "adamw" and book["training"]["optimizer"] == "rmsprop"
+    assert training["schedule"] == "cosine" and training["warmup_epochs"] > 0
+    assert training["label_smoothing"] > 0 and parameters["evaluation"]["test_time_flip"]
+    assert parameters["augmentation"]["translation"] > 0
+    for key in ("batch_size", "seed", "epochs"):
+        assert training[key] == book["training"][key]
+    assert parameters["models"] == book["models"]  # same architecture options
+
+    # It trains, tiny: the recipe's every option on, only the budget cut.
+    monkeypatch.chdir(tmp_path)
+    catalog = DataCatalog.from_config(project_config("smoke")["catalog"])
+    for split, n in (("train", 16), ("validation", 8), ("test", 8)):
+        catalog[f"{split}_set"] = _image_set(n, seed=len(split))
+    catalog["params:models.tiny"] = {"architecture": "simple_convnet", "filters": [4]}
+    catalog["params:training"] = {**training, "epochs": 5, "batch_size": 8}
+    catalog["params:augmentation"] = parameters["augmentation"]
+    catalog["params:evaluation"] = {**parameters["evaluation"], "batch_size": 8}
+
+    SequentialRunner().run(create_pipeline("tiny"), catalog)
+
+    reports = tmp_path / "data/08_reporting/tiny"
+    history = json.loads((reports / "training_history.json").read_text())
+    rates = history["learning_rate"]
+    assert len(rates) == 5 and rates[0] < rates[1] < rates[2]  # warm-up
+    assert rates[2] > rates[3] > rates[4]  # then the cosine decay
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert metrics["num_test_images"] == 8 and math.isfinite(metrics["test_loss"])

@@ -98,7 +98,8 @@ def evaluate_model(
         model: A trained classifier taking raw uint8 images.
         test_set: Decoded test split.
         evaluation: ``threshold`` (two classes: probability above which the second class
-            is predicted), ``misclassified_grid`` (images in the grid), ``batch_size``.
+            is predicted), ``misclassified_grid`` (images in the grid), ``batch_size``,
+            ``test_time_flip`` (average each image's prediction with its mirror image's).
 
     Returns:
         Metrics (``test_loss``, ``test_accuracy``, ``test_precision``, ``test_recall``,
@@ -114,7 +115,12 @@ def evaluate_model(
             f"holds {tuple(images.shape[1:])}; decode the test set at the model's size."
         )
     threshold = float(evaluation.get("threshold", 0.5))
-    probabilities = predict_probabilities(model, images, int(evaluation.get("batch_size", 32)))
+    probabilities = predict_probabilities(
+        model,
+        images,
+        int(evaluation.get("batch_size", 32)),
+        flip_average=bool(evaluation.get("test_time_flip", False)),
+    )
     if probabilities.shape[-1] != len(classes):
         raise ValueError(
             f"The model predicts {probabilities.shape[-1]} classes but test_set has "
