@@ -26,6 +26,32 @@ def jpeg_bytes(seed: int, size: tuple[int, int] = (40, 32), mode: str = "RGB") -
     return buffer.getvalue()
 
 
+def class_jpeg(c: int, n: int, image_size: tuple[int, int] = (40, 32)) -> bytes:
+    """Image ``n`` of class ``c``: the first class dark, the others light (learnable)."""
+    rng = np.random.default_rng(1000 * c + n)
+    base = 60 if c == 0 else 190
+    pixels = np.clip(rng.normal(base, 30, (image_size[1], image_size[0], 3)), 0, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def write_class_folders_zip(
+    path: Path,
+    per_class: int = 16,
+    classes: Iterable[str] = ("Cat", "Dog"),
+    root: str = "PetImages",
+) -> Path:
+    """A zip laid out like Microsoft's PetImages download: ``<root>/<Class>/<N>.jpg``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for c, name in enumerate(classes):
+            for n in range(per_class):
+                archive.writestr(f"{root}/{name}/{n}.jpg", class_jpeg(c, n))
+            archive.writestr(f"{root}/{name}/Thumbs.db", b"\0")
+    return path
+
+
 def write_archive(
     path: Path,
     indices: Iterable[int] = range(16),
@@ -41,14 +67,7 @@ def write_archive(
     with zipfile.ZipFile(inner, "w") as train_zip:
         for c, name in enumerate(classes):
             for n in indices:
-                rng = np.random.default_rng(1000 * c + n)
-                base = 60 if c == 0 else 190
-                pixels = np.clip(
-                    rng.normal(base, 30, (image_size[1], image_size[0], 3)), 0, 255
-                ).astype(np.uint8)
-                buffer = io.BytesIO()
-                Image.fromarray(pixels).save(buffer, format="JPEG")
-                train_zip.writestr(f"train/{name}.{n}.jpg", buffer.getvalue())
+                train_zip.writestr(f"train/{name}.{n}.jpg", class_jpeg(c, n, image_size))
         for member, data in (extra_members or {}).items():
             train_zip.writestr(member, data)
     path.parent.mkdir(parents=True, exist_ok=True)

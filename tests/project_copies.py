@@ -43,13 +43,18 @@ def end_active_runs() -> None:
         mlflow.end_run()
 
 
-def run_pipeline(project: Path, pipeline: str, runtime_params: dict | None = None) -> None:
-    """``kedro run --pipeline=<pipeline>`` in ``project`` (must be the working directory)."""
+def run_pipeline(
+    project: Path, pipeline: str, runtime_params: dict | None = None, env: str | None = None
+) -> None:
+    """``kedro run --pipeline=<pipeline> [--env=<env>]`` in ``project`` (the working
+    directory)."""
     end_active_runs()
     # Re-registers the pipelines, so pipelines that read conf/ at registration see this copy's.
     bootstrap_project(project)
     try:
-        with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
+        with KedroSession.create(
+            project_path=project, env=env, runtime_params=runtime_params
+        ) as session:
             session.run(pipeline_names=[pipeline])
     finally:
         bootstrap_project(PROJECT)  # later tests see the real project's pipelines

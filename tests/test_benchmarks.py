@@ -88,3 +88,29 @@ def test_train_gpu_benchmark_writes_its_figures(tmp_path):
     assert 0.0 <= results["test_accuracy"] <= 1.0 and results["test_loss"] > 0
     assert 1 <= results["best_epoch"] <= 3
     assert len(results["history"]["val_loss"]) == len(results["history"]["epoch_seconds"]) == 3
+
+
+def test_class_folders_benchmark_compares_both_sources_on_the_same_images(tmp_path):
+    # Kaggle ranges 0-1000-1500-2500 per class: the archive needs every index up to 2499.
+    archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=range(2500), image_size=(4, 4))
+    output = tmp_path / "class_folders.json"
+    result = run_script(
+        [
+            str(BENCHMARKS / "class_folders.py"),
+            str(archive),
+            "--repeat",
+            "1",
+            "--size",
+            "8",
+            "8",
+            "--tmp",
+            str(tmp_path),
+            "--output",
+            str(output),
+        ]
+    )
+    assert "ratio cf / kn" in result.stdout
+    results = json.loads(output.read_text())
+    assert [len(results["passes"][kind]) for kind in ("kaggle_names", "class_folders")] == [1, 1]
+    assert results["passes"]["class_folders"][0]["images"] == 5000
+    assert results["ratio_class_folders_over_kaggle_names"]["best_wall_s"] > 0

@@ -3,8 +3,9 @@
 Each builder is a small function ``build_<name>(input_shape, num_classes, **options)`` in its
 own module that returns an uncompiled ``keras.Model`` taking images already scaled to [0, 1].
 Two classes get one sigmoid unit, more get a softmax. ``build_classifier`` wraps a builder with
-what every trained model carries: rescaling from raw 0-255 pixels and the training-only
-augmentation, so a saved model takes raw images.
+what every trained model carries: rescaling from raw 0-255 pixels (or per-channel
+standardisation from the training split) and the training-only augmentation, so a saved model
+takes raw images.
 
     model = build_classifier("mini_xception", (180, 180, 3), 2, augmentation={"zoom": 0.2})
 """
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 
 from image_classifiers.layers import RandomAugment
 from image_classifiers.models.alexnet import build_alexnet
@@ -36,8 +38,13 @@ __all__ = [
     "architecture_options",
     "build_backbone",
     "build_classifier",
+    "channel_moments",
     "classifier_head",
 ]
+
+#: How ``build_classifier`` brings raw 0-255 pixels to the network (the ``normalization``
+#: model option).
+NORMALIZATIONS = ("rescale", "standardize")
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "alexnet": build_alexnet,
@@ -100,27 +107,66 @@ def build_classifier(
     input_shape: tuple[int, ...],
     num_classes: int,
     augmentation: dict[str, Any] | None = None,
+    *,
+    normalization: str = "rescale",
+    train_images: np.ndarray | None = None,
     **options: Any,
 ) -> keras.Model:
-    """Raw 0-255 images -> rescale -> augment (training only) -> ``architecture``.
+    """Raw 0-255 images -> normalise and augment (training only) -> ``architecture``.
 
     Args:
         architecture: A key of ``ARCHITECTURES``.
         input_shape: ``(height, width, channels)`` of the raw images.
         num_classes: Number of classes, at least 2.
         augmentation: ``RandomAugment`` keyword arguments; ``None`` or empty for none.
+        normalization: ``rescale`` (to [0, 1], then augment) or ``standardize`` (augment
+            the raw pixels, then subtract each channel's mean and divide by its standard
+            deviation over ``train_images``; a ``keras.layers.Normalization`` holding them,
+            so the saved model still takes raw pixels).
+        train_images: The training split's raw images; needed for ``standardize``.
         **options: The builder's keyword options.
     """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"Unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}."
+        )
     backbone = build_backbone(architecture, input_shape, num_classes, **options)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    if augmentation:
-        x = _augmentation_layer(augmentation)(x)
+    if normalization == "rescale":
+        x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+        if augmentation:
+            x = _augmentation_layer(augmentation)(x)
+    else:
+        if train_images is None or len(train_images) == 0:
+            raise ValueError("normalization 'standardize' needs the training images.")
+        # Augmented first, in raw pixels (contrast and brightness clip to 0-255), so the
+        # standardised values reach the network unclipped.
+        x = inputs
+        if augmentation:
+            x = _augmentation_layer({"value_range": (0, 255), **augmentation})(x)
+        mean, variance = channel_moments(train_images)
+        x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name="standardize")(x)
     if isinstance(backbone, AuxiliaryHeadsModel):
         # Keep the auxiliary heads' training-only behaviour at the outermost model.
         network = keras.Model(inputs, backbone.network(x), name=f"{architecture}_network")
         return AuxiliaryHeadsModel(network, aux_weight=backbone.aux_weight, name=architecture)
     return keras.Model(inputs, backbone(x), name=architecture)
+
+
+def channel_moments(images: np.ndarray, chunk: int = 256) -> tuple[list[float], list[float]]:
+    """Per-channel mean and variance of ``(N, H, W, C)`` images, in chunks (memory-mapped
+    splits need not fit in RAM as float)."""
+    channels = images.shape[-1]
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    for start in range(0, len(images), chunk):
+        block = np.asarray(images[start : start + chunk], dtype=np.float64).reshape(-1, channels)
+        total += block.sum(axis=0)
+        squares += np.square(block).sum(axis=0)
+    count = images.size / channels
+    mean = total / count
+    variance = np.maximum(squares / count - np.square(mean), 0.0)
+    return mean.tolist(), variance.tolist()
 
 
 def _augmentation_layer(augmentation: dict[str, Any]) -> RandomAugment:

@@ -12,6 +12,7 @@ left to the decode step, which skips them and lists them in the data-quality rep
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .split import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png")
+_DIGITS = re.compile(r"(\d+)")
 
 
 def find_class_folders(
@@ -44,7 +46,8 @@ def find_class_folders(
         extensions: File name endings that count as images (case-insensitive).
 
     Returns:
-        ``(folder, {class: [image paths, sorted]})`` with classes in sorted order.
+        ``(folder, {class: [image paths]})``, classes sorted by name, each class's files in
+        natural order (``2.jpg`` before ``10.jpg``: what split.ranges positions count).
 
     Raises:
         SplitError: No images, images outside class folders, fewer than two classes, or a
@@ -126,10 +129,15 @@ def split_class_folders(
     return manifest, classes
 
 
+def natural_key(path: Path) -> list[Any]:
+    """Sort key in which ``2.jpg`` comes before ``10.jpg`` (digit runs compare as numbers)."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in _DIGITS.split(path.as_posix())]
+
+
 def _images_under(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return [
         path
-        for path in sorted(folder.rglob("*"))
+        for path in sorted(folder.rglob("*"), key=natural_key)
         if path.suffix.lower() in suffixes
         and not is_ignored(path.relative_to(folder).as_posix())
         and path.is_file()

@@ -44,7 +44,9 @@ def build_model(
 
     Args:
         train_set: Decoded training split; gives the input shape and the classes.
-        model_options: ``models.<name>`` parameters: ``architecture`` plus builder options.
+        model_options: ``models.<name>`` parameters: ``architecture``, optionally
+            ``normalization`` (``rescale`` | ``standardize``, see ``build_classifier``),
+            plus the builder's options.
         augmentation: ``augmentation`` parameters (training-only random transforms).
         training: ``training`` parameters; the seed and mixed precision act at build time.
 
@@ -63,7 +65,12 @@ def build_model(
     num_classes = len(train_set["classes"])
     with model_build_scope(training):
         model = build_classifier(
-            architecture, input_shape, num_classes, augmentation=augmentation, **options
+            architecture,
+            input_shape,
+            num_classes,
+            augmentation=augmentation,
+            train_images=train_set["images"],
+            **options,
         )
     logger.info(
         "Built %s for %s images, %d classes: %s parameters.",

@@ -1,0 +1,5 @@
+"""image_folders: any class-folder folder or zip -> a classifier -> evaluation."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]
