@@ -127,3 +127,39 @@ def test_missing_extraction_folder(tmp_path):
 def test_compact_ranges():
     assert compact_ranges([9, 1, 2, 3, 7, 10]) == "1–3, 7, 9–10"
     assert compact_ranges([]) == ""
+
+
+def test_kaggle_names_split_by_stratified_fractions(tmp_path):
+    params = {**_params(tmp_path), "ranges": None, "fractions": {"train": 0.6, "test": 0.4}}
+    manifest = split_images(_extracted(tmp_path), {**params, "seed": 5})
+
+    counts = manifest.groupby(["subset", "class"]).size().to_dict()
+    assert counts == {
+        ("test", "cat"): 4,
+        ("test", "dog"): 4,
+        ("train", "cat"): 6,
+        ("train", "dog"): 6,
+    }
+    assert manifest["file"].map(lambda f: Path(f).name).is_unique  # no file in two subsets
+    again = split_images(_extracted(tmp_path), {**params, "seed": 5})
+    assert again.equals(manifest)
+    other = split_images(_extracted(tmp_path), {**params, "seed": 6})
+    assert not other.equals(manifest)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fractions": {"train": 0.5, "test": 0.5}}, "Set exactly one of split.ranges"),
+        ({"ranges": None, "fractions": {"train": 0.5, "test": 0.4}}, "add up to 0.9, not 1"),
+        ({"ranges": None, "fractions": {"train": 1.5}}, r"split.fractions.train must be"),
+        (
+            {"ranges": None, "fractions": {"train": 0.5, "holdout": 0.5}},
+            r"names subsets \['holdout'\]",
+        ),
+    ],
+)
+def test_bad_fractions_say_what_to_fix(tmp_path, change, message):
+    with pytest.raises(SplitError, match=message):
+        split_images(_extracted(tmp_path), {**_params(tmp_path), **change})
+    assert not (tmp_path / "small").exists()
