@@ -6,7 +6,7 @@ from kedro.framework.project import find_pipelines
 from kedro.framework.project import pipelines as project_pipelines
 from kedro.pipeline import Pipeline
 
-from image_classifiers.pipelines import model_training, transfer_learning
+from image_classifiers.pipelines import image_folders, model_training, transfer_learning
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -33,5 +33,7 @@ def register_pipelines() -> dict[str, Pipeline]:
             run_after=[f"{model_training.DEFAULT_MODEL}.metrics"]
         )
     pipelines["xception_cats"] = xception_cats
+    # image_folders with an ImageNet base instead of a from-scratch model.
+    pipelines["image_folders_transfer"] = image_folders.pipeline.create_transfer_pipeline()
     pipelines["__default__"] = xception_cats
     return pipelines

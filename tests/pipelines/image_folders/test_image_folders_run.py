@@ -4,12 +4,18 @@ with the acceptance command's parameter spellings."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fixture_archives import write_class_folders_zip
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog
 from project_copies import copy_project, run_pipeline
 
 from image_classifiers.pipelines.image_folders import create_pipeline
+from image_classifiers.pipelines.image_folders.pipeline import create_transfer_pipeline
+
+PROJECT = Path(__file__).resolve().parents[3]
 
 
 def test_everything_lives_in_the_image_folders_namespace():
@@ -20,6 +26,28 @@ def test_everything_lives_in_the_image_folders_namespace():
     )
     assert "params:image_folders.download" in pipeline.inputs()
     assert "params:image_folders.training" in pipeline.inputs()
+
+
+def _catalog() -> DataCatalog:
+    loader = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
+    return DataCatalog.from_config(loader["catalog"])
+
+
+@pytest.mark.parametrize("pipeline", [create_pipeline, create_transfer_pipeline])
+def test_every_saved_dataset_has_a_file_of_its_own(pipeline):
+    catalog = _catalog()
+    paths = {}
+    for name in pipeline().datasets():
+        if name.startswith("params:"):
+            continue
+        dataset = catalog.get(name)
+        path = dataset._describe().get("filepath") if dataset is not None else None
+        if ("data_quality" in name and "report" not in name) or "untrained" in name:
+            continue  # passed in memory between nodes
+        assert path is not None, f"{name} is not saved ({type(dataset).__name__})"
+        assert "image_folders" in str(path), (name, path)
+        paths[name] = str(path)
+    assert len(set(paths.values())) == len(paths)  # no two datasets share a file
 
 
 @pytest.mark.slow

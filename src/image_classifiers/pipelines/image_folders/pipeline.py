@@ -9,7 +9,7 @@ under ``data/08_reporting/image_folders/``, one MLflow run of its own.
 
 from kedro.pipeline import Pipeline
 
-from image_classifiers.pipelines import data_processing, model_training
+from image_classifiers.pipelines import data_processing, model_training, transfer_learning
 from image_classifiers.pipelines.data_processing.pipeline import OUTPUTS
 from image_classifiers.pipelines.model_training.pipeline import SHARED_PARAMETERS
 
@@ -36,4 +36,24 @@ def create_pipeline(namespace: str = NAMESPACE, **kwargs) -> Pipeline:
             **{f"params:{name}": f"params:{namespace}.{name}" for name in SHARED_PARAMETERS},
         },
     )
+    return data + model
+
+
+def create_transfer_pipeline(namespace: str = NAMESPACE, **kwargs) -> Pipeline:
+    """Data pipeline + the transfer_learning pipeline (an ImageNet base), in ``namespace``.
+
+    Registered as ``image_folders_transfer``; the base and both phases are set by
+    ``image_folders.transfer`` (default: the project's ``transfer`` group), e.g.
+    ``--params="image_folders.transfer.base=xception"``. Its datasets are
+    ``<namespace>.transfer.*``: ``data/06_models/image_folders.transfer.keras`` and reports
+    under ``data/08_reporting/image_folders.transfer/``.
+
+    Args:
+        namespace: The namespace (and parameter group) to run in.
+        **kwargs: Ignored.
+    """
+    data = data_processing.create_pipeline(namespace=namespace)
+    # Inside the namespace, transfer_learning's own "transfer" namespace becomes
+    # "<namespace>.transfer" and its shared parameters "<namespace>.transfer" ...
+    model = Pipeline(transfer_learning.create_pipeline(), namespace=namespace)
     return data + model
