@@ -7,10 +7,14 @@ tests/pipelines/compare_architectures/test_compare_architectures_run.py.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 import keras
 import mlflow
@@ -18,100 +22,175 @@ import numpy as np
 import pandas as pd
 import pytest
 from kedro.config import OmegaConfigLoader
-from kedro.io import DatasetError
-from kedro.pipeline import node
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.io import DataCatalog, DatasetError
+from kedro.pipeline import Pipeline, node
+from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
+from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
 from matplotlib.figure import Figure
+from mlflow.exceptions import MlflowException
+from project_copies import copy_project
 
-from image_classifiers.hooks import MlflowDefaultsHook, ModelRunsHook
+from image_classifiers import settings
+from image_classifiers.hooks import ModelRunsHook
+from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.model_logging import MlflowKerasModelDataset, keras_signature
 from image_classifiers.tracking import (
     MlflowCSVDataset,
     MlflowFigureDataset,
     MlflowJSONMetricsDataset,
-    default_tracking_uri,
     flatten_params,
     git_commit,
     metrics_from,
-    resolve_tracking_uri,
 )
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
 # ---- where runs are stored ---------------------------------------------------------------
+def _mlflow_conf(project: Path) -> dict:
+    """``mlflow.yml`` as kedro-mlflow reads it: the project's settings' loader on its conf/."""
+    loader = OmegaConfigLoader(str(project / "conf"), **settings.CONFIG_LOADER_ARGS)
+    conf = loader["mlflow"]
+    KedroMlflowConfig.model_validate(conf)  # kedro-mlflow accepts it
+    return conf
+
+
 def test_default_store_is_the_sqlite_file_at_the_project_root(tmp_path, monkeypatch):
+    project = copy_project(tmp_path / "project")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    uri, source = resolve_tracking_uri(None, tmp_path)
-    assert (uri, source) == (f"sqlite:///{tmp_path.resolve()}/mlflow.db", "default")
-    assert uri == default_tracking_uri(tmp_path)
-
-
-def test_mlflow_yml_overrides_the_default_and_relative_sqlite_is_project_relative(
-    tmp_path, monkeypatch
-):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert resolve_tracking_uri("http://mlflow:5000", tmp_path) == (
-        "http://mlflow:5000",
-        "mlflow.yml",
-    )
-    uri, _ = resolve_tracking_uri("sqlite:///stores/runs.db", tmp_path)
-    assert uri == f"sqlite:///{tmp_path.resolve()}/stores/runs.db"
-    assert resolve_tracking_uri("sqlite:////abs/runs.db", tmp_path)[0] == "sqlite:////abs/runs.db"
-
-
-def test_the_environment_variable_wins_over_mlflow_yml(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://tracking.example.org")
-    assert resolve_tracking_uri("http://mlflow:5000", tmp_path) == (
-        "https://tracking.example.org",
-        "environment",
-    )
-
-
-def _context(tmp_path: Path, mlflow_yml: str | None) -> SimpleNamespace:
-    for env in ("base", "local"):
-        (tmp_path / "conf" / env).mkdir(parents=True, exist_ok=True)
-    if mlflow_yml is not None:
-        (tmp_path / "conf" / "base" / "mlflow.yml").write_text(mlflow_yml)
-    loader = OmegaConfigLoader(str(tmp_path / "conf"), base_env="base", default_run_env="local")
-    return SimpleNamespace(config_loader=loader, project_path=tmp_path)
-
-
-def test_defaults_hook_hands_kedro_mlflow_the_project_store(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    context = _context(tmp_path, (PROJECT / "conf/base/mlflow.yml").read_text())
-    MlflowDefaultsHook().after_context_created(context)
-    conf = context.config_loader["mlflow"]  # what kedro-mlflow reads next
-    assert conf["server"]["mlflow_tracking_uri"] == default_tracking_uri(tmp_path)
+    monkeypatch.chdir(project / "src")  # e.g. a notebook's folder: still the project root
+    conf = _mlflow_conf(project)
+    assert conf["server"]["mlflow_tracking_uri"] == f"sqlite:///{project.resolve()}/mlflow.db"
     experiment = conf["tracking"]["experiment"]
     assert experiment["name"] == "image_classifiers"
-    assert experiment["create_experiment_kwargs"]["artifact_location"] == (
-        f"{tmp_path.resolve()}/mlartifacts"
-    )
+    kwargs = experiment["create_experiment_kwargs"]
+    assert kwargs["artifact_location"] == f"{project.resolve()}/mlartifacts"
     # The MLflow UI then opens the experiment on its runs table.
-    assert experiment["create_experiment_kwargs"]["tags"] == {
-        "mlflow.experimentKind": "custom_model_development"
-    }
+    assert kwargs["tags"] == {"mlflow.experimentKind": "custom_model_development"}
     assert conf["tracking"]["run"]["nested"] is False
     assert conf["tracking"]["params"]["dict_params"]["flatten"] is True
 
 
-def test_a_sqlite_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
+def test_the_environment_variable_picks_the_store_and_its_artifacts(tmp_path, monkeypatch):
+    project = copy_project(tmp_path / "project")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/stores/runs.db")
-    context = _context(tmp_path / "project", None)
-    MlflowDefaultsHook().after_context_created(context)
-    kwargs = context.config_loader["mlflow"]["tracking"]["experiment"]["create_experiment_kwargs"]
+    conf = _mlflow_conf(project)
+    assert conf["server"]["mlflow_tracking_uri"] == f"sqlite:///{tmp_path}/stores/runs.db"
+    kwargs = conf["tracking"]["experiment"]["create_experiment_kwargs"]
     assert kwargs["artifact_location"] == f"{tmp_path}/stores/mlartifacts"
-
-
-def test_defaults_hook_leaves_a_remote_server_its_artifact_store(tmp_path, monkeypatch):
+    # A server keeps its own artifact store.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
-    # No mlflow.yml at all: kedro-mlflow's defaults, nested=True among them.
-    context = _context(tmp_path, None)
-    MlflowDefaultsHook().after_context_created(context)
-    conf = context.config_loader["mlflow"]
+    conf = _mlflow_conf(project)
     assert conf["server"]["mlflow_tracking_uri"] == "http://mlflow:5000"
-    assert "experiment" not in conf["tracking"]
-    assert conf["tracking"]["run"]["nested"] is False
+    assert conf["tracking"]["experiment"]["create_experiment_kwargs"]["artifact_location"] is None
+
+
+def test_conf_local_mlflow_yml_wins_and_changes_only_its_keys(tmp_path, monkeypatch):
+    project = copy_project(tmp_path / "project")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://ignored:5000")
+    (project / "conf" / "local" / "mlflow.yml").write_text(
+        "server: {mlflow_tracking_uri: 'http://mlflow.example.org'}\n"
+    )
+    conf = _mlflow_conf(project)
+    assert conf["server"]["mlflow_tracking_uri"] == "http://mlflow.example.org"
+    assert conf["server"]["credentials"] is None  # kept from conf/base
+    assert conf["tracking"]["experiment"]["name"] == "image_classifiers"
+
+
+_START_TOGETHER = """
+import sys, time
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+bootstrap_project(sys.argv[1])
+while time.time() < float(sys.argv[2]):  # both processes connect at the same moment
+    time.sleep(0.01)
+with KedroSession.create(project_path=sys.argv[1]) as session:
+    session.load_context()  # kedro-mlflow connects to the store and sets the experiment
+"""
+
+
+@pytest.mark.slow
+def test_two_runs_starting_at_once_on_a_fresh_store_both_start(tmp_path):
+    # Without the lock, one of them failed on MLflow's schema migrations or on creating the
+    # experiment about every second time here.
+    project = copy_project(tmp_path / "project")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    start = str(time.time() + 20)  # after both have imported Kedro and the project
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _START_TOGETHER, str(project), start],
+            cwd=project,  # where `kedro run` runs: the default store is the project's
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for child in children:
+        output, _ = child.communicate(timeout=180)
+        assert child.returncode == 0, output[-3000:]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    assert [e.name for e in client.search_experiments()] == ["image_classifiers", "Default"]
+
+
+# ---- the kedro-mlflow behaviour ModelRunsHook builds on --------------------------------------
+def _kedro_mlflow_hook(project: Path) -> Any:
+    """kedro-mlflow's hook instance, configured for ``project`` by a session's context."""
+    bootstrap_project(project)
+    try:
+        with KedroSession.create(project_path=project) as session:
+            session.load_context()
+    finally:
+        bootstrap_project(PROJECT)
+    return mlflow_hook
+
+
+_RUN_PARAMS = dict.fromkeys(
+    ("tags", "node_names", "from_nodes", "to_nodes", "from_inputs", "load_versions")
+)
+
+
+def test_kedro_mlflow_keeps_its_pipeline_run_active_before_each_node(tmp_path, monkeypatch):
+    """ModelRunsHook leaves a model's run before kedro-mlflow's before_node_run and enters
+    it after: that hook must find its pipeline run still the only active one and log the
+    node's parameters there (so the model hook logs them to the model's run itself)."""
+    project = copy_project(tmp_path / "project")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    hook = _kedro_mlflow_hook(project)
+    run_params = {**_RUN_PARAMS, "pipeline_names": ["demo"]}
+    catalog, pipeline = DataCatalog(), Pipeline([])
+    hook.before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+    run = mlflow.active_run()
+    assert run is not None and run.info.run_name == "demo"
+    for epochs in (3, 3):  # two nodes reading the same parameter
+        step = node(lambda x: x, "params:training", "out", name=f"n{epochs}")
+        hook.before_node_run(
+            node=step,
+            catalog=catalog,
+            inputs={"params:training": {"epochs": epochs}},
+            is_async=False,
+        )
+        assert mlflow.active_run().info.run_id == run.info.run_id
+    assert mlflow.get_run(run.info.run_id).data.params == {"training.epochs": "3"}
+    hook.after_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+    assert mlflow.active_run() is None, "kedro-mlflow stacked its run more than once"
+    assert mlflow.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_kedro_mlflow_opens_no_run_for_a_pipeline_with_tracking_disabled(tmp_path, monkeypatch):
+    """The Mlflow* datasets log only to an active run: none here, so they log nothing."""
+    project = copy_project(tmp_path / "project")
+    (project / "conf" / "local" / "mlflow.yml").write_text(
+        "tracking: {disable_tracking: {pipelines: [demo]}}\n"
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    hook = _kedro_mlflow_hook(project)
+    run_params = {**_RUN_PARAMS, "pipeline_names": ["demo"]}
+    hook.before_pipeline_run(run_params=run_params, pipeline=Pipeline([]), catalog=DataCatalog())
+    assert mlflow.active_run() is None
 
 
 # ---- metrics -------------------------------------------------------------------------------
@@ -238,6 +317,47 @@ def test_keras_model_dataset_logs_an_unregistered_model_with_its_summary(tmp_pat
         model.predict(images, verbose=0),
         rtol=1e-6,
     )
+
+
+# ---- live epoch metrics ------------------------------------------------------------------
+class _HistoryProbe(keras.callbacks.Callback):
+    """Placed after MlflowEpochMetrics: the run's ``loss`` steps as each epoch ends."""
+
+    def __init__(self, run_id: str):
+        super().__init__()
+        self.run_id, self.seen = run_id, []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        history = mlflow.MlflowClient().get_metric_history(self.run_id, "loss")
+        self.seen.append([m.step for m in history])
+
+
+def _fit(callbacks: list, epochs: int) -> None:
+    model = _tiny_model()
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    images, labels = np.zeros((8, 8, 8, 3), "float32"), np.zeros((8, 1), "float32")
+    model.fit(images, labels, epochs=epochs, batch_size=4, verbose=0, callbacks=callbacks)
+
+
+def test_each_epoch_is_in_mlflow_as_soon_as_it_ends(store):
+    with mlflow.start_run() as run:
+        probe = _HistoryProbe(run.info.run_id)
+        _fit([MlflowEpochMetrics(), probe], epochs=3)
+    assert probe.seen == [[0], [0, 1], [0, 1, 2]]
+
+
+def test_epoch_metrics_never_open_a_run_nor_stop_training(store, caplog, monkeypatch):
+    _fit([MlflowEpochMetrics()], epochs=1)  # no active run: nothing to log to
+    assert mlflow.active_run() is None
+    assert mlflow.search_runs(output_format="list") == []
+
+    def store_down(*args, **kwargs):
+        raise MlflowException("the tracking server is down")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", store_down)
+    with mlflow.start_run():
+        _fit([MlflowEpochMetrics()], epochs=2)
+    assert caplog.text.count("training goes on without live metrics") == 1
 
 
 # ---- run tags and parameters -----------------------------------------------------------------

@@ -1,104 +1,60 @@
-"""Project hooks that complete kedro-mlflow's tracking.
+"""Project hooks that complete kedro-mlflow's tracking, on its and MLflow's public APIs.
 
 kedro-mlflow opens one MLflow run per ``kedro run`` (named after the pipeline), logs the
-parameters every node reads and saves its ``Mlflow*`` datasets into the active run. Two
-things it does not do are done here:
-
-* ``MlflowDefaultsHook`` picks the tracking store before kedro-mlflow connects to it:
-  ``MLFLOW_TRACKING_URI`` wins over ``mlflow.yml``, which wins over the embedded default
-  ``sqlite:///<project>/mlflow.db``; a SQLite store keeps its artifacts in ``mlartifacts/``
-  beside the database file.
-* ``ModelRunsHook`` gives every model its own MLflow run, nested in the pipeline's run: all
-  nodes of a top-level namespace (``mini_xception.train_model``, ...) run with that model's
-  child run active, so their parameters, metrics, artifacts and logged model land there. It
-  also tags each run (architecture, Keras backend, device, git commit, dataset checksum,
-  Kedro pipeline) and attaches the data-quality report.
-
-Both rely on hook order: ``tryfirst`` implementations run before kedro-mlflow's.
+parameters every node reads and saves its ``Mlflow*`` datasets into the active run. It
+does not create a SQLite store safely when two runs start at once, nor give each model a
+run of its own; these hooks do (``tests/test_tracking.py`` checks the kedro-mlflow
+behaviour they build on).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 import mlflow
-from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 from mlflow.entities import RunStatus
+from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 
 from image_classifiers.tracking import (
-    DEFAULT_ARTIFACTS_DIR,
+    create_store,
     environment_tags,
     flatten_params,
     git_commit,
-    resolve_tracking_uri,
-    sqlite_file,
+    image_set_input,
+    is_image_set,
 )
 
 logger = logging.getLogger(__name__)
 
-# The same patterns kedro-mlflow registers for its config, so both read the same files.
-_MLFLOW_CONFIG_PATTERNS = ["mlflow*", "mlflow*/**", "**/mlflow*"]
 
+class TrackingStoreHook:
+    """Creates the SQLite tracking store under a file lock before kedro-mlflow opens it."""
 
-class MlflowDefaultsHook:
-    """Resolves the tracking URI and defaults in ``mlflow.yml`` before kedro-mlflow reads it."""
-
-    @hook_impl(tryfirst=True)
+    @hook_impl(tryfirst=True)  # kedro-mlflow connects to the store in its own implementation
     def after_context_created(self, context: Any) -> None:
-        """Patch the merged ``mlflow`` config that kedro-mlflow is about to read.
-
-        Args:
-            context: The Kedro context; its config loader serves the patched config.
-        """
-        loader = context.config_loader
-        loader.config_patterns.setdefault("mlflow", _MLFLOW_CONFIG_PATTERNS)
-        try:
-            conf = copy.deepcopy(loader["mlflow"]) or {}
-        except MissingConfigException:
-            conf = {}
-        server = conf["server"] = conf.get("server") or {}
-        tracking = conf["tracking"] = conf.get("tracking") or {}
-
-        uri, source = resolve_tracking_uri(server.get("mlflow_tracking_uri"), context.project_path)
-        server["mlflow_tracking_uri"] = uri
-        database = sqlite_file(uri)
-        if database is not None:
-            # A SQLite store keeps its artifacts beside it (mlartifacts/), whatever the
-            # working directory; MLflow would use ./mlruns of the current one. A tracking
-            # server decides its own artifact location.
-            experiment = tracking["experiment"] = tracking.get("experiment") or {}
-            kwargs = experiment["create_experiment_kwargs"] = (
-                experiment.get("create_experiment_kwargs") or {}
-            )
-            if not kwargs.get("artifact_location"):
-                kwargs["artifact_location"] = (database.parent / DEFAULT_ARTIFACTS_DIR).as_posix()
-
-        run = tracking["run"] = tracking.get("run") or {}
-        if run.get("nested", True):
-            # With nested=True kedro-mlflow re-enters the pipeline's run on top of the model
-            # run before every node, so the node's outputs would be logged to the wrong run.
-            logger.info("Setting mlflow.yml tracking.run.nested=false (needed for model runs).")
-            run["nested"] = False
-
-        loader["mlflow"] = conf
-        logger.info("MLflow tracking URI (from %s): %s", source, uri)
+        create_store(context.config_loader["mlflow"], context)
 
 
 class ModelRunsHook:
     """Opens one nested MLflow run per model namespace inside kedro-mlflow's pipeline run.
 
-    Nodes outside any namespace (data processing, the architecture comparison) log to the
-    pipeline's run. Needs the default sequential, synchronous runner: saves happen right
-    after a node runs and before the next node's ``before_node_run``, which is when the model
-    run is switched. With ``ParallelRunner``, ``ThreadRunner`` or ``--async`` everything is
-    logged to the pipeline's run instead.
+    While a node of a top-level namespace (``mini_xception.train_model``, ...) runs and its
+    outputs are saved, that model's run is the active one: the node's parameters (also as
+    ``model.*``), the image sets it reads (as MLflow datasets), its live epoch metrics, its
+    metrics, artifacts and logged model land there. Before the next node, the model's run
+    is left again so that kedro-mlflow's own ``before_node_run`` finds its pipeline run
+    active, as in any kedro-mlflow project. Nodes outside a namespace log to the pipeline's
+    run. Each model run also records system metrics (CPU, memory, GPU with ``nvidia-ml-py``;
+    ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false`` turns them off).
+
+    Needs the default sequential, synchronous runner (saves happen after ``after_node_run``
+    and before the next ``before_node_run``); otherwise everything logs to the pipeline's run.
     """
 
     def __init__(self, excluded_namespaces: Iterable[str] = ()):
@@ -109,7 +65,6 @@ class ModelRunsHook:
                 should log to the pipeline's run.
         """
         self._excluded = set(excluded_namespaces)
-        self._project_path = None
         self._reset()
 
     def _reset(self) -> None:
@@ -118,7 +73,8 @@ class ModelRunsHook:
         self._tags: dict[str, str] = {}
         self._children: dict[str, str] = {}
         self._pending: Counter[str] = Counter()
-        self._active: str | None = None
+        self._inputs: dict[str, set[str]] = {}
+        self._image_sets: dict[str, tuple[Any, str]] = {}
 
     def model_namespace(self, node: Node) -> str | None:
         """The model a node belongs to: its top-level namespace, unless excluded."""
@@ -127,14 +83,8 @@ class ModelRunsHook:
         top = node.namespace.split(".", 1)[0]
         return None if top in self._excluded else top
 
-    @hook_impl
-    def after_context_created(self, context: Any) -> None:
-        self._project_path = context.project_path
-
     @hook_impl(trylast=True)  # after kedro-mlflow has opened the pipeline's run
-    def before_pipeline_run(
-        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any
-    ) -> None:
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline) -> None:
         self._reset()
         run = mlflow.active_run()
         if run is None:  # tracking is disabled for this pipeline in mlflow.yml
@@ -154,94 +104,102 @@ class ModelRunsHook:
         )
         self._tags = {
             **environment_tags(),
-            **(git_commit(self._project_path) if self._project_path else {}),
+            **git_commit(run_params.get("project_path") or "."),
             "kedro_pipeline": self._pipeline_name,
         }
         mlflow.set_tags(self._tags)
 
-    @hook_impl(tryfirst=True)  # before kedro-mlflow logs the node's parameters to the active run
+    @hook_impl(specname="before_node_run", tryfirst=True)  # before kedro-mlflow's
+    def leave_model_run(self) -> None:
+        """End the previous node's model run (saved now), so the pipeline's run is active."""
+        self._end_model_run(RunStatus.FINISHED)
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has logged the node's parameters
     def before_node_run(
         self, node: Node, catalog: Any, inputs: dict[str, Any], is_async: bool
     ) -> None:
-        if self._parent_id is None:
+        namespace = self.model_namespace(node)
+        if self._parent_id is None or namespace is None:
             return
         if is_async:
             logger.warning(
                 "Model runs need synchronous saves (no --async); every model logs to the "
                 "pipeline's MLflow run."
             )
-            self._switch_to(None, catalog)
             self._parent_id = None
             return
-        namespace = self.model_namespace(node)
-        self._switch_to(namespace, catalog)
-        if namespace is not None:
-            self._log_model_config(namespace, inputs)
+        # MLflow samples system metrics while the run is active, resuming on re-entry.
+        system_metrics = _system_metrics_enabled()
+        if namespace in self._children:
+            mlflow.start_run(
+                run_id=self._children[namespace], nested=True, log_system_metrics=system_metrics
+            )
+        else:
+            run = mlflow.start_run(
+                run_name=f"{self._pipeline_name}.{namespace}",
+                nested=True,
+                tags={**self._tags, **_dataset_tags(catalog), "model": namespace},
+                log_system_metrics=system_metrics,
+            )
+            self._children[namespace] = run.info.run_id
+            self._inputs[namespace] = set()
+            _log_data_quality_report(catalog)
+        self._log_node_inputs(namespace, inputs)
 
     @hook_impl
     def after_node_run(self, node: Node) -> None:
         if self._parent_id is not None and (namespace := self.model_namespace(node)):
             self._pending[namespace] -= 1
 
-    @hook_impl(tryfirst=True)  # close model runs before kedro-mlflow closes the pipeline's run
+    @hook_impl(tryfirst=True)  # close the model run before kedro-mlflow closes the pipeline's
     def after_pipeline_run(self) -> None:
-        if self._parent_id is not None:
-            self._switch_to(None, None)
+        self._end_model_run(RunStatus.FINISHED)
         self._reset()
 
     @hook_impl(tryfirst=True)  # kedro-mlflow then marks the pipeline's run FAILED
     def on_pipeline_error(self) -> None:
         """Mark the failing model's run, and every model run left incomplete, FAILED."""
-        if self._parent_id is None:
-            return
-        failed = RunStatus.to_string(RunStatus.FAILED)
-        if self._active is not None:
-            mlflow.end_run(failed)
-            self._active = None
+        self._end_model_run(RunStatus.FAILED)
         client = mlflow.MlflowClient()
         for namespace, run_id in self._children.items():
             if self._pending[namespace] > 0:
-                client.set_terminated(run_id, failed)
+                client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
         self._reset()
 
     # ---- helpers -------------------------------------------------------------------------
-    def _switch_to(self, namespace: str | None, catalog: Any) -> None:
-        """Make ``namespace``'s run the active one (``None``: the pipeline's run)."""
-        if namespace == self._active:
-            return
-        if self._active is not None:
-            active = mlflow.active_run()
-            if active is not None and active.info.run_id == self._children[self._active]:
-                # Ends it FINISHED; it is re-opened if another node of this model follows.
-                mlflow.end_run()
-            else:
-                logger.warning("The MLflow run of '%s' was closed by someone else.", self._active)
-            self._active = None
-        if namespace is None:
-            return
-        if namespace in self._children:
-            mlflow.start_run(run_id=self._children[namespace], nested=True)
-        else:
-            run = mlflow.start_run(
-                run_name=f"{self._pipeline_name}.{namespace}",
-                nested=True,
-                tags={**self._tags, **_dataset_tags(catalog), "model": namespace},
-            )
-            self._children[namespace] = run.info.run_id
-            _log_data_quality_report(catalog)
-        self._active = namespace
+    def _end_model_run(self, status: int) -> None:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id in self._children.values():
+            mlflow.end_run(RunStatus.to_string(status))
 
-    @staticmethod
-    def _log_model_config(namespace: str, inputs: dict[str, Any]) -> None:
-        """Log the model's own options as ``model.*`` (the same keys in every model run)."""
+    def _log_node_inputs(self, namespace: str, inputs: dict[str, Any]) -> None:
+        """Log what kedro-mlflow logged to the pipeline's run (the node's parameters, flat)
+        to the model's run too, the model's own options again as ``model.*``, and the
+        image sets the node reads as MLflow datasets."""
+        logged = self._inputs[namespace]
         for name, value in inputs.items():
-            is_model_config = name.startswith("params:") and name.rsplit(".", 1)[-1] == namespace
-            if is_model_config and isinstance(value, dict):
-                mlflow.log_params(flatten_params(value, prefix="model"))
-                # From-scratch models name an architecture, transfer learning a base network.
-                architecture = value.get("architecture") or value.get("base")
-                if architecture:
-                    mlflow.set_tag("architecture", str(architecture))
+            if name in logged:
+                continue
+            logged.add(name)
+            if name.startswith("params:"):
+                key = name.removeprefix("params:")
+                mlflow.log_params(flatten_params({key: value}))
+                if key.rsplit(".", 1)[-1] == namespace and isinstance(value, dict):
+                    mlflow.log_params(flatten_params(value, prefix="model"))
+                    # From-scratch models name an architecture, transfer learning a base.
+                    if architecture := value.get("architecture") or value.get("base"):
+                        mlflow.set_tag("architecture", str(architecture))
+            elif is_image_set(value):
+                if name not in self._image_sets:  # the digest reads every pixel: once a run
+                    self._image_sets[name] = image_set_input(name, value)
+                dataset, context = self._image_sets[name]
+                mlflow.log_input(dataset, context=context)
+
+
+def _system_metrics_enabled() -> bool:
+    """On unless MLflow's own switch, ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING``, says off."""
+    variable = MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+    return variable.get() if variable.defined else True
 
 
 def _load_if_exists(catalog: Any, name: str) -> Any:

@@ -5,9 +5,11 @@ https://docs.kedro.org/en/stable/kedro_project_setup/settings.html."""
 import warnings
 
 from kedro.config import OmegaConfigLoader
+from omegaconf.resolvers import oc
 
 from image_classifiers.errors import ConciseErrorsHook
-from image_classifiers.hooks import MlflowDefaultsHook, ModelRunsHook
+from image_classifiers.hooks import ModelRunsHook, TrackingStoreHook
+from image_classifiers.tracking import artifacts_beside, sqlite_store
 
 # Kedro 1.7's config loader still calls OmegaConf.register_new_resolver, which OmegaConf 2.4
 # deprecates: two warnings per run that no user can act on.
@@ -19,14 +21,25 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # kedro-mlflow's own patterns for mlflow.yml, declared here for TrackingStoreHook,
+    # which reads it before the plugin does.
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]},
+    # conf/base/mlflow.yml picks the tracking store: MLFLOW_TRACKING_URI (oc.env), else a
+    # SQLite file at the project root with its artifacts beside it.
+    "custom_resolvers": {
+        "oc.env": oc.env,
+        "sqlite_store": sqlite_store,
+        "artifacts_beside": artifacts_beside,
+    },
 }
 CONFIG_LOADER_ARGS["merge_strategy"] = {
     # An environment such as conf/smoke overrides single keys, not whole parameter groups.
     "parameters": "soft",
+    "mlflow": "soft",
 }
 
 # kedro-mlflow (registered automatically as a plugin) opens one MLflow run per kedro run;
-# these add the tracking-store defaults and one nested run per model. See docs/tracking.md.
+# these create a SQLite store safely and add one nested run per model. See docs/tracking.md.
 # ConciseErrorsHook: an error with advice for the user ends `kedro run` with its message
 # alone, without a traceback (image_classifiers/errors.py).
-HOOKS = (MlflowDefaultsHook(), ModelRunsHook(), ConciseErrorsHook())
+HOOKS = (TrackingStoreHook(), ModelRunsHook(), ConciseErrorsHook())

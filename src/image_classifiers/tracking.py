@@ -3,25 +3,28 @@
 kedro-mlflow (configured in ``conf/base/mlflow.yml``) opens one MLflow run per ``kedro run``,
 logs node parameters and saves its ``Mlflow*`` datasets to the active run. This module adds:
 
+* Two config resolvers for ``mlflow.yml`` (registered in ``settings.py``):
+  ``${sqlite_store:mlflow.db}``, a SQLite store at the project root, and
+  ``${artifacts_beside:<uri>}``, the folder ``mlartifacts`` beside a SQLite store's file;
+  and ``create_store``, which creates a SQLite store under a file lock (``hooks.py``).
+* Run tags, and ``log_image_sets``: the splits a model saw, as MLflow datasets.
 * ``MlflowJSONMetricsDataset`` -- a JSON file like ``json.JSONDataset`` that, when a dict
   of numbers is saved, also logs it as MLflow metrics: a number becomes one metric, a list
-  of numbers a metric history with one step per element (one per epoch for a Keras
-  training history). kedro-mlflow's metric datasets need another layout and keep no file.
+  of numbers a metric history with one step per element. kedro-mlflow's metric datasets
+  need another layout and keep no file.
 * ``MlflowFigureDataset`` and ``MlflowCSVDataset`` -- matplotlib figures and CSV files
   that are also logged as artifacts, like kedro-mlflow's ``MlflowArtifactDataset`` but
   without opening a stray run when saved outside ``kedro run`` (see ``active_run_id``).
-* Small functions the project hooks use: tracking-URI resolution and run tags.
-
-The datasets are named ``Mlflow*`` so that kedro-mlflow's switch for pipelines with
-tracking disabled (``disable_tracking.pipelines``) also turns their logging off.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,10 @@ from urllib.parse import unquote
 
 import mlflow
 import numpy as np
+from filelock import FileLock
 from kedro.io import DatasetError
+from kedro.utils import find_kedro_project
+from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
 from mlflow.entities import Metric
 
 from image_classifiers.datasets.atomic import (
@@ -40,51 +46,60 @@ from image_classifiers.datasets.atomic import (
 
 logger = logging.getLogger(__name__)
 
-TRACKING_URI_ENV_VAR = "MLFLOW_TRACKING_URI"
-DEFAULT_STORE_FILE = "mlflow.db"
-DEFAULT_ARTIFACTS_DIR = "mlartifacts"
+ARTIFACTS_DIR = "mlartifacts"
+TRACKING_URI_VAR = "MLFLOW_TRACKING_URI"
 _SQLITE_PREFIX = "sqlite:///"
 
 
 # ---- tracking store --------------------------------------------------------------------
-def default_tracking_uri(project_path: Path) -> str:
-    """The embedded store: the SQLite file ``mlflow.db`` at the project root."""
-    return f"{_SQLITE_PREFIX}{(Path(project_path) / DEFAULT_STORE_FILE).resolve().as_posix()}"
+def sqlite_store(file_name: str = "mlflow.db") -> str:
+    """Resolver ``${sqlite_store:mlflow.db}``: a SQLite store file at the project root.
 
-
-def resolve_tracking_uri(configured: str | None, project_path: Path) -> tuple[str, str]:
-    """Pick the tracking URI and say where it came from.
-
-    Precedence: the ``MLFLOW_TRACKING_URI`` environment variable, then
-    ``server.mlflow_tracking_uri`` from ``mlflow.yml``, then the project's SQLite file.
-    A relative SQLite path is taken relative to the project root (not the working directory),
-    so ``kedro run`` from a sub-folder or a notebook finds the same store.
-
-    Returns:
-        ``(uri, source)`` with ``source`` one of ``"environment"``, ``"mlflow.yml"``,
-        ``"default"``.
+    The project is found from the working directory, as the ``kedro`` command finds it, so
+    that ``kedro run`` from a sub-folder or a notebook in ``notebooks/`` uses the same store.
     """
-    env_uri = os.environ.get(TRACKING_URI_ENV_VAR, "").strip()
-    if env_uri:
-        uri, source = env_uri, "environment"
-    elif configured:
-        uri, source = str(configured), "mlflow.yml"
-    else:
-        return default_tracking_uri(project_path), "default"
-    if uri.startswith(_SQLITE_PREFIX):
-        db_path = Path(unquote(uri[len(_SQLITE_PREFIX) :]))
-        # sqlite:////abs/path.db has an absolute path; sqlite:///:memory: is not a file.
-        if not db_path.is_absolute() and str(db_path) != ":memory:":
-            uri = f"{_SQLITE_PREFIX}{(Path(project_path) / db_path).resolve().as_posix()}"
-    return uri, source
+    root = find_kedro_project(Path.cwd()) or Path.cwd()
+    return f"{_SQLITE_PREFIX}{(root / file_name).resolve().as_posix()}"
 
 
-def sqlite_file(uri: str) -> Path | None:
+def sqlite_file(uri: str | None) -> Path | None:
     """The database file of a ``sqlite:///`` tracking URI (``None`` for a server or memory)."""
-    if not uri.startswith(_SQLITE_PREFIX):
+    if not uri or not uri.startswith(_SQLITE_PREFIX):
         return None
     path = unquote(uri[len(_SQLITE_PREFIX) :])
     return None if path in ("", ":memory:") else Path(path)
+
+
+def artifacts_beside(uri: str | None) -> str | None:
+    """Resolver ``${artifacts_beside:<uri>}``: ``mlartifacts/`` beside a SQLite store's file.
+
+    MLflow would put a SQLite store's artifacts in ``./mlruns`` of the working directory;
+    ``None`` for a server, which decides its own artifact location.
+    """
+    database = sqlite_file(uri)
+    return None if database is None else (database.resolve().parent / ARTIFACTS_DIR).as_posix()
+
+
+def create_store(mlflow_conf: dict[str, Any], context: Any) -> None:
+    """Create (or open) a SQLite store and its experiment under a file lock.
+
+    Two ``kedro run`` started at once on a fresh store would both create MLflow's tables
+    (alembic migrations) and the experiment, and one of them fail. Under the lock, the
+    first creates them with kedro-mlflow's own setup; the second then finds them.
+    A server serialises this itself: nothing to do.
+
+    Args:
+        mlflow_conf: The merged ``mlflow`` configuration, as kedro-mlflow reads it.
+        context: The Kedro context (kedro-mlflow's setup reads its credentials).
+    """
+    config = KedroMlflowConfig.model_validate(mlflow_conf)
+    # kedro-mlflow reads MLFLOW_TRACKING_URI when mlflow.yml leaves the URI empty.
+    database = sqlite_file(config.server.mlflow_tracking_uri or os.environ.get(TRACKING_URI_VAR))
+    if database is None:
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{database}.lock"):
+        config.setup(context)
 
 
 # ---- run tags ----------------------------------------------------------------------------
@@ -167,6 +182,42 @@ def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = ".") -> 
     return flat
 
 
+# ---- the data a model saw -------------------------------------------------------------------
+# Context of an MLflow dataset input, from the split in its catalog name ("train_set", ...).
+_SPLIT_CONTEXTS = {"train": "training", "validation": "validation", "test": "testing"}
+
+
+def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
+    """A decoded image set as an MLflow dataset (name, source, digest) and its context.
+
+    The digest is of every pixel and label (SHA-256; about half a second per 200 MB here),
+    so two runs show the same digest only for the same data. The source is the folder of a
+    memory-mapped split (``ImageSetDataset``), else the code that made the arrays.
+    """
+    images, labels = image_set["images"], np.asarray(image_set["labels"])
+    digest = hashlib.sha256()
+    for array in (images, labels):
+        digest.update(np.ascontiguousarray(array).data)  # a memory map is read, not copied
+    filename = getattr(images, "filename", None)
+    with warnings.catch_warnings():
+        # MLflow registers two equivalent sources for local paths and warns about its choice.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        dataset = mlflow.data.from_numpy(
+            images,
+            targets=labels,
+            name=name,
+            digest=digest.hexdigest()[:16],
+            source=Path(filename).parent.as_posix() if filename else None,
+        )
+    split = name.rsplit(".", 1)[-1].removesuffix("_set")
+    return dataset, _SPLIT_CONTEXTS.get(split, split)
+
+
+def is_image_set(value: Any) -> bool:
+    """Whether a node input is a decoded image set (``ImageSetDataset``)."""
+    return isinstance(value, dict) and "images" in value and "labels" in value
+
+
 # ---- datasets ------------------------------------------------------------------------------
 def active_run_id(what: str) -> str | None:
     """The run a dataset's save logs to: the active one; ``None`` (and a log line) if none.
@@ -184,7 +235,8 @@ def active_run_id(what: str) -> str | None:
     return run.info.run_id
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A real number (not a bool): what MLflow takes as a metric value."""
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
@@ -202,9 +254,9 @@ def metrics_from(
     for key, value in data.items():
         if wanted is not None and key not in wanted:
             continue
-        if _is_number(value):
+        if is_number(value):
             metrics.append(Metric(f"{prefix}{key}", float(value), timestamp, 0))
-        elif isinstance(value, list | tuple) and value and all(_is_number(v) for v in value):
+        elif isinstance(value, list | tuple) and value and all(is_number(v) for v in value):
             metrics.extend(
                 Metric(f"{prefix}{key}", float(v), timestamp, step) for step, v in enumerate(value)
             )

@@ -27,6 +27,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from image_classifiers.live_metrics import MlflowEpochMetrics
+
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = {
@@ -506,7 +508,8 @@ def fit_model(
         batch_size,
         initial_epoch + epochs,
     )
-    callbacks: list[keras.callbacks.Callback] = [monitor]
+    # After the monitor: the live metrics include the val_loss, ... it adds to the logs.
+    callbacks: list[keras.callbacks.Callback] = [monitor, MlflowEpochMetrics()]
     if options["early_stopping_patience"] is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(

@@ -22,6 +22,7 @@ from tiny_project import (
     run_pipeline,
 )
 
+from image_classifiers import training
 from image_classifiers.datasets import KerasModelDataset
 from image_classifiers.pipelines.compare_architectures.nodes import COMPARISON_COLUMNS
 
@@ -47,12 +48,34 @@ def tracked_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         patch.chdir(project)
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'tracking.db'}")
         patch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+        patch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # tiny runs are short
         yield project
         end_active_runs()
 
 
 @pytest.fixture(scope="module")
-def runs(tracked_project: Path) -> dict[str, Run]:
+def live_history() -> Iterator[dict[str, list[int]]]:
+    """Run name -> how many epochs of ``loss`` MLflow held as each epoch ended.
+
+    Read in the training's epoch monitor, the callback that runs just before the one
+    sending the epoch to MLflow.
+    """
+    seen: dict[str, list[int]] = {}
+    original = training._EpochMonitor.on_epoch_end
+
+    def probe(self, epoch, logs=None):
+        original(self, epoch, logs)
+        run = mlflow.active_run()
+        history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+        seen.setdefault(run.info.run_name, []).append(len(history))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training._EpochMonitor, "on_epoch_end", probe)
+        yield seen
+
+
+@pytest.fixture(scope="module")
+def runs(tracked_project: Path, live_history: dict[str, list[int]]) -> dict[str, Run]:
     """Runs of one ``kedro run --pipeline=compare_architectures``, by run name."""
     reporting = tracked_project / "data" / "08_reporting"
     reporting.mkdir(parents=True, exist_ok=True)
@@ -117,6 +140,43 @@ def test_metric_history_has_one_entry_per_epoch(runs, tracked_project):
             history = client.get_metric_history(run_id, key)
             assert [m.step for m in history] == list(range(EPOCHS)), key
             np.testing.assert_allclose([m.value for m in history], saved[key], rtol=1e-6)
+
+
+def test_metrics_reach_the_model_run_while_it_trains(runs, live_history):
+    # Epoch 1 ends with no epoch logged yet, epoch 2 with epoch 1 already in MLflow.
+    assert live_history == {
+        f"compare_architectures.{model}": list(range(EPOCHS)) for model in TINY_MODELS
+    }
+    client = mlflow.MlflowClient()
+    for model in TINY_MODELS:
+        history = client.get_metric_history(model_run(runs, model).info.run_id, "loss")
+        # Each epoch is stamped when it ended, not all at once after training.
+        assert history[0].timestamp < history[1].timestamp
+
+
+def test_model_runs_record_system_metrics(runs):
+    for model in TINY_MODELS:
+        metrics = model_run(runs, model).data.metrics
+        assert "system/cpu_utilization_percentage" in metrics
+        assert "system/system_memory_usage_megabytes" in metrics
+
+
+def test_model_runs_list_the_image_sets_they_trained_and_were_tested_on(runs, tracked_project):
+    digests = set()
+    for model in TINY_MODELS:
+        inputs = model_run(runs, model).inputs.dataset_inputs
+        by_name = {item.dataset.name: item for item in inputs}
+        assert set(by_name) == {"train_set", "validation_set", "test_set"}
+        for name, context in (("train_set", "training"), ("test_set", "testing")):
+            item = by_name[name]
+            assert [tag.value for tag in item.tags if tag.key == "mlflow.data.context"] == [context]
+            source = json.loads(item.dataset.source)["uri"]
+            split = name.removesuffix("_set")
+            assert Path(source) == tracked_project / "data" / "05_model_input" / split
+        digests.add(tuple(sorted((n, i.dataset.digest) for n, i in by_name.items())))
+    # Both models saw the same data, and the three splits differ.
+    (only,) = digests
+    assert len({digest for _, digest in only}) == 3
 
 
 def test_test_metrics_and_artifacts_are_logged_to_the_model_run(runs, tracked_project):
