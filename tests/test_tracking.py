@@ -36,6 +36,7 @@ from image_classifiers import settings
 from image_classifiers.hooks import ModelRunsHook
 from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.model_logging import MlflowKerasModelDataset, keras_signature
+from image_classifiers.serving import SERVING_TAG, SERVING_TAG_VALUE
 from image_classifiers.tracking import (
     MlflowCSVDataset,
     MlflowFigureDataset,
@@ -402,3 +403,14 @@ def test_the_comparison_notebook_is_valid_nbformat_without_outputs():
             sources.append("".join(cell["source"]))
             compile(sources[-1], cell["id"], "exec")
     assert any("mlflow.search_runs" in source for source in sources)
+
+
+def test_a_keras_model_is_never_registered_under_a_serving_name(tmp_path, store):
+    store.create_registered_model("cats", tags={SERVING_TAG: SERVING_TAG_VALUE})
+    dataset = MlflowKerasModelDataset(
+        filepath=str(tmp_path / "k.keras"), registered_model_name="cats"
+    )
+    with mlflow.start_run(), pytest.raises(DatasetError, match="name of a serving model"):
+        dataset.save(_tiny_model())
+    assert store.search_model_versions("name='cats'") == []
+    assert (tmp_path / "k.keras").is_file()

@@ -14,10 +14,12 @@ from typing import Any
 
 import mlflow
 import numpy as np
+from kedro.io import DatasetError
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from image_classifiers.datasets import KerasModelDataset
+from image_classifiers.serving import is_serving_model
 from image_classifiers.tracking import active_run_id
 
 logger = logging.getLogger(__name__)
@@ -115,6 +117,14 @@ class MlflowKerasModelDataset(KerasModelDataset):
         super().save(data)
         if active_run_id(f"model '{self._path}'") is None:
             return
+        if self._registered_model_name and is_serving_model(self._registered_model_name):
+            # Every version under a serving name must take encoded images (serving.py).
+            raise DatasetError(
+                f"'{self._registered_model_name}' is the name of a serving model (its "
+                "versions take encoded images); a Keras-flavor model takes pixel arrays and "
+                "goes under a name of its own, e.g. '<model>_keras' (registered_model_name "
+                "in the catalog). The .keras file is saved; nothing was logged."
+            )
         mlflow.log_text(model_summary(data), "model_summary.txt")
         param_count = int(data.count_params())
         mlflow.log_metric("param_count", param_count)

@@ -22,9 +22,13 @@ probabilities into the output table (:func:`probability_frame`).
 
 import base64
 import binascii
+import importlib.util
 import logging
+import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,13 @@ PROBABILITY_PREFIX = "probability_"
 _NOT_FOUND = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
 #: At most this many bad rows are described in an error message.
 _MAX_REPORTED_ROWS = 5
+#: Keras backend of the served model's environment (see :func:`serving_requirements`).
+SERVING_BACKEND = "jax"
+#: Training registers its Keras-flavor models as ``<model>_keras`` (catalog).
+KERAS_NAME_SUFFIX = "_keras"
+#: Registered-model tag marking a name whose versions all take encoded images.
+SERVING_TAG = "image_classifiers.input"
+SERVING_TAG_VALUE = "encoded_images"
 
 
 def probability_column(class_name: str) -> str:
@@ -95,6 +106,10 @@ def model_image_size(model: Any, fallback: tuple[int, int] | None = None) -> tup
     return int(height), int(width)
 
 
+class ModelNotFoundError(LookupError):
+    """The registry has no model, version or alias at a URI (the message says what to do)."""
+
+
 # ---- the pyfunc ----------------------------------------------------------------------------
 def _bad_request(message: str) -> MlflowException:
     # INVALID_PARAMETER_VALUE is answered with HTTP 400 by `mlflow models serve`.
@@ -134,11 +149,11 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context: Any) -> None:
-        from image_classifiers.datasets import KerasModelDataset
-
         config = dict(context.model_config or {})
-        # KerasModelDataset registers the project's custom layers before deserialising.
-        self._model = KerasModelDataset(context.artifacts[KERAS_ARTIFACT], compile=False).load()
+        _choose_keras_backend(config.get("keras_backend"))
+        from image_classifiers.models import load_model_file
+
+        self._model = load_model_file(context.artifacts[KERAS_ARTIFACT], compile=False)
         self._classes = [str(c) for c in config["classes"]]
         self._threshold = float(config.get("threshold", 0.5))
         self._batch_size = int(config.get("batch_size", 32))
@@ -188,6 +203,19 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
         return images
 
 
+def _choose_keras_backend(backend: str | None) -> None:
+    """Use the backend the model was logged for, unless the caller chose one already.
+
+    Only before Keras is imported (the backend is fixed then), only when ``KERAS_BACKEND``
+    is not set, and only if that backend is installed: the environment ``mlflow models
+    serve`` builds from the requirements has it, a local one may not.
+    """
+    undecided = "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ
+    # Each backend's distribution and module are named after it (jax, tensorflow, torch).
+    if backend and undecided and importlib.util.find_spec(backend) is not None:
+        os.environ["KERAS_BACKEND"] = backend
+
+
 # ---- logging and loading -------------------------------------------------------------------
 def serving_signature(classes: list[str]) -> ModelSignature:
     """Input: a string column ``image``; output: one probability per class and the label."""
@@ -209,17 +237,21 @@ def example_request() -> pd.DataFrame:
     return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(buffer.getvalue()).decode()]})
 
 
-def serving_requirements() -> list[str]:
-    """pip requirements of the served model: Keras and its backend, Pillow, pandas."""
-    from importlib.metadata import PackageNotFoundError, version
+def serving_requirements(backend: str = SERVING_BACKEND) -> list[str]:
+    """pip requirements of the served model, pinned to what is installed here.
 
-    from image_classifiers.model_logging import model_requirements
-
-    requirements = model_requirements()
-    for package in ("pillow", "pandas", "numpy"):
+    The loader needs Keras with one backend, Pillow, pandas, NumPy and MLflow's scoring
+    server, nothing else: no Kedro (it imports only ``image_classifiers.serving``,
+    ``images``, ``training``, ``layers`` and ``models`` from the package, which travels in
+    ``code_paths``). ``mlflow-skinny`` has the scoring server without the tracking server's
+    dependencies, and JAX is far lighter to install than TensorFlow (the ``.keras`` file is
+    the same for every backend), so a fresh environment installs in about a minute.
+    """
+    requirements = []
+    for package in ("mlflow-skinny", "keras", backend, "pillow", "pandas", "numpy"):
         try:
             requirements.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:  # pragma: no cover - installed with the project
+        except PackageNotFoundError:  # e.g. JAX, an optional extra: whatever pip finds
             requirements.append(package)
     return requirements
 
@@ -250,7 +282,7 @@ def log_classifier(
         MLflow's ``ModelInfo`` (``model_uri``, ``registered_model_version`` ...).
     """
     package_dir = Path(__file__).resolve().parent
-    return mlflow.pyfunc.log_model(
+    info = mlflow.pyfunc.log_model(
         name=name,
         python_model=ImageClassifierModel(),
         artifacts={KERAS_ARTIFACT: str(keras_path)},
@@ -260,11 +292,28 @@ def log_classifier(
             "classes": [str(c) for c in classes],
             "threshold": float(threshold),
             "batch_size": int(batch_size),
+            "keras_backend": SERVING_BACKEND,
         },
         pip_requirements=serving_requirements(),
         input_example=example_request(),
         registered_model_name=registered_model_name,
     )
+    if registered_model_name:
+        mlflow.MlflowClient().set_registered_model_tag(
+            registered_model_name, SERVING_TAG, SERVING_TAG_VALUE
+        )
+    return info
+
+
+def is_serving_model(name: str) -> bool:
+    """Whether the registered model ``name`` holds serving pyfuncs (:func:`log_classifier`)."""
+    try:
+        registered = mlflow.MlflowClient().get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == _NOT_FOUND:
+            return False
+        raise
+    return registered.tags.get(SERVING_TAG) == SERVING_TAG_VALUE
 
 
 @dataclass
@@ -288,10 +337,10 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
 
     Raises:
         FileNotFoundError: If a local path does not exist.
-        LookupError: If the registry has no such model, version or alias.
+        ModelNotFoundError: If the registry has no such model, version or alias.
         ValueError: If the logged model holds no ``.keras`` file.
     """
-    from image_classifiers.datasets import KerasModelDataset
+    from image_classifiers.models import load_model_file
 
     text = str(source)
     if ":/" not in text:  # a local file, not a URI
@@ -301,7 +350,7 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
                 f"No model file at '{path}'. Give a .keras file or a registry URI such as "
                 "models:/cats_vs_dogs@champion."
             )
-        return LoadedClassifier(KerasModelDataset(str(path), compile=False).load(), text)
+        return LoadedClassifier(load_model_file(path, compile=False), text)
 
     with tempfile.TemporaryDirectory(prefix="classifier-") as tmp:
         try:
@@ -309,7 +358,7 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
         except MlflowException as exc:
             # A missing model is RESOURCE_DOES_NOT_EXIST, a missing alias or version is not.
             if exc.error_code == _NOT_FOUND or "not found" in exc.message.lower():
-                raise LookupError(
+                raise ModelNotFoundError(
                     f"No model at '{text}' in the registry at {mlflow.get_registry_uri()}: "
                     f"{exc.message}. Check the name and alias (mlflow ui lists them) or "
                     "train one first."
@@ -321,7 +370,7 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
                 f"The model at '{text}' holds no .keras file; it was not logged by this "
                 "project (log_classifier or the Keras flavor)."
             )
-        model = KerasModelDataset(str(keras_files[0]), compile=False).load()
+        model = load_model_file(keras_files[0], compile=False)
         config = _pyfunc_model_config(local)
     return LoadedClassifier(
         model,
@@ -340,6 +389,26 @@ def _pyfunc_model_config(model_dir: Path) -> dict[str, Any]:
         return {}
     flavor = Model.load(str(model_dir / "MLmodel")).flavors.get("python_function", {})
     return dict(flavor.get("config") or {})
+
+
+def newest_trained_model(name: str) -> Any | None:
+    """The newest version of ``name``, else of any Keras model training registered.
+
+    What ``predict`` uses while ``name`` has no champion yet (right after ``xception_cats``):
+    a serving version of ``name`` if there is one (``retrain`` registered a challenger that
+    was not promoted), else the newest ``<model>_keras`` version the training pipelines
+    registered. ``None`` if the registry holds neither.
+    """
+    client = mlflow.MlflowClient()
+    for query in (f"name = '{name}'", f"name LIKE '%{KERAS_NAME_SUFFIX}'"):
+        versions = client.search_model_versions(
+            filter_string=query, order_by=["creation_timestamp DESC"], max_results=100
+        )
+        # LIKE's "_" matches any character: keep names that really end in "_keras".
+        found = [v for v in versions if v.name == name or v.name.endswith(KERAS_NAME_SUFFIX)]
+        if found:
+            return found[0]
+    return None
 
 
 def alias_version(name: str, alias: str) -> Any | None:

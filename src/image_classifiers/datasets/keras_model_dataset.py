@@ -26,16 +26,12 @@ class KerasModelDataset(AbstractDataset[Any, Any]):
         self.metadata = metadata
 
     def load(self) -> Any:
-        import keras
-
-        # Registers the project's custom layers (augmentation; transfer learning's
-        # preprocessing and inference-mode base) with Keras before deserialising.
-        import image_classifiers.layers
-        import image_classifiers.models.transfer  # noqa: F401
+        # Registers the project's custom layers with Keras before deserialising.
+        from image_classifiers.models import load_model_file
 
         if not self._path.is_file():
             raise DatasetError(f"No model at '{self._path}'. Train one first (kedro run).")
-        return keras.saving.load_model(self._path, compile=self._compile)
+        return load_model_file(self._path, compile=self._compile)
 
     def save(self, data: Any) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import operator
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -40,6 +41,7 @@ __all__ = [
     "build_classifier",
     "channel_moments",
     "classifier_head",
+    "load_model_file",
 ]
 
 #: How ``build_classifier`` brings raw 0-255 pixels to the network (the ``normalization``
@@ -56,6 +58,20 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "simple_convnet": build_simple_convnet,
     "vgg16": build_vgg16,
 }
+
+
+def load_model_file(path: str | Path, compile: bool = True) -> keras.Model:
+    """Load a ``.keras`` file saved by this project, whatever the backend.
+
+    The project's custom objects (``RandomAugment``, ``AuxiliaryHeadsModel``, transfer
+    learning's preprocessing and inference-mode base) are registered with Keras when their
+    modules are imported, and Keras never imports a module a file names (a safety rule), so
+    they are imported here first. Needs Keras and this package only (no Kedro), so that the
+    serving model loads in the slim environment ``mlflow models serve`` builds.
+    """
+    import image_classifiers.models.transfer  # noqa: F401  (registers its layers)
+
+    return keras.saving.load_model(path, compile=compile)
 
 
 def architecture_options(architecture: str) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from image_classifiers.pipelines.compare_architectures.nodes import COMPARISON_C
 pytestmark = pytest.mark.slow
 
 EXPERIMENT = "image_classifiers"  # conf/base/mlflow.yml
-REGISTERED_NAME = "tiny_cats"
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 MODEL_ARTIFACTS = {
     "training_curves.png",
@@ -84,11 +83,7 @@ def runs(tracked_project: Path, live_history: dict[str, list[int]]) -> dict[str,
     (tracked_project / "data" / "01_raw" / "dogs-vs-cats.json").write_text(
         json.dumps({"path": "dogs-vs-cats.zip", "sha256": "ab" * 32, "size": 1})
     )
-    run_pipeline(
-        tracked_project,
-        "compare_architectures",
-        runtime_params={"registered_model_name": REGISTERED_NAME},
-    )
+    run_pipeline(tracked_project, "compare_architectures")
     found = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list")
     return {run.info.run_name: run for run in found}
 
@@ -197,13 +192,16 @@ def test_test_metrics_and_artifacts_are_logged_to_the_model_run(runs, tracked_pr
 
 
 def test_each_model_is_registered_and_the_version_loads_and_predicts(runs, tracked_project):
-    versions = mlflow.MlflowClient().search_model_versions(f"name='{REGISTERED_NAME}'")
-    by_run = {version.run_id: version for version in versions}
-    assert len(versions) == len(TINY_MODELS)
+    client = mlflow.MlflowClient()
+    # Each under a name of its own (Keras flavor), none under the serving model's.
+    assert {m.name for m in client.search_registered_models()} == {
+        f"{model}_keras" for model in TINY_MODELS
+    }
     images = image_set(4, seed=99)["images"].astype("float32")
     for model in TINY_MODELS:
-        version = by_run[model_run(runs, model).info.run_id]
-        uri = f"models:/{REGISTERED_NAME}/{version.version}"
+        (version,) = client.search_model_versions(f"name='{model}_keras'")
+        assert version.run_id == model_run(runs, model).info.run_id
+        uri = f"models:/{model}_keras/{version.version}"
         local = KerasModelDataset(str(tracked_project / f"data/06_models/{model}.keras")).load()
         expected = local.predict(images, verbose=0)
         np.testing.assert_allclose(

@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import keras
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,8 +15,9 @@ from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 from PIL import Image
 
+from image_classifiers.errors import is_user_error
 from image_classifiers.images import decode_image
-from image_classifiers.models import build_classifier
+from image_classifiers.models import build_classifier, load_model_file
 from image_classifiers.pipelines.predict import create_pipeline
 from image_classifiers.pipelines.predict.nodes import (
     load_prediction_model,
@@ -27,6 +29,7 @@ from image_classifiers.pipelines.predict.sources import (
     ImageSourceError,
     iter_image_files,
 )
+from image_classifiers.serving import ModelNotFoundError
 from image_classifiers.training import predict_probabilities
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -193,6 +196,38 @@ def test_model_parameters_are_checked(model_file):
         {"model": str(model_file), "classes": CLASSES, "threshold": 0.9}
     )
     assert classifier.threshold == 0.9
+
+
+@pytest.fixture
+def empty_registry(tmp_path, monkeypatch):
+    """A temporary SQLite tracking store and registry (a fresh clone's, before any run)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.mark.slow
+def test_no_champion_yet_means_the_newest_trained_model(empty_registry, model_file, caplog):
+    champion = {"model": "models:/cats_vs_dogs@champion", "classes": CLASSES}
+    with pytest.raises(ModelNotFoundError, match="train one first") as error:
+        load_prediction_model(champion)  # nothing trained yet: the advice, as one message
+    assert is_user_error(error.value)
+
+    # What xception_cats leaves: Keras-flavor models under names of their own, no champion.
+    model = load_model_file(model_file)
+    for name in ("mini_xception_keras", "transfer_vgg16_keras"):
+        with mlflow.start_run():
+            mlflow.keras.log_model(model, name="model", registered_model_name=name)
+
+    classifier = load_prediction_model(champion)
+
+    assert classifier.source == "models:/transfer_vgg16_keras/1"  # the newest
+    assert classifier.classes == CLASSES
+    assert "No model at models:/cats_vs_dogs@champion yet" in caplog.text
+    assert "retrain.force=true" in caplog.text
 
 
 @pytest.mark.slow

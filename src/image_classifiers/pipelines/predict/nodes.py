@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +17,10 @@ from image_classifiers.images import UnreadableImageError, available_cpus, decod
 from image_classifiers.serving import (
     LABEL_COLUMN,
     LoadedClassifier,
+    ModelNotFoundError,
     load_classifier,
     model_image_size,
+    newest_trained_model,
     probability_column,
     probability_frame,
 )
@@ -49,7 +52,13 @@ def load_prediction_model(predict: dict[str, Any]) -> LoadedClassifier:
             'file: kedro run --pipeline=predict --params="predict.model=data/06_models/x.keras"'
         )
     logger.info("Loading the model from %s ...", source)
-    classifier = load_classifier(source)
+    try:
+        classifier = load_classifier(source)
+    except ModelNotFoundError:
+        fallback = _newest_instead_of(str(source))
+        if fallback is None:
+            raise
+        classifier = load_classifier(fallback)
     if classifier.classes is None:
         classifier.classes = [str(c) for c in predict.get("classes") or []]
     elif predict.get("classes") and list(predict["classes"]) != classifier.classes:
@@ -69,6 +78,30 @@ def load_prediction_model(predict: dict[str, Any]) -> LoadedClassifier:
     elif classifier.threshold is None:
         classifier.threshold = 0.5
     return classifier
+
+
+def _newest_instead_of(source: str) -> str | None:
+    """For a missing ``models:/<name>@<alias>``: the newest trained model's URI, or None.
+
+    Right after the main job there is no champion yet (only ``retrain`` makes one): predict
+    then uses the newest model training registered, and says so.
+    """
+    match = re.fullmatch(r"models:/([^/@]+)@[^/@]+", source)
+    if match is None:
+        return None
+    newest = newest_trained_model(match.group(1))
+    if newest is None:
+        return None
+    uri = f"models:/{newest.name}/{newest.version}"
+    logger.warning(
+        "No model at %s yet: predicting with the newest trained model, %s (registered %s). "
+        "To choose the model, make a champion (kedro run --pipelines=retrain "
+        '--params="retrain.force=true") or set predict.model.',
+        source,
+        uri,
+        time.strftime("%Y-%m-%d %H:%M", time.localtime(newest.creation_timestamp / 1000)),
+    )
+    return uri
 
 
 def predict_images(classifier: LoadedClassifier, predict: dict[str, Any]) -> pd.DataFrame:

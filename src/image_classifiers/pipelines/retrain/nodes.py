@@ -347,7 +347,14 @@ def decide_promotion(
     def better(a: float, b: float, by: float = 0.0) -> bool:
         return a >= b + by if higher else a <= b - by
 
-    if floor is not None and not better(challenger, float(floor)):
+    if floor is not None and not better(challenger, float(floor)) and champion is None:
+        action, reason = (
+            KEEP,
+            f"no champion yet, and the challenger's {metric} {challenger:.4f} misses "
+            f"retrain.min_score {floor}, so it is no first champion; lower min_score (e.g. "
+            '--params="retrain.min_score=0") or train longer (retrain.training.epochs)',
+        )
+    elif floor is not None and not better(challenger, float(floor)):
         action, reason = KEEP, f"challenger {metric} {challenger:.4f} misses min_score {floor}"
     elif champion is None:
         action, reason = PROMOTE, "no champion yet"
@@ -418,6 +425,13 @@ def register_challenger(
                 name, retrain.get("champion_alias", "champion"), version
             )
             logger.info("Promoted %s version %s to champion.", name, version)
+        elif decision["champion_version"] is None:
+            logger.warning(
+                "Registered %s version %s as challenger only: %s.",
+                name,
+                version,
+                decision["reason"],
+            )
         else:
             logger.info(
                 "Registered %s version %s as challenger; the champion (version %s) stays.",
