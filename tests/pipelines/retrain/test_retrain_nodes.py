@@ -1,4 +1,4 @@
-"""Retraining nodes one by one: incoming files, the promotion rule, the pool, moving files."""
+"""Retraining nodes one by one: incoming files, the pool, the promotion rule, moving files."""
 
 from __future__ import annotations
 
@@ -9,18 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kedro.io import DatasetError
-from retrain_project import CLASSES, image_set, jpeg, pixels
+from retrain_project import CLASSES, image_set, jpeg
 
 from image_classifiers.pipelines.retrain.nodes import (
     archive_incoming,
-    collect_incoming,
+    collect_images,
     decide_promotion,
-    update_training_pool,
+    promotion_rule,
+    train_challenger,
 )
-from image_classifiers.pipelines.retrain.pool import TrainingPoolDataset, empty_pool
 
-RETRAIN = {"on_bad_image": "skip", "processed_dir": "unused"}
+RETRAIN = {"on_bad_image": "skip"}
 
 
 @pytest.fixture
@@ -28,10 +27,11 @@ def splits():
     return image_set(8, 1), image_set(4, 2), image_set(4, 3)
 
 
-def collect(splits, source: Path, pool=None, **options):
+def collect(splits, source: Path, processed: Path | None = None, **options):
     train, validation, test = splits
-    retrain = {**RETRAIN, "incoming_dir": str(source), **options}
-    return collect_incoming(train, validation, test, pool or empty_pool(), retrain)
+    processed = processed or source.parent / "no-pool-yet"
+    retrain = {**RETRAIN, "incoming_dir": str(source), "processed_dir": str(processed)}
+    return collect_images(train, validation, test, {**retrain, **options})
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -40,7 +40,7 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
-# ---- collect_incoming ----------------------------------------------------------------------
+# ---- collect_images ------------------------------------------------------------------------
 def test_classes_from_folders_or_kaggle_names(splits, tmp_path):
     write(tmp_path / "dog" / "a.jpg", jpeg(1, 1))
     write(tmp_path / "batch7" / "cat.12.jpg", jpeg(0, 2))
@@ -76,20 +76,22 @@ def test_unusable_files_are_rejected_with_a_reason(splits, tmp_path):
 
 def test_known_files_and_fixed_split_pictures_are_not_added(splits, tmp_path):
     known = jpeg(1, 50)
-    write(tmp_path / "dog" / "known.jpg", known)
-    write(tmp_path / "dog" / "known-copy.jpg", known)
-    write(tmp_path / "cat" / "twice-a.jpg", jpeg(0, 60))
-    write(tmp_path / "cat" / "twice-b.jpg", jpeg(0, 60))
+    incoming = tmp_path / "incoming"
+    write(tmp_path / "processed" / "r1" / "dog" / "first.jpg", known)  # in the pool
+    write(incoming / "dog" / "known.jpg", known)
+    write(incoming / "dog" / "known-copy.jpg", known)
+    write(incoming / "cat" / "twice-a.jpg", jpeg(0, 60))
+    write(incoming / "cat" / "twice-b.jpg", jpeg(0, 60))
     # A lossless copy of a test image: the same picture, a different file.
     buffer = io.BytesIO()
     from PIL import Image
 
     Image.fromarray(splits[2]["images"][1]).save(buffer, format="PNG")
-    write(tmp_path / "dog" / "from-test.png", buffer.getvalue())
-    pool = {**pool_of(1, "r1"), "sha256": [hashlib.sha256(known).hexdigest()]}
+    write(incoming / "dog" / "from-test.png", buffer.getvalue())
 
-    incoming = collect(splits, tmp_path, pool=pool)
+    incoming = collect(splits, incoming, tmp_path / "processed")
 
+    assert incoming["pool"]["sha256"] == [hashlib.sha256(known).hexdigest()]
     assert incoming["files"] == ["cat/twice-a.jpg"]  # the same file twice counts once
     reasons = {d["file"]: d["reason"] for d in incoming["duplicates"]}
     assert reasons == {
@@ -143,85 +145,70 @@ def test_promotion_rule(challenger, champion, rule, action):
     rule = {**RULE, **rule}
     metric = rule["metric"]
     champion_metrics = {} if champion is None else {metric: champion, "version": "3"}
-    decision = decide_promotion({metric: challenger}, champion_metrics, NEW, rule)
+    decision = promotion_rule({metric: challenger}, champion_metrics, rule)
     assert decision["action"] == action, decision["reason"]
     assert decision["challenger_score"] == challenger
     assert decision["champion_score"] == champion
 
 
-def test_no_new_images_skips_and_unknown_metric_fails():
-    assert decide_promotion({}, {}, {"files": []}, RULE)["action"] == "skip"
-    assert (
-        decide_promotion({"test_accuracy": 0.9}, {}, {"files": []}, {**RULE, "force": True})[
-            "action"
-        ]
-        == "promote"
-    )
+def test_no_challenger_skips_and_unknown_metric_fails():
+    assert promotion_rule(None, {}, RULE)["action"] == "skip"
+    skipped = decide_promotion({"model": None}, {}, {}, RULE)
+    assert skipped["action"] == "skip" and skipped["challenger_metrics"] == {}
     with pytest.raises(ValueError, match=r"retrain\.metric 'test_f2'"):
-        decide_promotion({"test_accuracy": 0.9}, {}, NEW, {**RULE, "metric": "test_f2"})
+        promotion_rule({"test_accuracy": 0.9}, {}, {**RULE, "metric": "test_f2"})
+
+
+def test_a_first_challenger_below_min_score_says_why_it_is_no_champion():
+    decision = promotion_rule({"test_accuracy": 0.5}, {}, RULE)
+    assert decision["action"] == "keep" and decision["champion_version"] is None
+    assert "no champion yet" in decision["reason"]
+    assert "retrain.min_score=0" in decision["reason"]
+
+
+def test_only_new_images_or_force_train_a_challenger(splits, tmp_path):
+    images = collect(splits, tmp_path / "nothing-here")
+    arguments = {
+        "train_set": splits[0],
+        "images": images,
+        "validation_set": splits[1],
+        "models": {},  # never looked at when nothing is trained
+        "augmentation": None,
+        "training": {},
+    }
+    assert train_challenger(**arguments, retrain=RULE)["model"] is None
+    with pytest.raises(ValueError, match=r"retrain\.model is 'tiny'"):  # forced: it trains
+        train_challenger(**arguments, retrain={**RULE, "force": True, "model": "tiny"})
 
 
 # ---- the pool ------------------------------------------------------------------------------
-def pool_of(n: int, run: str, start: int = 0) -> dict:
-    return {
-        "images": np.stack([pixels(i % 2, start + i) for i in range(n)])
-        if n
-        else np.zeros((0, 32, 32, 3), np.uint8),
-        "labels": (np.arange(n) % 2).astype(np.int32),
-        "classes": list(CLASSES),
-        "files": [f"f{start + i}.jpg" for i in range(n)],
-        "sha256": [f"h{start + i}" for i in range(n)],
-        "runs": [run] * n,
-    }
+def test_the_pool_is_what_earlier_runs_moved_in_decoded_at_todays_size(splits, tmp_path):
+    processed = tmp_path / "processed"
+    write(processed / "r1" / "cat" / "a.jpg", jpeg(0, 1, size=64))
+    write(processed / "r1" / "duplicates" / "dog" / "copy.jpg", jpeg(1, 2))
+    write(processed / "r1" / "rejected" / "bird" / "x.jpg", jpeg(0, 3))
+    archive = processed / "r2" / "delivery.zip"  # an archive is moved as a whole
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("cat/b.jpg", jpeg(0, 4))
+        z.writestr("dog/c.jpg", jpeg(1, 5))
+        z.writestr("dog/broken.jpg", b"set aside when it came in, and again now")
+        z.writestr("cat/a-again.jpg", jpeg(0, 1, size=64))  # a duplicate of r1's a.jpg
 
+    pool = collect(splits, tmp_path / "incoming", processed)["pool"]
 
-def test_pool_round_trip_snapshots_and_no_op_saves(tmp_path):
-    dataset = TrainingPoolDataset(str(tmp_path / "pool"))
-    assert not dataset.exists() and dataset.load()["files"] == []
-    dataset.save(empty_pool())
-    assert not dataset.exists()  # an empty pool is not written
-
-    dataset.save(pool_of(3, "r1"))
-    first = (tmp_path / "pool" / "CURRENT").read_text().strip()
-    loaded = dataset.load()
-    assert loaded["files"] == ["f0.jpg", "f1.jpg", "f2.jpg"] and loaded["runs"] == ["r1"] * 3
-    np.testing.assert_array_equal(loaded["images"], pool_of(3, "r1")["images"])
-
-    dataset.save(pool_of(3, "r1"))  # unchanged: no new snapshot
-    assert (tmp_path / "pool" / "CURRENT").read_text().strip() == first
-
-    for k in range(2, 5):
-        dataset.save(pool_of(3 * k, "r1"))
-    snapshots = [p for p in (tmp_path / "pool").iterdir() if p.is_dir()]
-    assert len(snapshots) == 2 and len(dataset.load()["files"]) == 12
-
-
-def test_pool_rejects_inconsistent_data_and_reports_a_broken_pointer(tmp_path):
-    dataset = TrainingPoolDataset(str(tmp_path / "pool"))
-    with pytest.raises(DatasetError, match="one file name, label, sha256 and run per image"):
-        dataset.save({**pool_of(2, "r"), "sha256": ["only-one"]})
-    dataset.save(pool_of(2, "r"))
-    (tmp_path / "pool" / "CURRENT").write_text("gone\n")
-    with pytest.raises(DatasetError, match="missing or incomplete"):
-        dataset.load()
-
-
-def test_update_pool_appends_with_the_run_id():
-    incoming = {**pool_of(2, "-", start=10), "run_id": "r2"}
-    pool = update_training_pool(pool_of(3, "r1"), incoming, {"action": "keep"})
-    assert pool["files"] == ["f0.jpg", "f1.jpg", "f2.jpg", "f10.jpg", "f11.jpg"]
-    assert pool["runs"] == ["r1"] * 3 + ["r2"] * 2 and len(pool["images"]) == 5
-    empty = {**pool_of(0, "-"), "run_id": "r3"}
-    assert update_training_pool(pool_of(3, "r1"), empty, {})["files"] == pool_of(3, "r1")["files"]
+    assert pool["files"] == ["cat/a.jpg", "delivery.zip/cat/b.jpg", "delivery.zip/dog/c.jpg"]
+    assert pool["labels"].tolist() == [0, 0, 1]
+    assert pool["images"].shape == (3, 32, 32, 3)  # train_set's size, whatever the files'
 
 
 # ---- archive_incoming ----------------------------------------------------------------------
-def test_files_are_moved_aside_by_kind_and_a_rerun_finds_them_gone(tmp_path):
+def test_files_are_moved_aside_by_kind_and_a_rerun_finds_them_gone(splits, tmp_path):
     incoming_dir = tmp_path / "incoming"
-    used = write(incoming_dir / "cat" / "a.jpg", b"a")
+    used = write(incoming_dir / "cat" / "a.jpg", jpeg(0, 7))
     duplicate = write(incoming_dir / "dog" / "b.jpg", b"b")
     rejected = write(incoming_dir / "bird" / "c.jpg", b"c")
-    incoming = {
+    images = {
         "run_id": "r9",
         "source": str(incoming_dir),
         "classes": list(CLASSES),
@@ -230,8 +217,9 @@ def test_files_are_moved_aside_by_kind_and_a_rerun_finds_them_gone(tmp_path):
         "sources": [{"file": "cat/a.jpg", "path": str(used)}],
         "duplicates": [{"file": "dog/b.jpg", "path": str(duplicate), "reason": "known"}],
         "rejected": [{"file": "bird/c.jpg", "path": str(rejected), "reason": "no class"}],
+        "pool": {"files": ["old.jpg"]},
     }
-    promotion = {
+    registration = {
         "action": "keep",
         "reason": "r",
         "metric": "test_accuracy",
@@ -243,21 +231,16 @@ def test_files_are_moved_aside_by_kind_and_a_rerun_finds_them_gone(tmp_path):
     }
     retrain = {"processed_dir": str(tmp_path / "processed")}
 
-    report = archive_incoming(pool_of(1, "r9"), incoming, promotion, retrain)
+    report = archive_incoming(images, registration, retrain)
 
     done = tmp_path / "processed" / "r9"
-    assert (done / "cat" / "a.jpg").read_bytes() == b"a"
+    assert (done / "cat" / "a.jpg").read_bytes() == jpeg(0, 7)
     assert (done / "duplicates" / "dog" / "b.jpg").read_bytes() == b"b"
     assert (done / "rejected" / "bird" / "c.jpg").read_bytes() == b"c"
     assert not any(p.is_file() for p in incoming_dir.rglob("*"))
     assert report["processed_dir"] == str(done) and report["new_per_class"] == {"cat": 1}
-    assert report["pool_images"] == 1 and report["action"] == "keep"
+    assert report["pool_images"] == 2 and report["action"] == "keep"
     # Run again (e.g. after a crash right after moving): nothing left to move, no error.
-    assert archive_incoming(pool_of(1, "r9"), incoming, promotion, retrain)["processed_dir"] is None
-
-
-def test_a_pool_of_another_image_size_is_refused(splits, tmp_path):
-    write(tmp_path / "cat" / "a.jpg", jpeg(0, 1))
-    small = {**pool_of(2, "r1"), "images": np.zeros((2, 16, 16, 3), np.uint8)}
-    with pytest.raises(ValueError, match=r"16x16 images .* but train_set has 32x32"):
-        collect(splits, tmp_path, pool=small)
+    assert archive_incoming(images, registration, retrain)["processed_dir"] is None
+    # The next run finds the moved file in the pool, and only that one.
+    assert collect(splits, incoming_dir, tmp_path / "processed")["pool"]["files"] == ["cat/a.jpg"]

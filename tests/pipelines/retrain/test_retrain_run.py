@@ -17,10 +17,12 @@ from retrain_project import (
     run_retrain,
 )
 
+from image_classifiers.datasets import ImageSetDataset
 from image_classifiers.pipelines.retrain import nodes
-from image_classifiers.pipelines.retrain.pool import TrainingPoolDataset
 
 pytestmark = pytest.mark.slow
+SPLITS = ("train", "validation", "test")
+PROCESSED = "data/01_raw/incoming_processed"  # conf/base/parameters_retrain.yml
 # A deliberately weak challenger: built and compiled but not trained.
 UNTRAINED = {"retrain": {"training": {"epochs": 0}, "min_score": 0.0}}
 
@@ -44,7 +46,12 @@ def report(root: Path) -> dict:
 
 
 def pool_hashes(root: Path) -> list[str]:
-    return TrainingPoolDataset(str(root / "data/03_primary/training_pool")).load()["sha256"]
+    """SHA-256 of every image in the pool, read the way the next run reads it."""
+    splits = [ImageSetDataset(str(root / "data/05_model_input" / s)).load() for s in SPLITS]
+    retrain = {"incoming_dir": str(root / "nowhere"), "processed_dir": str(PROCESSED)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        return nodes.collect_images(*splits, retrain)["pool"]["sha256"]
 
 
 def versions(client: mlflow.MlflowClient) -> list[str]:

@@ -1,14 +1,18 @@
-"""Retraining with champion/challenger promotion.
+"""Retraining with champion/challenger promotion, top to bottom.
 
-    incoming images --validate, dedupe--> new images
-    train_set + training pool + new images --train--> challenger
-    challenger, champion --evaluate on the fixed test_set--> scores --decide--> promote or keep
-    register the challenger (alias ``challenger``; ``champion`` moves only on promotion)
-    training pool + new images --save--> pool;  then incoming files are moved aside
+    collect:  the pool (files earlier runs accepted) + new labeled images, validated, deduped
+    train:    a challenger on train_set + pool + new images (none if nothing is new)
+    decide:   challenger and champion scored on the fixed test_set -> promote | keep | skip
+    register: the challenger as a new version (alias ``challenger``; ``champion`` on promote)
+    archive:  the run's files moved from incoming to ``processed_dir/<run id>/``
 
-Nothing is lost or counted twice when a run fails: the pool and the incoming folder change
-only in the last two nodes, after the decision is recorded, and a rerun recognises images
-already in the pool by their SHA-256 (they are moved aside, not added again).
+**The pool is the processed folder.** A file joins the pool by being moved into
+``<processed_dir>/<run id>/`` -- the last step, after the challenger trained on it is
+registered -- and every run reads the pool back from there (decoded at ``train_set``'s size),
+so there is no second copy to keep in step and no dataset written and read under two names.
+Nothing is lost or counted twice when a run fails: before the last step the incoming folder
+is untouched (the next run starts again), and a file already moved is in the pool, which a
+rerun recognises by its SHA-256 (a delivery of it again is a duplicate, never added twice).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -42,92 +46,62 @@ from image_classifiers.serving import alias_version, load_classifier, log_classi
 logger = logging.getLogger(__name__)
 
 PROMOTE, KEEP, SKIP = "promote", "keep", "skip"
+#: Sub-folders of a run's processed folder that hold files not added to the pool.
+SET_ASIDE = ("duplicates", "rejected")
 
 
 # ---- 1. collect ------------------------------------------------------------------------------
-def collect_incoming(
+def collect_images(
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
     test_set: dict[str, Any],
-    training_pool: dict[str, Any],
     retrain: dict[str, Any],
 ) -> dict[str, Any]:
-    """Read, validate and decode the new labeled images; drop those already known.
+    """The pool and the new labeled images, read, validated and decoded; known ones dropped.
 
     The class of a file is the name of the folder it is in (``incoming/dog/x.jpg``), or, in
     Kaggle's naming, its prefix (``dog.12.jpg``). Files are decoded like the data pipeline
-    decodes (same size as ``train_set``). A file is set aside, not added, when it cannot be
-    decoded or its class is unknown (``rejected``), or when the same file is already in the
-    pool or the same picture is in one of the fixed splits (``duplicates``) -- so that a
+    decodes (same size as ``train_set``). A new file is set aside, not added, when it cannot
+    be decoded or its class is unknown (``rejected``), or when the same file is already in
+    the pool or the same picture is in one of the fixed splits (``duplicates``) -- so that a
     rerun adds nothing twice and no test image leaks into training.
 
     Args:
         train_set: The data pipeline's training split (gives the classes and image size).
         validation_set: The fixed validation split (checked for duplicates).
         test_set: The fixed test split (checked for duplicates).
-        training_pool: Images earlier retraining runs added (``TrainingPoolDataset``).
-        retrain: ``incoming_dir``, ``archive``, ``on_bad_image`` (skip | fail).
+        retrain: ``incoming_dir``, ``archive``, ``processed_dir`` (the pool),
+            ``on_bad_image`` (skip | fail).
 
     Returns:
         ``images``, ``labels``, ``classes``, ``files``, ``sha256`` of the new images, the
-        ``sources`` to move aside after the run (with where to), ``rejected``,
-        ``duplicates`` and the ``run_id`` naming this run's folder of processed files.
+        ``sources`` to move into the pool after the run, ``rejected``, ``duplicates``, the
+        ``run_id`` naming this run's processed folder, and ``pool`` (``images``, ``labels``,
+        ``files``, ``sha256`` of the images earlier runs added).
 
     Raises:
-        ValueError: With ``on_bad_image: fail``, if any file is unreadable or unlabeled.
+        ValueError: With ``on_bad_image: fail``, if any new file is unreadable or unlabeled.
     """
     classes = [str(c) for c in train_set["classes"]]
-    height, width = (int(v) for v in train_set["images"].shape[1:3])
+    size = tuple(int(v) for v in train_set["images"].shape[1:3])
     source = Path(retrain.get("archive") or retrain["incoming_dir"])
+    fixed = _pixel_hashes(train_set, validation_set, test_set)
+    pool = _read_pool(Path(retrain["processed_dir"]), classes, size, fixed)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     result: dict[str, Any] = {
         "run_id": run_id,
         "source": str(source),
         "classes": classes,
-        "files": [],
-        "labels": [],
-        "sha256": [],
-        "sources": [],
+        "pool": pool,
         "rejected": [],
         "duplicates": [],
     }
     if not source.exists():
-        logger.info("No new images: '%s' does not exist. Nothing to retrain.", source)
-        return _finish_incoming(result, [], (height, width))
-    _check_pool_fits(training_pool, classes, (height, width))
-    known = set(training_pool["sha256"])
-    fixed = _pixel_hashes(train_set, validation_set, test_set)
-    images: list[np.ndarray] = []
-    for file in iter_image_files(source):
-        record = {"file": file.name}
-        if file.location is not None:
-            record["path"] = str(file.location)
-        label = _class_of(file, classes)
-        digest = hashlib.sha256(file.data).hexdigest() if file.data is not None else None
-        if label is None:
-            result["rejected"].append({**record, "reason": _unknown_class(file, classes)})
-            continue
-        if digest is None:
-            result["rejected"].append({**record, "reason": file.error or "unreadable"})
-            continue
-        if digest in known:
-            result["duplicates"].append({**record, "reason": "already in the training pool"})
-            continue
-        try:
-            image = decode_image(file.data, (height, width))
-        except UnreadableImageError as exc:
-            result["rejected"].append({**record, "reason": exc.reason})
-            continue
-        split = fixed.get(_pixel_hash(image))
-        if split is not None:
-            result["duplicates"].append({**record, "reason": f"the same picture is in {split}"})
-            continue
-        known.add(digest)  # the same file twice in one delivery counts once
-        images.append(image)
-        result["files"].append(file.name)
-        result["labels"].append(classes.index(label))
-        result["sha256"].append(digest)
-        result["sources"].append(record)
+        logger.info("No new images: '%s' does not exist.", source)
+        files: Iterable[ImageFile] = []
+    else:
+        files = iter_image_files(source)
+    new = _accept(files, classes, size, fixed, known=set(pool["sha256"]), report=result)
     if result["rejected"] and retrain.get("on_bad_image", "skip") == "fail":
         shown = "; ".join(f"{r['file']}: {r['reason']}" for r in result["rejected"][:5])
         raise ValueError(
@@ -135,40 +109,95 @@ def collect_incoming(
             "remove them, or set retrain.on_bad_image: skip to set them aside."
         )
     if source.is_file():  # an archive is moved aside as a whole
-        result["sources"] = [{"file": source.name, "path": str(source)}]
-    return _finish_incoming(result, images, (height, width))
+        new["sources"] = [{"file": source.name, "path": str(source)}]
+    result.update(new)
+    _log_collected(result)
+    return result
 
 
-def _check_pool_fits(pool: dict[str, Any], classes: list[str], size: tuple[int, int]) -> None:
-    if not len(pool["files"]):
-        return
-    pool_size = tuple(int(v) for v in pool["images"].shape[1:3])
-    if list(pool["classes"]) != classes or pool_size != size:
-        raise ValueError(
-            f"The training pool holds {'x'.join(map(str, pool_size))} images of classes "
-            f"{list(pool['classes'])} but train_set has {'x'.join(map(str, size))} images of "
-            f"{classes}: it was built for another data set or image size. Move the pool "
-            "folder (data/03_primary/training_pool) aside to start a new one; its images' "
-            "files are under the incoming_processed folder."
-        )
-
-
-def _finish_incoming(
-    result: dict[str, Any], images: list[np.ndarray], size: tuple[int, int]
+def _read_pool(
+    processed: Path, classes: list[str], size: tuple[int, int], fixed: dict[str, str]
 ) -> dict[str, Any]:
-    result["images"] = np.stack(images) if images else np.zeros((0, *size, 3), dtype=np.uint8)
-    result["labels"] = np.asarray(result["labels"], dtype=np.int32)
+    """Every image earlier runs moved into ``processed/<run id>/`` (not their set-asides).
+
+    Read with the rules new files meet (an archive delivered whole is read again, and its
+    unusable members are left out again), so a change of image size or a run that died
+    half-way through moving files needs nothing special.
+    """
+    files: list[ImageFile] = []
+    if processed.is_dir():
+        for run in sorted(p for p in processed.iterdir() if p.is_dir()):
+            files.extend(
+                f for f in iter_image_files(run) if f.name.split("/", 1)[0] not in SET_ASIDE
+            )
+    pool = _accept(
+        files, classes, size, fixed, known=set(), report={"rejected": [], "duplicates": []}
+    )
+    del pool["sources"]
+    return pool
+
+
+def _accept(
+    files: Iterable[ImageFile],
+    classes: list[str],
+    size: tuple[int, int],
+    fixed: dict[str, str],
+    *,
+    known: set[str],
+    report: dict[str, Any],
+) -> dict[str, Any]:
+    """The decoded images of ``files`` that are usable and new; the others go to ``report``."""
+    images: list[np.ndarray] = []
+    accepted: dict[str, list[Any]] = {"files": [], "labels": [], "sha256": [], "sources": []}
+    for file in files:
+        record = {"file": file.name}
+        if file.location is not None:
+            record["path"] = str(file.location)
+        label = _class_of(file, classes)
+        digest = hashlib.sha256(file.data).hexdigest() if file.data is not None else None
+        if label is None:
+            report["rejected"].append({**record, "reason": _unknown_class(file, classes)})
+            continue
+        if digest is None:
+            report["rejected"].append({**record, "reason": file.error or "unreadable"})
+            continue
+        if digest in known:
+            report["duplicates"].append({**record, "reason": "already in the training pool"})
+            continue
+        try:
+            image = decode_image(file.data, size)
+        except UnreadableImageError as exc:
+            report["rejected"].append({**record, "reason": exc.reason})
+            continue
+        split = fixed.get(_pixel_hash(image))
+        if split is not None:
+            report["duplicates"].append({**record, "reason": f"the same picture is in {split}"})
+            continue
+        known.add(digest)  # the same file twice in one delivery counts once
+        images.append(image)
+        accepted["files"].append(file.name)
+        accepted["labels"].append(classes.index(label))
+        accepted["sha256"].append(digest)
+        accepted["sources"].append(record)
+    return {
+        **accepted,
+        "images": np.stack(images) if images else np.zeros((0, *size, 3), dtype=np.uint8),
+        "labels": np.asarray(accepted["labels"], dtype=np.int32),
+    }
+
+
+def _log_collected(result: dict[str, Any]) -> None:
     counts = Counter(result["classes"][i] for i in result["labels"])
     logger.info(
-        "Incoming: %d new images (%s), %d already known, %d rejected.",
+        "Incoming: %d new images (%s), %d already known, %d rejected; the pool holds %d.",
         len(result["files"]),
         ", ".join(f"{c}: {counts[c]}" for c in result["classes"]) or "none",
         len(result["duplicates"]),
         len(result["rejected"]),
+        len(result["pool"]["files"]),
     )
     for item in result["rejected"][:10]:
         logger.warning("Set aside %s: %s", item["file"], item["reason"])
-    return result
 
 
 def _class_of(file: ImageFile, classes: list[str]) -> str | None:
@@ -199,33 +228,29 @@ def _pixel_hashes(*image_sets: dict[str, Any]) -> dict[str, str]:
     return hashes
 
 
-def has_new_images(incoming: dict[str, Any], retrain: dict[str, Any]) -> bool:
-    """Whether a challenger is to be trained: new images came in, or ``retrain.force``."""
-    return bool(len(incoming["files"]) or retrain.get("force", False))
-
-
 # ---- 2. train --------------------------------------------------------------------------------
 def train_challenger(
     *,
     train_set: dict[str, Any],
-    training_pool: dict[str, Any],
-    incoming: dict[str, Any],
+    images: dict[str, Any],
     validation_set: dict[str, Any],
     models: dict[str, Any],
     augmentation: dict[str, Any] | None,
     training: dict[str, Any],
     retrain: dict[str, Any],
 ) -> dict[str, Any]:
-    """Train a new model on ``train_set`` + the pool + the new images.
+    """Train a new model on ``train_set`` + the pool + the new images, if there are new ones.
 
+    The one place that decides whether this run trains at all: only when new images came in
+    or ``retrain.force`` is set; otherwise the challenger is ``None`` and the run is a skip.
     The architecture is ``models[retrain.model]``; ``retrain.training`` overrides single keys
-    of ``training`` (e.g. ``epochs``). Nothing is trained when there are no new images.
+    of ``training`` (e.g. ``epochs``).
 
     Returns:
         ``{"model": keras.Model | None, "history": {...}, "train_images": int}``.
     """
-    if not has_new_images(incoming, retrain):
-        logger.info("No new images: no challenger is trained.")
+    if not len(images["files"]) and not retrain.get("force", False):
+        logger.info("No new images: no challenger is trained (retrain.force=true to train one).")
         return {"model": None, "history": {}, "train_images": 0}
     name = retrain["model"]
     if name not in models:
@@ -234,27 +259,23 @@ def train_challenger(
             f"{sorted(models)} (parameters_model_training.yml)."
         )
     options = {**training, **(retrain.get("training") or {})}
-    pool = training_set(train_set, training_pool, incoming)
+    combined = training_set(train_set, images)
     logger.info(
         "Training challenger '%s' on %d images (%d from train_set, %d from the pool, %d new).",
         name,
-        len(pool["labels"]),
+        len(combined["labels"]),
         len(train_set["labels"]),
-        len(training_pool["labels"]),
-        len(incoming["labels"]),
+        len(images["pool"]["labels"]),
+        len(images["labels"]),
     )
-    model = build_model(pool, models[name], augmentation, options)
-    model, history = train_model(model, pool, validation_set, options)
-    return {"model": model, "history": history, "train_images": len(pool["labels"])}
+    model = build_model(combined, models[name], augmentation, options)
+    model, history = train_model(model, combined, validation_set, options)
+    return {"model": model, "history": history, "train_images": len(combined["labels"])}
 
 
-def training_set(
-    train_set: dict[str, Any], training_pool: dict[str, Any], incoming: dict[str, Any]
-) -> dict[str, Any]:
+def training_set(train_set: dict[str, Any], images: dict[str, Any]) -> dict[str, Any]:
     """``train_set``, the pool and the new images as one image set."""
-    parts = [train_set, incoming]
-    if len(training_pool["files"]):
-        parts.insert(1, training_pool)
+    parts = [p for p in (train_set, images["pool"], images) if len(p["files"])]
     return {
         "images": np.concatenate([np.asarray(p["images"]) for p in parts]),
         "labels": np.concatenate([np.asarray(p["labels"], dtype=np.int32) for p in parts]),
@@ -263,30 +284,33 @@ def training_set(
     }
 
 
-# ---- 3. evaluate -----------------------------------------------------------------------------
-def evaluate_challenger(
-    challenger: dict[str, Any], test_set: dict[str, Any], evaluation: dict[str, Any]
-) -> dict[str, Any]:
-    """The challenger's test metrics (``{}`` when none was trained)."""
-    if challenger["model"] is None:
-        return {}
-    metrics, *_figures = evaluate_model(challenger["model"], test_set, evaluation)
-    return metrics
-
-
-def evaluate_champion(
-    incoming: dict[str, Any],
+# ---- 3. decide -------------------------------------------------------------------------------
+def decide_promotion(
+    challenger: dict[str, Any],
     test_set: dict[str, Any],
     evaluation: dict[str, Any],
     retrain: dict[str, Any],
 ) -> dict[str, Any]:
-    """The current champion's metrics on the same test set (``{}`` if there is none).
+    """Score the challenger and the champion on the fixed test set and decide.
+
+    Skip when no challenger was trained; otherwise :func:`promotion_rule` on both scores.
 
     Returns:
-        The metrics plus ``version`` of the champion, or ``{}``.
+        The decision (``action`` promote | keep | skip, ``reason``, both scores, the
+        champion's version) and ``challenger_metrics``.
     """
-    if not has_new_images(incoming, retrain):
-        return {}
+    if challenger["model"] is None:
+        decision = promotion_rule(None, {}, retrain)
+        return {**decision, "challenger_metrics": {}}
+    metrics, *_figures = evaluate_model(challenger["model"], test_set, evaluation)
+    champion = _champion_metrics(test_set, evaluation, retrain)
+    return {**promotion_rule(metrics, champion, retrain), "challenger_metrics": metrics}
+
+
+def _champion_metrics(
+    test_set: dict[str, Any], evaluation: dict[str, Any], retrain: dict[str, Any]
+) -> dict[str, Any]:
+    """The current champion's metrics on the test set, with its ``version`` (``{}``: none)."""
     name, alias = retrain["registered_model_name"], retrain["champion_alias"]
     version = alias_version(name, alias)
     if version is None:
@@ -305,17 +329,16 @@ def evaluate_champion(
     return {**metrics, "version": str(version.version)}
 
 
-# ---- 4. decide -------------------------------------------------------------------------------
-def decide_promotion(
-    challenger_metrics: dict[str, Any],
+def promotion_rule(
+    challenger_metrics: dict[str, Any] | None,
     champion_metrics: dict[str, Any],
-    incoming: dict[str, Any],
     retrain: dict[str, Any],
 ) -> dict[str, Any]:
     """Promote the challenger only if it beats the champion by ``retrain.min_improvement``.
 
     Both must reach ``retrain.min_score`` (so a broken first model does not become champion).
-    With no champion, a challenger that reaches ``min_score`` is promoted.
+    With no champion, a challenger that reaches ``min_score`` is promoted; ``None`` (no
+    challenger trained) is a skip.
 
     Returns:
         ``action`` (promote | keep | skip), ``reason``, ``metric``, both scores.
@@ -329,12 +352,11 @@ def decide_promotion(
         "greater_is_better": higher,
         "min_improvement": margin,
         "min_score": floor,
-        "challenger_score": challenger_metrics.get(metric),
+        "challenger_score": (challenger_metrics or {}).get(metric),
         "champion_score": champion_metrics.get(metric),
         "champion_version": champion_metrics.get("version"),
-        "new_images": len(incoming["files"]),
     }
-    if not has_new_images(incoming, retrain):
+    if challenger_metrics is None:
         return {**decision, "action": SKIP, "reason": "no new images"}
     challenger = decision["challenger_score"]
     champion = decision["champion_score"]
@@ -374,13 +396,12 @@ def decide_promotion(
     return {**decision, "action": action, "reason": reason}
 
 
-# ---- 5. register -----------------------------------------------------------------------------
+# ---- 4. register -----------------------------------------------------------------------------
 def register_challenger(
     *,
     challenger: dict[str, Any],
-    challenger_metrics: dict[str, Any],
     decision: dict[str, Any],
-    incoming: dict[str, Any],
+    images: dict[str, Any],
     evaluation: dict[str, Any],
     retrain: dict[str, Any],
 ) -> dict[str, Any]:
@@ -392,13 +413,15 @@ def register_challenger(
     both scores and the data added.
 
     Returns:
-        The decision plus ``version`` and ``mlflow_run_id``.
+        The decision (without the challenger's metrics) plus ``version`` and
+        ``mlflow_run_id``.
     """
-    record = {**decision, "version": None, "mlflow_run_id": None}
+    record = {k: v for k, v in decision.items() if k != "challenger_metrics"}
+    record.update(version=None, mlflow_run_id=None)
     with _mlflow_run(retrain) as run:
         if run is not None:
             record["mlflow_run_id"] = run.info.run_id
-            _log_decision(decision, challenger_metrics, incoming)
+            _log_decision(decision, images)
         if decision["action"] == SKIP:
             return record
         name = retrain["registered_model_name"]
@@ -407,7 +430,7 @@ def register_challenger(
             challenger["model"].save(path)
             info = log_classifier(
                 path,
-                list(incoming["classes"]),
+                list(images["classes"]),
                 name="challenger",
                 registered_model_name=name,
                 threshold=float(evaluation.get("threshold", 0.5)),
@@ -415,7 +438,7 @@ def register_challenger(
             )
         version = str(info.registered_model_version)
         client = mlflow.MlflowClient()
-        for key, value in _version_tags(decision, incoming).items():
+        for key, value in _version_tags(decision, images).items():
             client.set_model_version_tag(name, version, key, value)
         client.set_registered_model_alias(
             name, retrain.get("challenger_alias", "challenger"), version
@@ -457,9 +480,7 @@ def _mlflow_run(retrain: dict[str, Any]) -> Iterator[Any]:
         yield run
 
 
-def _log_decision(
-    decision: dict[str, Any], challenger_metrics: dict[str, Any], incoming: dict[str, Any]
-) -> None:
+def _log_decision(decision: dict[str, Any], incoming: dict[str, Any]) -> None:
     counts = Counter(incoming["classes"][i] for i in incoming["labels"])
     mlflow.set_tags(
         {
@@ -480,8 +501,8 @@ def _log_decision(
     mlflow.log_metrics(metrics)
     mlflow.log_dict(
         {
-            "decision": decision,
-            "challenger_metrics": challenger_metrics,
+            "decision": {k: v for k, v in decision.items() if k != "challenger_metrics"},
+            "challenger_metrics": decision["challenger_metrics"],
             "added": [
                 {"file": f, "sha256": h}
                 for f, h in zip(incoming["files"], incoming["sha256"], strict=True)
@@ -505,57 +526,27 @@ def _version_tags(decision: dict[str, Any], incoming: dict[str, Any]) -> dict[st
     }
 
 
-# ---- 6. pool and incoming files --------------------------------------------------------------
-def update_training_pool(
-    training_pool: dict[str, Any], incoming: dict[str, Any], promotion: dict[str, Any]
-) -> dict[str, Any]:
-    """The pool with the new images added (after the decision, whatever it was).
-
-    ``promotion`` is only an input so that this runs after the model is registered.
-    """
-    if not len(incoming["files"]):
-        return training_pool
-    runs = [incoming["run_id"]] * len(incoming["files"])
-    parts = [p for p in (training_pool, incoming) if len(p["files"])]
-    pool = {
-        "images": np.concatenate([p["images"] for p in parts]),
-        "labels": np.concatenate([np.asarray(p["labels"], dtype=np.int32) for p in parts]),
-        "classes": list(incoming["classes"]),
-        "files": [*training_pool["files"], *incoming["files"]],
-        "sha256": [*training_pool["sha256"], *incoming["sha256"]],
-        "runs": [*training_pool["runs"], *runs],
-    }
-    logger.info(
-        "Training pool: %d images (+%d from run %s).",
-        len(pool["files"]),
-        len(incoming["files"]),
-        incoming["run_id"],
-    )
-    return pool
-
-
+# ---- 5. archive: the new files join the pool -------------------------------------------------
 def archive_incoming(
-    training_pool: dict[str, Any],
-    incoming: dict[str, Any],
-    promotion: dict[str, Any],
-    retrain: dict[str, Any],
+    images: dict[str, Any], registration: dict[str, Any], retrain: dict[str, Any]
 ) -> dict[str, Any]:
-    """Move the files this run used or set aside out of the incoming folder; report the run.
+    """Move the files this run used or set aside into its processed folder; report the run.
 
-    Runs last: ``training_pool`` (the saved, updated pool) is an input so that files move
-    only once their images are safely in the pool. Added files go to
-    ``<processed_dir>/<run id>/``, duplicates and rejected files to its ``duplicates/`` and
-    ``rejected/`` sub-folders, keeping their relative paths.
+    Runs last, on the registration's record (what the report says), so files move only once
+    the challenger trained on them is registered. Added files go to
+    ``<processed_dir>/<run id>/`` -- which makes them part of the pool the next run reads --
+    duplicates and rejected files to its ``duplicates/`` and ``rejected/`` sub-folders,
+    keeping their relative paths.
 
     Returns:
         The run's report (also logged to MLflow when a run is open).
     """
-    target = Path(retrain["processed_dir"]) / incoming["run_id"]
+    target = Path(retrain["processed_dir"]) / images["run_id"]
     moved = 0
     for group, items in (
-        ("", incoming["sources"]),
-        ("duplicates", incoming["duplicates"]),
-        ("rejected", incoming["rejected"]),
+        ("", images["sources"]),
+        ("duplicates", images["duplicates"]),
+        ("rejected", images["rejected"]),
     ):
         for item in items:
             if "path" in item:
@@ -563,21 +554,21 @@ def archive_incoming(
     if moved:
         logger.info("Moved %d incoming files to %s.", moved, target)
     report = {
-        "run_id": incoming["run_id"],
-        "source": incoming["source"],
+        "run_id": images["run_id"],
+        "source": images["source"],
         "processed_dir": str(target) if moved else None,
-        "new_images": len(incoming["files"]),
-        "new_per_class": dict(Counter(incoming["classes"][i] for i in incoming["labels"])),
-        "duplicates": incoming["duplicates"],
-        "rejected": incoming["rejected"],
-        "pool_images": len(training_pool["files"]),
-        **{k: promotion[k] for k in ("action", "reason", "metric", "version", "mlflow_run_id")},
-        "challenger_score": promotion["challenger_score"],
-        "champion_score": promotion["champion_score"],
-        "champion_version": promotion["champion_version"],
+        "new_images": len(images["files"]),
+        "new_per_class": dict(Counter(images["classes"][i] for i in images["labels"])),
+        "duplicates": images["duplicates"],
+        "rejected": images["rejected"],
+        "pool_images": len(images["pool"]["files"]) + len(images["files"]),
+        **{k: registration[k] for k in ("action", "reason", "metric", "version", "mlflow_run_id")},
+        "challenger_score": registration["challenger_score"],
+        "champion_score": registration["champion_score"],
+        "champion_version": registration["champion_version"],
     }
-    if promotion["mlflow_run_id"] and mlflow.active_run() is None:
-        with mlflow.start_run(run_id=promotion["mlflow_run_id"]):
+    if registration["mlflow_run_id"] and mlflow.active_run() is None:
+        with mlflow.start_run(run_id=registration["mlflow_run_id"]):
             mlflow.log_dict(report, "retrain/report.json")
     elif mlflow.active_run() is not None:
         mlflow.log_dict(report, "retrain/report.json")
