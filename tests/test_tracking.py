@@ -36,6 +36,7 @@ from image_classifiers import settings
 from image_classifiers.hooks import ModelRunsHook
 from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.model_logging import MlflowKerasModelDataset, keras_signature
+from image_classifiers.models import build_classifier
 from image_classifiers.serving import SERVING_TAG, SERVING_TAG_VALUE
 from image_classifiers.tracking import (
     MlflowCSVDataset,
@@ -414,3 +415,25 @@ def test_a_keras_model_is_never_registered_under_a_serving_name(tmp_path, store)
         dataset.save(_tiny_model())
     assert store.search_model_versions("name='cats'") == []
     assert (tmp_path / "k.keras").is_file()
+
+
+def test_a_logged_from_scratch_model_loads_without_the_projects_layers(
+    tmp_path, store, monkeypatch
+):
+    model = build_classifier(
+        "simple_convnet", (16, 16, 3), 2, filters=(4,), augmentation={"zoom": 0.2}
+    )
+    with mlflow.start_run() as run:
+        MlflowKerasModelDataset(filepath=str(tmp_path / "m.keras")).save(model)
+    # As in a process that never imported image_classifiers.layers: Keras knows no
+    # custom class (before, this load failed with "Could not locate class 'RandomAugment'").
+    for name in [k for k in keras.saving.get_custom_objects() if k.startswith("image_classifiers")]:
+        monkeypatch.delitem(keras.saving.get_custom_objects(), name)
+    loaded = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+    assert not any(
+        "augment" in layer.name and type(layer).__name__ != "Identity" for layer in loaded.layers
+    )
+    images = np.random.default_rng(1).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(
+        loaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-6
+    )

@@ -71,6 +71,40 @@ def model_requirements() -> list[str]:
     return requirements
 
 
+def inference_model(model: Any) -> Any:
+    """``model`` without its training-only augmentation layer, for the logged copy.
+
+    ``RandomAugment`` is the identity at inference, so the outputs are the same; without it a
+    from-scratch model holds only Keras' own layers and loads with plain
+    ``mlflow.keras.load_model`` anywhere (Keras rebuilds a custom class only if its module
+    was imported, and never imports one itself). The other layers are shared, not copied.
+    Models with other custom parts (transfer learning's layers, GoogLeNet's auxiliary heads)
+    are logged as they are: load those with ``image_classifiers.models.load_model_file`` or
+    ``image_classifiers.serving.load_classifier``.
+    """
+    import keras
+
+    from image_classifiers.layers import RandomAugment
+    from image_classifiers.models import AuxiliaryHeadsModel
+
+    if isinstance(model, AuxiliaryHeadsModel) or not any(
+        isinstance(layer, RandomAugment) for layer in model.layers
+    ):
+        return model
+    try:
+        return keras.models.clone_model(
+            model,
+            clone_function=lambda layer: (
+                keras.layers.Identity(name=layer.name)
+                if isinstance(layer, RandomAugment)
+                else layer
+            ),
+        )
+    except (TypeError, ValueError) as exc:  # e.g. a subclassed model: log it as it is
+        logger.debug("Logging %s with its augmentation layer: %s", model.name, exc)
+        return model
+
+
 def model_summary(model: Any) -> str:
     """``model.summary()`` as text."""
     lines: list[str] = []
@@ -87,8 +121,9 @@ class MlflowKerasModelDataset(KerasModelDataset):
     ``registered_model_name`` in the Model Registry (no registration when it is empty).
     Loading reads the local file, like ``KerasModelDataset``.
 
-    The logged model contains the project's custom layers, so whoever loads it must
-    ``import image_classifiers.layers`` first (``KerasModelDataset`` does that).
+    The logged copy leaves out the training-only augmentation (:func:`inference_model`), so
+    a from-scratch model loads with plain ``mlflow.keras.load_model``; transfer-learning
+    models keep custom layers (``image_classifiers.models.load_model_file`` loads them).
     """
 
     def __init__(
@@ -129,7 +164,7 @@ class MlflowKerasModelDataset(KerasModelDataset):
         param_count = int(data.count_params())
         mlflow.log_metric("param_count", param_count)
         info = mlflow.keras.log_model(
-            data,
+            inference_model(data),
             name=self._artifact_path,
             signature=keras_signature(data),
             pip_requirements=model_requirements(),

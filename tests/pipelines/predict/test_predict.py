@@ -203,8 +203,11 @@ def empty_registry(tmp_path, monkeypatch):
     """A temporary SQLite tracking store and registry (a fresh clone's, before any run)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
+    # Earlier tests in this process may have chosen an experiment of another store.
+    mlflow.set_experiment("predict-test")
     yield uri
     mlflow.set_tracking_uri(previous)
 
