@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from fixture_archives import write_archive
+from kedro.framework.project import pipelines as project_pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from project_copies import copy_project
@@ -57,6 +58,19 @@ def test_the_transfer_stage_starts_after_the_from_scratch_model():
         in pipelines["xception_cats"].only_nodes("transfer.build_transfer_model").inputs()
     )
     assert "mini_xception.metrics" not in pipelines["transfer_learning"].inputs()
+
+
+def test_kedro_loads_only_the_requested_pipelines_and_finds_the_assembled_ones():
+    # `kedro run --pipelines=xception_cats` asks Kedro 1.7 for that folder alone.
+    bootstrap_project(PROJECT)
+    try:
+        for name in ("xception_cats", "image_folders_transfer"):
+            project_pipelines.set_requested([name])
+            assert name in project_pipelines
+            assert "compare_architectures" not in project_pipelines  # not even imported
+    finally:
+        project_pipelines.set_requested(None)
+    assert project_pipelines["__default__"].nodes == project_pipelines["xception_cats"].nodes
 
 
 @pytest.mark.slow
