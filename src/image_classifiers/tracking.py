@@ -268,45 +268,20 @@ def metrics_from(
 class MlflowJSONMetricsDataset(AtomicJSONDataset):
     """A JSON file holding a dict of numbers, whose saves are also logged as MLflow metrics.
 
-    Takes ``json.JSONDataset``'s arguments, plus ``prefix`` and ``keys``. Example::
+    Takes ``json.JSONDataset``'s arguments (not ``version``), plus ``prefix`` (prepended to
+    every metric name) and ``keys`` (log only these). Example::
 
-        "{model_name}.training_history":
+        "{model_name}.metrics":
           type: image_classifiers.tracking.MlflowJSONMetricsDataset
-          filepath: data/08_reporting/{model_name}/training_history.json
+          filepath: data/08_reporting/{model_name}/metrics.json
 
-    ``{"loss": [0.7, 0.5], "accuracy": [0.5, 0.8]}`` logs the metric histories ``loss`` and
-    ``accuracy`` with steps 0 and 1 (epochs); ``{"test_accuracy": 0.9}`` logs one value.
-    Entries that are not numbers or lists of numbers are kept in the file only. Loading
-    reads the file, not MLflow.
+    ``{"test_accuracy": 0.9}`` logs one value (step 0); a list of numbers, a metric history
+    with one step per element. Other entries are kept in the file only. Loading reads the
+    file, not MLflow.
     """
 
-    def __init__(
-        self,
-        *,
-        filepath: str,
-        prefix: str = "",
-        keys: list[str] | None = None,
-        save_args: dict[str, Any] | None = None,
-        credentials: dict[str, Any] | None = None,
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ):
-        """Create the dataset.
-
-        Args:
-            filepath: Path of the JSON file.
-            prefix: Prepended to every metric name (e.g. ``test_``).
-            keys: Log only these keys (all the numeric ones when omitted).
-            save_args, credentials, fs_args: As for ``json.JSONDataset`` (not versioned).
-            metadata: Free-form metadata (used by kedro-viz), ignored by the dataset.
-        """
-        super().__init__(
-            filepath=filepath,
-            save_args=save_args,
-            credentials=credentials,
-            fs_args=fs_args,
-            metadata=metadata,
-        )
+    def __init__(self, *, prefix: str = "", keys: list[str] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
         self._prefix = prefix
         self._keys = keys
 
