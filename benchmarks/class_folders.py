@@ -11,7 +11,8 @@ folder, the data pipeline's node functions for both sources -- verify, extract, 
 5,000 images: Kaggle ranges 0-1000-1500-2500 per class, class-folder fractions 0.4 / 0.2 /
 0.4), decode every split -- alternating which source goes first, so that other jobs on the
 machine hit both alike. Prints best and median wall-clock and CPU seconds per source and
-their ratios, and writes them (with every pass) as JSON.
+their ratios, and writes them (with every pass) as JSON. The target is judged on CPU time
+(all threads): on a shared machine the wall-clock time mostly measures the other jobs.
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         key: round(summary["class_folders"][key] / summary["kaggle_names"][key], 3)
         for key in summary["kaggle_names"]
     }
-    within = abs(ratios["median_cpu_s"] - 1) <= TARGET and abs(ratios["best_wall_s"] - 1) <= TARGET
+    # CPU time (all threads) is what the work costs; on the shared 2-core machine the
+    # wall-clock time mostly measures the other jobs, so it is shown but not judged.
+    within = all(abs(ratios[key] - 1) <= TARGET for key in ("best_cpu_s", "median_cpu_s"))
     _emit(
         f"\n{runs['kaggle_names'][0]['images']:,} images at {args.size[0]}x{args.size[1]}, "
         f"{available_cpus()} CPU cores, "
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{kind:<16}{row['best_wall_s']:>10.2f}{row['median_wall_s']:>12.2f}"
             f"{row['best_cpu_s']:>10.2f}{row['median_cpu_s']:>11.2f}"
         )
-    _emit(f"within {TARGET:.0%} (median CPU and best wall-clock): {'yes' if within else 'no'}")
+    _emit(f"within {TARGET:.0%} (best and median CPU time): {'yes' if within else 'no'}")
     if args.output:
         result = {
             "benchmark": "class_folders vs kaggle_names, extract + split + decode",
