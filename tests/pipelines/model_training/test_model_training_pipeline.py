@@ -23,6 +23,8 @@ OUTPUTS = {
     "training_curves_plot",
     "confusion_matrix_plot",
     "misclassified_plot",
+    "feature_maps_plot",
+    "grad_cam_plot",
 }
 
 
@@ -41,6 +43,7 @@ def test_pipeline_is_namespaced_per_model_with_shared_inputs():
         "tiny.build_model",
         "tiny.train_model",
         "tiny.evaluate_model",
+        "tiny.inspect_model",
         "tiny.plot_training_curves",
     }
     assert pipeline.inputs() == {
@@ -51,11 +54,12 @@ def test_pipeline_is_namespaced_per_model_with_shared_inputs():
         "params:training",
         "params:augmentation",
         "params:evaluation",
+        "params:inspection",
     }
     assert pipeline.all_outputs() == {f"tiny.{name}" for name in OUTPUTS | {"untrained_model"}}
     # Two models side by side share the data but nothing they produce.
     both = create_pipeline("tiny") + create_pipeline("other")
-    assert len(both.nodes) == 8
+    assert len(both.nodes) == 10
 
 
 def test_catalog_factories_resolve_every_output_without_touching_the_splits():
@@ -93,13 +97,14 @@ def test_pipeline_runs_with_the_project_catalog(tmp_path, monkeypatch):
         catalog[f"{split}_set"] = _image_set(n, seed=len(split))
     parameters = config["parameters"]
     catalog["params:models.tiny"] = {"architecture": "simple_convnet", "filters": [4]}
-    for name in ("training", "augmentation", "evaluation"):
+    for name in ("training", "augmentation", "evaluation", "inspection"):
         catalog[f"params:{name}"] = parameters[name]
 
     SequentialRunner().run(create_pipeline("tiny"), catalog)
 
     reports = tmp_path / "data/08_reporting/tiny"
-    for png in ("training_curves.png", "confusion_matrix.png", "misclassified.png"):
+    pngs = ("training_curves", "confusion_matrix", "misclassified", "feature_maps", "grad_cam")
+    for png in (f"{name}.png" for name in pngs):
         assert (reports / png).stat().st_size > 1000
     metrics = json.loads((reports / "metrics.json").read_text())
     assert metrics["num_test_images"] == 8 and 0 <= metrics["test_accuracy"] <= 1

@@ -17,7 +17,7 @@ from image_classifiers.pipelines.transfer_learning import create_pipeline
 from image_classifiers.training import cross_entropy, predict_probabilities
 
 PROJECT = Path(__file__).resolve().parents[3]
-PARAMETERS = {"transfer", "training", "augmentation", "evaluation"}
+PARAMETERS = {"transfer", "training", "augmentation", "evaluation", "inspection"}
 BASE = "vgg16"  # the default: no runtime parameter needed, the smallest traced graph
 
 
@@ -39,6 +39,7 @@ def test_pipeline_is_namespaced_with_shared_inputs():
         "transfer.evaluate_feature_extractor",
         "transfer.fine_tune_model",
         "transfer.evaluate_model",
+        "transfer.inspect_model",
         "transfer.plot_training_curves",
     ]
     assert pipeline.inputs() == {"train_set", "validation_set", "test_set"} | {
@@ -98,6 +99,8 @@ def test_smoke_run_with_a_real_base(tmp_path, monkeypatch):
         "training_curves.png",
         "confusion_matrix.png",
         "feature_extraction_misclassified.png",
+        "feature_maps.png",
+        "grad_cam.png",
     ):
         assert (reports / png).stat().st_size > 1000
     history = json.loads((reports / "training_history.json").read_text())

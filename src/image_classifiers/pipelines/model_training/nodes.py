@@ -12,6 +12,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import (
@@ -219,6 +220,15 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list[str]) -> Figure:
     return figure
 
 
+def show_image(axes: Axes, image: np.ndarray) -> None:
+    """Draw one raw image: RGB as is, a single channel in grey."""
+    if image.ndim == 3 and image.shape[-1] == 1:
+        axes.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+    else:
+        axes.imshow(image.astype("uint8") if image.dtype != np.uint8 else image)
+    axes.axis("off")
+
+
 def plot_misclassified(
     images: np.ndarray,
     labels: np.ndarray,
@@ -241,14 +251,13 @@ def plot_misclassified(
     figure = Figure(figsize=(2.2 * columns, 2.5 * rows), layout="constrained")
     for position, index in enumerate(shown, start=1):
         axes = figure.add_subplot(rows, columns, position)
-        axes.imshow(images[index])
+        show_image(axes, images[index])
         predicted = predictions[index]
         axes.set_title(
             f"true: {classes[labels[index]]}\n"
             f"pred: {classes[predicted]} ({probabilities[index, predicted]:.2f})",
             fontsize=9,
         )
-        axes.axis("off")
     figure.suptitle(f"{len(shown)} of {len(wrong)} misclassified test images")
     return figure
 

@@ -2,9 +2,10 @@
 
 from kedro.pipeline import Pipeline, node
 
+from .inspection import inspect_model
 from .nodes import build_model, evaluate_model, plot_training_curves, train_model
 
-SHARED_PARAMETERS = ("training", "augmentation", "evaluation")
+SHARED_PARAMETERS = ("training", "augmentation", "evaluation", "inspection")
 
 # The model trained by `kedro run --pipeline=model_training` (and xception_cats).
 DEFAULT_MODEL = "mini_xception"
@@ -15,8 +16,8 @@ def create_pipeline(model_name: str = DEFAULT_MODEL, **kwargs) -> Pipeline:
 
     Every dataset and node lives under the namespace ``model_name`` (``mini_xception.model``
     -> data/06_models/mini_xception.keras), so the same pipeline can train several models
-    side by side. The decoded splits and the ``training``, ``augmentation`` and
-    ``evaluation`` parameters are shared by all of them.
+    side by side. The decoded splits and the ``training``, ``augmentation``, ``evaluation``
+    and ``inspection`` parameters are shared by all of them.
 
     Args:
         model_name: A key of the ``models`` parameters.
@@ -44,6 +45,12 @@ def create_pipeline(model_name: str = DEFAULT_MODEL, **kwargs) -> Pipeline:
                 ["model", "test_set", "params:evaluation"],
                 ["metrics", "confusion_matrix_plot", "misclassified_plot"],
                 name="evaluate_model",
+            ),
+            node(
+                inspect_model,
+                ["model", "test_set", "params:inspection", "params:evaluation"],
+                ["feature_maps_plot", "grad_cam_plot"],
+                name="inspect_model",
             ),
             node(
                 plot_training_curves,

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 from kedro.pipeline import Pipeline, node
 
+from image_classifiers.pipelines.model_training.inspection import inspect_model
 from image_classifiers.pipelines.model_training.nodes import evaluate_model
 
 from .nodes import (
@@ -14,7 +15,7 @@ from .nodes import (
 )
 
 NAMESPACE = "transfer"
-SHARED_PARAMETERS = ("transfer", "training", "augmentation", "evaluation")
+SHARED_PARAMETERS = ("transfer", "training", "augmentation", "evaluation", "inspection")
 
 
 def create_pipeline(run_after: Sequence[str] = (), **kwargs) -> Pipeline:
@@ -89,6 +90,12 @@ def create_pipeline(run_after: Sequence[str] = (), **kwargs) -> Pipeline:
                 ["model", "test_set", "params:evaluation"],
                 ["metrics", "confusion_matrix_plot", "misclassified_plot"],
                 name="evaluate_model",
+            ),
+            node(
+                inspect_model,
+                ["model", "test_set", "params:inspection", "params:evaluation"],
+                ["feature_maps_plot", "grad_cam_plot"],
+                name="inspect_model",
             ),
             node(
                 plot_transfer_curves,

@@ -1,0 +1,320 @@
+"""Looking inside a trained network: feature maps and Grad-CAM heatmaps, on any Keras backend.
+
+Both need tensors from inside the network, often from inside a nested model: the backbone of
+``build_classifier``'s models, or the pretrained base that ``InferenceMode`` wraps in transfer
+models. ``tapped_model`` rebuilds a model's graph with ``keras.models.clone_model`` (reusing
+the trained layers, so no weight is copied), inlining every nested model so that any layer's
+output can become an extra output.
+
+Grad-CAM (Selvaraju et al., 2017) weighs each channel of the last convolution's feature map by
+the mean gradient of the class score with respect to it. The gradient with respect to an
+intermediate tensor is taken as the gradient with respect to a zero tensor added to it
+(``Perturbation``), which every backend's autodiff can differentiate. The class score is the
+logit: the probability head is replaced by a linear copy, since a saturated softmax or
+sigmoid has vanishing gradients and would give empty heatmaps for the most confident
+predictions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import keras
+import numpy as np
+
+from image_classifiers.models import AuxiliaryHeadsModel
+from image_classifiers.models.transfer import InferenceMode
+
+logger = logging.getLogger(__name__)
+
+CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)
+_POOLINGS = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+_PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def _inner_model(layer: keras.layers.Layer) -> keras.Model | None:
+    """The functional model a layer stands for, if it is a container (else ``None``)."""
+    if isinstance(layer, InferenceMode):
+        layer = layer.layer
+    if isinstance(layer, AuxiliaryHeadsModel):
+        layer = layer.network
+    if isinstance(layer, keras.Model):
+        if not hasattr(layer, "_run_through_graph"):  # a subclassed model: opaque
+            raise ValueError(
+                f"Cannot look inside '{layer.name}' ({type(layer).__name__}): only functional "
+                "models (and models nesting them) can be inspected."
+            )
+        return layer
+    return None
+
+
+def _main_path_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers the main output depends on, nested models' ones included, in graph order."""
+
+    def walk(container: keras.Model) -> Iterator[keras.layers.Layer]:
+        if len(container.outputs) > 1:
+            # Functional models keep only the layers their outputs need: this drops the
+            # auxiliary heads (GoogLeNet's), whose convolutions the prediction never sees.
+            container = keras.Model(container.inputs, container.outputs[0])
+        for layer in container.layers:
+            inner = _inner_model(layer)
+            if inner is not None:
+                yield from walk(inner)
+            elif not isinstance(layer, keras.layers.InputLayer):
+                yield layer
+
+    top = _inner_model(model)
+    if top is None:
+        raise ValueError(f"'{model.name}' is a single layer, not a model.")
+    return list(walk(top))
+
+
+def convolution_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every 2D convolution the prediction of ``model`` depends on, in graph order."""
+    return [layer for layer in _main_path_layers(model) if isinstance(layer, CONVOLUTIONS)]
+
+
+def last_feature_map_layer(model: keras.Model) -> keras.layers.Layer:
+    """The layer whose output is the last spatial feature map: Grad-CAM's default layer.
+
+    The last layer with a ``(batch, height, width, channels)`` output after the first
+    convolution, pooling aside (it only coarsens the map): the last convolution, or what
+    follows it in its block (its activation, a residual addition).
+
+    Raises:
+        ValueError: If the model has no convolution.
+    """
+    layers = _main_path_layers(model)
+    first = next((i for i, layer in enumerate(layers) if isinstance(layer, CONVOLUTIONS)), None)
+    if first is None:
+        raise ValueError(f"Model '{model.name}' has no convolution layer to look inside.")
+    spatial = [
+        layer
+        for layer in layers[first:]
+        if len(layer.output.shape) == 4 and not isinstance(layer, _POOLINGS)
+    ]
+    return spatial[-1]
+
+
+def _is_probability_head(layer: keras.layers.Layer) -> bool:
+    activation = getattr(layer, "activation", None)
+    return (
+        isinstance(layer, keras.layers.Dense)
+        and getattr(activation, "__name__", None) in _PROBABILITY_ACTIVATIONS
+    )
+
+
+def _linear_copy(dense: keras.layers.Dense) -> keras.layers.Dense:
+    """The same Dense layer (same weights) without its softmax/sigmoid: it outputs logits."""
+    copy = type(dense).from_config({**dense.get_config(), "activation": "linear"})
+    copy.build((None, dense.kernel.shape[0]))
+    copy.set_weights(dense.get_weights())
+    return copy
+
+
+class Perturbation(keras.layers.Layer):
+    """Adds ``self.delta`` (a tensor set just before a call, default none) to its input.
+
+    The gradient with respect to ``delta`` is the gradient with respect to the input. Not an
+    extra model input: ``clone_model`` rebuilds each nested model from its own inputs, and a
+    new input inside one would leave it disconnected.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.delta: Any = None
+
+    def call(self, inputs: Any) -> Any:
+        return inputs if self.delta is None else inputs + self.delta
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+
+def tapped_model(
+    model: keras.Model,
+    taps: list[keras.layers.Layer],
+    *,
+    perturbation: Perturbation | None = None,
+    logits: bool = False,
+) -> keras.Model:
+    """A model returning ``[output, *outputs of taps]``, sharing ``model``'s trained layers.
+
+    Args:
+        model: A functional model, or a model nesting functional models (``build_classifier``,
+            ``build_transfer_model``, ``AuxiliaryHeadsModel``); only the main output is kept.
+        taps: Layers, at any depth, whose outputs to return too (each must be called once).
+        perturbation: Applied to the output of the last tap (what the tap returns is its
+            output before the perturbation).
+        logits: Replace softmax/sigmoid heads by linear copies (output logits).
+
+    Raises:
+        ValueError: If a tap is not in the model or the model can't be looked inside.
+    """
+    wanted = {id(layer) for layer in taps}
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return _linear_copy(layer) if logits and _is_probability_head(layer) else layer
+
+    def rebuild(functional: keras.Model) -> tuple[keras.Model, list[keras.layers.Layer]]:
+        """``functional`` with outputs ``[*its outputs, *taps inside it]``, and those taps."""
+        captured: list[tuple[keras.layers.Layer, Any]] = []
+
+        def call(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
+            inner = _inner_model(layer)
+            if inner is not None:
+                # A nested model is rebuilt too, its taps becoming extra outputs of it.
+                nested, nested_taps = rebuild(inner)
+                outputs = nested(args[0])
+                count = len(inner.outputs)
+                captured.extend(zip(nested_taps, outputs[count:], strict=True))
+                # A wrapper (InferenceMode, AuxiliaryHeadsModel) returns the main output only.
+                return outputs[0] if count == 1 or inner is not layer else outputs[:count]
+            outputs = layer(*args, **kwargs)
+            if id(layer) in wanted:
+                captured.append((layer, outputs))
+                if perturbation is not None and layer is taps[-1]:
+                    outputs = perturbation(outputs)
+            return outputs
+
+        new = keras.models.clone_model(functional, clone_function=clone, call_function=call)
+        outputs = [*new.outputs, *(tensor for _, tensor in captured)]
+        return keras.Model(new.input, outputs), [layer for layer, _ in captured]
+
+    top = _inner_model(model)
+    if top is None:
+        raise ValueError(f"'{model.name}' is a single layer, not a model.")
+    network, found = rebuild(top)
+    missing = [layer.name for layer in taps if layer not in found]
+    if missing:
+        raise ValueError(f"Layer(s) {missing} are not part of model '{model.name}'.")
+    count = len(top.outputs)
+    # The main output (an AuxiliaryHeadsModel's first), then the taps in the order asked.
+    order = [count + found.index(layer) for layer in taps]
+    return keras.Model(network.input, [network.outputs[0], *(network.outputs[i] for i in order)])
+
+
+def _gradient(fn: Callable[[Any], tuple[Any, Any]], x: Any) -> tuple[np.ndarray, Any]:
+    """The gradient of ``fn(x)[0]`` (a scalar) with respect to ``x``, and ``fn(x)[1]``.
+
+    Keras 3 has no backend-agnostic gradient function (``keras.ops`` has none), so this is
+    the one place that asks each backend's own autodiff.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        grad, aux = jax.grad(fn, has_aux=True)(x)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value, aux = fn(x)
+        grad = tape.gradient(value, x)
+    elif backend == "torch":
+        import torch
+
+        x = x.detach().requires_grad_(True)
+        value, aux = fn(x)
+        (grad,) = torch.autograd.grad(value, x)
+    else:
+        raise ValueError(f"Grad-CAM needs gradients, which Keras' '{backend}' backend lacks.")
+    return keras.ops.convert_to_numpy(grad), aux
+
+
+def _class_scores(logits: Any, classes: np.ndarray) -> Any:
+    """The logit of ``classes[i]`` for each image; one sigmoid unit is class 1's logit."""
+    if logits.shape[-1] == 1:
+        sign = keras.ops.convert_to_tensor(np.where(classes == 1, 1.0, -1.0).astype("float32"))
+        return logits[:, 0] * sign
+    one_hot = keras.ops.one_hot(keras.ops.convert_to_tensor(classes), logits.shape[-1])
+    return keras.ops.sum(logits * one_hot, axis=-1)
+
+
+def grad_cam(
+    model: keras.Model,
+    images: np.ndarray,
+    classes: np.ndarray | None = None,
+    *,
+    layer: keras.layers.Layer | None = None,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Grad-CAM heatmaps of ``images`` for ``classes``, one per image, at the image's size.
+
+    Args:
+        model: A trained classifier (what ``convolution_layers`` can look inside).
+        images: Raw images as the model takes them, ``(N, height, width, channels)``.
+        classes: The class to explain for each image; ``None``: the predicted class.
+        layer: The layer whose output feature map is weighed; ``None``: the last one
+            (``last_feature_map_layer``).
+        batch_size: Images per forward/backward pass.
+
+    Returns:
+        ``(N, height, width)`` float32 in [0, 1], each image's map scaled so its maximum is
+        1 (all zeros where no location speaks for the class).
+
+    Raises:
+        ValueError: If the model has no convolution.
+    """
+    if layer is None:
+        layer = last_feature_map_layer(model)
+    perturbation = Perturbation(name="grad_cam_perturbation")
+    network = tapped_model(model, [layer], perturbation=perturbation, logits=True)
+    images = np.asarray(images)
+    maps = []
+    for start in range(0, len(images), max(1, int(batch_size))):
+        batch = keras.ops.convert_to_tensor(images[start : start + batch_size], "float32")
+        logits, features = network(batch, training=False)
+        if classes is None:  # the predicted class
+            logits = keras.ops.convert_to_numpy(logits)
+            wanted = (logits[:, 0] > 0) if logits.shape[-1] == 1 else logits.argmax(-1)
+        else:
+            wanted = np.asarray(classes[start : start + batch_size])
+        wanted = wanted.astype("int32")
+
+        def score(delta: Any, batch: Any = batch, wanted: np.ndarray = wanted) -> Any:
+            perturbation.delta = delta
+            try:
+                logits, features = network(batch, training=False)
+            finally:
+                perturbation.delta = None
+            # Images are independent (inference mode), so the gradient of the sum holds
+            # each image's own gradient.
+            return keras.ops.sum(_class_scores(logits, wanted)), features
+
+        zeros = keras.ops.zeros(features.shape, dtype="float32")
+        gradients, features = _gradient(score, zeros)
+        features = keras.ops.convert_to_numpy(features).astype("float32")
+        weights = gradients.mean(axis=(1, 2))  # one per channel
+        maps.append(np.maximum(np.einsum("bhwc,bc->bhw", features, weights), 0))
+    heat = np.concatenate(maps) if maps else np.zeros((0, 1, 1), "float32")
+    peak = heat.max(axis=(1, 2), keepdims=True)
+    heat = np.divide(heat, peak, out=np.zeros_like(heat), where=peak > 0)
+    resized = keras.ops.image.resize(heat[..., None], images.shape[1:3], interpolation="bilinear")
+    return np.clip(keras.ops.convert_to_numpy(resized)[..., 0], 0, 1).astype("float32")
+
+
+def feature_maps(
+    model: keras.Model, image: np.ndarray, *, layers: int = 4
+) -> list[tuple[str, np.ndarray]]:
+    """The outputs of the first ``layers`` convolutions for one raw image.
+
+    Returns:
+        ``(layer name, (height, width, channels) array)`` per convolution, in graph order.
+
+    Raises:
+        ValueError: If the model has no convolution.
+    """
+    convolutions = convolution_layers(model)[: max(1, int(layers))]
+    if not convolutions:
+        raise ValueError(f"Model '{model.name}' has no convolution layer to show.")
+    network = tapped_model(model, convolutions)
+    batch = keras.ops.convert_to_tensor(np.asarray(image)[None], "float32")
+    outputs = network(batch, training=False)[1:]
+    return [
+        (layer.name, keras.ops.convert_to_numpy(output)[0].astype("float32"))
+        for layer, output in zip(convolutions, outputs, strict=True)
+    ]
