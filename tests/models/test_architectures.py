@@ -37,12 +37,38 @@ def count_trainable(model: keras.Model) -> int:
         ("lenet", (28, 28, 1), 10, 431_080, 431_080),
         ("simple_convnet", (180, 180, 3), 2, 991_041, 991_041),
         ("vgg16", (224, 224, 3), 10, 134_301_514, 134_301_514),
+        # 320 + 18,496 (convs) + 204,928 (5x5x64 -> 128) + 1,290 (head).
+        ("small_cnn", (28, 28, 1), 10, 225_034, 225_034),
+        # 896 + 9,248 + 18,496 + 36,928 + 73,856 + 147,584 (convs) + 262,272 + 1,290.
+        ("vgg_cifar", (32, 32, 3), 10, 550_570, 550_570),
     ],
 )
 def test_reference_parameter_counts(architecture, input_shape, num_classes, total, trainable):
     model = build_backbone(architecture, input_shape, num_classes)
     assert model.count_params() == total
     assert count_trainable(model) == trainable
+
+
+@pytest.mark.parametrize(
+    ("options", "total", "trainable", "regularised"),
+    [
+        ({"l2": 1e-3}, 550_570, 550_570, 7),
+        ({"dropout": 0.2}, 550_570, 550_570, 0),
+        # 576 biases (6 convs, the dense layer) give way to 4 BN weights per channel, 2 trainable.
+        ({"batch_norm": True}, 552_298, 551_146, 0),
+    ],
+)
+def test_vgg_cifar_overfitting_variants(options, total, trainable, regularised):
+    model = build_backbone("vgg_cifar", (32, 32, 3), 10, **options)
+    assert model.count_params() == total
+    assert count_trainable(model) == trainable
+    penalised = [layer for layer in model.layers if getattr(layer, "kernel_regularizer", None)]
+    assert len(penalised) == regularised
+    dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert len(dropouts) == (4 if "dropout" in options else 0)  # after each block, before head
+    # The penalty counts in the loss: 7 kernels' squared norms, scaled.
+    if regularised:
+        assert len(model.losses) == regularised
 
 
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))

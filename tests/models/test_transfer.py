@@ -95,6 +95,27 @@ def mobilenet_model() -> keras.Model:
     )
 
 
+def test_vgg16_at_32x32_with_the_batch_norm_head():
+    """The reference head for CIFAR-10: Flatten -> Dense 256 -> BN -> ReLU -> softmax."""
+    model = build_transfer_model(
+        (32, 32, 3), 10, base="vgg16", weights=None, dense_units=256, batch_norm=True, dropout=0
+    )
+    # Base 14,714,688; 1x1x512 -> 256 without bias 131,072; BN 1,024 (512 trainable);
+    # softmax 2,570.
+    assert model.count_params() == 14_714_688 + 131_072 + 1_024 + 2_570
+    assert _trainable_paths(model) == {
+        "dense/kernel",
+        "dense_bn/gamma",
+        "dense_bn/beta",
+        "predictions/kernel",
+        "predictions/bias",
+    }
+    names = [layer.name for layer in model.layers]
+    assert names[-4:] == ["dense", "dense_bn", "dense_relu", "predictions"]
+    assert "dropout" not in names
+    assert unfreeze_top_layers(model, 4)[0] == "block5_conv1"
+
+
 def test_phase_one_trains_the_head_only(vgg16_model):
     transfer.freeze_base(vgg16_model)
     assert pretrained_base(vgg16_model).trainable_weights == []

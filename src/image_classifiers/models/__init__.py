@@ -31,7 +31,9 @@ from image_classifiers.models.mini_xception import build_mini_xception
 from image_classifiers.models.residual_convnet import build_residual_convnet
 from image_classifiers.models.resnet import build_resnet
 from image_classifiers.models.simple_convnet import build_simple_convnet
+from image_classifiers.models.small_cnn import build_small_cnn
 from image_classifiers.models.vgg16 import build_vgg16
+from image_classifiers.models.vgg_cifar import build_vgg_cifar
 
 __all__ = [
     "ARCHITECTURES",
@@ -56,7 +58,9 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "residual_convnet": build_residual_convnet,
     "resnet": build_resnet,
     "simple_convnet": build_simple_convnet,
+    "small_cnn": build_small_cnn,
     "vgg16": build_vgg16,
+    "vgg_cifar": build_vgg_cifar,
 }
 
 

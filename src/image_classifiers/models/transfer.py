@@ -313,6 +313,7 @@ def build_transfer_model(
     weights: str | None = "imagenet",
     pooling: str = "flatten",
     dense_units: int | None = 256,
+    batch_norm: bool = False,
     dropout: float = 0.5,
     augmentation: dict[str, Any] | None = None,
 ) -> keras.Model:
@@ -326,7 +327,9 @@ def build_transfer_model(
         pooling: How the base's feature maps become a vector: ``flatten`` (the reference
             for VGG16), ``avg`` or ``max`` (global pooling, far fewer head parameters).
         dense_units: Units of a ReLU layer before the dropout, or ``None`` for none.
-        dropout: Dropout rate before the classifier.
+        batch_norm: BatchNormalization between that dense layer (then bias-free) and its
+            ReLU (the reference head for VGG16 on CIFAR-10 at 32x32).
+        dropout: Dropout rate before the classifier (0: no dropout layer).
         augmentation: ``RandomAugment`` options (training only); ``None`` or ``{}`` for none.
             Its value range is set to (0, 255): it runs before the preprocessing.
 
@@ -364,9 +367,14 @@ def build_transfer_model(
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     else:
         x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    if dense_units:
+    if dense_units and batch_norm:
+        x = keras.layers.Dense(int(dense_units), use_bias=False, name="dense")(x)
+        x = keras.layers.BatchNormalization(name="dense_bn")(x)
+        x = keras.layers.Activation("relu", name="dense_relu")(x)
+    elif dense_units:
         x = keras.layers.Dense(int(dense_units), activation="relu", name="dense")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = classifier_head(num_classes)(x)
     model = keras.Model(inputs, outputs, name=f"transfer_{base}")
     freeze_base(model)

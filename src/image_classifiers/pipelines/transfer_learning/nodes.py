@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 FEATURE_EXTRACTION = "feature_extraction"
 FINE_TUNING = "fine_tuning"
 # Keys of ``transfer:`` that configure the model (the rest are the two phases).
-MODEL_KEYS = ("base", "weights", "pooling", "dense_units", "dropout")
+MODEL_KEYS = ("base", "weights", "pooling", "dense_units", "batch_norm", "dropout")
 # Keys of a phase section that are not training parameters.
 PHASE_ONLY_KEYS = {FEATURE_EXTRACTION: set(), FINE_TUNING: {"unfreeze_top_k"}}
 
@@ -85,7 +85,7 @@ def build_transfer_model(
     Args:
         train_set: Decoded training split; gives the input shape and the classes.
         transfer: ``transfer:`` parameters (``base``, ``weights``, ``pooling``,
-            ``dense_units``, ``dropout``; the phase sections are read later).
+            ``dense_units``, ``batch_norm``, ``dropout``; the phase sections are read later).
         augmentation: ``augmentation:`` parameters, applied in training only, before the
             base's preprocessing.
         training: ``training:`` parameters; the seed and mixed precision act at build time.
