@@ -39,6 +39,7 @@ def test_each_model_gets_the_training_pipeline_under_its_namespace():
         "params:training",
         "params:augmentation",
         "params:evaluation",
+        "params:inspection",
     }
     assert pipeline.all_outputs() >= {"architecture_comparison_plot", "a.model", "b.model"}
     compare = next(n for n in pipeline.nodes if n.name == "compare_architectures")

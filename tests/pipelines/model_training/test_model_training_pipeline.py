@@ -137,6 +137,7 @@ def test_improved_recipe_loads_and_trains(tmp_path, monkeypatch):
     catalog["params:training"] = {**training, "epochs": 5, "batch_size": 8}
     catalog["params:augmentation"] = parameters["augmentation"]
     catalog["params:evaluation"] = {**parameters["evaluation"], "batch_size": 8}
+    catalog["params:inspection"] = {"grad_cam_grid": 2, "feature_map_layers": 1}
 
     SequentialRunner().run(create_pipeline("tiny"), catalog)
 

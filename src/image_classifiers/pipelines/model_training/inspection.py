@@ -180,6 +180,7 @@ def plot_grad_cam(  # noqa: PLR0917 (parallel arrays of the shown images)
         )
     wrong = int(np.sum(labels != predictions))
     figure.suptitle(
-        f"Grad-CAM for the predicted class: {len(images)} test images, {wrong} misclassified first"
+        f"Grad-CAM for the predicted class: {len(images)} test images "
+        f"({wrong} misclassified, shown first)"
     )
     return figure
