@@ -184,3 +184,10 @@ def test_listed_classes_must_exist(tmp_path):
             {"path": str(local)},
             {"classes": ["Cat", "Cow"], "fractions": FRACTIONS, "target_dir": str(tmp_path / "s")},
         )
+
+
+def test_no_folder_given_says_which_parameter_to_set():
+    from image_classifiers.pipelines.data_processing.sources import SourceError, download_data
+
+    with pytest.raises(SourceError, match=r"image_folders\.download\.local_path=/abs/path"):
+        download_data({"local_path": None, "url": None}, {"type": "class_folders"})

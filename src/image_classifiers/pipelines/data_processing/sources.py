@@ -74,6 +74,14 @@ def download_data(download: dict[str, Any], source: dict[str, Any]) -> dict[str,
     if source["type"] == "keras_datasets":
         return fetch_keras_dataset(download, source["name"])
     local = download.get("local_path")
+    if source["type"] == "class_folders" and not (
+        local or download.get("url") or download.get("gdrive_id")
+    ):
+        raise SourceError(
+            "No class folders given: point download.local_path at a folder (or zip) holding "
+            "one folder per class, e.g. kedro run --pipeline=image_folders "
+            '--params="image_folders.download.local_path=/abs/path/PetImages.zip".'
+        )
     if source["type"] == "class_folders" and local and Path(str(local)).expanduser().is_dir():
         folder = Path(str(local)).expanduser()
         logger.info("Using the class folders in %s in place.", folder)
