@@ -1,9 +1,11 @@
 """Split the extracted images into subsets by file-name index, like the book's ``make_subset``.
 
 A file ``<class>.<N>.<ext>`` goes to every subset whose ``[start, stop)`` range holds
-``N``; the ranges may not overlap, so no file is in two subsets. Files are copied byte for
-byte into ``<target_dir>/<subset>/<class>/``, which is replaced as a whole, and only after
-every copy succeeded.
+``N``; the ranges may not overlap, so no file is in two subsets. Or, with ``split.fractions``,
+each class is shuffled from ``split.seed`` and cut into those fractions (stratified); the
+helpers for that (``assign_by_fractions``, ``assign_by_positions``) serve every source.
+Files are copied byte for byte into ``<target_dir>/<subset>/<class>/``, which is replaced
+as a whole, and only after every copy succeeded.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def split_images(extracted_images: dict[str, Any], split: dict[str, Any]) -> pd.
     Args:
         extracted_images: The record of the extract node (``path`` of the images).
         split: ``classes`` (file-name prefixes), ``ranges`` (``{subset: [start, stop]}``,
-            per class), ``target_dir``.
+            per class) or ``fractions`` (``{subset: fraction}``, adding up to 1) with
+            ``seed``, ``target_dir``.
 
     Returns:
         The manifest: one row per copied file with columns ``file`` (its new path),
