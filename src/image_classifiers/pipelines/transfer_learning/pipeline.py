@@ -18,8 +18,10 @@ NAMESPACE = "transfer"
 SHARED_PARAMETERS = ("transfer", "training", "augmentation", "evaluation", "inspection")
 
 
-def create_pipeline(run_after: Sequence[str] = (), **kwargs) -> Pipeline:
-    """Create the pipeline; datasets and nodes live under the namespace ``transfer``.
+def create_pipeline(
+    run_after: Sequence[str] = (), namespace: str = NAMESPACE, **kwargs
+) -> Pipeline:
+    """Create the pipeline; datasets and nodes live under ``namespace`` (``transfer``).
 
     Both phases' models are saved and evaluated with the same node as the from-scratch
     models: ``transfer.feature_extraction_model`` / ``..._metrics`` after phase 1,
@@ -31,6 +33,8 @@ def create_pipeline(run_after: Sequence[str] = (), **kwargs) -> Pipeline:
             stage starts; its first node takes and ignores them. Kedro orders nodes only by
             their data, so this is how ``xception_cats`` runs the stage after the
             from-scratch model.
+        namespace: Where its datasets and nodes live; an experiment pipeline gives its own
+            (``vgg16_cifar10``) and maps the shared inputs and parameters into it.
         **kwargs: Ignored (Kedro's ``find_pipelines`` convention).
 
     Returns:
@@ -107,7 +111,7 @@ def create_pipeline(run_after: Sequence[str] = (), **kwargs) -> Pipeline:
     )
     return Pipeline(
         template,
-        namespace=NAMESPACE,
+        namespace=namespace,
         inputs={"train_set", "validation_set", "test_set", *run_after},
         parameters={f"params:{name}" for name in SHARED_PARAMETERS},
     )

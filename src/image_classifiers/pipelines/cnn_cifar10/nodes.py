@@ -1,0 +1,128 @@
+"""Nodes of the cnn_cifar10 over-fitting study: one summary per variant, one comparison."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+logger = logging.getLogger(__name__)
+
+COMPARISON_COLUMNS = (
+    "variant",
+    "test_accuracy",
+    "test_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "overfitting_gap",
+    "best_epoch",
+    "epochs",
+)
+_CURVES = ("accuracy", "val_accuracy", "loss", "val_loss")
+
+
+def summarise_variant(
+    metrics: dict[str, Any], training_history: dict[str, list[float]]
+) -> dict[str, Any]:
+    """What the study compares about one variant.
+
+    Args:
+        metrics: The variant's test metrics (``test_accuracy``, ``test_loss``).
+        training_history: Its per-epoch history (``accuracy``, ``val_accuracy``, ``loss``,
+            ``val_loss``).
+
+    Returns:
+        Test accuracy and loss, the last epoch's training and validation accuracy and their
+        difference (``overfitting_gap``: what the remedies should shrink), the epoch of the
+        lowest validation loss (whose weights were kept), the epoch count and the curves.
+
+    Raises:
+        ValueError: If the metrics or the history lack what the study reports.
+    """
+    missing = [key for key in ("test_accuracy", "test_loss") if key not in metrics]
+    missing += [key for key in _CURVES if key not in training_history]
+    if missing:
+        raise ValueError(f"The variant's metrics or history lack {missing}: re-run its training.")
+    epochs = len(training_history["loss"])
+    last = {key: float(training_history[key][-1]) if epochs else math.nan for key in _CURVES}
+    best = int(np.nanargmin(training_history["val_loss"])) + 1 if epochs else 0
+    return {
+        "test_accuracy": float(metrics["test_accuracy"]),
+        "test_loss": float(metrics["test_loss"]),
+        "train_accuracy": last["accuracy"],
+        "val_accuracy": last["val_accuracy"],
+        "overfitting_gap": last["accuracy"] - last["val_accuracy"],
+        "best_epoch": best,
+        "epochs": epochs,
+        "curves": {key: [float(v) for v in training_history[key]] for key in _CURVES},
+    }
+
+
+def compare_variants(**summaries: dict[str, Any]) -> tuple[pd.DataFrame, Figure]:
+    """One row per variant, in the study's order, and a figure of the curves and scores.
+
+    Args:
+        **summaries: ``summarise_variant`` outputs keyed by variant name.
+
+    Returns:
+        The table (``COMPARISON_COLUMNS``) and a two-panel figure: validation loss per epoch
+        (over-fitting shows as a rising curve), and training / validation / test accuracy.
+    """
+    if not summaries:
+        raise ValueError("No variants to compare.")
+    rows = [
+        {"variant": name, **{k: v for k, v in summary.items() if k != "curves"}}
+        for name, summary in summaries.items()
+    ]
+    table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    for row in table.itertuples():
+        logger.info(
+            "%-14s test accuracy %.4f  loss %.4f  train %.4f  validation %.4f  gap %+.4f",
+            row.variant,
+            row.test_accuracy,
+            row.test_loss,
+            row.train_accuracy,
+            row.val_accuracy,
+            row.overfitting_gap,
+        )
+    return table, plot_variants(summaries, table)
+
+
+def plot_variants(summaries: dict[str, dict[str, Any]], table: pd.DataFrame) -> Figure:
+    """Validation loss per epoch for each variant; final train/validation and test accuracy."""
+    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    curves = figure.add_subplot(1, 2, 1)
+    for name, summary in summaries.items():
+        losses = summary["curves"]["val_loss"]
+        curves.plot(np.arange(1, len(losses) + 1), losses, marker="o", markersize=3, label=name)
+    curves.set_title("Validation loss per epoch")
+    curves.set_xlabel("Epoch")
+    curves.set_ylabel("Validation loss")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curves.legend()
+    curves.grid(alpha=0.3)
+
+    bars = figure.add_subplot(1, 2, 2)
+    positions = np.arange(len(table))
+    width = 0.27
+    for offset, (column, label) in enumerate(
+        (
+            ("train_accuracy", "training (last epoch)"),
+            ("val_accuracy", "validation (last epoch)"),
+            ("test_accuracy", "test (best epoch's weights)"),
+        )
+    ):
+        bars.bar(positions + (offset - 1) * width, table[column], width, label=label)
+    bars.set_xticks(positions, table["variant"], rotation=15)
+    bars.set_ylim(0, 1)
+    bars.set_ylabel("Accuracy")
+    bars.set_title("Accuracy per variant: the gap between training and validation is over-fitting")
+    bars.legend(fontsize=8)
+    bars.grid(alpha=0.3, axis="y")
+    figure.suptitle(f"CIFAR-10 over-fitting study: {len(table)} variants on the same data")
+    return figure
