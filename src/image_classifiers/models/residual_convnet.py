@@ -18,7 +18,13 @@ def _residual_block(x, width: int, pooling: bool):
     x = layers.Conv2D(width, 3, activation="relu", padding="same")(x)
     if pooling:
         x = layers.MaxPooling2D(2, padding="same")(x)
-        residual = layers.Conv2D(width, 1, strides=2)(residual)
+        # The book's Conv2D(width, 1, strides=2), written as "keep every second pixel, then
+        # the 1x1 convolution": the same function and weights. TensorFlow 2.21's oneDNN CPU
+        # kernel for the strided 1x1 convolution's weight gradient (jit_1x1:avx2
+        # backward_weights) corrupts the heap when the input has few channels (the RGB image
+        # here) and the stride leaves its last row and column unread (even sizes).
+        residual = layers.MaxPooling2D(1, strides=2)(residual)
+        residual = layers.Conv2D(width, 1)(residual)
     elif residual.shape[-1] != width:
         residual = layers.Conv2D(width, 1)(residual)
     return layers.add([x, residual])
