@@ -114,3 +114,28 @@ def test_class_folders_benchmark_compares_both_sources_on_the_same_images(tmp_pa
     assert [len(results["passes"][kind]) for kind in ("kaggle_names", "class_folders")] == [1, 1]
     assert results["passes"]["class_folders"][0]["images"] == 5000
     assert results["ratio_class_folders_over_kaggle_names"]["best_wall_s"] > 0
+
+
+def test_plain_keras_port_reports_every_epoch(tmp_path):
+    indices = [n for start in (0, 1000, 1500) for n in range(start, start + 4)]
+    archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=indices)
+    output = tmp_path / "plain.json"
+    result = run_script(
+        [
+            str(BENCHMARKS / "plain_keras_port.py"),
+            "--archive",
+            str(archive),
+            "--epochs",
+            "2",
+            "--limit",
+            "4",
+            "--image-size",
+            "32",
+            "--output",
+            str(output),
+        ]
+    )
+    assert "Epoch 2/2" in result.stdout
+    results = json.loads(output.read_text())
+    assert results["parameters"] == 721_857  # the book's model, as the project's
+    assert len(results["epoch_seconds"]) == 2 and min(results["epoch_seconds"]) > 0
