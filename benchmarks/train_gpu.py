@@ -12,7 +12,9 @@ On a GPU machine (one H100), from the repository root::
         --archive ../shared/datasets/dogs-vs-cats.zip --output benchmarks/results/h100.json
 
 Targets there: steady epoch <= 0.5 s, 100 epochs <= 90 s including compilation, test
-accuracy >= 0.89. A quick check that it runs on a CPU::
+accuracy >= 0.89. ``--recipe improved`` trains with conf/improved's parameters instead (the
+improved recipe, as ``kedro run --env=improved``); run both recipes for issue #13's figures.
+A quick check that it runs on a CPU::
 
     KERAS_BACKEND=jax PYTHONPATH=src python benchmarks/train_gpu.py \\
         --archive ../shared/datasets/dogs-vs-cats.zip --epochs 1 --limit 64 --image-size 64
