@@ -163,6 +163,24 @@ def test_probability_frame_checks_classes():
     assert serving.probability_frame(np.zeros((0, 2)), CLASSES).shape == (0, 3)
 
 
+@pytest.mark.slow  # a child process imports Keras and MLflow (~15-45 s here)
+def test_the_served_code_imports_no_kedro():
+    """What the pyfunc imports (the package travels in code_paths, Kedro does not): a module
+    that pulls in Kedro breaks serving from a fresh environment (the slow test below)."""
+    code = (
+        "import sys\n"
+        "import image_classifiers.serving, image_classifiers.training, image_classifiers.images\n"
+        "import image_classifiers.models, image_classifiers.models.transfer\n"
+        "found = sorted({m.split('.')[0] for m in sys.modules} & FORBIDDEN)\n"
+        "assert not found, found\n"
+    ).replace("FORBIDDEN", repr({"kedro", "kedro_datasets", "kedro_mlflow", "tensorflow"}))
+    env = {**os.environ, "KERAS_BACKEND": "jax"}  # the served model's backend
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 # ---- over HTTP -----------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as probe:

@@ -27,8 +27,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from image_classifiers.live_metrics import MlflowEpochMetrics
-
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = {
@@ -508,6 +506,10 @@ def fit_model(
         batch_size,
         initial_epoch + epochs,
     )
+    # Imported here, not at the top: the serving model imports this module for
+    # predict_probabilities in an environment without Kedro (live_metrics imports tracking).
+    from image_classifiers.live_metrics import MlflowEpochMetrics
+
     # After the monitor: the live metrics include the val_loss, ... it adds to the logs.
     callbacks: list[keras.callbacks.Callback] = [monitor, MlflowEpochMetrics()]
     if options["early_stopping_patience"] is not None:
