@@ -9,6 +9,7 @@ from omegaconf.resolvers import oc
 
 from image_classifiers.errors import ConciseErrorsHook
 from image_classifiers.hooks import ModelRunsHook, TrackingStoreHook
+from image_classifiers.team_server import ServerExperimentHook
 from image_classifiers.tracking import artifacts_beside, sqlite_store
 
 # Kedro 1.7's config loader still calls OmegaConf.register_new_resolver, which OmegaConf 2.4
@@ -41,5 +42,6 @@ CONFIG_LOADER_ARGS["merge_strategy"] = {
 # kedro-mlflow (registered automatically as a plugin) opens one MLflow run per kedro run;
 # these create a SQLite store safely and add one nested run per model. See docs/tracking.md.
 # ConciseErrorsHook: an error with advice for the user ends `kedro run` with its message
-# alone, without a traceback (image_classifiers/errors.py).
-HOOKS = (TrackingStoreHook(), ModelRunsHook(), ConciseErrorsHook())
+# alone, without a traceback (image_classifiers/errors.py). ServerExperimentHook: runs
+# started at once on a tracking server share one experiment (team_server.py).
+HOOKS = (TrackingStoreHook(), ServerExperimentHook(), ModelRunsHook(), ConciseErrorsHook())
