@@ -7,7 +7,10 @@ Layout of ``filepath`` (a folder)::
     meta.json    {"classes": [...], "files": [...]}
 
 Memory-mapping means training reads the pixels without decoding a JPEG per epoch and
-without holding every split in RAM at once.
+without holding any split in RAM: a split may be larger than the machine's memory.
+Writing never needs a whole split in RAM either: ``ImagesFileWriter`` appends images to a
+``.npy`` file chunk by chunk, and an image set whose pixels were written that way into a
+``staged_images_file`` is published by moving that file, not by copying it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,100 @@ from kedro.io import AbstractDataset, DatasetError
 
 ImageSet = dict[str, Any]
 _REQUIRED_KEYS = ("images", "labels", "classes", "files")
+# Images per write or copy step when a set is written chunk by chunk.
+COPY_CHUNK = 512
+# Files made by staged_images_file() in this process: saving them moves them into place.
+_STAGED: set[str] = set()
+
+
+class ImagesFileWriter:
+    """Appends uint8 images ``(n, H, W, C)`` to a ``.npy`` file without holding them all.
+
+    The header is written first for zero images and rewritten with the final count on
+    close; NumPy pads the header so its length does not depend on that count. Plain file
+    writes (no writable memory map) keep the written pixels out of this process's memory.
+    """
+
+    def __init__(self, path: str | Path, image_shape: tuple[int, ...]):
+        self.path = Path(path)
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.count = 0
+        self._file = self.path.open("wb")
+        self._write_header()
+
+    def _write_header(self) -> None:
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+            "fortran_order": False,
+            "shape": (self.count, *self.image_shape),
+        }
+        self._file.seek(0)
+        np.lib.format.write_array_header_1_0(self._file, header)
+
+    def append(self, images: np.ndarray) -> None:
+        """Write ``images`` (uint8, ``(n, *image_shape)``) after those written so far."""
+        if images.dtype != np.uint8 or tuple(images.shape[1:]) != self.image_shape:
+            raise DatasetError(
+                f"Expected uint8 images of shape {self.image_shape}, got {images.dtype} "
+                f"{tuple(images.shape[1:])}."
+            )
+        self._file.seek(0, os.SEEK_END)
+        self._file.write(np.ascontiguousarray(images).data)
+        self.count += len(images)
+
+    def close(self) -> None:
+        """Record the final image count in the header and close the file."""
+        if not self._file.closed:
+            self._write_header()
+            self._file.close()
+
+    def __enter__(self) -> ImagesFileWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def staged_images_file(directory: str | Path) -> Path:
+    """A new, empty ``.npy`` file in ``directory`` to write a split's pixels into.
+
+    Load it with ``np.load(path, mmap_mode="r")`` after writing and save the image set with
+    those images: ``ImageSetDataset.save`` then moves the file into place (a rename when
+    ``directory`` is on the dataset's file system) instead of copying the pixels. Delete it
+    yourself if the set is never saved.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=".staged-images-", suffix=".npy", dir=directory)
+    os.close(handle)
+    os.chmod(name, 0o644)  # mkstemp makes it private; the published file should not be
+    _STAGED.add(os.path.realpath(name))
+    return Path(name)
+
+
+def _staged_file(images: Any) -> str | None:
+    """The staged file ``images`` maps, if it maps all of one (see staged_images_file)."""
+    filename = getattr(images, "filename", None)
+    if not isinstance(images, np.memmap) or filename is None:
+        return None
+    path = os.path.realpath(filename)
+    if path not in _STAGED or not os.path.exists(path):
+        return None
+    # A slice of the file (images[:k], images[::2]) must be copied, not the whole file moved.
+    whole = images.flags.c_contiguous and os.path.getsize(path) == images.offset + images.nbytes
+    return path if whole else None
+
+
+def _write_images(path: Path, images: Any) -> None:
+    """``np.save`` chunk by chunk, so a memory-mapped source is never read whole into RAM."""
+    with ImagesFileWriter(path, images.shape[1:]) as writer:
+        for start in range(0, len(images), COPY_CHUNK):
+            writer.append(np.asarray(images[start : start + COPY_CHUNK]))
 
 
 class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
@@ -56,7 +154,9 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
         missing = [key for key in _REQUIRED_KEYS if key not in data]
         if missing:
             raise DatasetError(f"Image set is missing keys {missing}; expected {_REQUIRED_KEYS}.")
-        images = np.asarray(data["images"])
+        images = data["images"]
+        if not isinstance(images, np.ndarray):
+            images = np.asarray(images)
         labels = np.asarray(data["labels"], dtype=np.int32)
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise DatasetError(
@@ -69,7 +169,12 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
         tmp = Path(tempfile.mkdtemp(prefix=f".{self._path.name}-", dir=self._path.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published folder should not be
         try:
-            np.save(tmp / "images.npy", images)
+            staged = _staged_file(images)
+            if staged is not None:
+                shutil.move(staged, tmp / "images.npy")  # a rename on the same file system
+                _STAGED.discard(staged)
+            else:
+                _write_images(tmp / "images.npy", images)
             np.save(tmp / "labels.npy", labels)
             meta = {"classes": list(data["classes"]), "files": [str(f) for f in data["files"]]}
             (tmp / "meta.json").write_text(json.dumps(meta))

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from image_classifiers.datasets import ImageSetDataset
 from image_classifiers.pipelines.data_processing.nodes import (
     DecodeError,
     decode_split,
@@ -17,6 +18,12 @@ from image_classifiers.pipelines.data_processing.nodes import (
 )
 
 DECODE = {"image_size": [12, 16], "on_bad_image": "skip", "workers": 2, "log_every": 2}
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    # decode.scratch_dir (default data/05_model_input) is relative to the working directory.
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture
@@ -114,3 +121,45 @@ def test_report_merges_the_splits(manifest):
     assert report["splits"]["validation"] == {"images": 2, "decoded": 2, "skipped": []}
     assert {s["subset"] for s in report["skipped"]} == {"train"}
     assert len(report["skipped"]) == 3
+
+
+def test_chunked_decoding_streams_to_a_staged_file_that_saving_moves(manifest, tmp_path):
+    whole, _ = decode_split(manifest, DECODE, ["cat", "dog"], "train")
+    scratch = tmp_path / "scratch"
+    chunked, quality = decode_split(
+        manifest, {**DECODE, "chunk_size": 2, "scratch_dir": str(scratch)}, ["cat", "dog"], "train"
+    )
+    # Chunks of 2 with skipped files in them: the same images, labels and files.
+    assert isinstance(chunked["images"], np.memmap) and chunked["images"].shape == (3, 12, 16, 3)
+    np.testing.assert_array_equal(chunked["images"], whole["images"])
+    assert chunked["files"] == whole["files"] and quality["decoded"] == 3
+    (staged,) = scratch.glob(".staged-images-*.npy")
+
+    ImageSetDataset(str(tmp_path / "out" / "train")).save(chunked)
+    assert not staged.exists()  # moved, not copied
+    loaded = ImageSetDataset(str(tmp_path / "out" / "train")).load()
+    np.testing.assert_array_equal(loaded["images"], whole["images"])
+    assert loaded["labels"].tolist() == chunked["labels"].tolist()
+
+
+def test_a_slice_of_a_staged_set_is_copied_not_moved(manifest, tmp_path):
+    image_set, _ = decode_split(manifest, DECODE, ["cat", "dog"], "train")
+    first = {**image_set, "images": image_set["images"][:2], "labels": image_set["labels"][:2]}
+    first["files"] = image_set["files"][:2]
+    ImageSetDataset(str(tmp_path / "first")).save(first)
+    assert ImageSetDataset(str(tmp_path / "first")).load()["images"].shape[0] == 2
+    ImageSetDataset(str(tmp_path / "all")).save(image_set)  # the staged file is still whole
+    assert ImageSetDataset(str(tmp_path / "all")).load()["images"].shape[0] == 3
+    assert not list((tmp_path / "data" / "05_model_input").glob(".staged-images-*"))
+
+
+def test_a_failing_decode_leaves_no_staged_file(manifest, tmp_path):
+    with pytest.raises(DecodeError):
+        decode_split(manifest, {**DECODE, "on_bad_image": "fail"}, ["cat", "dog"], "train")
+    assert not list((tmp_path / "data" / "05_model_input").glob(".staged-images-*"))
+
+
+@pytest.mark.parametrize("chunk_size", [0, -1, 2.5, True])
+def test_bad_chunk_size_is_rejected(manifest, chunk_size):
+    with pytest.raises(DecodeError, match=r"decode\.chunk_size"):
+        decode_split(manifest, {**DECODE, "chunk_size": chunk_size}, ["cat", "dog"], "train")

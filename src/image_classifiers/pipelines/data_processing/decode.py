@@ -1,7 +1,10 @@
 """Decode one split's images once into a uint8 array (the training-ready cache).
 
-One node per split, so only one split's pixels are in memory at a time; a file that cannot
-be decoded is skipped (and reported) or fails the run, as ``decode.on_bad_image`` says.
+The pixels go to disk ``decode.chunk_size`` images at a time, straight into the ``.npy``
+file that training memory-maps (staged in ``decode.scratch_dir``, then moved into place by
+the catalog), so no split is ever whole in RAM and a split may be larger than memory. A
+file that cannot be decoded is skipped (and reported) or fails the run, as
+``decode.on_bad_image`` says.
 """
 
 from __future__ import annotations
@@ -9,12 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from image_classifiers.datasets.image_set_dataset import ImagesFileWriter, staged_images_file
 from image_classifiers.images import (
+    UnreadableImageError,
     available_cpus,
     check_image_size,
     check_resample,
@@ -59,12 +65,20 @@ def check_decode_options(decode: dict[str, Any]) -> dict[str, Any]:
             f"decode.workers must be a positive integer or null (one per CPU core), and "
             f"decode.log_every an integer; got {workers!r} and {log_every!r}."
         )
+    chunk_size = decode.get("chunk_size", 512)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise DecodeError(
+            f"decode.chunk_size must be a positive integer (images held in RAM at once), "
+            f"got {chunk_size!r}."
+        )
     return {
         "image_size": image_size,
         "on_bad_image": on_bad,
         "resample": resample,
         "workers": workers,
         "log_every": max(1, log_every),
+        "chunk_size": chunk_size,
+        "scratch_dir": str(decode.get("scratch_dir") or "data/05_model_input"),
     }
 
 
@@ -115,16 +129,19 @@ def decode_split(
     start = time.perf_counter()
     # keras_datasets rows are already pixels, in arrays the extract step wrote.
     reader = decode_array_rows if files and is_array_reference(files[0]) else decode_images
-    images, kept, failures = reader(
-        files,
-        options["image_size"],
-        resample=options["resample"],
-        workers=options["workers"],
-        progress=_progress_logger(subset, options["log_every"], start),
-    )
-    skipped = [{"file": error.name, "reason": error.reason} for error in failures]
-    if skipped and options["on_bad_image"] == "fail":
-        raise DecodeError(_failure_message(subset, skipped))
+    staged = staged_images_file(options["scratch_dir"])
+    try:
+        kept, failures = _decode_to_file(
+            reader, files, options, staged, _progress_logger(subset, options["log_every"], start)
+        )
+        skipped = [{"file": error.name, "reason": error.reason} for error in failures]
+        if skipped and options["on_bad_image"] == "fail":
+            raise DecodeError(_failure_message(subset, skipped))
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    # Read-only memory map of the staged file: ImageSetDataset moves it into place.
+    images = np.load(staged, mmap_mode="r")
     for item in skipped:
         logger.warning("Skipped unreadable %s image %s: %s", subset, item["file"], item["reason"])
     logger.info(
@@ -142,6 +159,38 @@ def decode_split(
     }
     quality = {"subset": subset, "images": len(files), "decoded": len(kept), "skipped": skipped}
     return image_set, quality
+
+
+def _decode_to_file(
+    reader: Callable[..., tuple[np.ndarray, list[int], list[UnreadableImageError]]],
+    files: list[str],
+    options: dict[str, Any],
+    path: Path,
+    progress: Callable[[int, int], None],
+) -> tuple[list[int], list[UnreadableImageError]]:
+    """Decode ``files`` chunk by chunk with ``reader``, appending the pixels to ``path``."""
+    kept: list[int] = []
+    failures: list[UnreadableImageError] = []
+    total, chunk = len(files), options["chunk_size"]
+    writer: ImagesFileWriter | None = None
+    try:
+        for start in range(0, total, chunk):
+            images, chunk_kept, chunk_failures = reader(
+                files[start : start + chunk],
+                options["image_size"],
+                resample=options["resample"],
+                workers=options["workers"],
+                progress=lambda done, _, start=start: progress(start + done, total),
+            )
+            # The first chunk says the channels (keras_datasets may be grayscale).
+            writer = writer or ImagesFileWriter(path, images.shape[1:])
+            writer.append(images)
+            kept.extend(start + i for i in chunk_kept)
+            failures.extend(chunk_failures)
+    finally:
+        if writer is not None:
+            writer.close()
+    return kept, failures
 
 
 def make_split_decoder(subset: str) -> Callable[..., tuple[dict[str, Any], dict[str, Any]]]:
