@@ -319,3 +319,38 @@ def test_fit_rejects_labels_outside_the_classes():
     bad["labels"] = bad["labels"] + 1
     with pytest.raises(ValueError, match="class indices"):
         fit_model(tiny_model(), bad, image_set(4), options())
+
+
+class _BatchOnlyImages:
+    """An image split that hands out rows but refuses to be copied whole (``np.array``).
+
+    Stands in for a memory-mapped split larger than RAM; records the rows of each read.
+    """
+
+    def __init__(self, images: np.ndarray):
+        self._images = images
+        self.shape, self.dtype, self.ndim = images.shape, images.dtype, images.ndim
+        self.reads: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __getitem__(self, index):
+        rows = self._images[index]
+        self.reads.append(len(rows))
+        return rows
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the whole split was copied into RAM")
+
+
+def test_fit_and_predict_read_the_splits_one_batch_at_a_time():
+    train, validation = image_set(32), image_set(16, seed=1)
+    train["images"] = _BatchOnlyImages(train["images"])
+    validation["images"] = _BatchOnlyImages(validation["images"])
+    model, history = fit_model(tiny_model(), train, validation, options(epochs=2))
+    assert len(history["loss"]) == 2
+    assert train["images"].reads and max(train["images"].reads) == 8  # batch_size
+    assert validation["images"].reads and max(validation["images"].reads) <= 8
+    probabilities = predict_probabilities(model, validation["images"], batch_size=8)
+    assert probabilities.shape == (16, 2)

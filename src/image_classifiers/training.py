@@ -2,8 +2,10 @@
 
 Why the input pipeline looks the way it does:
 
-- The decoded splits are small (2,000 images at 180x180x3 are ~194 MB of uint8), so they are
-  copied into RAM once and sliced per batch: no JPEG decoding, no ``tf.data``, any backend.
+- The decoded splits are read one batch at a time from their memory-mapped ``.npy`` files
+  (never copied whole into RAM, so a split may be larger than memory; the OS page cache
+  keeps a split that fits in RAM there after the first epoch): no JPEG decoding, no
+  ``tf.data``, any backend.
 - Batches stay uint8 until they reach the model (whose first layer rescales), which moves a
   quarter of the bytes a float32 copy would.
 - Every batch has the same shape, so XLA compiles each step once: training drops the last
@@ -13,6 +15,10 @@ Why the input pipeline looks the way it does:
 - Validation runs through ``predict`` on those padded batches and the loss and accuracy are
   computed on the host, so the numbers are exact and one compiled inference step serves
   validation and test evaluation.
+- ``training.distribution`` (``auto`` | ``none`` | ``data_parallel``) trains on every local
+  accelerator with ``keras.distribution.DataParallel`` (JAX backend): the variables are
+  replicated when the model is built (``model_build_scope``), each global batch of
+  ``batch_size`` is split evenly across the devices, and the batch shape stays fixed.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import keras
@@ -51,8 +57,10 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "mixed_precision": False,
     "steps_per_execution": 1,
     "seed": None,
+    "distribution": "auto",
 }
 MIXED_PRECISION_POLICY = "mixed_bfloat16"
+DISTRIBUTIONS = ("auto", "none", "data_parallel")
 
 
 def training_options(training: dict[str, Any] | None) -> dict[str, Any]:
@@ -113,7 +121,60 @@ def training_options(training: dict[str, Any] | None) -> dict[str, Any]:
         _check_number(options, "weight_decay", minimum=0)
     if options["seed"] is not None:
         _check_int(options, "seed", minimum=0)
+    if options["distribution"] not in DISTRIBUTIONS:
+        raise ValueError(
+            f"Unknown training.distribution {options['distribution']!r}. Choose one of: "
+            f"{', '.join(DISTRIBUTIONS)}."
+        )
     return options
+
+
+def data_parallel(training: dict[str, Any] | None) -> keras.distribution.DataParallel | None:
+    """The ``keras.distribution`` to train under, as ``training.distribution`` asks.
+
+    ``auto`` uses every local device when there are several and the backend is JAX (the one
+    Keras distributes), ``none`` one device, ``data_parallel`` every device or an error.
+    Several hosts: call ``keras.distribution.initialize()`` in every process first (see
+    docs/scaling.md); ``list_devices`` then lists the devices of all hosts.
+
+    Returns:
+        A ``DataParallel`` over all devices, or ``None`` for plain one-device training.
+
+    Raises:
+        ValueError: ``data_parallel`` on a backend other than JAX, or a ``batch_size`` that
+            the devices cannot split evenly.
+    """
+    options = training_options(training)
+    choice = options["distribution"]
+    if choice == "none":
+        return None
+    if keras.backend.backend() != "jax":
+        if choice == "data_parallel":
+            raise ValueError(
+                f"training.distribution=data_parallel needs the JAX backend; Keras cannot "
+                f"distribute training on {keras.backend.backend()}. Run with "
+                "KERAS_BACKEND=jax, or set training.distribution to auto or none."
+            )
+        return None
+    devices = keras.distribution.list_devices()
+    if len(devices) < 2 and choice == "auto":
+        return None
+    if options["batch_size"] % len(devices):
+        raise ValueError(
+            f"training.batch_size {options['batch_size']} cannot be split evenly across "
+            f"{len(devices)} devices: use a multiple of {len(devices)} (the global batch)."
+        )
+    return keras.distribution.DataParallel(devices=devices)
+
+
+@contextmanager
+def _distribution_scope(
+    distribution: keras.distribution.DataParallel | None,
+) -> Iterator[None]:
+    with ExitStack() as stack:
+        if distribution is not None:
+            stack.enter_context(distribution.scope())
+        yield
 
 
 def _check_int(options: dict[str, Any], key: str, minimum: int) -> None:
@@ -151,7 +212,9 @@ def model_build_scope(training: dict[str, Any] | None) -> Iterator[None]:
     if options["mixed_precision"]:
         keras.config.set_dtype_policy(MIXED_PRECISION_POLICY)
     try:
-        yield
+        # Under data parallelism, variables are created replicated on every device.
+        with _distribution_scope(data_parallel(options)):
+            yield
     finally:
         keras.config.set_dtype_policy(previous)
 
@@ -233,7 +296,7 @@ def training_loss(model: keras.Model, label_smoothing: float = 0.0) -> str | ker
 
 
 class ImageBatches(keras.utils.PyDataset):
-    """Fixed-size batches of uint8 images (and labels) from arrays held in RAM.
+    """Fixed-size batches of uint8 images (and labels), read from arrays or memory maps.
 
     For training (``shuffle=True``) the order is reshuffled every epoch and the last
     partial batch is dropped; for inference the order is kept and the last batch is padded
@@ -478,8 +541,8 @@ def fit_model(
             "model_build_scope(training) (as build_model does) for mixed precision to apply.",
             model.dtype_policy.name,
         )
-    # One copy in RAM instead of reading a memory-mapped file every epoch.
-    train_images = np.array(train_set["images"], dtype=np.uint8)
+    # Not copied: batches are read from the (memory-mapped) split as they are needed.
+    train_images = train_set["images"]
     train_labels = np.asarray(train_set["labels"], dtype=np.int32)
     batch_size = options["batch_size"]
     if batch_size > len(train_images):
@@ -491,7 +554,9 @@ def fit_model(
         )
         batch_size = len(train_images)
     steps_per_epoch = len(train_images) // batch_size
-    compile_model(model, options, steps_per_epoch=steps_per_epoch)
+    distribution = data_parallel({**options, "batch_size": batch_size})
+    with _distribution_scope(distribution):  # the optimizer's variables too are replicated
+        compile_model(model, options, steps_per_epoch=steps_per_epoch)
     history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
     epochs = options["epochs"]
     if epochs == 0:
@@ -500,8 +565,15 @@ def fit_model(
 
     if options["seed"] is not None:
         keras.utils.set_random_seed(options["seed"])
+    if distribution is not None:
+        logger.info(
+            "Data parallel on %d devices: each batch of %d is split into %d per device.",
+            distribution.num_model_replicas,
+            batch_size,
+            batch_size // distribution.num_model_replicas,
+        )
     monitor = _EpochMonitor(
-        np.array(validation_set["images"], dtype=np.uint8),
+        validation_set["images"],
         np.asarray(validation_set["labels"], dtype=np.int32),
         batch_size,
         initial_epoch + epochs,
@@ -537,14 +609,15 @@ def fit_model(
         shuffle=True,
         seed=options["seed"],
     )
-    fitted = model.fit(
-        batches,
-        epochs=initial_epoch + epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        shuffle=False,  # ImageBatches reshuffles images itself; keep its batch order
-        verbose=0,
-    )
+    with _distribution_scope(distribution):
+        fitted = model.fit(
+            batches,
+            epochs=initial_epoch + epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # ImageBatches reshuffles images itself; keep its batch order
+            verbose=0,
+        )
     if monitor.best_weights is not None:
         model.set_weights(monitor.best_weights)
         logger.info(
