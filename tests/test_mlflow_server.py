@@ -142,13 +142,13 @@ def test_retrain_registers_a_champion_on_the_server(server, client, tmp_path, mo
     version = client.get_model_version(retrain.MODEL_NAME, report["version"])
     run = client.get_run(report["mlflow_run_id"])
     assert run.info.status == "FINISHED"
-    # The challenger was trained in (a run nested in) the retrain run, epoch by epoch.
+    assert run.data.metrics["retrain.new_images"] == 8
+    # The champion was logged by (a run nested in) the retrain run; its files come back
+    # through the server.
     trained = client.get_run(version.run_id)
     assert trained.info.run_id == run.info.run_id or (
         trained.data.tags.get("mlflow.parentRunId") == run.info.run_id
     )
-    history = client.get_metric_history(version.run_id, "val_loss")
-    assert len(history) == 8  # retrain.training.epochs of the tiny project
     loaded = mlflow.pyfunc.load_model(f"models:/{retrain.MODEL_NAME}@champion")
     assert loaded.metadata.signature is not None
     assert not (project / "mlruns").exists() and not (project / "mlflow.db").exists()
@@ -163,5 +163,5 @@ def test_an_experiment_created_meanwhile_by_another_run_is_taken_as_is(client, m
         patch.setattr(mlflow.MlflowClient, "get_experiment_by_name", lambda self, name: None)
         ensure_experiment(url, "created_meanwhile")
     assert client.get_experiment_by_name("created_meanwhile").experiment_id == experiment_id
-    with pytest.raises(MlflowException, match=r"[Ii]nvalid"):
+    with pytest.raises(MlflowException, match="INVALID_PARAMETER_VALUE"):
         ensure_experiment(url, "")  # any other error is not swallowed
