@@ -76,13 +76,12 @@ print(json.dumps({
 """
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
-def test_two_devices_shard_every_batch_and_match_one_device():
+def run_on_two_devices(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a child process with JAX on two simulated CPU devices."""
     env = backend_env("jax")
     env["XLA_FLAGS"] += " --xla_force_host_platform_device_count=2"
     result = subprocess.run(
-        [sys.executable, "-c", CHILD],
+        [sys.executable, "-c", code],
         env=env,
         capture_output=True,
         text=True,
@@ -90,6 +89,13 @@ def test_two_devices_shard_every_batch_and_match_one_device():
         check=False,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_two_devices_shard_every_batch_and_match_one_device():
+    result = run_on_two_devices(CHILD)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["devices"] == 2
     # One device: no distribution, so Keras never shards a batch.
@@ -128,8 +134,6 @@ def test_data_parallel_on_a_backend_keras_cannot_distribute_says_so():
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_a_batch_the_devices_cannot_split_is_refused():
-    env = backend_env("jax")
-    env["XLA_FLAGS"] += " --xla_force_host_platform_device_count=2"
     code = (
         "from image_classifiers.training import data_parallel\n"
         "try:\n"
@@ -137,12 +141,4 @@ def test_a_batch_the_devices_cannot_split_is_refused():
         "except ValueError as error:\n"
         "    print(error)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert "cannot be split evenly across 2 devices" in result.stdout, result.stderr[-2000:]
+    assert "cannot be split evenly across 2 devices" in run_on_two_devices(code).stdout
