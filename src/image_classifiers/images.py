@@ -170,6 +170,43 @@ def decode_images(
     return images, kept, list(failures.values())
 
 
+def read_rows(images: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
+    """``images[rows]`` as a new array, read from the file when ``images`` maps a whole one.
+
+    Why not index the memory map: the kernel maps a file's page cache in large folios (up
+    to megabytes), so touching a few scattered 48 KB rows of a memory map makes hundreds of
+    megabytes resident in this process (clean, droppable page cache, but counted in its
+    memory). Reading the rows with plain file reads copies only them.
+    """
+    filename = getattr(images, "filename", None)
+    whole_file = (
+        isinstance(images, np.memmap)
+        and filename is not None
+        and images.flags.c_contiguous
+        and os.path.exists(filename)
+        and os.path.getsize(filename) == images.offset + images.nbytes
+    )
+    if not whole_file:
+        return np.array(images[rows])
+    indices = np.arange(len(images))[rows]
+    out = np.empty((len(indices), *images.shape[1:]), dtype=images.dtype)
+    row_bytes = images.strides[0]
+    with open(filename, "rb", buffering=0) as file:
+        # Runs of consecutive rows (inference reads a slice) are one read each.
+        breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+        for run in np.split(np.arange(len(indices)), breaks):
+            if len(run) == 0:
+                continue
+            file.seek(images.offset + int(indices[run[0]]) * row_bytes)
+            view = memoryview(out[run[0] : run[-1] + 1]).cast("B")
+            while view:
+                read = file.readinto(view)
+                if not read:
+                    raise OSError(f"'{filename}' is shorter than its header says.")
+                view = view[read:]
+    return out
+
+
 def available_cpus() -> int:
     """CPU cores this process may run on (respects affinity masks and containers)."""
     try:

@@ -33,6 +33,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from image_classifiers.images import read_rows
+
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = {
@@ -328,8 +330,8 @@ class ImageBatches(keras.utils.PyDataset):
         start = index * self.batch_size
         if self.training:
             rows = np.sort(self._order[start : start + self.batch_size])
-            return self.images[rows], self.labels[rows]
-        images = self.images[start : start + self.batch_size]
+            return read_rows(self.images, rows), self.labels[rows]
+        images = read_rows(self.images, slice(start, start + self.batch_size))
         missing = self.batch_size - len(images)
         if missing:
             padding = np.zeros((missing, *images.shape[1:]), dtype=images.dtype)

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
+from image_classifiers.images import read_rows
+
 ImageSet = dict[str, Any]
 _REQUIRED_KEYS = ("images", "labels", "classes", "files")
 # Images per write or copy step when a set is written chunk by chunk.
@@ -121,7 +123,7 @@ def _write_images(path: Path, images: Any) -> None:
     """``np.save`` chunk by chunk, so a memory-mapped source is never read whole into RAM."""
     with ImagesFileWriter(path, images.shape[1:]) as writer:
         for start in range(0, len(images), COPY_CHUNK):
-            writer.append(np.asarray(images[start : start + COPY_CHUNK]))
+            writer.append(read_rows(images, slice(start, start + COPY_CHUNK)))
 
 
 class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):

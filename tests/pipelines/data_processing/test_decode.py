@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from image_classifiers.datasets import ImageSetDataset
+from image_classifiers.images import read_rows
 from image_classifiers.pipelines.data_processing.nodes import (
     DecodeError,
     decode_split,
@@ -163,3 +164,18 @@ def test_a_failing_decode_leaves_no_staged_file(manifest, tmp_path):
 def test_bad_chunk_size_is_rejected(manifest, chunk_size):
     with pytest.raises(DecodeError, match=r"decode\.chunk_size"):
         decode_split(manifest, {**DECODE, "chunk_size": chunk_size}, ["cat", "dog"], "train")
+
+
+def test_read_rows_reads_rows_and_slices_of_a_saved_set(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (50, 4, 5, 3), dtype=np.uint8)
+    image_set = {"images": pixels, "labels": np.zeros(50, np.int32), "classes": ["a", "b"]}
+    ImageSetDataset(str(tmp_path / "set")).save({**image_set, "files": list("x" * 50)})
+    mapped = ImageSetDataset(str(tmp_path / "set")).load()["images"]
+    for rows in (np.array([0, 1, 2, 7, 8, 49]), np.array([3]), slice(10, 20), slice(45, 60)):
+        read = read_rows(mapped, rows)
+        assert not isinstance(read, np.memmap)
+        np.testing.assert_array_equal(read, pixels[rows])
+    # A view of the map is not the whole file: indexed as usual.
+    np.testing.assert_array_equal(read_rows(mapped[5:], slice(0, 3)), pixels[5:8])
+    np.testing.assert_array_equal(read_rows(pixels, np.array([4, 2])), pixels[[4, 2]])
