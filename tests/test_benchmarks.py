@@ -139,3 +139,39 @@ def test_plain_keras_port_reports_every_epoch(tmp_path):
     results = json.loads(output.read_text())
     assert results["parameters"] == 721_857  # the book's model, as the project's
     assert len(results["epoch_seconds"]) == 2 and min(results["epoch_seconds"]) > 0
+
+
+def test_larger_than_ram_benchmark_records_peak_memory_per_size(tmp_path):
+    archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=range(8), image_size=(24, 24))
+    output = tmp_path / "larger_than_ram.json"
+    result = run_script(
+        [
+            str(BENCHMARKS / "larger_than_ram.py"),
+            "--archive",
+            str(archive),
+            "--sizes",
+            "16",
+            "32",
+            "--image-size",
+            "32",  # the benchmark's convnet pools three times
+            "--source-size",
+            "40",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--chunk-size",
+            "5",
+            "--work",
+            str(tmp_path / "work"),
+            "--output",
+            str(output),
+        ]
+    )
+    assert "Peak RSS spread" in result.stdout
+    results = json.loads(output.read_text())
+    assert [run["decoded"] for run in results["runs"]] == [16, 32]  # 16 photos, then mirrored crops
+    for run in results["runs"]:
+        assert run["peak_rss_mb"] >= run["peak_rss_mb_after_decode"] > 0
+        assert 0 < run["peak_anon_rss_mb"] <= run["peak_rss_mb"]
+        assert run["train_steps"] == 2
