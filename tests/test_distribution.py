@@ -15,7 +15,8 @@ import keras
 import pytest
 from backend_env import backend_env
 
-from image_classifiers.training import data_parallel, training_options
+from image_classifiers.params import TrainingParams
+from image_classifiers.training import data_parallel
 
 # Loss per epoch of the 2-device run vs the 1-device run: the same global batches and
 # weights, only the order of the float32 sums over the batch differs.
@@ -114,9 +115,9 @@ def test_two_devices_shard_every_batch_and_match_one_device():
 
 
 def test_distribution_option_is_checked():
-    assert training_options({})["distribution"] == "auto"
-    with pytest.raises(ValueError, match=r"training\.distribution"):
-        training_options({"distribution": "model_parallel"})
+    assert TrainingParams.coerce({}).distribution == "auto"
+    with pytest.raises(ValueError, match=r"distribution"):
+        TrainingParams.coerce({"distribution": "model_parallel"})
 
 
 def test_auto_and_none_train_on_one_device_here():

@@ -15,7 +15,7 @@ from project_copies import copy_project, run_pipeline
 from image_classifiers.datasets import ImageSetDataset
 from image_classifiers.errors import TRACEBACK_VARIABLE, concise_excepthook, is_user_error
 from image_classifiers.pipelines.data_processing.download import ArchiveDownloadError
-from image_classifiers.training import training_options
+from image_classifiers.training import compile_model
 
 
 def raised(call, *args) -> BaseException:
@@ -27,7 +27,7 @@ def raised(call, *args) -> BaseException:
 
 
 def test_the_packages_own_checks_are_user_errors():
-    assert is_user_error(raised(training_options, {"optimizer": "sgdd"}))
+    assert is_user_error(raised(compile_model, None, {"optimizer": "sgdd"}))
     assert is_user_error(ArchiveDownloadError("no archive"))
 
 
@@ -42,14 +42,16 @@ def test_the_hook_prints_user_errors_alone_and_passes_others_on(capsys, monkeypa
     hook = concise_excepthook(lambda *args: passed_on.append(args[1]))
     monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
 
-    user_error = raised(training_options, {"optimizer": "sgdd"})
+    user_error = raised(compile_model, None, {"optimizer": "sgdd"})
     hook(type(user_error), user_error, user_error.__traceback__)
     other = raised(np.zeros, -1)
     hook(type(other), other, other.__traceback__)
 
     assert passed_on == [other]
     printed = capsys.readouterr().err
-    assert "ValueError: Unknown optimizer 'sgdd' in training.optimizer." in printed
+    assert "ValidationError: 1 validation error for TrainingParams\noptimizer\n" in printed
+    assert "Input should be 'rmsprop', 'adam' or 'adamw'" in printed
+    assert "errors.pydantic.dev" not in printed and "[type=" not in printed
     assert TRACEBACK_VARIABLE in printed
 
     monkeypatch.setenv(TRACEBACK_VARIABLE, "1")

@@ -14,7 +14,6 @@ from image_classifiers.training import (
     model_build_scope,
     predict_probabilities,
     predicted_labels,
-    training_options,
 )
 
 SIZE = 12
@@ -134,35 +133,6 @@ def test_flip_average_is_the_mean_over_the_image_and_its_mirror():
     averaged = predict_probabilities(model, images, 4, flip_average=True)
     assert not np.allclose(plain, mirrored)  # the model is not mirror-symmetric
     np.testing.assert_allclose(averaged, (plain + mirrored) / 2, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize(
-    ("bad", "message"),
-    [
-        ({"warmup_epochs": 2}, "set training.schedule to cosine"),
-        ({"warmup_epochs": 3, "epochs": 3, "schedule": "cosine"}, "fewer than"),
-        ({"warmup_epochs": -1, "schedule": "cosine"}, "training.warmup_epochs"),
-        ({"label_smoothing": 1.0}, "training.label_smoothing"),
-        ({"label_smoothing": -0.1}, "training.label_smoothing"),
-        ({"optimizer": "sgd"}, "Unknown optimizer 'sgd'"),
-        ({"schedule": "step"}, "Unknown learning-rate schedule"),
-        ({"epochs": -1}, "training.epochs"),
-        ({"epochs": True}, "training.epochs"),
-        ({"batch_size": 0}, "training.batch_size"),
-        ({"batch_size": 2.5}, "training.batch_size"),
-        ({"learning_rate": 0}, "training.learning_rate"),
-        ({"early_stopping_patience": 0}, "training.early_stopping_patience"),
-        ({"steps_per_execution": 0}, "training.steps_per_execution"),
-    ],
-)
-def test_bad_training_parameters_raise(bad, message):
-    with pytest.raises(ValueError, match=message):
-        training_options(bad)
-
-
-def test_unknown_training_parameter_is_reported(caplog):
-    training_options({"epoch": 3})
-    assert "epoch" in caplog.text and "Ignoring unknown" in caplog.text
 
 
 def test_training_batches_are_full_and_reshuffled_every_epoch():

@@ -11,16 +11,25 @@ an error from Keras or Kedro, a bug here -- keeps its full traceback, and
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+import pydantic
 from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
+from kedro.validation import ParameterValidationError
 
 PACKAGE = __name__.split(".", 1)[0]
 TRACEBACK_VARIABLE = "IMAGE_CLASSIFIERS_TRACEBACK"
+
+# pydantic ends every error line with its error type and a link to its docs; the message
+# itself already says the rule.
+_PYDANTIC_NOISE = re.compile(
+    r" \[type=[^\]]*\]|\n *For further information visit https://errors\.pydantic\.dev\S*"
+)
 
 ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
 
@@ -44,8 +53,12 @@ def is_user_error(error: BaseException) -> bool:
     raised by the package's own code (its parameter and data checks, its datasets' "run the
     data pipeline first"). Kedro's catalog re-raises a dataset's error as a new
     ``DatasetError`` (``"train_set: <message>"``) from the original: such a wrapper counts
-    when what it wraps does.
+    when what it wraps does. A parameter that failed validation is one too: Kedro's
+    ``ParameterValidationError`` (typed parameters, ``image_classifiers.params``) or a
+    pydantic ``ValidationError``.
     """
+    if isinstance(error, ParameterValidationError | pydantic.ValidationError):
+        return True
     while True:
         if type(error).__module__.split(".", 1)[0] == PACKAGE:
             return True
@@ -64,8 +77,9 @@ def concise_excepthook(previous: ExceptHook) -> ExceptHook:
     ) -> Any:
         if os.environ.get(TRACEBACK_VARIABLE) or not is_user_error(error):
             return previous(kind, error, frames)
+        message = _PYDANTIC_NOISE.sub("", str(error))
         sys.stderr.write(
-            f"\n{kind.__name__}: {error}\n\n(The message says what to fix; set "
+            f"\n{kind.__name__}: {message}\n\n(The message says what to fix; set "
             f"{TRACEBACK_VARIABLE}=1 to see the traceback.)\n"
         )
         return None

@@ -5,6 +5,10 @@ parameters every node reads and saves its ``Mlflow*`` datasets into the active r
 does not create a SQLite store safely when two runs start at once, nor give each model a
 run of its own; these hooks do (``tests/test_tracking.py`` checks the kedro-mlflow
 behaviour they build on).
+
+``TypedParamsHook`` logs typed parameter groups (``image_classifiers.params``) field by field
+to the pipeline's run: kedro-mlflow flattens only plain dicts, so a pydantic model would be
+one string param there instead of ``training.epochs``, ``training.optimizer``, ...
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 from mlflow.entities import RunStatus
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+from pydantic import BaseModel
 
 from image_classifiers.tracking import (
     create_store,
@@ -183,6 +188,9 @@ class ModelRunsHook:
             logged.add(name)
             if name.startswith("params:"):
                 key = name.removeprefix("params:")
+                # A typed group (image_classifiers.params) logs as the dict it was given as.
+                if isinstance(value, BaseModel):
+                    value = value.model_dump(mode="json")  # noqa: PLW2901
                 mlflow.log_params(flatten_params({key: value}))
                 if key.rsplit(".", 1)[-1] == namespace and isinstance(value, dict):
                     mlflow.log_params(flatten_params(value, prefix="model"))
@@ -200,6 +208,26 @@ def _system_metrics_enabled() -> bool:
     """On unless MLflow's own switch, ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING``, says off."""
     variable = MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
     return variable.get() if variable.defined else True
+
+
+class TypedParamsHook:
+    """Logs each field of a node's typed parameters, as kedro-mlflow logs a dict's keys."""
+
+    @hook_impl
+    def before_node_run(self, inputs: dict[str, Any]) -> None:
+        """Log ``<group>.<field>`` for every pydantic-model input to the active run.
+
+        Args:
+            inputs: The node's inputs; ``params:<group>`` ones may be typed models.
+        """
+        if mlflow.active_run() is None:
+            return
+        params: dict[str, Any] = {}
+        for name, value in inputs.items():
+            if name.startswith("params:") and isinstance(value, BaseModel):
+                params.update(flatten_params(value.model_dump(mode="json"), prefix=name[7:]))
+        if params:
+            mlflow.log_params(params)
 
 
 def _load_if_exists(catalog: Any, name: str) -> Any:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -34,6 +34,7 @@ import keras
 import numpy as np
 
 from image_classifiers.images import read_rows
+from image_classifiers.params import TrainingParams
 
 logger = logging.getLogger(__name__)
 
@@ -42,96 +43,13 @@ OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
     "adamw": keras.optimizers.AdamW,
 }
-SCHEDULES = ("cosine",)
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
-# The keys of the ``training:`` parameters (conf/base/parameters_model_training.yml) and the
-# value used when one is left out.
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "optimizer": "rmsprop",
-    "learning_rate": 1e-3,
-    "weight_decay": None,
-    "schedule": None,
-    "warmup_epochs": 0,
-    "epochs": 100,
-    "batch_size": 32,
-    "early_stopping_patience": None,
-    "label_smoothing": 0.0,
-    "mixed_precision": False,
-    "steps_per_execution": 1,
-    "seed": None,
-    "distribution": "auto",
-}
 MIXED_PRECISION_POLICY = "mixed_bfloat16"
-DISTRIBUTIONS = ("auto", "none", "data_parallel")
+# The training options (keys, defaults, allowed values): image_classifiers.params.TrainingParams.
+Training = TrainingParams | Mapping[str, Any] | None
 
 
-def training_options(training: dict[str, Any] | None) -> dict[str, Any]:
-    """Fill in defaults and check the ``training`` parameters.
-
-    Args:
-        training: The ``training:`` parameters; missing keys take ``TRAINING_DEFAULTS``.
-
-    Returns:
-        A complete copy of the options.
-
-    Raises:
-        ValueError: If a value is out of range or of the wrong type.
-    """
-    options = {**TRAINING_DEFAULTS, **(training or {})}
-    unknown = sorted(set(options) - set(TRAINING_DEFAULTS))
-    if unknown:
-        logger.warning(
-            "Ignoring unknown training parameters %s (known: %s).",
-            unknown,
-            ", ".join(TRAINING_DEFAULTS),
-        )
-    name = str(options["optimizer"]).lower()
-    if name not in OPTIMIZERS:
-        raise ValueError(
-            f"Unknown optimizer '{options['optimizer']}' in training.optimizer. "
-            f"Choose one of: {', '.join(OPTIMIZERS)}."
-        )
-    options["optimizer"] = name
-    if options["schedule"] is not None and options["schedule"] not in SCHEDULES:
-        raise ValueError(
-            f"Unknown learning-rate schedule '{options['schedule']}' in training.schedule. "
-            f"Use null (constant) or one of: {', '.join(SCHEDULES)}."
-        )
-    _check_number(options, "learning_rate", minimum=0, exclusive=True)
-    _check_int(options, "epochs", minimum=0)
-    _check_int(options, "warmup_epochs", minimum=0)
-    if options["warmup_epochs"] and options["schedule"] != "cosine":
-        raise ValueError(
-            "training.warmup_epochs ramps the learning rate up before the cosine decay: set "
-            "training.schedule to cosine, or warmup_epochs to 0."
-        )
-    if options["warmup_epochs"] and options["warmup_epochs"] >= options["epochs"]:
-        raise ValueError(
-            f"training.warmup_epochs ({options['warmup_epochs']}) must be fewer than "
-            f"training.epochs ({options['epochs']})."
-        )
-    _check_number(options, "label_smoothing", minimum=0)
-    if options["label_smoothing"] >= 1:
-        raise ValueError(
-            f"training.label_smoothing must be below 1, got {options['label_smoothing']!r}."
-        )
-    _check_int(options, "batch_size", minimum=1)
-    _check_int(options, "steps_per_execution", minimum=1)
-    if options["early_stopping_patience"] is not None:
-        _check_int(options, "early_stopping_patience", minimum=1)
-    if options["weight_decay"] is not None:
-        _check_number(options, "weight_decay", minimum=0)
-    if options["seed"] is not None:
-        _check_int(options, "seed", minimum=0)
-    if options["distribution"] not in DISTRIBUTIONS:
-        raise ValueError(
-            f"Unknown training.distribution {options['distribution']!r}. Choose one of: "
-            f"{', '.join(DISTRIBUTIONS)}."
-        )
-    return options
-
-
-def data_parallel(training: dict[str, Any] | None) -> keras.distribution.DataParallel | None:
+def data_parallel(training: Training) -> keras.distribution.DataParallel | None:
     """The ``keras.distribution`` to train under, as ``training.distribution`` asks.
 
     ``auto`` uses every local device when there are several and the backend is JAX (the one
@@ -146,8 +64,8 @@ def data_parallel(training: dict[str, Any] | None) -> keras.distribution.DataPar
         ValueError: ``data_parallel`` on a backend other than JAX, or a ``batch_size`` that
             the devices cannot split evenly.
     """
-    options = training_options(training)
-    choice = options["distribution"]
+    options = TrainingParams.coerce(training)
+    choice = options.distribution
     if choice == "none":
         return None
     if keras.backend.backend() != "jax":
@@ -161,9 +79,9 @@ def data_parallel(training: dict[str, Any] | None) -> keras.distribution.DataPar
     devices = keras.distribution.list_devices()
     if len(devices) < 2 and choice == "auto":
         return None
-    if options["batch_size"] % len(devices):
+    if options.batch_size % len(devices):
         raise ValueError(
-            f"training.batch_size {options['batch_size']} cannot be split evenly across "
+            f"training.batch_size {options.batch_size} cannot be split evenly across "
             f"{len(devices)} devices: use a multiple of {len(devices)} (the global batch)."
         )
     return keras.distribution.DataParallel(devices=devices)
@@ -179,24 +97,8 @@ def _distribution_scope(
         yield
 
 
-def _check_int(options: dict[str, Any], key: str, minimum: int) -> None:
-    value = options[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"training.{key} must be an integer >= {minimum}, got {value!r}.")
-
-
-def _check_number(
-    options: dict[str, Any], key: str, minimum: float, exclusive: bool = False
-) -> None:
-    value = options[key]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or value < minimum or (exclusive and value == minimum):
-        bound = f"> {minimum}" if exclusive else f">= {minimum}"
-        raise ValueError(f"training.{key} must be a number {bound}, got {value!r}.")
-
-
 @contextmanager
-def model_build_scope(training: dict[str, Any] | None) -> Iterator[None]:
+def model_build_scope(training: Training) -> Iterator[None]:
     """Build models inside this block so the training options that act at build time apply.
 
     The seed fixes the initial weights and the layers' random streams (dropout,
@@ -205,13 +107,14 @@ def model_build_scope(training: dict[str, Any] | None) -> Iterator[None]:
     policy is restored on exit so that later models are not affected by accident.
 
     Args:
-        training: The ``training:`` parameters (``seed``, ``mixed_precision``).
+        training: The ``training:`` parameters (``seed``, ``mixed_precision``); a dict may
+            give only some keys.
     """
-    options = training_options(training)
-    if options["seed"] is not None:
-        keras.utils.set_random_seed(options["seed"])
+    options = TrainingParams.coerce(training)
+    if options.seed is not None:
+        keras.utils.set_random_seed(options.seed)
     previous = keras.config.dtype_policy()
-    if options["mixed_precision"]:
+    if options.mixed_precision:
         keras.config.set_dtype_policy(MIXED_PRECISION_POLICY)
     try:
         # Under data parallelism, variables are created replicated on every device.
@@ -227,7 +130,7 @@ def is_binary(model: keras.Model) -> bool:
 
 
 def compile_model(
-    model: keras.Model, training: dict[str, Any], steps_per_epoch: int | None = None
+    model: keras.Model, training: Training, steps_per_epoch: int | None = None
 ) -> keras.Model:
     """Compile ``model`` with the optimizer, learning rate and loss the parameters ask for.
 
@@ -236,7 +139,7 @@ def compile_model(
 
     Args:
         model: An uncompiled or compiled model; it is (re)compiled in place.
-        training: The ``training:`` parameters.
+        training: The ``training:`` parameters (a dict may give only some keys).
         steps_per_epoch: Optimizer steps per epoch; needed by the cosine schedule, which
             decays over ``epochs * steps_per_epoch`` steps (``fit_model`` passes it).
 
@@ -244,41 +147,40 @@ def compile_model(
         The same model, compiled.
 
     Raises:
-        ValueError: For an unknown optimizer or schedule, or bad values.
+        pydantic.ValidationError: For an unknown optimizer or schedule, or bad values.
+        ValueError: For the cosine schedule without ``steps_per_epoch``.
     """
-    options = training_options(training)
-    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = options[
-        "learning_rate"
-    ]
-    if options["schedule"] == "cosine":
+    options = TrainingParams.coerce(training)
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = options.learning_rate
+    if options.schedule == "cosine":
         if steps_per_epoch is None:
             raise ValueError(
                 "training.schedule 'cosine' needs the number of steps per epoch: pass "
                 "steps_per_epoch to compile_model (fit_model does this for you)."
             )
-        warmup_steps = options["warmup_epochs"] * steps_per_epoch
-        decay_steps = max(1, options["epochs"] * steps_per_epoch - warmup_steps)
+        warmup_steps = options.warmup_epochs * steps_per_epoch
+        decay_steps = max(1, options.epochs * steps_per_epoch - warmup_steps)
         if warmup_steps:
             # Linear from 0 to learning_rate over the warm-up, then the cosine decay.
             learning_rate = keras.optimizers.schedules.CosineDecay(
                 0.0,
                 decay_steps=decay_steps,
-                warmup_target=options["learning_rate"],
+                warmup_target=options.learning_rate,
                 warmup_steps=warmup_steps,
             )
         else:
             learning_rate = keras.optimizers.schedules.CosineDecay(
-                options["learning_rate"], decay_steps=decay_steps
+                options.learning_rate, decay_steps=decay_steps
             )
     optimizer_kwargs: dict[str, Any] = {"learning_rate": learning_rate}
-    if options["weight_decay"] is not None:
-        optimizer_kwargs["weight_decay"] = options["weight_decay"]
-    optimizer = OPTIMIZERS[options["optimizer"]](**optimizer_kwargs)
+    if options.weight_decay is not None:
+        optimizer_kwargs["weight_decay"] = options.weight_decay
+    optimizer = OPTIMIZERS[options.optimizer](**optimizer_kwargs)
     model.compile(
         optimizer=optimizer,
-        loss=training_loss(model, options["label_smoothing"]),
+        loss=training_loss(model, options.label_smoothing),
         metrics=["accuracy"],
-        steps_per_execution=options["steps_per_execution"],
+        steps_per_execution=options.steps_per_execution,
     )
     return model
 
@@ -508,7 +410,7 @@ def fit_model(
     model: keras.Model,
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
-    training: dict[str, Any],
+    training: Training,
     initial_epoch: int = 0,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Compile and train ``model``, then restore the weights of its best ``val_loss`` epoch.
@@ -522,8 +424,9 @@ def fit_model(
         model: A classifier taking raw uint8 images of the split's shape.
         train_set: Decoded training split (``ImageSetDataset``).
         validation_set: Decoded validation split; picks the best epoch.
-        training: The ``training:`` parameters. ``epochs`` is the number of epochs this call
-            runs (0 leaves the model untrained but compiled).
+        training: The ``training:`` parameters (a dict may give only some keys). ``epochs``
+            is the number of epochs this call runs (0 leaves the model untrained but
+            compiled).
         initial_epoch: Number of epochs already run on this model (e.g. before fine-tuning);
             only shifts the epoch numbers in the logs.
 
@@ -535,9 +438,9 @@ def fit_model(
         ValueError: For bad parameters, empty or mismatched splits, or a model that doesn't
             fit the data.
     """
-    options = training_options(training)
+    options = TrainingParams.coerce(training)
     _check_compatible(model, train_set, validation_set)
-    if options["mixed_precision"] and model.dtype_policy.name != MIXED_PRECISION_POLICY:
+    if options.mixed_precision and model.dtype_policy.name != MIXED_PRECISION_POLICY:
         logger.warning(
             "training.mixed_precision is on but the model was built in %s: build it inside "
             "model_build_scope(training) (as build_model does) for mixed precision to apply.",
@@ -546,7 +449,7 @@ def fit_model(
     # Not copied: batches are read from the (memory-mapped) split as they are needed.
     train_images = train_set["images"]
     train_labels = np.asarray(train_set["labels"], dtype=np.int32)
-    batch_size = options["batch_size"]
+    batch_size = options.batch_size
     if batch_size > len(train_images):
         logger.warning(
             "training.batch_size %d is larger than the %d training images; using batches of %d.",
@@ -556,17 +459,17 @@ def fit_model(
         )
         batch_size = len(train_images)
     steps_per_epoch = len(train_images) // batch_size
-    distribution = data_parallel({**options, "batch_size": batch_size})
+    distribution = data_parallel(options.model_copy(update={"batch_size": batch_size}))
     with _distribution_scope(distribution):  # the optimizer's variables too are replicated
         compile_model(model, options, steps_per_epoch=steps_per_epoch)
     history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
-    epochs = options["epochs"]
+    epochs = options.epochs
     if epochs == 0:
         logger.info("training.epochs is 0: the model is compiled but left untrained.")
         return model, history
 
-    if options["seed"] is not None:
-        keras.utils.set_random_seed(options["seed"])
+    if options.seed is not None:
+        keras.utils.set_random_seed(options.seed)
     if distribution is not None:
         logger.info(
             "Data parallel on %d devices: each batch of %d is split into %d per device.",
@@ -586,10 +489,10 @@ def fit_model(
 
     # After the monitor: the live metrics include the val_loss, ... it adds to the logs.
     callbacks: list[keras.callbacks.Callback] = [monitor, MlflowEpochMetrics()]
-    if options["early_stopping_patience"] is not None:
+    if options.early_stopping_patience is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=options["early_stopping_patience"]
+                monitor="val_loss", patience=options.early_stopping_patience
             )
         )
     logger.info(
@@ -602,14 +505,14 @@ def fit_model(
         steps_per_epoch,
         batch_size,
         len(monitor.images),
-        options["optimizer"],
+        options.optimizer,
     )
     batches = ImageBatches(
         train_images,
-        _labels_for(model, train_labels, one_hot=options["label_smoothing"] > 0),
+        _labels_for(model, train_labels, one_hot=options.label_smoothing > 0),
         batch_size,
         shuffle=True,
-        seed=options["seed"],
+        seed=options.seed,
     )
     with _distribution_scope(distribution):
         fitted = model.fit(

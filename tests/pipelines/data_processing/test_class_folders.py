@@ -190,4 +190,6 @@ def test_no_folder_given_says_which_parameter_to_set():
     from image_classifiers.pipelines.data_processing.sources import SourceError, download_data
 
     with pytest.raises(SourceError, match=r"image_folders\.download\.local_path=/abs/path"):
-        download_data({"local_path": None, "url": None}, {"type": "class_folders"})
+        download_data(
+            {"local_path": None, "url": None, "gdrive_id": None}, {"type": "class_folders"}
+        )

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from image_classifiers.datasets import ImageSetDataset
 from image_classifiers.images import read_rows
@@ -80,7 +81,7 @@ def test_fail_names_every_bad_image(manifest):
 
 @pytest.mark.parametrize("value", ["ignore", "", None, True])
 def test_bad_on_bad_image_value(manifest, value):
-    with pytest.raises(DecodeError, match="must be 'skip' or 'fail'"):
+    with pytest.raises(ValidationError, match="on_bad_image\n  Input should be 'skip' or 'fail'"):
         decode_split(manifest, {**DECODE, "on_bad_image": value}, ["cat", "dog"], "validation")
 
 
@@ -88,12 +89,12 @@ def test_bad_on_bad_image_value(manifest, value):
     ("override", "match"),
     [
         ({"image_size": [0, 10]}, "image_size"),
-        ({"resample": "smooth"}, "resampling"),
+        ({"resample": "smooth"}, "resample"),
         ({"workers": -1}, "workers"),
     ],
 )
 def test_other_bad_decode_parameters(manifest, override, match):
-    with pytest.raises(DecodeError, match=match):
+    with pytest.raises(ValidationError, match=match):
         decode_split(manifest, {**DECODE, **override}, ["cat", "dog"], "validation")
 
 

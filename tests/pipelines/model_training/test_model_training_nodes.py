@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from pydantic import ValidationError
 
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
@@ -191,12 +192,12 @@ def test_build_model_reads_shape_classes_and_options():
 
 
 def test_build_model_needs_an_architecture():
-    with pytest.raises(ValueError, match="'architecture' key"):
+    with pytest.raises(ValidationError, match="architecture\n  Field required"):
         build_model(grey_set(PIXELS, LABELS), {"dropout": 0.5}, None)
 
 
 def test_unknown_architecture_is_a_clear_error():
-    with pytest.raises(ValueError, match="Unknown architecture"):
+    with pytest.raises(ValidationError, match="unknown architecture 'nope'; choose one of"):
         build_model(grey_set(PIXELS, LABELS), {"architecture": "nope"}, None)
 
 

@@ -13,6 +13,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from image_classifiers.datasets import ImageSetDataset, KerasModelDataset
+from image_classifiers.params import TrainingParams
 from image_classifiers.pipelines.model_training import create_pipeline
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -118,14 +119,16 @@ def test_pipeline_runs_with_the_project_catalog(tmp_path, monkeypatch):
 def test_improved_recipe_loads_and_trains(tmp_path, monkeypatch):
     parameters = project_config("improved")["parameters"]
     book = project_config("local")["parameters"]
-    training = parameters["training"]
-    # The environment replaces single keys (soft merge) and keeps the rest of conf/base.
-    assert training["optimizer"] == "adamw" and book["training"]["optimizer"] == "rmsprop"
-    assert training["schedule"] == "cosine" and training["warmup_epochs"] > 0
-    assert training["label_smoothing"] > 0 and parameters["evaluation"]["test_time_flip"]
+    # The environment replaces single keys (soft merge) and keeps the rest of conf/base and
+    # of the defaults (image_classifiers.params).
+    training = TrainingParams.coerce(parameters["training"])
+    book_training = TrainingParams.coerce(book["training"])
+    assert training.optimizer == "adamw" and book_training.optimizer == "rmsprop"
+    assert training.schedule == "cosine" and training.warmup_epochs > 0
+    assert training.label_smoothing > 0 and parameters["evaluation"]["test_time_flip"]
     assert parameters["augmentation"]["translation"] > 0
     for key in ("batch_size", "seed", "epochs"):
-        assert training[key] == book["training"][key]
+        assert getattr(training, key) == getattr(book_training, key)
     assert parameters["models"] == book["models"]  # same architecture options
 
     # It trains, tiny: the recipe's every option on, only the budget cut.
@@ -134,7 +137,7 @@ def test_improved_recipe_loads_and_trains(tmp_path, monkeypatch):
     for split, n in (("train", 16), ("validation", 8), ("test", 8)):
         catalog[f"{split}_set"] = _image_set(n, seed=len(split))
     catalog["params:models.tiny"] = {"architecture": "simple_convnet", "filters": [4]}
-    catalog["params:training"] = {**training, "epochs": 5, "batch_size": 8}
+    catalog["params:training"] = {**parameters["training"], "epochs": 5, "batch_size": 8}
     catalog["params:augmentation"] = parameters["augmentation"]
     catalog["params:evaluation"] = {**parameters["evaluation"], "batch_size": 8}
     catalog["params:inspection"] = {"grad_cam_grid": 2, "feature_map_layers": 1}

@@ -11,6 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, NullFormatter, ScalarFormatter
 
+from image_classifiers.params import ModelOptions
+
 logger = logging.getLogger(__name__)
 
 #: Columns of data/08_reporting/architecture_comparison.csv, in order.
@@ -30,7 +32,7 @@ def summarise_training(
     model: Any,
     metrics: dict[str, Any],
     training_history: dict[str, list[float]],
-    model_options: dict[str, Any],
+    model_options: ModelOptions,
 ) -> dict[str, Any]:
     """Collect what the comparison needs about one trained model.
 
@@ -55,7 +57,7 @@ def summarise_training(
         )
     epoch_seconds = [float(s) for s in training_history.get("epoch_seconds") or []]
     return {
-        "architecture": str(model_options.get("architecture", "")),
+        "architecture": ModelOptions.coerce(model_options).architecture,
         "params": int(model.count_params()),
         "test_accuracy": float(metrics["test_accuracy"]),
         "test_loss": float(metrics["test_loss"]),

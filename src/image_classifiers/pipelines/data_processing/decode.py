@@ -19,77 +19,29 @@ import numpy as np
 import pandas as pd
 
 from image_classifiers.datasets.image_set_dataset import ImagesFileWriter, staged_images_file
-from image_classifiers.images import (
-    UnreadableImageError,
-    available_cpus,
-    check_image_size,
-    check_resample,
-    decode_images,
-)
+from image_classifiers.images import UnreadableImageError, available_cpus, decode_images
+from image_classifiers.params import DecodeParams
 
 from .keras_datasets import decode_array_rows, is_array_reference
 
 logger = logging.getLogger(__name__)
 
-ON_BAD_IMAGE = ("skip", "fail")
 _SHOWN_FAILURES = 20
 
 
 class DecodeError(ValueError):
-    """Bad decode parameters or, with ``on_bad_image: fail``, undecodable images."""
-
-
-def check_decode_options(decode: dict[str, Any]) -> dict[str, Any]:
-    """Validate the ``decode`` parameters and fill in defaults.
-
-    Raises:
-        DecodeError: If a value is not allowed; the message lists the allowed ones.
-    """
-    on_bad = decode.get("on_bad_image", "skip")
-    if on_bad not in ON_BAD_IMAGE:
-        raise DecodeError(
-            f"decode.on_bad_image must be 'skip' or 'fail', got {on_bad!r}. 'skip' leaves "
-            "unreadable images out and lists them in data/08_reporting/data_quality.json; "
-            "'fail' stops the run at the first split that has any."
-        )
-    try:
-        image_size = check_image_size(decode.get("image_size", (180, 180)))
-        resample = decode.get("resample", "bilinear")
-        check_resample(resample)
-    except ValueError as exc:
-        raise DecodeError(f"decode: {exc}") from None
-    workers = decode.get("workers") or available_cpus()
-    log_every = decode.get("log_every", 500)
-    if not isinstance(workers, int) or workers < 1 or not isinstance(log_every, int):
-        raise DecodeError(
-            f"decode.workers must be a positive integer or null (one per CPU core), and "
-            f"decode.log_every an integer; got {workers!r} and {log_every!r}."
-        )
-    chunk_size = decode.get("chunk_size", 512)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise DecodeError(
-            f"decode.chunk_size must be a positive integer (images held in RAM at once), "
-            f"got {chunk_size!r}."
-        )
-    return {
-        "image_size": image_size,
-        "on_bad_image": on_bad,
-        "resample": resample,
-        "workers": workers,
-        "log_every": max(1, log_every),
-        "chunk_size": chunk_size,
-        "scratch_dir": str(decode.get("scratch_dir") or "data/05_model_input"),
-    }
+    """A manifest that doesn't fit, or, with ``on_bad_image: fail``, undecodable images."""
 
 
 def decode_split(
-    split_manifest: pd.DataFrame, decode: dict[str, Any], classes: list[str], subset: str
+    split_manifest: pd.DataFrame, decode: DecodeParams, classes: list[str], subset: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Decode the images of one subset of the manifest.
 
     Args:
         split_manifest: Rows ``file, class, subset`` from the split node.
-        decode: ``image_size`` ([height, width]), ``on_bad_image`` (skip | fail),
+        decode: The ``decode`` parameters (``DecodeParams``; a dict is validated):
+            ``image_size`` ([height, width]), ``on_bad_image`` (skip | fail),
             ``resample`` (PIL filter name), ``workers`` (threads; null = one per core),
             ``log_every`` (images between progress lines).
         classes: Class names; a class's label is its position in this list.
@@ -100,10 +52,11 @@ def decode_split(
         and ``{"subset", "images", "decoded", "skipped": [{"file", "reason"}]}``.
 
     Raises:
-        DecodeError: Bad parameters, no images for ``subset``, or undecodable images
-            with ``on_bad_image: fail``.
+        DecodeError: No images for ``subset``, or undecodable images with
+            ``on_bad_image: fail``.
     """
-    options = check_decode_options(decode)
+    options = DecodeParams.coerce(decode)
+    workers = options.workers or available_cpus()
     rows = split_manifest[split_manifest["subset"] == subset]
     if rows.empty:
         raise DecodeError(
@@ -123,19 +76,23 @@ def decode_split(
         "Decoding %d %s images to %dx%d with %d threads...",
         len(files),
         subset,
-        *options["image_size"],
-        options["workers"],
+        *options.image_size,
+        workers,
     )
     start = time.perf_counter()
     # keras_datasets rows are already pixels, in arrays the extract step wrote.
     reader = decode_array_rows if files and is_array_reference(files[0]) else decode_images
-    staged = staged_images_file(options["scratch_dir"])
+    staged = staged_images_file(options.scratch_dir)
     try:
         kept, failures = _decode_to_file(
-            reader, files, options, staged, _progress_logger(subset, options["log_every"], start)
+            reader,
+            files,
+            options.model_copy(update={"workers": workers}),
+            staged,
+            _progress_logger(subset, options.log_every, start),
         )
         skipped = [{"file": error.name, "reason": error.reason} for error in failures]
-        if skipped and options["on_bad_image"] == "fail":
+        if skipped and options.on_bad_image == "fail":
             raise DecodeError(_failure_message(subset, skipped))
     except BaseException:
         staged.unlink(missing_ok=True)
@@ -164,22 +121,22 @@ def decode_split(
 def _decode_to_file(
     reader: Callable[..., tuple[np.ndarray, list[int], list[UnreadableImageError]]],
     files: list[str],
-    options: dict[str, Any],
+    options: DecodeParams,
     path: Path,
     progress: Callable[[int, int], None],
 ) -> tuple[list[int], list[UnreadableImageError]]:
     """Decode ``files`` chunk by chunk with ``reader``, appending the pixels to ``path``."""
     kept: list[int] = []
     failures: list[UnreadableImageError] = []
-    total, chunk = len(files), options["chunk_size"]
+    total, chunk = len(files), options.chunk_size
     writer: ImagesFileWriter | None = None
     try:
         for start in range(0, total, chunk):
             images, chunk_kept, chunk_failures = reader(
                 files[start : start + chunk],
-                options["image_size"],
-                resample=options["resample"],
-                workers=options["workers"],
+                options.image_size,
+                resample=options.resample,
+                workers=options.workers,
                 progress=lambda done, _, start=start: progress(start + done, total),
             )
             # The first chunk says the channels (keras_datasets may be grayscale).
@@ -197,7 +154,7 @@ def make_split_decoder(subset: str) -> Callable[..., tuple[dict[str, Any], dict[
     """A node function that decodes ``subset`` (Kedro nodes take datasets, not constants)."""
 
     def decode_subset(
-        split_manifest: pd.DataFrame, decode: dict[str, Any], classes: list[str]
+        split_manifest: pd.DataFrame, decode: DecodeParams, classes: list[str]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         return decode_split(split_manifest, decode, classes, subset)
 
@@ -206,7 +163,7 @@ def make_split_decoder(subset: str) -> Callable[..., tuple[dict[str, Any], dict[
     return decode_subset
 
 
-def report_data_quality(decode: dict[str, Any], *qualities: dict[str, Any]) -> dict[str, Any]:
+def report_data_quality(decode: DecodeParams, *qualities: dict[str, Any]) -> dict[str, Any]:
     """Merge the per-split quality records into the data-quality report.
 
     Args:
@@ -218,12 +175,12 @@ def report_data_quality(decode: dict[str, Any], *qualities: dict[str, Any]) -> d
         "splits": {subset: {"images", "decoded", "skipped"}}, "skipped": [{"subset",
         "file", "reason"}]}``.
     """
-    options = check_decode_options(decode)
+    options = DecodeParams.coerce(decode)
     splits = {q["subset"]: {k: q[k] for k in ("images", "decoded", "skipped")} for q in qualities}
     skipped = [{"subset": q["subset"], **item} for q in qualities for item in q["skipped"]]
     report = {
-        "image_size": list(options["image_size"]),
-        "on_bad_image": options["on_bad_image"],
+        "image_size": list(options.image_size),
+        "on_bad_image": options.on_bad_image,
         "images": sum(q["images"] for q in qualities),
         "decoded": sum(q["decoded"] for q in qualities),
         "skipped_count": len(skipped),

@@ -27,6 +27,8 @@ import gdown
 import requests
 from gdown.exceptions import DownloadError, FileURLRetrievalError
 
+from image_classifiers.params import DownloadParams
+
 from ._files import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -45,13 +47,13 @@ class InvalidArchiveError(ValueError):
     """A file that is not the expected zip archive; the message says why."""
 
 
-def download_archive(download: dict[str, Any]) -> dict[str, Any]:
+def download_archive(download: DownloadParams) -> dict[str, Any]:
     """Make sure a verified copy of the raw archive is on disk and describe it.
 
     Args:
-        download: The ``download`` parameters: ``gdrive_id``, ``url``, ``local_path``,
-            ``sha256``, ``archive_path``, and optionally ``retries``, ``timeout`` (seconds
-            without data before giving up) and ``resume``.
+        download: The ``download`` parameters (``DownloadParams``; a dict is validated):
+            ``gdrive_id``, ``url``, ``local_path``, ``sha256``, ``archive_path``,
+            ``retries``, ``timeout`` (seconds without data before giving up), ``resume``.
 
     Returns:
         ``{"path", "sha256", "size", "source"}`` of the archive to extract; ``source`` is
@@ -60,11 +62,12 @@ def download_archive(download: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ArchiveDownloadError: With what to do, when the archive cannot be had.
     """
-    expected = _expected_sha256(download.get("sha256"))
-    if download.get("local_path"):
-        return _use_local_archive(Path(str(download["local_path"])).expanduser(), expected)
+    download = DownloadParams.coerce(download)
+    expected = download.sha256 or None
+    if download.local_path:
+        return _use_local_archive(Path(download.local_path).expanduser(), expected)
 
-    archive = Path(str(download["archive_path"]))
+    archive = Path(download.archive_path)
     if archive.exists():
         try:
             record = verify_archive(archive, expected)
@@ -125,8 +128,8 @@ def _use_local_archive(path: Path, expected: str | None) -> dict[str, Any]:
     return {**record, "path": str(path.resolve()), "source": "local_path"}
 
 
-def _fetch(download: dict[str, Any], archive: Path, expected: str | None) -> dict[str, Any]:
-    url, gdrive_id = download.get("url"), download.get("gdrive_id")
+def _fetch(download: DownloadParams, archive: Path, expected: str | None) -> dict[str, Any]:
+    url, gdrive_id = download.url, download.gdrive_id
     if not url and not gdrive_id:
         raise ArchiveDownloadError(
             "Nothing to download: set download.url, download.gdrive_id or download.local_path."
@@ -135,7 +138,7 @@ def _fetch(download: dict[str, Any], archive: Path, expected: str | None) -> dic
     hint = _LOCAL_PATH_HINT.format(name=archive.name)
     if not url:
         hint += f" The file is at https://drive.google.com/uc?id={gdrive_id}"
-    resume = bool(download.get("resume", True))
+    resume = download.resume
     unverified = archive.with_name(archive.name + ".unverified")
     archive.parent.mkdir(parents=True, exist_ok=True)
     unverified.unlink(missing_ok=True)
@@ -151,8 +154,8 @@ def _fetch(download: dict[str, Any], archive: Path, expected: str | None) -> dic
         "output": str(unverified),
         "quiet": False,  # gdown's progress bar
         "use_cookies": not url,  # Drive may want its cookies; a plain URL does not
-        "retries": int(download.get("retries", 3)),
-        "timeout": download.get("timeout", 60),
+        "retries": download.retries,
+        "timeout": download.timeout,
     }
     try:
         try:
@@ -236,17 +239,6 @@ def _partial_files(unverified: Path) -> list[Path]:
 def _remove(paths: list[Path]) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
-
-
-def _expected_sha256(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
-    digest = str(value).strip().lower()
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise ArchiveDownloadError(
-            f"download.sha256 must be 64 hex digits (as printed by `sha256sum`), got {value!r}."
-        )
-    return digest
 
 
 def _sniff(path: Path) -> str:

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from image_classifiers.params import ExtractParams
+
 from ._files import publish_dir, staging_dir
 
 logger = logging.getLogger(__name__)
@@ -35,12 +37,13 @@ class ArchiveExtractError(RuntimeError):
     """The archive is corrupt, unsafe or lacks what is needed; the message says what to do."""
 
 
-def extract_images(raw_archive: dict[str, Any], extract: dict[str, Any]) -> dict[str, Any]:
+def extract_images(raw_archive: dict[str, Any], extract: ExtractParams) -> dict[str, Any]:
     """Extract the image files of the (nested) archive into ``extract.target_dir``.
 
     Args:
         raw_archive: The record of the download node (``path``, ``sha256``, ``source``).
-        extract: ``target_dir``; ``inner_archive`` (the member that holds the images, e.g.
+        extract: The ``extract`` parameters (``ExtractParams``; a dict is validated):
+            ``target_dir``; ``inner_archive`` (the member that holds the images, e.g.
             ``train.zip``, or null when the images are in the outer archive itself);
             ``extensions`` (image file name endings to keep); ``nested_zips`` (also unpack
             zips inside it, in place, and keep empty folders; the class_folders source).
@@ -51,11 +54,12 @@ def extract_images(raw_archive: dict[str, Any], extract: dict[str, Any]) -> dict
     Raises:
         ArchiveExtractError: Corrupt/truncated archive, zip-slip entry, missing inner archive.
     """
+    extract = ExtractParams.coerce(extract)
     archive = Path(raw_archive["path"])
-    target = Path(extract["target_dir"])
-    inner_name = extract.get("inner_archive") or None
-    extensions = sorted({str(e).lower() for e in extract.get("extensions", [".jpg"])})
-    nested = bool(extract.get("nested_zips", False))
+    target = Path(extract.target_dir)
+    inner_name = extract.inner_archive or None
+    extensions = sorted({e.lower() for e in extract.extensions})
+    nested = extract.nested_zips
     stamp = {
         "archive_sha256": raw_archive.get("sha256"),
         "inner_archive": inner_name,

@@ -9,7 +9,6 @@ Kedro starter convention.
 
 from .decode import (
     DecodeError,
-    check_decode_options,
     decode_split,
     make_split_decoder,
     report_data_quality,
@@ -17,7 +16,7 @@ from .decode import (
 from .download import ArchiveDownloadError, InvalidArchiveError, download_archive, verify_archive
 from .extract import ArchiveExtractError, extract_images
 from .keras_datasets import KerasDatasetError
-from .sources import SourceError, download_data, extract_data, split_data
+from .sources import download_data, extract_data, split_data
 from .split import SplitError, split_images
 
 __all__ = [
@@ -26,9 +25,7 @@ __all__ = [
     "DecodeError",
     "InvalidArchiveError",
     "KerasDatasetError",
-    "SourceError",
     "SplitError",
-    "check_decode_options",
     "decode_split",
     "download_archive",
     "download_data",

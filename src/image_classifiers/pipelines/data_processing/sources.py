@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from image_classifiers.params import DownloadParams, ExtractParams, SourceParams, SplitParams
+
 from .class_folders import DEFAULT_EXTENSIONS, split_class_folders
 from .download import download_archive
 from .extract import extract_images
@@ -44,25 +46,20 @@ from .split import (
 
 logger = logging.getLogger(__name__)
 
-SOURCE_TYPES = ("kaggle_names", "class_folders", "keras_datasets")
-
 
 class SourceError(ValueError):
-    """Bad ``source`` parameters; the message lists what is allowed."""
+    """The ``source`` parameters lack what the source needs; the message says what to do."""
 
 
-def check_source(source: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Validate the ``source`` parameters: ``type`` and, for keras_datasets, ``name``."""
-    source = dict(source or {})
-    kind = source.get("type", "kaggle_names")
-    if kind not in SOURCE_TYPES:
-        raise SourceError(f"source.type must be one of {', '.join(SOURCE_TYPES)}; got {kind!r}.")
-    if kind == "keras_datasets":
-        source["name"] = check_dataset_name(source.get("name"))
-    return {**source, "type": kind}
+def check_source(source: SourceParams | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``source`` parameters as a dict, validated (``SourceParams``; a dict is accepted)."""
+    source = SourceParams.coerce(source).model_dump()
+    if source["type"] == "keras_datasets":
+        source["name"] = check_dataset_name(source["name"])
+    return source
 
 
-def download_data(download: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+def download_data(download: DownloadParams, source: SourceParams) -> dict[str, Any]:
     """Make the raw data available locally and describe it (the ``download_archive`` node).
 
     Returns:
@@ -71,15 +68,14 @@ def download_data(download: dict[str, Any], source: dict[str, Any]) -> dict[str,
         "folder": True}``; keras_datasets: see ``keras_datasets.fetch_keras_dataset``.
     """
     source = check_source(source)
+    download = DownloadParams.coerce(download)
     if source["type"] == "keras_datasets":
-        return fetch_keras_dataset(download, source["name"])
-    local = download.get("local_path")
-    if source["type"] == "class_folders" and not (
-        local or download.get("url") or download.get("gdrive_id")
-    ):
+        return fetch_keras_dataset(download.model_dump(), source["name"])
+    local = download.local_path
+    if source["type"] == "class_folders" and not (local or download.url or download.gdrive_id):
         raise SourceError(
             "No class folders given: point download.local_path at a folder (or zip) holding "
-            "one folder per class, e.g. kedro run --pipeline=image_folders "
+            "one folder per class, e.g. kedro run --pipelines=image_folders "
             '--params="image_folders.download.local_path=/abs/path/PetImages.zip".'
         )
     if source["type"] == "class_folders" and local and Path(str(local)).expanduser().is_dir():
@@ -90,10 +86,11 @@ def download_data(download: dict[str, Any], source: dict[str, Any]) -> dict[str,
 
 
 def extract_data(
-    raw_archive: dict[str, Any], extract: dict[str, Any], source: dict[str, Any]
+    raw_archive: dict[str, Any], extract: ExtractParams, source: SourceParams
 ) -> dict[str, Any]:
     """Extract the images (or write the arrays) the split step reads (``extract_images``)."""
     source = check_source(source)
+    extract = ExtractParams.coerce(extract).model_dump()
     if source["type"] == "keras_datasets":
         return extract_keras_dataset(raw_archive, extract)
     if source["type"] == "kaggle_names":
@@ -105,7 +102,7 @@ def extract_data(
 
 
 def split_data(
-    extracted_images: dict[str, Any], split: dict[str, Any], source: dict[str, Any]
+    extracted_images: dict[str, Any], split: SplitParams, source: SourceParams
 ) -> tuple[pd.DataFrame, list[str]]:
     """Assign every image to one subset (the ``split_images`` node).
 
@@ -113,6 +110,8 @@ def split_data(
         The manifest (``file``, ``class``, ``subset``) and the class names in label order.
     """
     source = check_source(source)
+    # The split functions check what depends on the source (subset names, class counts).
+    split = SplitParams.coerce(split).model_dump()
     if source["type"] == "keras_datasets":
         return split_keras_dataset(extracted_images, split)
     if source["type"] == "class_folders":

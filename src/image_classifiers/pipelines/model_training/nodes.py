@@ -23,6 +23,12 @@ from sklearn.metrics import (
 )
 
 from image_classifiers.models import build_classifier
+from image_classifiers.params import (
+    AugmentationParams,
+    EvaluationParams,
+    ModelOptions,
+    TrainingParams,
+)
 from image_classifiers.training import (
     check_image_set,
     cross_entropy,
@@ -37,9 +43,9 @@ logger = logging.getLogger(__name__)
 
 def build_model(
     train_set: dict[str, Any],
-    model_options: dict[str, Any],
-    augmentation: dict[str, Any] | None,
-    training: dict[str, Any] | None = None,
+    model_options: ModelOptions,
+    augmentation: AugmentationParams | None,
+    training: TrainingParams | None = None,
 ) -> keras.Model:
     """Build the classifier named in ``model_options`` for the training data's shape.
 
@@ -48,19 +54,17 @@ def build_model(
         model_options: ``models.<name>`` parameters: ``architecture``, optionally
             ``normalization`` (``rescale`` | ``standardize``, see ``build_classifier``),
             plus the builder's options.
-        augmentation: ``augmentation`` parameters (training-only random transforms).
+        augmentation: ``augmentation`` parameters (training-only random transforms); None
+            for none.
         training: ``training`` parameters; the seed and mixed precision act at build time.
+        (Dicts are accepted too, e.g. from tests: they are validated the same way.)
 
     Returns:
         An uncompiled model taking raw uint8 images.
     """
-    options = dict(model_options or {})
-    architecture = options.pop("architecture", None)
-    if not architecture:
-        raise ValueError(
-            "The model parameters need an 'architecture' key naming a builder, e.g. "
-            "models: {mini_xception: {architecture: mini_xception}}."
-        )
+    model_options = ModelOptions.coerce(model_options)
+    architecture = model_options.architecture
+    augmentation = None if augmentation is None else AugmentationParams.coerce(augmentation)
     check_image_set("train_set", train_set)
     input_shape = tuple(train_set["images"].shape[1:])
     num_classes = len(train_set["classes"])
@@ -69,9 +73,9 @@ def build_model(
             architecture,
             input_shape,
             num_classes,
-            augmentation=augmentation,
+            augmentation=augmentation and augmentation.model_dump(),
             train_images=train_set["images"],
-            **options,
+            **model_options.options,
         )
     logger.info(
         "Built %s for %s images, %d classes: %s parameters.",
@@ -87,7 +91,7 @@ def train_model(
     model: keras.Model,
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
-    training: dict[str, Any],
+    training: TrainingParams,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Train ``model``; the weights of the epoch with the lowest ``val_loss`` are kept.
 
@@ -98,7 +102,7 @@ def train_model(
 
 
 def evaluate_model(
-    model: keras.Model, test_set: dict[str, Any], evaluation: dict[str, Any]
+    model: keras.Model, test_set: dict[str, Any], evaluation: EvaluationParams
 ) -> tuple[dict[str, Any], Figure, Figure]:
     """Score ``model`` on the test split.
 
@@ -114,6 +118,7 @@ def evaluate_model(
         ``test_f1``, ``test_roc_auc``, ``num_test_images``, ``confusion_matrix`` ...), the
         confusion-matrix figure and a grid of misclassified test images.
     """
+    evaluation = EvaluationParams.coerce(evaluation)
     check_image_set("test_set", test_set)
     images, labels = test_set["images"], np.asarray(test_set["labels"], dtype=np.int32)
     classes = [str(c) for c in test_set["classes"]]
@@ -122,12 +127,9 @@ def evaluate_model(
             f"The model takes images of shape {tuple(model.input_shape[1:])} but test_set "
             f"holds {tuple(images.shape[1:])}; decode the test set at the model's size."
         )
-    threshold = float(evaluation.get("threshold", 0.5))
+    threshold = evaluation.threshold
     probabilities = predict_probabilities(
-        model,
-        images,
-        int(evaluation.get("batch_size", 32)),
-        flip_average=bool(evaluation.get("test_time_flip", False)),
+        model, images, evaluation.batch_size, flip_average=evaluation.test_time_flip
     )
     if probabilities.shape[-1] != len(classes):
         raise ValueError(
@@ -152,7 +154,7 @@ def evaluate_model(
         probabilities,
         predictions,
         classes,
-        limit=int(evaluation.get("misclassified_grid", 16)),
+        limit=evaluation.misclassified_grid,
     )
     return metrics, confusion, misclassified
 

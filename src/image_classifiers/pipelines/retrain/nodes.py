@@ -35,6 +35,7 @@ import mlflow
 import numpy as np
 
 from image_classifiers.images import UnreadableImageError, decode_image
+from image_classifiers.params import TrainingParams
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
     evaluate_model,
@@ -258,7 +259,7 @@ def train_challenger(
             f"retrain.model is '{name}' but models has no such entry; choose one of "
             f"{sorted(models)} (parameters_model_training.yml)."
         )
-    options = {**training, **(retrain.get("training") or {})}
+    options = TrainingParams.coerce(training).merged(retrain.get("training"))
     combined = training_set(train_set, images)
     logger.info(
         "Training challenger '%s' on %d images (%d from train_set, %d from the pool, %d new).",

@@ -16,13 +16,9 @@ import keras
 from matplotlib.figure import Figure
 
 from image_classifiers.models import transfer as transfer_models
+from image_classifiers.params import AugmentationParams, TrainingParams, TransferParams
 from image_classifiers.pipelines.model_training.nodes import plot_training_curves
-from image_classifiers.training import (
-    TRAINING_DEFAULTS,
-    check_image_set,
-    fit_model,
-    model_build_scope,
-)
+from image_classifiers.training import check_image_set, fit_model, model_build_scope
 
 logger = logging.getLogger(__name__)
 
@@ -30,54 +26,32 @@ FEATURE_EXTRACTION = "feature_extraction"
 FINE_TUNING = "fine_tuning"
 # Keys of ``transfer:`` that configure the model (the rest are the two phases).
 MODEL_KEYS = ("base", "weights", "pooling", "dense_units", "batch_norm", "dropout")
-# Keys of a phase section that are not training parameters.
-PHASE_ONLY_KEYS = {FEATURE_EXTRACTION: set(), FINE_TUNING: {"unfreeze_top_k"}}
-
-
-def _check_transfer_keys(transfer: dict[str, Any]) -> None:
-    unknown = sorted(set(transfer) - {*MODEL_KEYS, *PHASE_ONLY_KEYS})
-    if unknown:
-        raise ValueError(
-            f"Unknown transfer parameters {unknown}. Known: "
-            f"{', '.join([*MODEL_KEYS, *PHASE_ONLY_KEYS])}."
-        )
 
 
 def phase_training(
-    training: dict[str, Any] | None, transfer: dict[str, Any], phase: str
-) -> dict[str, Any]:
+    training: TrainingParams | dict[str, Any] | None,
+    transfer: TransferParams | dict[str, Any],
+    phase: str,
+) -> TrainingParams:
     """The ``training`` parameters for one phase: the shared ones, overridden by the phase's.
 
     Args:
         training: The shared ``training:`` parameters.
-        transfer: The ``transfer:`` parameters.
+        transfer: The ``transfer:`` parameters (``TransferParams`` rejects a phase key that
+            is no training parameter, so a typo is an error, not ignored).
         phase: ``"feature_extraction"`` or ``"fine_tuning"``.
 
     Returns:
-        A new dict for ``fit_model``.
-
-    Raises:
-        ValueError: If the phase section holds a key that is no training parameter (a typo
-            would otherwise be ignored silently).
+        The phase's training parameters for ``fit_model``.
     """
-    overrides = dict(transfer.get(phase) or {})
-    for key in PHASE_ONLY_KEYS[phase]:
-        overrides.pop(key, None)
-    unknown = sorted(set(overrides) - set(TRAINING_DEFAULTS))
-    if unknown:
-        extra = sorted(PHASE_ONLY_KEYS[phase])
-        raise ValueError(
-            f"Unknown keys {unknown} in transfer.{phase}. It takes the training parameters "
-            f"({', '.join(TRAINING_DEFAULTS)}){' and ' + ', '.join(extra) if extra else ''}."
-        )
-    return {**(training or {}), **overrides}
+    return TransferParams.coerce(transfer).phase_training(TrainingParams.coerce(training), phase)
 
 
 def build_transfer_model(
     train_set: dict[str, Any],
-    transfer: dict[str, Any],
-    augmentation: dict[str, Any] | None,
-    training: dict[str, Any] | None = None,
+    transfer: TransferParams,
+    augmentation: AugmentationParams | None,
+    training: TrainingParams | None = None,
     *run_after: Any,
 ) -> keras.Model:
     """Build the pretrained base + new head for the training data's shape and classes.
@@ -96,14 +70,17 @@ def build_transfer_model(
     Returns:
         An uncompiled model taking raw uint8 images, base frozen.
     """
-    _check_transfer_keys(transfer)
+    transfer = TransferParams.coerce(transfer)
+    augmentation = None if augmentation is None else AugmentationParams.coerce(augmentation)
     check_image_set("train_set", train_set)
     input_shape = tuple(train_set["images"].shape[1:])
     num_classes = len(train_set["classes"])
-    options = {key: transfer[key] for key in MODEL_KEYS if key in transfer}
     with model_build_scope(training):
         model = transfer_models.build_transfer_model(
-            input_shape, num_classes, augmentation=augmentation, **options
+            input_shape,
+            num_classes,
+            augmentation=augmentation and augmentation.model_dump(),
+            **transfer.model_dump(include=set(MODEL_KEYS)),
         )
     base = transfer_models.pretrained_base(model)
     logger.info(
@@ -145,8 +122,8 @@ def train_feature_extractor(
     model: keras.Model,
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
-    training: dict[str, Any],
-    transfer: dict[str, Any],
+    training: TrainingParams,
+    transfer: TransferParams,
 ) -> tuple[keras.Model, dict[str, list[Any]]]:
     """Phase 1, feature extraction: train the new head on top of the frozen base.
 
@@ -158,7 +135,7 @@ def train_feature_extractor(
     transfer_models.freeze_base(model)
     logger.info(
         "Feature extraction: %d epochs, base frozen, %s trainable parameters.",
-        options.get("epochs", TRAINING_DEFAULTS["epochs"]),
+        options.epochs,
         f"{_count_trainable(model):,}",
     )
     model, history = fit_model(model, train_set, validation_set, options)
@@ -169,8 +146,8 @@ def fine_tune_model(  # noqa: PLR0917 (Kedro passes node inputs positionally)
     model: keras.Model,
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
-    training: dict[str, Any],
-    transfer: dict[str, Any],
+    training: TrainingParams,
+    transfer: TransferParams,
     feature_extraction_history: dict[str, list[Any]],
 ) -> tuple[keras.Model, dict[str, list[Any]]]:
     """Phase 2, fine-tuning: unfreeze the base's top layers and train on with a low rate.
@@ -191,21 +168,17 @@ def fine_tune_model(  # noqa: PLR0917 (Kedro passes node inputs positionally)
         The final model and the history of both phases, epochs numbered on across them.
 
     Raises:
-        ValueError: If ``transfer.fine_tuning.unfreeze_top_k`` is missing or out of range.
+        ValueError: If ``transfer.fine_tuning.unfreeze_top_k`` is out of range.
     """
+    transfer = TransferParams.coerce(transfer)
     options = phase_training(training, transfer, FINE_TUNING)
-    top_k = (transfer.get(FINE_TUNING) or {}).get("unfreeze_top_k")
-    if top_k is None:
-        raise ValueError(
-            "transfer.fine_tuning.unfreeze_top_k is missing: how many layers from the top "
-            "of the base to unfreeze (the reference unfreezes 4 of VGG16)."
-        )
+    top_k = transfer.fine_tuning.unfreeze_top_k
     feature_extraction_weights = model.get_weights()
     transfer_models.unfreeze_top_layers(model, top_k)
     done = len(feature_extraction_history.get("loss", []))
     logger.info(
         "Fine-tuning: %d epochs from epoch %d, %s trainable parameters.",
-        options.get("epochs", TRAINING_DEFAULTS["epochs"]),
+        options.epochs,
         done + 1,
         f"{_count_trainable(model):,}",
     )

@@ -1,0 +1,569 @@
+"""Typed parameters: one pydantic model per parameter group, validated by Kedro itself.
+
+A node argument annotated with one of these models (``training: TrainingParams``) receives
+its ``params:<group>`` as a validated model: Kedro (>= 1.3) converts every typed parameter
+of the pipelines being run *before any node runs*, so a misspelt key
+(``--params="training.learnig_rate=0.1"``) or a bad value stops ``kedro run`` at once with
+a message naming the key and what it allows (see ``image_classifiers.errors``).
+
+Where the defaults live: **here**, in the models. ``conf/base/parameters_*.yml`` sets only
+the values shared through ``globals.yml`` (classes, image size, seed) and the named model
+configurations (``models:``), and lists every other key in comments with its default (a test
+checks that those comments match the models). Change a value in ``conf/local/`` (or
+``conf/<env>/``) or with ``--params``; Python callers pass a partial dict and get the rest
+from the defaults (``TrainingParams.coerce({"epochs": 3})``).
+
+Add a field: declare it on the group's model with its type, default and constraints
+(``Field(ge=..)``, ``Literal[...]``) and a short ``description``; add a commented
+``# key: default`` line to the group in ``conf/base``; read it in the node as
+``params.<key>``. Lists that users may set on the command line need a type that also
+parses a string (``ImageSize``: ``96`` or ``96x128``; ``Names``: ``"cat dog"``;
+``IndexRange``: ``0-1000``), because Kedro splits ``--params`` on commas.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import itertools
+import re
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Annotated, Any, Literal, Self, get_type_hints
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    create_model,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+from image_classifiers.images import RESAMPLING_FILTERS
+
+# Strict numbers: YAML and Kedro's --params parser already give ints, floats and bools, so
+# anything else (true for a count, "0.1" for a rate) is a mistake, not something to coerce.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]  # an int is accepted too
+Bool = Annotated[bool, Strict()]
+PositiveInt = Annotated[int, Strict(), Field(ge=1)]
+NonNegativeInt = Annotated[int, Strict(), Field(ge=0)]
+Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _split_words(value: Any) -> Any:
+    # Kedro splits --params on commas, so a list is given as "cat dog" on the command line.
+    return value.split() if isinstance(value, str) else value
+
+
+def _parse_image_size(value: Any) -> Any:
+    """``96`` or ``"96"`` (square), ``"96x128"`` ([height, width]) or a two-item list."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, str):
+        parts = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", value)
+        if parts is None:
+            raise ValueError(f"give [height, width], 96 (square) or 96x128, got {value!r}")
+        height, width = parts.group(1), parts.group(2) or parts.group(1)
+        return (int(height), int(width))
+    return value
+
+
+def _parse_range(value: Any) -> Any:
+    """``"0-1000"`` (stop excluded) or ``[0, 1000]``."""
+    if isinstance(value, str):
+        parts = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value)
+        if parts is None:
+            raise ValueError(f"give [start, stop] or start-stop (0-1000), got {value!r}")
+        return (int(parts.group(1)), int(parts.group(2)))
+    if isinstance(value, int):
+        # YAML reads 0:8 as a base-60 number: say which spelling works.
+        raise ValueError(f"give [start, stop] or start-stop (0-1000), got the number {value}")
+    return value
+
+
+def _ordered_range(value: tuple[int, int]) -> tuple[int, int]:
+    if value[0] >= value[1]:
+        raise ValueError(f"start must be below stop (stop is excluded), got {list(value)}")
+    return value
+
+
+def _distinct(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError(f"names must be distinct, got {list(value)}")
+    return value
+
+
+#: ``[height, width]`` of positive integers; on the command line ``96`` or ``96x128``.
+ImageSize = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(_parse_image_size)]
+#: A list of names; on the command line ``"cat dog"`` (space-separated). A list, not a
+#: tuple: kedro-mlflow logs ``params:split.classes`` as ``str(value)``, which must read as
+#: the same value TypedParamsHook logs for ``split``.
+Names = Annotated[
+    list[Annotated[str, Field(min_length=1)]],
+    BeforeValidator(_split_words),
+    AfterValidator(_distinct),
+]
+#: ``[start, stop)`` of non-negative integers; on the command line ``0-1000``.
+IndexRange = Annotated[
+    tuple[NonNegativeInt, NonNegativeInt],
+    BeforeValidator(_parse_range),
+    AfterValidator(_ordered_range),
+]
+Sha256 = Annotated[
+    str,
+    BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+    Field(pattern=r"^[0-9a-f]{64}$"),
+]
+
+
+class Params(BaseModel):
+    """Base of every parameter group: unknown keys are errors, values are validated."""
+
+    # hide_input_in_errors: the message names the key and the rule; the whole group's
+    # dict repeated in every error line would only bury it.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """Reject unknown keys with the allowed ones (pydantic alone says only 'extra')."""
+        if cls.model_config.get("extra") != "forbid" or not isinstance(data, Mapping):
+            return data
+        allowed = list(cls.model_fields)
+        unknown = [str(key) for key in data if key not in cls.model_fields]
+        if unknown:
+            hints = [
+                f"'{key}' (did you mean '{close[0]}'?)"
+                if (close := difflib.get_close_matches(key, allowed, n=1))
+                else f"'{key}'"
+                for key in unknown
+            ]
+            raise ValueError(f"unknown key {', '.join(hints)}; allowed keys: {', '.join(allowed)}")
+        return data
+
+    @classmethod
+    def coerce(cls, value: Self | Mapping[str, Any] | None) -> Self:
+        """``value`` as this model: a model is returned as is, a (partial) dict validated.
+
+        Nodes receive models from Kedro; this lets Python callers (tests, notebooks,
+        benchmarks) keep passing plain dicts with only the keys they change.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        return cls.model_validate(dict(value or {}))
+
+    def merged(self, overrides: Params | Mapping[str, Any] | None) -> Self:
+        """A copy with the keys set in ``overrides`` (a partial model or dict) replaced."""
+        if isinstance(overrides, BaseModel):
+            changes = overrides.model_dump(exclude_unset=True)
+        else:
+            changes = dict(overrides or {})
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+
+def overrides_of(model: type[Params], **extra: Any) -> type[Params]:
+    """A model accepting any subset of ``model``'s keys (plus ``extra`` fields).
+
+    Each key keeps its type and constraints; a key that is not given stays unset
+    (``model_dump(exclude_unset=True)`` leaves it out), so ``Params.merged`` applies only
+    what was given. Used where a group overrides another one's keys (``retrain.training``,
+    ``transfer.fine_tuning``).
+    """
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        # The constraints (Field(ge=...), validators) sit in metadata: keep them.
+        annotation = (
+            Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        )
+        fields[name] = (annotation, FieldInfo(default=None, description=info.description))
+    fields.update(extra)
+    return create_model(f"{model.__name__}Overrides", __base__=Params, **fields)
+
+
+# ---- data_processing ----------------------------------------------------------------------
+
+
+def _keras_dataset_names() -> tuple[str, ...]:
+    from image_classifiers.pipelines.data_processing.keras_datasets import KERAS_DATASETS
+
+    return KERAS_DATASETS
+
+
+class SourceParams(Params):
+    """``source``: which layout the data pipeline reads."""
+
+    type: Literal["kaggle_names", "class_folders", "keras_datasets"] = Field(
+        "kaggle_names",
+        description="kaggle_names (<class>.<N>.jpg) | class_folders | keras_datasets",
+    )
+    name: str | None = Field(None, description="keras_datasets: its name, e.g. mnist")
+
+    @model_validator(mode="after")
+    def _dataset_named(self) -> Self:
+        if self.type == "keras_datasets" and self.name not in (names := _keras_dataset_names()):
+            raise ValueError(
+                f"source.type keras_datasets needs name: one of {', '.join(names)}; "
+                f"got {self.name!r}"
+            )
+        return self
+
+
+class DownloadParams(Params):
+    """``download``: where the raw archive comes from (local_path > url > gdrive_id)."""
+
+    gdrive_id: str | None = Field(
+        "18uC7WTuEXKJDDxbj-Jq6EjzpFrgE7IAd", description="Google Drive file id (852 MB)"
+    )
+    url: str | None = Field(None, description="any http(s) URL; wins over gdrive_id")
+    local_path: str | None = Field(
+        None, description="an archive already on disk, verified and used in place"
+    )
+    sha256: Sha256 | None = Field(None, description="64 hex digits, as sha256sum prints")
+    archive_path: str = Field(
+        "data/01_raw/dogs-vs-cats.zip", description="where a download is saved"
+    )
+    retries: NonNegativeInt = Field(3, description="extra attempts after a network error")
+    timeout: Float = Field(60, gt=0, description="seconds without data before giving up")
+    resume: Bool = Field(True, description="continue an interrupted download's partial file")
+
+
+class ExtractParams(Params):
+    """``extract``: which member of the archive holds the images, and where they go."""
+
+    inner_archive: str | None = Field(
+        "train.zip", description="member holding the images; null = the archive itself"
+    )
+    extensions: Names = Field(
+        [".jpg", ".jpeg", ".png"], min_length=1, description="image file name endings kept"
+    )
+    target_dir: str = "data/01_raw/dogs-vs-cats"
+    nested_zips: Bool = Field(
+        False, description="also unpack zips inside it, in place (the class_folders source)"
+    )
+
+
+def _no_overlap(ranges: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    if not ranges:
+        raise ValueError("give at least one subset, e.g. {train: [0, 1000]}")
+    items = sorted(ranges.items(), key=lambda item: item[1])
+    for (a, (a0, a1)), (b, (b0, b1)) in itertools.pairwise(items):
+        if b0 < a1:
+            raise ValueError(
+                f"{a} [{a0}, {a1}) and {b} [{b0}, {b1}) share {min(a1, b1) - b0} indices "
+                f"({b0}–{min(a1, b1) - 1}), whose files would be in two subsets; make the "
+                "ranges disjoint"
+            )
+    return ranges
+
+
+def _folder_names(names: list[str]) -> list[str]:
+    bad = [n for n in names if "/" in n or "\\" in n or n.startswith(".")]
+    if len(names) < 2 or bad:
+        raise ValueError(
+            "give at least two file-name prefixes usable as folder names (e.g. [cat, dog] "
+            f"for cat.0.jpg, dog.0.jpg), got {list(names)}"
+        )
+    return names
+
+
+class SplitParams(Params):
+    """``split``: which images go to which subset, by index ranges or by fractions."""
+
+    classes: Annotated[Names, AfterValidator(_folder_names)] | None = Field(
+        None,
+        description="kaggle_names: the file-name prefixes (cat.0.jpg -> cat), set from "
+        "globals.classes; class_folders/keras_datasets: null = the source's own names",
+    )
+    target_dir: str = "data/02_intermediate/cats_vs_dogs_small"
+    ranges: Annotated[dict[str, IndexRange], AfterValidator(_no_overlap)] | None = Field(
+        default_factory=lambda: {
+            "train": (0, 1000),
+            "validation": (1000, 1500),
+            "test": (1500, 2500),
+        },
+        description="subset -> [start, stop) of N (per class, disjoint); or null",
+    )
+    fractions: dict[str, Annotated[float, Strict(), Field(gt=0, le=1)]] | None = Field(
+        None, description="instead of ranges: subset -> fraction per class, adding up to 1"
+    )
+    seed: NonNegativeInt = Field(0, description="the shuffle of a fraction split")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fractions_replace_ranges(cls, data: Any) -> Any:
+        # Giving fractions (and no ranges) means a fraction split: the default ranges go.
+        given = isinstance(data, Mapping) and data.get("fractions") is not None
+        return {**data, "ranges": None} if given and "ranges" not in data else data
+
+    @model_validator(mode="after")
+    def _one_way_to_split(self) -> Self:
+        if (self.ranges is None) == (self.fractions is None):
+            raise ValueError(
+                "set exactly one of ranges and fractions (clear the other with "
+                '--params="split.ranges=null" or split.fractions=null)'
+            )
+        return self
+
+
+Resample = Literal[tuple(RESAMPLING_FILTERS)]  # type: ignore[valid-type]
+
+
+class DecodeParams(Params):
+    """``decode``: the size and filter every image is decoded to, once."""
+
+    image_size: ImageSize = Field(description="[height, width]; set from globals.image_size")
+    on_bad_image: Literal["skip", "fail"] = Field(
+        "skip", description="skip (listed in data_quality.json) | fail"
+    )
+    resample: Annotated[Resample, BeforeValidator(_lower)] = "bilinear"
+    workers: PositiveInt | None = Field(None, description="decoding threads; null = one per core")
+    log_every: PositiveInt = Field(500, description="images between progress lines")
+    chunk_size: PositiveInt = Field(
+        512, description="images decoded and written per step (the most held in RAM at once)"
+    )
+    scratch_dir: str = Field(
+        "data/05_model_input",
+        description="where a split is written before the catalog moves it into place",
+    )
+
+
+# ---- model_training -----------------------------------------------------------------------
+
+
+class TrainingParams(Params):
+    """``training``: optimizer, schedule and loop of ``image_classifiers.training.fit_model``."""
+
+    optimizer: Annotated[Literal["rmsprop", "adam", "adamw"], BeforeValidator(_lower)] = "rmsprop"
+    learning_rate: Float = Field(1e-3, gt=0)
+    weight_decay: Float | None = Field(
+        None, ge=0, description="null = the optimizer's default (adamw: 0.004)"
+    )
+    schedule: Literal["cosine"] | None = Field(
+        None, description="null (constant) | cosine (decays to 0 over all epochs)"
+    )
+    warmup_epochs: NonNegativeInt = Field(
+        0, description="cosine only: linear warm-up from 0 over this many epochs first"
+    )
+    epochs: NonNegativeInt = Field(100, description="0 = build and save the model untrained")
+    batch_size: PositiveInt = 32
+    early_stopping_patience: PositiveInt | None = Field(
+        None, description="epochs without val_loss improvement; null = off"
+    )
+    label_smoothing: Float = Field(
+        0.0, ge=0, lt=1, description="targets pulled this far towards uniform"
+    )
+    mixed_precision: Bool = Field(False, description="mixed_bfloat16, set at build time")
+    steps_per_execution: PositiveInt = 1
+    seed: NonNegativeInt | None = Field(
+        None, description="null = unseeded; kedro runs set it from globals.seed"
+    )
+    distribution: Literal["auto", "none", "data_parallel"] = Field(
+        "auto",
+        description="auto: every local device on JAX when there are several | none | "
+        "data_parallel (JAX: keras.distribution.DataParallel, or an error)",
+    )
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> Self:
+        if self.warmup_epochs and self.schedule != "cosine":
+            raise ValueError(
+                "warmup_epochs ramps the learning rate up before the cosine decay: set "
+                "schedule to cosine, or warmup_epochs to 0"
+            )
+        if self.warmup_epochs and self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})"
+            )
+        return self
+
+
+class AugmentationParams(Params):
+    """``augmentation``: training-only random transforms (``layers.RandomAugment``)."""
+
+    horizontal_flip: Bool = True
+    rotation: Fraction = Field(0.1, description="fraction of a full turn")
+    zoom: Fraction = 0.2
+    translation: Fraction = Field(0.0, description="fraction of height/width")
+    contrast: Fraction = 0.0
+    brightness: Fraction = 0.0
+
+
+class EvaluationParams(Params):
+    """``evaluation``: scoring a trained model on the test split."""
+
+    threshold: Float = Field(0.5, ge=0, le=1, description="two classes: P(second) above it")
+    misclassified_grid: NonNegativeInt = Field(16, description="misclassified images plotted")
+    batch_size: PositiveInt = Field(32, description="images per inference step")
+    test_time_flip: Bool = Field(
+        False, description="average each test image's prediction with its mirror image's"
+    )
+
+
+@cache
+def _builder_options_model(architecture: str) -> type[Params]:
+    """A model of the keyword options ``architecture``'s builder takes (types, defaults)."""
+    from image_classifiers.models import ARCHITECTURES
+
+    builder: Callable[..., Any] = ARCHITECTURES[architecture]
+    hints = get_type_hints(builder)
+    parameters = list(inspect.signature(builder).parameters.values())[2:]  # shape, classes
+    fields = {p.name: (hints.get(p.name, Any), p.default) for p in parameters}
+    return create_model(f"{architecture}_options", __base__=Params, **fields)
+
+
+def _architecture_names() -> tuple[str, ...]:
+    from image_classifiers.models import ARCHITECTURES
+
+    return tuple(sorted(ARCHITECTURES))
+
+
+class ModelOptions(Params):
+    """``models.<name>``: ``architecture`` plus that builder's own options.
+
+    The options are checked against the builder's signature (names and types), so a
+    misspelt option fails before training too.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    architecture: str
+    normalization: Literal["rescale", "standardize"] = Field(
+        "rescale",
+        description="rescale (to [0, 1]) | standardize (per channel, over the training split)",
+    )
+
+    @model_validator(mode="after")
+    def _builder_options(self) -> Self:
+        names = _architecture_names()
+        if self.architecture not in names:
+            raise ValueError(
+                f"unknown architecture '{self.architecture}'; choose one of: {', '.join(names)}"
+            )
+        _builder_options_model(self.architecture).model_validate(self.model_extra or {})
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """``build_classifier``'s keyword options: ``normalization`` and the builder's."""
+        return {"normalization": self.normalization, **(self.model_extra or {})}
+
+
+# ---- transfer_learning --------------------------------------------------------------------
+
+#: Training keys a transfer phase may override (each keeps its type and constraints).
+TrainingOverrides = overrides_of(TrainingParams)
+
+
+def _on_top_of(**defaults: Any) -> BeforeValidator:
+    """A nested group's given keys go on top of these defaults (rather than replace them)."""
+    return BeforeValidator(lambda v: {**defaults, **v} if isinstance(v, Mapping) else v)
+
+
+class FineTuningParams(overrides_of(TrainingParams)):  # type: ignore[misc]
+    """``transfer.fine_tuning``: training overrides plus how much of the base to unfreeze."""
+
+    unfreeze_top_k: NonNegativeInt = Field(
+        4, description="layers counted from the top of the base (VGG16: block5_conv1-3, pool)"
+    )
+
+
+# Nested groups validated from {} so that their defaults apply even when left out.
+_NESTED = {"default_factory": dict, "validate_default": True}
+
+
+def _base_names() -> tuple[str, ...]:
+    from image_classifiers.models.transfer import BASES
+
+    return tuple(BASES)
+
+
+class TransferParams(Params):
+    """``transfer``: the pretrained base, the new head, and the two training phases."""
+
+    base: str = Field(description="set in conf/base: the catalog's file names depend on it")
+    weights: str | None = Field(
+        "imagenet", description="imagenet | a local no-top weights file | null (random)"
+    )
+    pooling: Literal["flatten", "avg", "max"] = "flatten"
+    dense_units: PositiveInt | None = Field(256, description="ReLU units before the dropout")
+    batch_norm: Bool = Field(
+        False, description="BatchNormalization between that dense layer and its ReLU"
+    )
+    dropout: Annotated[float, Strict(), Field(ge=0, lt=1)] = Field(
+        0.5, description="0 leaves the Dropout layer out"
+    )
+    feature_extraction: Annotated[
+        TrainingOverrides,  # type: ignore[valid-type]
+        _on_top_of(epochs=50, learning_rate=1e-3),
+    ] = Field(**_NESTED)
+    fine_tuning: Annotated[FineTuningParams, _on_top_of(epochs=30, learning_rate=1e-5)] = Field(
+        **_NESTED
+    )
+
+    @model_validator(mode="after")
+    def _known_base(self) -> Self:
+        if self.base not in (names := _base_names()):
+            raise ValueError(f"unknown base '{self.base}'; choose one of: {', '.join(names)}")
+        return self
+
+    def phase_training(self, training: TrainingParams, phase: str) -> TrainingParams:
+        """``training`` with the keys given under ``transfer.<phase>`` replaced."""
+        overrides = getattr(self, phase).model_dump(exclude_unset=True)
+        overrides.pop("unfreeze_top_k", None)
+        return training.merged(overrides)
+
+
+# ---- predict, retrain, compare_architectures ---------------------------------------------
+
+
+class PredictParams(Params):
+    """``predict``: which model classifies which images."""
+
+    source: str = Field(
+        "data/01_raw/predict", min_length=1, description="a folder (recursive) or a .zip"
+    )
+    model: str = Field(
+        min_length=1, description="models:/<name>@<alias>, models:/<name>/<v>, runs:/.., .keras"
+    )
+    classes: Names | None = Field(None, description="only for a model that lacks them")
+    threshold: Float | None = Field(None, ge=0, le=1, description="null = the model's own")
+    image_size: ImageSize | None = Field(None, description="only for any-size models")
+    batch_size: PositiveInt = Field(64, description="images decoded and classified at a time")
+    decode_workers: PositiveInt | None = Field(None, description="null = one per CPU core")
+
+
+class RetrainParams(Params):
+    """``retrain``: new images, the challenger, promotion rules, the Model Registry names."""
+
+    incoming_dir: str = "data/01_raw/incoming"
+    archive: str | None = Field(None, description="a .zip of <class>/ folders instead")
+    processed_dir: str = "data/01_raw/incoming_processed"
+    on_bad_image: Literal["skip", "fail"] = "skip"
+    force: Bool = Field(False, description="train a challenger even without new images")
+    model: str = Field("mini_xception", min_length=1, description="a key of models")
+    training: Annotated[TrainingOverrides, _on_top_of(epochs=30)] = Field(**_NESTED)  # type: ignore[valid-type]
+    metric: str = Field("test_accuracy", min_length=1, description="a key of metrics.json")
+    greater_is_better: Bool = True
+    min_improvement: Float = Field(0.005, ge=0)
+    min_score: Float = 0.6
+    registered_model_name: str = Field(min_length=1)
+    champion_alias: str = Field("champion", min_length=1)
+    challenger_alias: str = Field("challenger", min_length=1)
+    experiment: str | None = Field(None, description="only when kedro-mlflow is off")
+
+
+class CompareArchitecturesParams(Params):
+    """``compare_architectures``: the models (keys of ``models``) trained side by side."""
+
+    models: Names = Field(min_length=1)

@@ -1,0 +1,233 @@
+"""Typed parameters (image_classifiers.params): validation, defaults, command-line values."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from kedro.framework.cli.project import run as kedro_run_command
+from kedro.framework.cli.utils import _split_params
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.validation import ParameterValidationError
+from kedro.validation.utils import _unwrap_optional
+from project_copies import PROJECT, copy_project
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
+
+from image_classifiers import params as p
+
+# Every typed group and the parameter file that documents its defaults.
+GROUPS = {
+    "source": (p.SourceParams, "parameters_data_processing.yml"),
+    "download": (p.DownloadParams, "parameters_data_processing.yml"),
+    "extract": (p.ExtractParams, "parameters_data_processing.yml"),
+    "split": (p.SplitParams, "parameters_data_processing.yml"),
+    "decode": (p.DecodeParams, "parameters_data_processing.yml"),
+    "augmentation": (p.AugmentationParams, "parameters_model_training.yml"),
+    "training": (p.TrainingParams, "parameters_model_training.yml"),
+    "evaluation": (p.EvaluationParams, "parameters_model_training.yml"),
+    "transfer": (p.TransferParams, "parameters_transfer_learning.yml"),
+}
+# The keys a group cannot do without (they come from globals.yml).
+REQUIRED = {
+    "decode": {"image_size": [8, 8]},
+    "transfer": {"base": "vgg16"},
+}
+
+
+@pytest.mark.parametrize(
+    ("model", "given", "message"),
+    [
+        (p.TrainingParams, {"learnig_rate": 0.1}, "unknown key 'learnig_rate' (did you mean "),
+        (p.TrainingParams, {"optimizer": "sgd"}, "optimizer\n  Input should be 'rmsprop', "),
+        (p.TrainingParams, {"schedule": "step"}, "schedule\n  Input should be 'cosine'"),
+        (p.TrainingParams, {"epochs": -1}, "epochs\n  Input should be greater than or equal to 0"),
+        (p.TrainingParams, {"epochs": True}, "epochs\n  Input should be a valid integer"),
+        (p.TrainingParams, {"batch_size": 0}, "batch_size\n  Input should be greater than"),
+        (p.TrainingParams, {"batch_size": 2.5}, "batch_size\n  Input should be a valid integer"),
+        (p.TrainingParams, {"learning_rate": 0}, "learning_rate\n  Input should be greater than 0"),
+        (p.TrainingParams, {"learning_rate": "0.1"}, "learning_rate\n  Input should be a valid"),
+        (p.TrainingParams, {"early_stopping_patience": 0}, "early_stopping_patience\n"),
+        (p.TrainingParams, {"steps_per_execution": 0}, "steps_per_execution\n"),
+        (p.TrainingParams, {"warmup_epochs": 2}, "set schedule to cosine"),
+        (p.TrainingParams, {"warmup_epochs": 3, "epochs": 3, "schedule": "cosine"}, "fewer than"),
+        (p.TrainingParams, {"warmup_epochs": -1, "schedule": "cosine"}, "warmup_epochs\n"),
+        (p.TrainingParams, {"label_smoothing": 1.0}, "label_smoothing\n  Input should be less"),
+        (p.TrainingParams, {"label_smoothing": -0.1}, "label_smoothing\n"),
+        (p.EvaluationParams, {"test_time_flip": 1}, "test_time_flip\n"),
+        (p.DownloadParams, {"sha256": "abc"}, "sha256\n  String should match pattern"),
+        (p.DownloadParams, {"retries": -1}, "retries\n"),
+        (p.DownloadParams, {"local_pth": "/x.zip"}, "did you mean 'local_path'?"),
+        (p.ExtractParams, {"extensions": []}, "extensions\n  List should have at least 1 item"),
+        (p.SplitParams, {"classes": ["cat"]}, "at least two file-name prefixes"),
+        (p.SplitParams, {"classes": ["cat", "cat"]}, "names must be distinct"),
+        (p.SplitParams, {"classes": ["cat", "../dog"]}, "usable as folder names"),
+        (
+            p.SplitParams,
+            {"classes": ["cat", "dog"], "ranges": {"train": [0, 10], "test": [5, 12]}},
+            "train [0, 10) and test [5, 12) share 5 indices (5–9)",
+        ),
+        (p.SplitParams, {"classes": "cat dog", "ranges": {"t": [5, 5]}}, "start must be below"),
+        (p.SplitParams, {"classes": "cat dog", "ranges": {"t": "0:8"}}, "start-stop (0-1000)"),
+        (p.SplitParams, {"classes": "cat dog", "ranges": {"t": 8}}, "got the number 8"),
+        (p.SplitParams, {"fractions": {"train": 0}}, "fractions.train\n  Input should be greater"),
+        (p.SplitParams, {"fractions": {"a": 1}, "ranges": {"b": [0, 1]}}, "exactly one of"),
+        (p.SplitParams, {"ranges": None}, "exactly one of ranges and fractions"),
+        (p.SourceParams, {"type": "folders"}, "Input should be 'kaggle_names', 'class_folders'"),
+        (p.SourceParams, {"type": "keras_datasets"}, "needs name: one of mnist,"),
+        (p.DecodeParams, {"image_size": [0, 8]}, "image_size.0\n  Input should be greater"),
+        (p.DecodeParams, {"image_size": "big"}, "96 (square) or 96x128"),
+        (p.DecodeParams, {"image_size": [8, 8], "on_bad_image": "drop"}, "'skip' or 'fail'"),
+        (p.DecodeParams, {"image_size": [8, 8], "resample": "cubic"}, "'bicubic'"),
+        (p.DecodeParams, {"image_size": [8, 8], "workers": 0}, "workers\n"),
+        (p.AugmentationParams, {"zoom": 1.5}, "zoom\n  Input should be less than or equal to 1"),
+        (p.AugmentationParams, {"horizontal_flip": "yes"}, "horizontal_flip\n"),
+        (p.EvaluationParams, {"threshold": 2}, "threshold\n"),
+        (p.EvaluationParams, {"batch_size": 0}, "batch_size\n"),
+        (p.ModelOptions, {"architecture": "xception"}, "unknown architecture 'xception'"),
+        (
+            p.ModelOptions,
+            {"architecture": "mini_xception", "dropot": 0.5},
+            "unknown key 'dropot' (did you mean 'dropout'?); allowed keys: filters,",
+        ),
+        (p.ModelOptions, {"architecture": "resnet", "depth": "deep"}, "depth\n"),
+    ],
+)
+def test_bad_parameters_are_rejected_naming_the_key_and_the_rule(model, given, message):
+    with pytest.raises(ValidationError) as error:
+        model.coerce(given)
+    assert message in str(error.value)
+
+
+def test_fractions_alone_replace_the_default_ranges():
+    split = p.SplitParams.coerce({"fractions": {"train": 0.8, "test": 0.2}})
+    assert split.ranges is None and split.fractions == {"train": 0.8, "test": 0.2}
+    assert p.SplitParams().ranges == {
+        "train": (0, 1000),
+        "validation": (1000, 1500),
+        "test": (1500, 2500),
+    }
+
+
+def test_a_partial_dict_takes_the_defaults_and_a_model_passes_through():
+    training = p.TrainingParams.coerce({"epochs": 3, "optimizer": "AdamW"})
+    assert (training.epochs, training.optimizer, training.batch_size) == (3, "adamw", 32)
+    assert p.TrainingParams.coerce(training) is training
+    assert p.TrainingParams.coerce(None) == p.TrainingParams()
+
+
+def test_overrides_keep_the_rules_and_merge_only_what_was_given():
+    overrides_model = p.overrides_of(p.TrainingParams)
+    overrides = overrides_model.model_validate({"epochs": 4, "weight_decay": None})
+    merged = p.TrainingParams(learning_rate=0.01, weight_decay=0.1).merged(overrides)
+    assert (merged.epochs, merged.learning_rate, merged.weight_decay) == (4, 0.01, None)
+    with pytest.raises(ValidationError, match="epochs\n  Input should be greater than or equal"):
+        overrides_model.model_validate({"epochs": -1})
+    with pytest.raises(ValidationError, match="unknown key 'epoch'"):
+        overrides_model.model_validate({"epoch": 1})
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [(96, (96, 96)), ("96", (96, 96)), ("96x128", (96, 128)), ([96, 128], (96, 128))],
+)
+def test_an_image_size_is_a_pair_a_square_or_hxw(given, expected):
+    assert p.DecodeParams(image_size=given).image_size == expected
+
+
+def _documented_defaults(text: str, group: str) -> dict[str, object]:
+    """The ``#   key: value  doc`` lines in the comment block right above ``group:``."""
+    lines = text.splitlines()
+    index = next(i for i, line in enumerate(lines) if re.match(rf"{group}:", line))
+    documented = {}
+    for line in reversed(lines[:index]):
+        if not line.startswith("#"):
+            break
+        match = re.match(r"#   (\w+): (.+?)(?:  +.*)?$", line)
+        if match:
+            documented[match[1]] = yaml.safe_load(match[2])
+    return documented
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_conf_base_documents_every_default_and_sets_no_default_again(group):
+    model, file_name = GROUPS[group]
+    text = (PROJECT / "conf" / "base" / file_name).read_text()
+    documented = _documented_defaults(text, group)
+    set_in_yaml = yaml.safe_load(text)[group] or {}
+    defaults = model.coerce(REQUIRED.get(group, {}))
+    with_default = {k for k, f in model.model_fields.items() if not f.is_required()}
+    assert set(documented) == with_default - set(set_in_yaml)
+    for key, value in documented.items():
+        default = getattr(defaults, key)
+        if isinstance(default, BaseModel):  # a nested group: the keys it sets by default
+            assert set(default.model_dump(exclude_unset=True)) <= set(value), key
+            default = {k: getattr(default, k) for k in value}
+        assert value == to_jsonable_python(default), key
+    # A key with a default is set in conf/base only to share a value of globals.yml.
+    from_globals = {k for k, v in set_in_yaml.items() if str(v).startswith("${globals:")}
+    assert not set(set_in_yaml) & with_default - from_globals
+
+
+def _context_params(tmp_path: Path, monkeypatch, cli_params: str) -> dict:
+    """The parameters a ``kedro run --params=<cli_params>`` sees, after Kedro's validation."""
+    project = copy_project(tmp_path / "project")
+    monkeypatch.chdir(project)
+    bootstrap_project(project)
+    try:
+        runtime_params = _split_params(None, None, cli_params)  # kedro run's own parser
+        with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
+            return session.load_context().params
+    finally:
+        bootstrap_project(PROJECT)
+
+
+def test_list_values_can_be_given_on_the_command_line(tmp_path, monkeypatch):
+    params = _context_params(
+        tmp_path,
+        monkeypatch,
+        "decode.image_size=96,split.ranges.train=0-8,split.ranges.test=8 - 12,"
+        "split.classes=dog cat,extract.extensions=.png .jpg",
+    )
+    assert params["decode"].image_size == (96, 96)
+    assert params["split"].ranges == {"train": (0, 8), "test": (8, 12)}
+    assert params["split"].classes == ["dog", "cat"]
+    assert params["extract"].extensions == [".png", ".jpg"]
+    params = _context_params(tmp_path / "again", monkeypatch, "decode.image_size=96x128")
+    assert params["decode"].image_size == (96, 128)
+
+
+@pytest.mark.slow
+def test_a_misspelt_key_stops_kedro_run_before_any_node(tmp_path, monkeypatch):
+    project = copy_project(tmp_path / "project")
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    bootstrap_project(project)
+    try:
+        result = CliRunner().invoke(
+            kedro_run_command,
+            ["--env=smoke", "--pipelines=model_training", "--params=training.learnig_rate=0.1"],
+        )
+    finally:
+        bootstrap_project(PROJECT)
+    assert isinstance(result.exception, ParameterValidationError), result.output
+    assert "unknown key 'learnig_rate' (did you mean 'learning_rate'?)" in str(result.exception)
+    # Raised while the catalog was made, before the runner: no node ran, nothing was written.
+    assert not (project / "data").exists() or not any((project / "data").rglob("*.keras"))
+
+
+def test_node_arguments_are_typed_so_kedro_validates_them():
+    """Each group reaches its nodes as its model: Kedro validates exactly the typed ones."""
+    from kedro.framework.project import pipelines
+    from kedro.validation import TypeExtractor
+
+    bootstrap_project(PROJECT)
+    types = TypeExtractor(dict(pipelines)).extract_types_from_pipelines()
+    for group, (model, _) in GROUPS.items():
+        assert _unwrap_optional(types[group]) is model, group
+    assert _unwrap_optional(types["models.mini_xception"]) is p.ModelOptions
+    assert all(issubclass(_unwrap_optional(t), BaseModel) for t in types.values())
