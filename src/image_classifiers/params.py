@@ -533,8 +533,10 @@ class PredictParams(Params):
     source: str = Field(
         "data/01_raw/predict", min_length=1, description="a folder (recursive) or a .zip"
     )
-    model: str = Field(
-        min_length=1, description="models:/<name>@<alias>, models:/<name>/<v>, runs:/.., .keras"
+    model: str | None = Field(
+        None,
+        description="models:/<name>@<alias>, models:/<name>/<v>, runs:/<id>/model or a .keras "
+        "file; conf/base: the champion of registered_model_name",
     )
     classes: Names | None = Field(None, description="only for a model that lacks them")
     threshold: Float | None = Field(None, ge=0, le=1, description="null = the model's own")

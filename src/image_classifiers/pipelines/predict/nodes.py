@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from image_classifiers.images import UnreadableImageError, available_cpus, decode_image
+from image_classifiers.params import PredictParams
 from image_classifiers.serving import (
     LABEL_COLUMN,
     LoadedClassifier,
@@ -35,7 +36,7 @@ ERROR_COLUMN = "error"
 _PROGRESS_SECONDS = 10.0
 
 
-def load_prediction_model(predict: dict[str, Any]) -> LoadedClassifier:
+def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
     """Load the model named by ``predict.model``: a registry URI or a ``.keras`` file.
 
     The class names and threshold come with a model logged by this project
@@ -45,11 +46,12 @@ def load_prediction_model(predict: dict[str, Any]) -> LoadedClassifier:
     Raises:
         ValueError: If ``predict.model`` is missing or no class names are known.
     """
-    source = predict.get("model")
+    predict = PredictParams.coerce(predict)
+    source = predict.model
     if not source:
         raise ValueError(
             "Set predict.model to a registry URI (models:/cats_vs_dogs@champion) or a .keras "
-            'file: kedro run --pipeline=predict --params="predict.model=data/06_models/x.keras"'
+            'file: kedro run --pipelines=predict --params="predict.model=data/06_models/x.keras"'
         )
     logger.info("Loading the model from %s ...", source)
     try:
@@ -60,12 +62,12 @@ def load_prediction_model(predict: dict[str, Any]) -> LoadedClassifier:
             raise
         classifier = load_classifier(fallback)
     if classifier.classes is None:
-        classifier.classes = [str(c) for c in predict.get("classes") or []]
-    elif predict.get("classes") and list(predict["classes"]) != classifier.classes:
+        classifier.classes = list(predict.classes or [])
+    elif predict.classes and predict.classes != classifier.classes:
         logger.warning(
             "predict.classes %s differ from the classes the model was logged with %s; "
             "using the model's.",
-            list(predict["classes"]),
+            predict.classes,
             classifier.classes,
         )
     if not classifier.classes:
@@ -73,8 +75,8 @@ def load_prediction_model(predict: dict[str, Any]) -> LoadedClassifier:
             f"The model at '{source}' does not carry its class names: set predict.classes "
             "(in the model's class-index order)."
         )
-    if predict.get("threshold") is not None:
-        classifier.threshold = float(predict["threshold"])
+    if predict.threshold is not None:
+        classifier.threshold = predict.threshold
     elif classifier.threshold is None:
         classifier.threshold = 0.5
     return classifier
@@ -104,7 +106,7 @@ def _newest_instead_of(source: str) -> str | None:
     return uri
 
 
-def predict_images(classifier: LoadedClassifier, predict: dict[str, Any]) -> pd.DataFrame:
+def predict_images(classifier: LoadedClassifier, predict: PredictParams) -> pd.DataFrame:
     """Classify every image of ``predict.source`` (a folder or a zip, nested zips included).
 
     Images are decoded in batches (in threads) at the model's input size and classified a
@@ -113,18 +115,18 @@ def predict_images(classifier: LoadedClassifier, predict: dict[str, Any]) -> pd.
 
     Args:
         classifier: From :func:`load_prediction_model`.
-        predict: ``source``, ``batch_size``, ``decode_workers`` (null: one per core).
+        predict: ``source``, ``batch_size``, ``decode_workers`` (null: one per core),
+            ``image_size`` (``PredictParams``; a dict is validated).
 
     Returns:
         Columns ``file``, ``probability_<class>`` per class, ``label``, ``error``; one row
         per image file, in file-name order.
     """
-    source = predict.get("source")
-    if not source:
-        raise ValueError("Set predict.source to a folder or a .zip of images.")
-    batch_size = int(predict.get("batch_size", 64))
-    workers = int(predict.get("decode_workers") or available_cpus())
-    image_size = model_image_size(classifier.model, predict.get("image_size"))
+    predict = PredictParams.coerce(predict)
+    source = predict.source
+    batch_size = predict.batch_size
+    workers = predict.decode_workers or available_cpus()
+    image_size = model_image_size(classifier.model, predict.image_size)
     columns = [
         FILE_COLUMN,
         *(probability_column(c) for c in classifier.classes),
