@@ -25,7 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "benchmark": "class_folders vs kaggle_names, extract + split + decode",
             "command": " ".join(["python", *sys.argv]),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.node()} ({available_cpus()} CPU cores, shared)",
             "python": platform.python_version(),
             "image_size": list(args.size),

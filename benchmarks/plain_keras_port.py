@@ -4,7 +4,7 @@ The seed project's plain Keras port of *Deep Learning with Python* (2nd ed., ch.
 own augmentation layers (RandomFlip, RandomRotation, RandomZoom), RMSprop, ``model.fit`` on
 arrays in RAM, batch 32, validation every epoch. Only the decoding is the project's (it is
 not timed), so both see the same pixels. It prints the seconds of every epoch; compare with
-the ``Epoch n/N - s`` lines of ``kedro run --pipeline=model_training`` at the same size::
+the ``Epoch n/N - s`` lines of ``kedro run --pipelines=model_training`` at the same size::
 
     python benchmarks/plain_keras_port.py --archive ../shared/datasets/dogs-vs-cats.zip \\
         --image-size 64 --epochs 2

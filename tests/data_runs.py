@@ -1,6 +1,6 @@
 """Run the data pipeline on the project's own catalog and parameters, without a KedroSession.
 
-What ``kedro run --pipeline=data_processing`` does -- Kedro's SequentialRunner on a catalog
+What ``kedro run --pipelines=data_processing`` does -- Kedro's SequentialRunner on a catalog
 built from ``conf/base`` (data paths relative to the working directory) -- without loading
 every other pipeline and plugin. Importable from any test folder (tests/ is on sys.path).
 """

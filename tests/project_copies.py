@@ -46,7 +46,7 @@ def end_active_runs() -> None:
 def run_pipeline(
     project: Path, pipeline: str, runtime_params: dict | None = None, env: str | None = None
 ) -> None:
-    """``kedro run --pipeline=<pipeline> [--env=<env>]`` in ``project`` (the working
+    """``kedro run --pipelines=<pipeline> [--env=<env>]`` in ``project`` (the working
     directory)."""
     end_active_runs()
     # Re-registers the pipelines, so pipelines that read conf/ at registration see this copy's.

@@ -115,7 +115,7 @@ def test_kedro_run_ends_with_the_message_not_a_traceback(tmp_path):
     project = copy_project(tmp_path / "project")
     missing = tmp_path / "nowhere" / "dogs-vs-cats.zip"
     result = kedro_run(
-        project, "--pipeline=data_processing", f"--params=download.local_path={missing}"
+        project, "--pipelines=data_processing", f"--params=download.local_path={missing}"
     )
     assert result.returncode == 1
     assert f"ArchiveDownloadError: download.local_path points at '{missing}'" in result.stderr

@@ -67,7 +67,7 @@ def client(server, monkeypatch) -> mlflow.MlflowClient:
 
 
 def _kedro_run(project: Path, url: str) -> subprocess.Popen:
-    """``kedro run --pipeline=compare_architectures`` in its own process, against ``url``."""
+    """``kedro run --pipelines=compare_architectures`` in its own process, against ``url``."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": url, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen(
         [
@@ -75,7 +75,7 @@ def _kedro_run(project: Path, url: str) -> subprocess.Popen:
             "-m",
             "kedro",
             "run",
-            "--pipeline=compare_architectures",
+            "--pipelines=compare_architectures",
         ],
         cwd=project,
         env=env,

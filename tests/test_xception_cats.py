@@ -1,4 +1,4 @@
-"""End to end: `kedro run --env=smoke --pipeline=xception_cats` on a generated archive.
+"""End to end: `kedro run --env=smoke --pipelines=xception_cats` on a generated archive.
 
 The project's own conf/ is copied into a temp project so that the run writes its data,
 models, reports and MLflow store there and never into the working copy.
@@ -24,7 +24,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def smoke_run(tmp_path: Path, monkeypatch, runtime_params: dict | None = None) -> Path:
-    """``kedro run --env=smoke --pipeline=xception_cats`` in a copy of the project."""
+    """``kedro run --env=smoke --pipelines=xception_cats`` in a copy of the project."""
     project = copy_project(tmp_path / "project")
     archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=range(16))
     monkeypatch.chdir(project)  # parameters such as download.archive_path are relative
@@ -92,7 +92,7 @@ def test_xception_cats_runs_end_to_end_in_the_smoke_env(tmp_path, monkeypatch):
 def test_a_failing_transfer_stage_keeps_the_from_scratch_model(tmp_path, monkeypatch):
     # Offline, weights: imagenet fails the same way (WeightsError) as this missing file.
     missing = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    with pytest.raises(WeightsError, match=r"kedro run --pipeline=transfer_learning"):
+    with pytest.raises(WeightsError, match=r"kedro run --pipelines=transfer_learning"):
         smoke_run(tmp_path, monkeypatch, {"transfer": {"weights": str(missing)}})
 
     project = tmp_path / "project"

@@ -145,7 +145,7 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
         if not (self._path / "meta.json").is_file():
             raise DatasetError(
                 f"No decoded image set at '{self._path}'. Run the data pipeline first: "
-                "kedro run --pipeline=data_processing"
+                "kedro run --pipelines=data_processing"
             )
         meta = json.loads((self._path / "meta.json").read_text())
         images = np.load(self._path / "images.npy", mmap_mode="r" if self._mmap else None)

@@ -208,7 +208,7 @@ def _local_weights_hint(base: str, input_shape: tuple[int, ...]) -> str:
         f'with --params="transfer.weights=/path/to/{file_name}" (or put it in '
         "~/.keras/models/, where weights: imagenet looks first). "
         "Use transfer.weights=null to start from random weights. After xception_cats only "
-        "the transfer stage is left to run: kedro run --pipeline=transfer_learning --params=..."
+        "the transfer stage is left to run: kedro run --pipelines=transfer_learning --params=..."
     )
 
 

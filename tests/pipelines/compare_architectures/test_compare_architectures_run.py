@@ -76,7 +76,7 @@ def live_history() -> Iterator[dict[str, list[int]]]:
 
 @pytest.fixture(scope="module")
 def runs(tracked_project: Path, live_history: dict[str, list[int]]) -> dict[str, Run]:
-    """Runs of one ``kedro run --pipeline=compare_architectures``, by run name."""
+    """Runs of one ``kedro run --pipelines=compare_architectures``, by run name."""
     reporting = tracked_project / "data" / "08_reporting"
     reporting.mkdir(parents=True, exist_ok=True)
     (reporting / "data_quality.json").write_text(json.dumps({"skipped": [], "decoded": 32}))

@@ -1,7 +1,7 @@
 """The whole data_processing pipeline with the project's own catalog and parameters.
 
 Runs Kedro's SequentialRunner on a catalog built from ``conf/base`` (with the data paths
-relative to a temp folder) -- what ``kedro run --pipeline=data_processing`` does, without
+relative to a temp folder) -- what ``kedro run --pipelines=data_processing`` does, without
 a KedroSession loading every other pipeline and plugin.
 """
 

@@ -1,4 +1,4 @@
-"""End to end: `kedro run --env=smoke --pipeline=image_folders` on a generated class-folder zip,
+"""End to end: `kedro run --env=smoke --pipelines=image_folders` on a generated class-folder zip,
 with the acceptance command's parameter spellings."""
 
 from __future__ import annotations

@@ -76,5 +76,5 @@ def incoming_files(root: Path) -> list[str]:
 
 
 def run_retrain(project: Path, params: dict[str, Any] | None = None) -> None:
-    """``kedro run --pipeline=retrain`` in ``project`` (which must be the working directory)."""
+    """``kedro run --pipelines=retrain`` in ``project`` (which must be the working directory)."""
     project_copies.run_pipeline(project, "retrain", params)

@@ -1,4 +1,4 @@
-"""Whole retraining runs (kedro run --pipeline=retrain) against a temporary tracking store:
+"""Whole retraining runs (kedro run --pipelines=retrain) against a temporary tracking store:
 first promotion, a weaker challenger, duplicates, an injected crash and its rerun."""
 
 from __future__ import annotations

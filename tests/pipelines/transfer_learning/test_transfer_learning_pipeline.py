@@ -78,7 +78,7 @@ def test_every_output_has_its_own_entry_named_after_the_base(runtime_params, nam
 
 @pytest.mark.slow
 def test_smoke_run_with_a_real_base(tmp_path, monkeypatch):
-    """What ``kedro run --pipeline=transfer_learning --env=smoke`` does (VGG16, 32x32)."""
+    """What ``kedro run --pipelines=transfer_learning --env=smoke`` does (VGG16, 32x32)."""
     monkeypatch.chdir(tmp_path)  # the catalog's data/... paths are relative
     config = project_config("smoke")
     catalog = DataCatalog.from_config(config["catalog"])

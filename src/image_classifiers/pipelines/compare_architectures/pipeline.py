@@ -10,7 +10,7 @@ known, so the list is read from ``conf/`` at that moment: ``conf/base`` merged w
 ``conf/$KEDRO_ENV`` (``conf/local`` when ``KEDRO_ENV`` is unset). To compare other models,
 edit ``conf/base/parameters_compare_architectures.yml`` or override the list in
 ``conf/local/parameters_compare_architectures.yml``; for another environment run
-``KEDRO_ENV=<env> kedro run --pipeline=compare_architectures``.
+``KEDRO_ENV=<env> kedro run --pipelines=compare_architectures``.
 """
 
 from __future__ import annotations

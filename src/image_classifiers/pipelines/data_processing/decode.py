@@ -67,7 +67,7 @@ def decode_split(
     if unknown:
         raise DecodeError(
             f"The split manifest has classes {unknown} that are not in split.classes "
-            f"{classes}; run the split step again (kedro run --pipeline=data_processing)."
+            f"{classes}; run the split step again (kedro run --pipelines=data_processing)."
         )
     files = rows["file"].astype(str).tolist()
     labels = rows["class"].map(class_index).to_numpy(dtype=np.int32)

@@ -292,7 +292,7 @@ def index_images(folder: Path, classes: list[str]) -> dict[tuple[str, int], Path
     if not folder.is_dir():
         raise SplitError(
             f"'{folder}' does not exist; run the extract step first "
-            "(kedro run --pipeline=data_processing)."
+            "(kedro run --pipelines=data_processing)."
         )
     wanted = set(classes)
     found: dict[tuple[str, int], Path] = {}

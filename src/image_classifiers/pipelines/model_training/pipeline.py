@@ -7,7 +7,7 @@ from .nodes import build_model, evaluate_model, plot_training_curves, train_mode
 
 SHARED_PARAMETERS = ("training", "augmentation", "evaluation", "inspection")
 
-# The model trained by `kedro run --pipeline=model_training` (and xception_cats).
+# The model trained by `kedro run --pipelines=model_training` (and xception_cats).
 DEFAULT_MODEL = "mini_xception"
 
 
