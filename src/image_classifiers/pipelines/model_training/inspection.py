@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from image_classifiers.inspection import feature_maps, grad_cam
+from image_classifiers.params import EvaluationParams
 from image_classifiers.training import check_image_set, predict_probabilities, predicted_labels
 
 from .nodes import show_image
@@ -68,7 +69,7 @@ def inspect_model(
     model: keras.Model,
     test_set: dict[str, Any],
     inspection: dict[str, Any] | None,
-    evaluation: dict[str, Any] | None = None,
+    evaluation: EvaluationParams | None = None,
 ) -> tuple[Figure, Figure]:
     """The feature maps of the first convolutions and a grid of Grad-CAM heatmaps.
 
@@ -109,9 +110,7 @@ def inspect_model(
             images[options["feature_map_image"]], maps, channels=options["feature_map_channels"]
         )
         probabilities = predict_probabilities(model, images, options["batch_size"])
-        predictions = predicted_labels(
-            probabilities, float((evaluation or {}).get("threshold", 0.5))
-        )
+        predictions = predicted_labels(probabilities, EvaluationParams.coerce(evaluation).threshold)
         confidence = probabilities[np.arange(len(predictions)), predictions]
         shown = grad_cam_order(labels, predictions, confidence)[: options["grad_cam_grid"]]
         heatmaps = grad_cam(

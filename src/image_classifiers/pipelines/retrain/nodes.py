@@ -35,7 +35,7 @@ import mlflow
 import numpy as np
 
 from image_classifiers.images import UnreadableImageError, decode_image
-from image_classifiers.params import TrainingParams
+from image_classifiers.params import EvaluationParams, TrainingParams
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
     evaluate_model,
@@ -434,8 +434,8 @@ def register_challenger(
                 list(images["classes"]),
                 name="challenger",
                 registered_model_name=name,
-                threshold=float(evaluation.get("threshold", 0.5)),
-                batch_size=int(evaluation.get("batch_size", 32)),
+                threshold=EvaluationParams.coerce(evaluation).threshold,
+                batch_size=EvaluationParams.coerce(evaluation).batch_size,
             )
         version = str(info.registered_model_version)
         client = mlflow.MlflowClient()
