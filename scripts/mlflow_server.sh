@@ -8,7 +8,7 @@
 #   scripts/mlflow_server.sh --host 0.0.0.0 --port 5000 --allowed-hosts mlflow.example.org:5000
 #
 # then, on every machine that runs the pipelines:
-#   MLFLOW_TRACKING_URI=http://mlflow.example.org:5000 kedro run --pipeline=xception_cats
+#   MLFLOW_TRACKING_URI=http://mlflow.example.org:5000 kedro run --pipelines=xception_cats
 #
 # Settings (environment; extra arguments go to `mlflow server` and win):
 #   MLFLOW_BACKEND_STORE_URI      required, postgresql+psycopg://user:password@host:port/database
