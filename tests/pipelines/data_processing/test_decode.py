@@ -163,7 +163,7 @@ def test_a_failing_decode_leaves_no_staged_file(manifest, tmp_path):
 
 @pytest.mark.parametrize("chunk_size", [0, -1, 2.5, True])
 def test_bad_chunk_size_is_rejected(manifest, chunk_size):
-    with pytest.raises(DecodeError, match=r"decode\.chunk_size"):
+    with pytest.raises(ValidationError, match=r"chunk_size\n  Input should be"):
         decode_split(manifest, {**DECODE, "chunk_size": chunk_size}, ["cat", "dog"], "train")
 
 
