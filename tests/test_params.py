@@ -245,3 +245,17 @@ def test_node_arguments_are_typed_so_kedro_validates_them():
         assert _unwrap_optional(types[group]) is model, group
     assert _unwrap_optional(types["models.mini_xception"]) is p.ModelOptions
     assert all(issubclass(_unwrap_optional(t), BaseModel) for t in types.values())
+
+
+def test_experiments_without_augmentation_really_have_none(tmp_path, monkeypatch):
+    # An empty group takes the model's defaults (the book's flip/rotation/zoom), which would
+    # flip MNIST digits and blur the over-fitting study's baseline: these groups must say so.
+    params = _context_params(tmp_path, monkeypatch, "")
+    identity = p.AugmentationParams(horizontal_flip=False, rotation=0.0, zoom=0.0)
+    plain = ["lenet_mnist", "cnn_fashion_mnist", "vgg16_cifar10"]
+    plain += [f"cnn_cifar10_{variant}" for variant in ("baseline", "l2", "dropout", "batch_norm")]
+    for name in plain:
+        assert params[name]["augmentation"] == identity, name
+    study = params["cnn_cifar10_augmentation"]["augmentation"]
+    assert study.horizontal_flip and study.translation > 0
+    assert study.rotation == study.zoom == 0.0
