@@ -32,7 +32,7 @@ import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,7 @@ def main() -> None:
 
         record = {
             "benchmark": "larger_than_ram",
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "keras_backend": keras.backend.backend(),
