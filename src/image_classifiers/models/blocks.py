@@ -25,3 +25,29 @@ def conv_bn_relu(x, width: int, kernel: int, strides: int = 1):
     x = layers.Conv2D(width, kernel, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     return layers.Activation("relu")(x)
+
+
+def conv_pool_dense(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    filters: tuple[int, ...],
+    kernel: int,
+    dense_units: int,
+    dropout: float,
+    name: str,
+) -> keras.Model:
+    """Unpadded ``kernel``x``kernel`` Conv2D (ReLU) + 2x2 max pool per entry of ``filters``,
+    one dense ReLU layer, optional dropout, the classifier: LeNet's shape, shared by the
+    small CNNs built on it."""
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for width in filters:
+        x = layers.Conv2D(width, kernel, activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(dense_units, activation="relu")(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    outputs = classifier_head(num_classes)(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -7,9 +7,8 @@ least 16x16.
 from __future__ import annotations
 
 import keras
-from keras import layers
 
-from image_classifiers.models.blocks import classifier_head
+from image_classifiers.models.blocks import conv_pool_dense
 
 
 def build_lenet(
@@ -29,14 +28,12 @@ def build_lenet(
         dense_units: Width of the hidden dense layer.
         dropout: Dropout rate before the classifier (0 = none, as in the original).
     """
-    inputs = keras.Input(shape=input_shape)
-    x = inputs
-    for width in filters:
-        x = layers.Conv2D(width, 5, activation="relu")(x)
-        x = layers.MaxPooling2D(2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(dense_units, activation="relu")(x)
-    if dropout:
-        x = layers.Dropout(dropout)(x)
-    outputs = classifier_head(num_classes)(x)
-    return keras.Model(inputs, outputs, name="lenet")
+    return conv_pool_dense(
+        input_shape,
+        num_classes,
+        filters=tuple(filters),
+        kernel=5,
+        dense_units=dense_units,
+        dropout=dropout,
+        name="lenet",
+    )

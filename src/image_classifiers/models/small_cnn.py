@@ -8,9 +8,8 @@ least 10x10.
 from __future__ import annotations
 
 import keras
-from keras import layers
 
-from image_classifiers.models.blocks import classifier_head
+from image_classifiers.models.blocks import conv_pool_dense
 
 
 def build_small_cnn(
@@ -30,14 +29,12 @@ def build_small_cnn(
         dense_units: Width of the hidden dense layer.
         dropout: Dropout rate before the classifier (0 = none).
     """
-    inputs = keras.Input(shape=input_shape)
-    x = inputs
-    for width in filters:
-        x = layers.Conv2D(width, 3, activation="relu")(x)
-        x = layers.MaxPooling2D(2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(dense_units, activation="relu")(x)
-    if dropout:
-        x = layers.Dropout(dropout)(x)
-    outputs = classifier_head(num_classes)(x)
-    return keras.Model(inputs, outputs, name="small_cnn")
+    return conv_pool_dense(
+        input_shape,
+        num_classes,
+        filters=tuple(filters),
+        kernel=3,
+        dense_units=dense_units,
+        dropout=dropout,
+        name="small_cnn",
+    )

@@ -16,9 +16,9 @@ from matplotlib.figure import Figure
 
 from image_classifiers.inspection import feature_maps, grad_cam
 from image_classifiers.params import EvaluationParams
-from image_classifiers.training import check_image_set, predict_probabilities, predicted_labels
+from image_classifiers.training import predict_probabilities, predicted_labels
 
-from .nodes import show_image
+from .nodes import show_image, test_split_for
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +89,7 @@ def inspect_model(
         ValueError: For bad parameters or a test set that doesn't fit the model.
     """
     options = _options(inspection)
-    check_image_set("test_set", test_set)
-    images, labels = test_set["images"], np.asarray(test_set["labels"], dtype=np.int32)
-    classes = [str(c) for c in test_set["classes"]]
-    if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
-        raise ValueError(
-            f"The model takes images of shape {tuple(model.input_shape[1:])} but test_set "
-            f"holds {tuple(images.shape[1:])}."
-        )
+    images, labels, classes = test_split_for(model, test_set)
     if options["feature_map_image"] >= len(images):
         raise ValueError(
             f"inspection.feature_map_image is {options['feature_map_image']} but the test set "

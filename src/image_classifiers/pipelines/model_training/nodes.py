@@ -101,6 +101,24 @@ def train_model(
     return fit_model(model, train_set, validation_set, training)
 
 
+def test_split_for(
+    model: keras.Model, test_set: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The test split's images, integer labels and class names, checked against ``model``.
+
+    Raises:
+        ValueError: If the split is unusable or its images are not the model's input shape.
+    """
+    check_image_set("test_set", test_set)
+    images, labels = test_set["images"], np.asarray(test_set["labels"], dtype=np.int32)
+    if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
+        raise ValueError(
+            f"The model takes images of shape {tuple(model.input_shape[1:])} but test_set "
+            f"holds {tuple(images.shape[1:])}; decode the test set at the model's size."
+        )
+    return images, labels, [str(c) for c in test_set["classes"]]
+
+
 def evaluate_model(
     model: keras.Model, test_set: dict[str, Any], evaluation: EvaluationParams
 ) -> tuple[dict[str, Any], Figure, Figure]:
@@ -119,14 +137,7 @@ def evaluate_model(
         confusion-matrix figure and a grid of misclassified test images.
     """
     evaluation = EvaluationParams.coerce(evaluation)
-    check_image_set("test_set", test_set)
-    images, labels = test_set["images"], np.asarray(test_set["labels"], dtype=np.int32)
-    classes = [str(c) for c in test_set["classes"]]
-    if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
-        raise ValueError(
-            f"The model takes images of shape {tuple(model.input_shape[1:])} but test_set "
-            f"holds {tuple(images.shape[1:])}; decode the test set at the model's size."
-        )
+    images, labels, classes = test_split_for(model, test_set)
     threshold = evaluation.threshold
     probabilities = predict_probabilities(
         model, images, evaluation.batch_size, flip_average=evaluation.test_time_flip
