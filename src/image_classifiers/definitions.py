@@ -18,8 +18,21 @@ from pathlib import Path
 from unittest import mock
 
 import dagster as dg
+import kedro_dagster.nodes
 import kedro_dagster.translator
 from kedro_dagster import KedroProjectTranslator
+from pydantic_core import to_jsonable_python
+
+_dagster_config_from_params = kedro_dagster.nodes._create_pydantic_model_from_dict
+
+
+def _plain_params_config(name: str, params: dict, __base__, __config__=None):
+    """kedro-dagster turns each node's parameters into a Dagster ``Config`` typed after the
+    values; Kedro 1.7 hands it our typed groups (pydantic models, image_classifiers.params),
+    which Dagster config cannot hold. Give it their plain JSON form: the nodes validate a dict
+    again (``Params.coerce``), so the ops get the same options."""
+    plain = {key: to_jsonable_python(value) for key, value in params.items()}
+    return _dagster_config_from_params(name, plain, __base__=__base__, __config__=__config__)
 
 
 def build_definitions(env: str | None = None, project_path: Path | None = None) -> dg.Definitions:
@@ -38,7 +51,12 @@ def build_definitions(env: str | None = None, project_path: Path | None = None) 
     # kedro-dagster adds a Dagster MLflow resource when kedro-mlflow is installed; it needs
     # dagster-mlflow, which pins pandas<3. It is not needed: the jobs run Kedro's hooks, so
     # kedro-mlflow opens and closes the run of every job as it does for `kedro run`.
-    with mock.patch.object(kedro_dagster.translator, "is_mlflow_enabled", return_value=False):
+    with (
+        mock.patch.object(kedro_dagster.translator, "is_mlflow_enabled", return_value=False),
+        mock.patch.object(
+            kedro_dagster.nodes, "_create_pydantic_model_from_dict", _plain_params_config
+        ),
+    ):
         location = translator.to_dagster()
     resources = {
         **location.named_resources,
