@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -49,6 +52,29 @@ class AtomicSaveMixin:
         finally:
             self._atomic_save_path = None
             _remove(tmp)
+
+
+@contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """A new empty sibling folder of ``target`` to write into; swapped in on success.
+
+    A reader sees the old folder or the new one, never a part; after a failure ``target`` is
+    as it was and the temporary folder is gone.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published folder should not be
+    try:
+        yield tmp
+        if target.exists() and not target.is_dir():
+            target.unlink()
+        if target.exists():
+            _replace(tmp, target)
+        else:
+            os.replace(tmp, target)
+    finally:
+        _remove(tmp)
 
 
 def _replace(source: Path, target: Path) -> None:
