@@ -30,8 +30,10 @@ GROUPS = {
     "augmentation": (p.AugmentationParams, "parameters_model_training.yml"),
     "training": (p.TrainingParams, "parameters_model_training.yml"),
     "evaluation": (p.EvaluationParams, "parameters_model_training.yml"),
+    "inspection": (p.InspectionParams, "parameters_model_training.yml"),
     "transfer": (p.TransferParams, "parameters_transfer_learning.yml"),
     "predict": (p.PredictParams, "parameters_predict.yml"),
+    "retrain": (p.RetrainParams, "parameters_retrain.yml"),
 }
 # The keys a group cannot do without (they come from globals.yml).
 REQUIRED = {
@@ -101,6 +103,16 @@ REQUIRED = {
         (p.PredictParams, {"input_path": "x"}, "unknown key 'input_path'; allowed keys: source,"),
         (p.PredictParams, {"threshold": 1.5}, "threshold\n"),
         (p.EvaluationParams, {"batch_size": 0}, "batch_size\n"),
+        (p.InspectionParams, {"grad_cam_grd": 4}, "unknown key 'grad_cam_grd' (did you mean "),
+        (p.InspectionParams, {"feature_map_layers": -1}, "feature_map_layers\n  Input should"),
+        (p.InspectionParams, {"batch_size": 0}, "batch_size\n  Input should be greater"),
+        (p.RetrainParams, {"min_improvment": 0.1}, "did you mean 'min_improvement'?"),
+        (p.RetrainParams, {"on_bad_image": "drop"}, "on_bad_image\n  Input should be 'skip'"),
+        (p.RetrainParams, {"force": "yes"}, "force\n  Input should be a valid boolean"),
+        (p.RetrainParams, {"min_improvement": -0.1}, "min_improvement\n  Input should be"),
+        (p.RetrainParams, {"registered_model_name": ""}, "registered_model_name\n  String"),
+        (p.RetrainParams, {"training": {"epoch": 1}}, "unknown key 'epoch' (did you mean"),
+        (p.RetrainParams, {"training": {"epochs": -1}}, "training.epochs\n  Input should be"),
         (p.ModelOptions, {"architecture": "xception"}, "unknown architecture 'xception'"),
         (
             p.ModelOptions,
@@ -187,14 +199,17 @@ def test_conf_base_documents_every_default_and_sets_no_default_again(group):
     assert not set(set_in_yaml) & with_default - interpolated
 
 
-def _context_params(tmp_path: Path, monkeypatch, cli_params: str) -> dict:
-    """The parameters a ``kedro run --params=<cli_params>`` sees, after Kedro's validation."""
+def _context_params(tmp_path: Path, monkeypatch, cli_params: str, env: str | None = None) -> dict:
+    """The parameters a ``kedro run --params=<cli_params> [--env=<env>]`` sees, after
+    Kedro's validation."""
     project = copy_project(tmp_path / "project")
     monkeypatch.chdir(project)
     bootstrap_project(project)
     try:
         runtime_params = _split_params(None, None, cli_params)  # kedro run's own parser
-        with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
+        with KedroSession.create(
+            project_path=project, env=env, runtime_params=runtime_params
+        ) as session:
             return session.load_context().params
     finally:
         bootstrap_project(PROJECT)
@@ -216,22 +231,74 @@ def test_list_values_can_be_given_on_the_command_line(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_misspelt_key_stops_kedro_run_before_any_node(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("pipeline", "given", "expected"),
+    [
+        (
+            "model_training",
+            "training.learnig_rate=0.1",
+            ("training", "unknown key 'learnig_rate' (did you mean 'learning_rate'?)"),
+        ),
+        (
+            "model_training",
+            "inspection.grad_cam_grd=4",
+            ("inspection", "unknown key 'grad_cam_grd' (did you mean 'grad_cam_grid'?)"),
+        ),
+        (
+            "retrain",
+            "retrain.min_improvment=0.1",
+            ("retrain", "unknown key 'min_improvment' (did you mean 'min_improvement'?)"),
+        ),
+        (
+            "retrain",
+            "retrain.training.epoch=1",
+            ("retrain", "unknown key 'epoch' (did you mean 'epochs'?)"),
+        ),
+        (
+            "image_folders",
+            "image_folders.inspection.grad_cam_grd=4",
+            (
+                "image_folders.inspection",
+                "unknown key 'grad_cam_grd' (did you mean 'grad_cam_grid'?)",
+            ),
+        ),
+    ],
+)
+def test_a_misspelt_key_stops_kedro_run_before_any_node(
+    tmp_path, monkeypatch, pipeline, given, expected
+):
+    group, message = expected
     project = copy_project(tmp_path / "project")
     monkeypatch.chdir(project)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     bootstrap_project(project)
     try:
         result = CliRunner().invoke(
-            kedro_run_command,
-            ["--env=smoke", "--pipelines=model_training", "--params=training.learnig_rate=0.1"],
+            kedro_run_command, ["--env=smoke", f"--pipelines={pipeline}", f"--params={given}"]
         )
     finally:
         bootstrap_project(PROJECT)
     assert isinstance(result.exception, ParameterValidationError), result.output
-    assert "unknown key 'learnig_rate' (did you mean 'learning_rate'?)" in str(result.exception)
+    assert f"Parameter '{group}': " in str(result.exception)
+    assert message in str(result.exception)
     # Raised while the catalog was made, before the runner: no node ran, nothing was written.
-    assert not (project / "data").exists() or not any((project / "data").rglob("*.keras"))
+    data = project / "data"
+    assert not data.exists() or not any(path.is_file() for path in data.rglob("*"))
+
+
+def test_a_retrain_override_travels_as_the_keys_given():
+    """kedro-dagster hands each op its groups as plain JSON: a key of retrain.training that
+    was not given must not come back as None (which would override training's value)."""
+    retrain = p.RetrainParams.coerce({"training": {"learning_rate": 0.01}})
+    plain = to_jsonable_python(retrain)
+    assert plain["training"] == {"epochs": 30, "learning_rate": 0.01}
+    again = p.RetrainParams.coerce(plain)
+    merged = p.TrainingParams(optimizer="adam", weight_decay=0.1).merged(again.training)
+    assert (merged.epochs, merged.learning_rate) == (30, 0.01)
+    assert (merged.optimizer, merged.weight_decay) == ("adam", 0.1)
+    # A key given as null is given: it still overrides.
+    cleared = p.RetrainParams.coerce({"training": {"weight_decay": None}})
+    assert to_jsonable_python(cleared)["training"] == {"epochs": 30, "weight_decay": None}
 
 
 def test_node_arguments_are_typed_so_kedro_validates_them():
@@ -259,3 +326,29 @@ def test_experiments_without_augmentation_really_have_none(tmp_path, monkeypatch
     study = params["cnn_cifar10_augmentation"]["augmentation"]
     assert study.horizontal_flip and study.translation > 0
     assert study.rotation == study.zoom == 0.0
+
+
+@pytest.mark.slow
+def test_the_improved_recipe_reaches_image_folders_but_not_the_experiments(tmp_path, monkeypatch):
+    # image_folders copies the project's groups (${training} ...), which Kedro resolves in
+    # each environment before merging them: conf/improved copies its own over them.
+    base = _context_params(tmp_path / "base", monkeypatch, "")
+    improved = _context_params(tmp_path / "improved", monkeypatch, "", env="improved")
+    assert improved["training"].optimizer == "adamw" and base["training"].optimizer == "rmsprop"
+    for group in ("training", "augmentation", "evaluation"):
+        assert improved["image_folders"][group] == improved[group], group
+        assert base["image_folders"][group] == base[group], group
+    # The keys conf/improved leaves alone stay conf/base's (globals.seed, the epochs).
+    assert improved["image_folders"]["training"].seed == base["training"].seed is not None
+    assert improved["image_folders"]["training"].epochs == base["training"].epochs
+    # A command-line value still wins over the recipe.
+    overridden = _context_params(
+        tmp_path / "cli", monkeypatch, "image_folders.training.epochs=5", env="improved"
+    )
+    assert overridden["image_folders"]["training"].epochs == 5
+    assert overridden["image_folders"]["training"].schedule == "cosine"
+    # The experiments reproduce the book's studies: their own recipes, in any environment
+    # (test-time flips would mirror MNIST digits).
+    for name in ("lenet_mnist", "cnn_fashion_mnist", "vgg16_cifar10"):
+        assert improved[name]["evaluation"] == base[name]["evaluation"], name
+        assert improved[name]["training"] == base[name]["training"], name

@@ -29,7 +29,7 @@ import itertools
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Annotated, Any, Literal, Self, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, Self, get_type_hints
 
 from pydantic import (
     AfterValidator,
@@ -37,8 +37,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     Strict,
     create_model,
+    model_serializer,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -172,13 +174,30 @@ class Params(BaseModel):
         return type(self).model_validate({**self.model_dump(), **changes})
 
 
-def overrides_of(model: type[Params], **extra: Any) -> type[Params]:
+class Overrides(Params):
+    """Base of the override groups made by :func:`overrides_of`."""
+
+    #: The keys that override another group's: left out of a dump while not given.
+    overridden: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A key that was not given must stay not given when the group travels as a dict
+        # (kedro-dagster's op config, the logged parameters): as None it would override.
+        return {
+            key: value
+            for key, value in handler(self).items()
+            if key not in self.overridden or key in self.model_fields_set
+        }
+
+
+def overrides_of(model: type[Params], **extra: Any) -> type[Overrides]:
     """A model accepting any subset of ``model``'s keys (plus ``extra`` fields).
 
     Each key keeps its type and constraints; a key that is not given stays unset
-    (``model_dump(exclude_unset=True)`` leaves it out), so ``Params.merged`` applies only
-    what was given. Used where a group overrides another one's keys (``retrain.training``,
-    ``transfer.fine_tuning``).
+    (``model_dump(exclude_unset=True)`` leaves it out, and so does any dump of it), so
+    ``Params.merged`` applies only what was given. Used where a group overrides another
+    one's keys (``retrain.training``, ``transfer.fine_tuning``).
     """
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
@@ -187,8 +206,11 @@ def overrides_of(model: type[Params], **extra: Any) -> type[Params]:
             Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         )
         fields[name] = (annotation, FieldInfo(default=None, description=info.description))
+    overridden = frozenset(fields)
     fields.update(extra)
-    return create_model(f"{model.__name__}Overrides", __base__=Params, **fields)
+    overrides = create_model(f"{model.__name__}Overrides", __base__=Overrides, **fields)
+    overrides.overridden = overridden
+    return overrides
 
 
 # ---- data_processing ----------------------------------------------------------------------
@@ -410,6 +432,22 @@ class EvaluationParams(Params):
     )
 
 
+class InspectionParams(Params):
+    """``inspection``: looking inside each trained model (feature maps and Grad-CAM)."""
+
+    feature_map_layers: NonNegativeInt = Field(
+        4, description="the first convolutions whose outputs are drawn"
+    )
+    feature_map_channels: NonNegativeInt = Field(8, description="channels drawn per convolution")
+    feature_map_image: NonNegativeInt = Field(
+        0, description="index of the test image they are drawn for"
+    )
+    grad_cam_grid: NonNegativeInt = Field(
+        16, description="test images with Grad-CAM heatmaps, misclassified ones first"
+    )
+    batch_size: PositiveInt = Field(16, description="images per forward/backward pass")
+
+
 @cache
 def _builder_options_model(architecture: str) -> type[Params]:
     """A model of the keyword options ``architecture``'s builder takes (types, defaults)."""
@@ -559,7 +597,11 @@ class RetrainParams(Params):
     greater_is_better: Bool = True
     min_improvement: Float = Field(0.005, ge=0)
     min_score: Float = 0.6
-    registered_model_name: str = Field(min_length=1)
+    registered_model_name: str = Field(
+        "cats_vs_dogs",
+        min_length=1,
+        description='conf/base: --params="registered_model_name=..." (or cats_vs_dogs)',
+    )
     champion_alias: str = Field("champion", min_length=1)
     challenger_alias: str = Field("challenger", min_length=1)
     experiment: str | None = Field(None, description="only when kedro-mlflow is off")

@@ -55,8 +55,9 @@ def test_a_model_that_cannot_be_inspected_gets_figures_saying_why(caplog):
 @pytest.mark.parametrize(
     ("inspection", "message"),
     [
-        ({"grad_cam_grd": 4}, "Unknown inspection parameters"),
-        ({"grad_cam_grid": -1}, "non-negative integer"),
+        ({"grad_cam_grd": 4}, r"unknown key 'grad_cam_grd' \(did you mean 'grad_cam_grid'\?\)"),
+        ({"grad_cam_grid": -1}, "grad_cam_grid\n  Input should be greater than or equal to 0"),
+        ({"batch_size": 0}, "batch_size\n  Input should be greater than or equal to 1"),
         ({"feature_map_image": 6}, "test set has 6 images"),
     ],
 )

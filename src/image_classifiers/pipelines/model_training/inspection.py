@@ -15,39 +15,18 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from image_classifiers.inspection import feature_maps, grad_cam
-from image_classifiers.params import EvaluationParams
+from image_classifiers.params import EvaluationParams, InspectionParams
 from image_classifiers.training import predict_probabilities, predicted_labels
 
 from .nodes import show_image, test_split_for
 
 logger = logging.getLogger(__name__)
 
-INSPECTION_DEFAULTS: dict[str, Any] = {
-    "feature_map_layers": 4,
-    "feature_map_channels": 8,
-    "feature_map_image": 0,
-    "grad_cam_grid": 16,
-    "batch_size": 16,
-}
-
 
 def _message_figure(text: str) -> Figure:
     figure = Figure(figsize=(5, 2))
     figure.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
     return figure
-
-
-def _options(inspection: dict[str, Any] | None) -> dict[str, Any]:
-    options = {**INSPECTION_DEFAULTS, **(inspection or {})}
-    unknown = sorted(set(options) - set(INSPECTION_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"Unknown inspection parameters {unknown}. Known: {', '.join(INSPECTION_DEFAULTS)}."
-        )
-    for key, value in options.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"inspection.{key} must be a non-negative integer, got {value!r}.")
-    return options
 
 
 def grad_cam_order(
@@ -68,7 +47,7 @@ def grad_cam_order(
 def inspect_model(
     model: keras.Model,
     test_set: dict[str, Any],
-    inspection: dict[str, Any] | None,
+    inspection: InspectionParams | None,
     evaluation: EvaluationParams | None = None,
 ) -> tuple[Figure, Figure]:
     """The feature maps of the first convolutions and a grid of Grad-CAM heatmaps.
@@ -78,7 +57,8 @@ def inspect_model(
         test_set: Decoded test split.
         inspection: ``feature_map_layers`` (first convolutions shown), ``feature_map_channels``
             (channels per convolution), ``feature_map_image`` (index of the test image),
-            ``grad_cam_grid`` (test images, misclassified first), ``batch_size``.
+            ``grad_cam_grid`` (test images, misclassified first), ``batch_size``; a model
+            from Kedro, or a (partial) dict.
         evaluation: ``threshold`` for two classes, as in ``evaluate_model``.
 
     Returns:
@@ -86,28 +66,28 @@ def inspect_model(
         (no convolution, a subclassed model) gets figures saying why, and a warning.
 
     Raises:
-        ValueError: For bad parameters or a test set that doesn't fit the model.
+        ValueError: For a feature-map image or a test set that doesn't fit the model.
     """
-    options = _options(inspection)
+    inspection = InspectionParams.coerce(inspection)
     images, labels, classes = test_split_for(model, test_set)
-    if options["feature_map_image"] >= len(images):
+    if inspection.feature_map_image >= len(images):
         raise ValueError(
-            f"inspection.feature_map_image is {options['feature_map_image']} but the test set "
+            f"inspection.feature_map_image is {inspection.feature_map_image} but the test set "
             f"has {len(images)} images."
         )
     try:
         maps = feature_maps(
-            model, images[options["feature_map_image"]], layers=options["feature_map_layers"]
+            model, images[inspection.feature_map_image], layers=inspection.feature_map_layers
         )
         feature_figure = plot_feature_maps(
-            images[options["feature_map_image"]], maps, channels=options["feature_map_channels"]
+            images[inspection.feature_map_image], maps, channels=inspection.feature_map_channels
         )
-        probabilities = predict_probabilities(model, images, options["batch_size"])
+        probabilities = predict_probabilities(model, images, inspection.batch_size)
         predictions = predicted_labels(probabilities, EvaluationParams.coerce(evaluation).threshold)
         confidence = probabilities[np.arange(len(predictions)), predictions]
-        shown = grad_cam_order(labels, predictions, confidence)[: options["grad_cam_grid"]]
+        shown = grad_cam_order(labels, predictions, confidence)[: inspection.grad_cam_grid]
         heatmaps = grad_cam(
-            model, images[shown], predictions[shown], batch_size=options["batch_size"]
+            model, images[shown], predictions[shown], batch_size=inspection.batch_size
         )
     except ValueError as exc:  # the model can't be looked inside: say so, don't fail training
         logger.warning("Cannot inspect model '%s': %s", model.name, exc)

@@ -35,7 +35,12 @@ import mlflow
 import numpy as np
 
 from image_classifiers.images import UnreadableImageError, decode_image
-from image_classifiers.params import EvaluationParams, TrainingParams
+from image_classifiers.params import (
+    AugmentationParams,
+    EvaluationParams,
+    RetrainParams,
+    TrainingParams,
+)
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
     evaluate_model,
@@ -56,7 +61,7 @@ def collect_images(
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
     test_set: dict[str, Any],
-    retrain: dict[str, Any],
+    retrain: RetrainParams,
 ) -> dict[str, Any]:
     """The pool and the new labeled images, read, validated and decoded; known ones dropped.
 
@@ -83,11 +88,12 @@ def collect_images(
     Raises:
         ValueError: With ``on_bad_image: fail``, if any new file is unreadable or unlabeled.
     """
+    retrain = RetrainParams.coerce(retrain)
     classes = [str(c) for c in train_set["classes"]]
     size = tuple(int(v) for v in train_set["images"].shape[1:3])
-    source = Path(retrain.get("archive") or retrain["incoming_dir"])
+    source = Path(retrain.archive or retrain.incoming_dir)
     fixed = _pixel_hashes(train_set, validation_set, test_set)
-    pool = _read_pool(Path(retrain["processed_dir"]), classes, size, fixed)
+    pool = _read_pool(Path(retrain.processed_dir), classes, size, fixed)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     result: dict[str, Any] = {
         "run_id": run_id,
@@ -103,7 +109,7 @@ def collect_images(
     else:
         files = iter_image_files(source)
     new = _accept(files, classes, size, fixed, known=set(pool["sha256"]), report=result)
-    if result["rejected"] and retrain.get("on_bad_image", "skip") == "fail":
+    if result["rejected"] and retrain.on_bad_image == "fail":
         shown = "; ".join(f"{r['file']}: {r['reason']}" for r in result["rejected"][:5])
         raise ValueError(
             f"{len(result['rejected'])} incoming files cannot be used ({shown}). Fix or "
@@ -236,30 +242,33 @@ def train_challenger(
     images: dict[str, Any],
     validation_set: dict[str, Any],
     models: dict[str, Any],
-    augmentation: dict[str, Any] | None,
-    training: dict[str, Any],
-    retrain: dict[str, Any],
+    augmentation: AugmentationParams | None,
+    training: TrainingParams,
+    retrain: RetrainParams,
 ) -> dict[str, Any]:
     """Train a new model on ``train_set`` + the pool + the new images, if there are new ones.
 
     The one place that decides whether this run trains at all: only when new images came in
     or ``retrain.force`` is set; otherwise the challenger is ``None`` and the run is a skip.
     The architecture is ``models[retrain.model]``; ``retrain.training`` overrides single keys
-    of ``training`` (e.g. ``epochs``).
+    of ``training`` (e.g. ``epochs``). ``models`` is the whole ``models`` group: Kedro
+    validates a typed group, not a mapping of them, so the chosen entry is validated (as
+    ``ModelOptions``) when the challenger is built.
 
     Returns:
         ``{"model": keras.Model | None, "history": {...}, "train_images": int}``.
     """
-    if not len(images["files"]) and not retrain.get("force", False):
+    retrain = RetrainParams.coerce(retrain)
+    if not len(images["files"]) and not retrain.force:
         logger.info("No new images: no challenger is trained (retrain.force=true to train one).")
         return {"model": None, "history": {}, "train_images": 0}
-    name = retrain["model"]
+    name = retrain.model
     if name not in models:
         raise ValueError(
             f"retrain.model is '{name}' but models has no such entry; choose one of "
             f"{sorted(models)} (parameters_model_training.yml)."
         )
-    options = TrainingParams.coerce(training).merged(retrain.get("training"))
+    options = TrainingParams.coerce(training).merged(retrain.training)
     combined = training_set(train_set, images)
     logger.info(
         "Training challenger '%s' on %d images (%d from train_set, %d from the pool, %d new).",
@@ -289,8 +298,8 @@ def training_set(train_set: dict[str, Any], images: dict[str, Any]) -> dict[str,
 def decide_promotion(
     challenger: dict[str, Any],
     test_set: dict[str, Any],
-    evaluation: dict[str, Any],
-    retrain: dict[str, Any],
+    evaluation: EvaluationParams,
+    retrain: RetrainParams,
 ) -> dict[str, Any]:
     """Score the challenger and the champion on the fixed test set and decide.
 
@@ -300,6 +309,7 @@ def decide_promotion(
         The decision (``action`` promote | keep | skip, ``reason``, both scores, the
         champion's version) and ``challenger_metrics``.
     """
+    retrain = RetrainParams.coerce(retrain)
     if challenger["model"] is None:
         decision = promotion_rule(None, {}, retrain)
         return {**decision, "challenger_metrics": {}}
@@ -309,10 +319,10 @@ def decide_promotion(
 
 
 def _champion_metrics(
-    test_set: dict[str, Any], evaluation: dict[str, Any], retrain: dict[str, Any]
+    test_set: dict[str, Any], evaluation: EvaluationParams, retrain: RetrainParams
 ) -> dict[str, Any]:
     """The current champion's metrics on the test set, with its ``version`` (``{}``: none)."""
-    name, alias = retrain["registered_model_name"], retrain["champion_alias"]
+    name, alias = retrain.registered_model_name, retrain.champion_alias
     version = alias_version(name, alias)
     if version is None:
         logger.info("No champion yet ('%s@%s' does not exist).", name, alias)
@@ -333,7 +343,7 @@ def _champion_metrics(
 def promotion_rule(
     challenger_metrics: dict[str, Any] | None,
     champion_metrics: dict[str, Any],
-    retrain: dict[str, Any],
+    retrain: RetrainParams | dict[str, Any],
 ) -> dict[str, Any]:
     """Promote the challenger only if it beats the champion by ``retrain.min_improvement``.
 
@@ -344,10 +354,9 @@ def promotion_rule(
     Returns:
         ``action`` (promote | keep | skip), ``reason``, ``metric``, both scores.
     """
-    metric = retrain.get("metric", "test_accuracy")
-    higher = bool(retrain.get("greater_is_better", True))
-    margin = float(retrain.get("min_improvement", 0.0))
-    floor = retrain.get("min_score")
+    retrain = RetrainParams.coerce(retrain)
+    metric, higher = retrain.metric, retrain.greater_is_better
+    margin, floor = float(retrain.min_improvement), retrain.min_score
     decision = {
         "metric": metric,
         "greater_is_better": higher,
@@ -403,8 +412,8 @@ def register_challenger(
     challenger: dict[str, Any],
     decision: dict[str, Any],
     images: dict[str, Any],
-    evaluation: dict[str, Any],
-    retrain: dict[str, Any],
+    evaluation: EvaluationParams,
+    retrain: RetrainParams,
 ) -> dict[str, Any]:
     """Log the run to MLflow, register the challenger and move the aliases.
 
@@ -417,6 +426,8 @@ def register_challenger(
         The decision (without the challenger's metrics) plus ``version`` and
         ``mlflow_run_id``.
     """
+    retrain = RetrainParams.coerce(retrain)
+    evaluation = EvaluationParams.coerce(evaluation)
     record = {k: v for k, v in decision.items() if k != "challenger_metrics"}
     record.update(version=None, mlflow_run_id=None)
     with _mlflow_run(retrain) as run:
@@ -425,7 +436,7 @@ def register_challenger(
             _log_decision(decision, images)
         if decision["action"] == SKIP:
             return record
-        name = retrain["registered_model_name"]
+        name = retrain.registered_model_name
         with tempfile.TemporaryDirectory(prefix="challenger-") as tmp:
             path = Path(tmp) / "challenger.keras"
             challenger["model"].save(path)
@@ -434,20 +445,16 @@ def register_challenger(
                 list(images["classes"]),
                 name="challenger",
                 registered_model_name=name,
-                threshold=EvaluationParams.coerce(evaluation).threshold,
-                batch_size=EvaluationParams.coerce(evaluation).batch_size,
+                threshold=evaluation.threshold,
+                batch_size=evaluation.batch_size,
             )
         version = str(info.registered_model_version)
         client = mlflow.MlflowClient()
         for key, value in _version_tags(decision, images).items():
             client.set_model_version_tag(name, version, key, value)
-        client.set_registered_model_alias(
-            name, retrain.get("challenger_alias", "challenger"), version
-        )
+        client.set_registered_model_alias(name, retrain.challenger_alias, version)
         if decision["action"] == PROMOTE:
-            client.set_registered_model_alias(
-                name, retrain.get("champion_alias", "champion"), version
-            )
+            client.set_registered_model_alias(name, retrain.champion_alias, version)
             logger.info("Promoted %s version %s to champion.", name, version)
         elif decision["champion_version"] is None:
             logger.warning(
@@ -469,14 +476,14 @@ def register_challenger(
 
 
 @contextmanager
-def _mlflow_run(retrain: dict[str, Any]) -> Iterator[Any]:
+def _mlflow_run(retrain: RetrainParams) -> Iterator[Any]:
     """The active run (kedro-mlflow opens one per kedro run), or a run of our own."""
     active = mlflow.active_run()
     if active is not None:
         yield active
         return
-    if retrain.get("experiment"):
-        mlflow.set_experiment(retrain["experiment"])
+    if retrain.experiment:
+        mlflow.set_experiment(retrain.experiment)
     with mlflow.start_run(run_name="retrain") as run:
         yield run
 
@@ -529,7 +536,7 @@ def _version_tags(decision: dict[str, Any], incoming: dict[str, Any]) -> dict[st
 
 # ---- 5. archive: the new files join the pool -------------------------------------------------
 def archive_incoming(
-    images: dict[str, Any], registration: dict[str, Any], retrain: dict[str, Any]
+    images: dict[str, Any], registration: dict[str, Any], retrain: RetrainParams
 ) -> dict[str, Any]:
     """Move the files this run used or set aside into its processed folder; report the run.
 
@@ -542,7 +549,7 @@ def archive_incoming(
     Returns:
         The run's report (also logged to MLflow when a run is open).
     """
-    target = Path(retrain["processed_dir"]) / images["run_id"]
+    target = Path(RetrainParams.coerce(retrain).processed_dir) / images["run_id"]
     moved = 0
     for group, items in (
         ("", images["sources"]),
