@@ -47,8 +47,8 @@ def grad_cam_order(
 def inspect_model(
     model: keras.Model,
     test_set: dict[str, Any],
-    inspection: InspectionParams | None,
-    evaluation: EvaluationParams | None = None,
+    inspection: InspectionParams,
+    evaluation: EvaluationParams,
 ) -> tuple[Figure, Figure]:
     """The feature maps of the first convolutions and a grid of Grad-CAM heatmaps.
 
