@@ -31,6 +31,22 @@ def test_the_packages_own_checks_are_user_errors():
     assert is_user_error(ArchiveDownloadError("no archive"))
 
 
+def test_a_parameter_naming_no_configured_key_is_a_user_error(tmp_path):
+    from kedro.config import OmegaConfigLoader
+
+    project = copy_project(tmp_path / "project")
+    loader = OmegaConfigLoader(
+        str(project / "conf"),
+        base_env="base",
+        default_run_env="local",
+        runtime_params={"image_folders": {"model": "nope"}},
+    )
+    error = raised(loader.__getitem__, "parameters")
+    assert is_user_error(error)
+    assert "Interpolation key 'models.nope' not found" in str(error)
+    assert "image_folders.model_options" in str(error)
+
+
 def test_errors_from_elsewhere_are_not():
     assert not is_user_error(raised(np.zeros, -1))  # a ValueError, but numpy's
     assert not is_user_error(raised(dict().__getitem__, "key"))

@@ -21,6 +21,7 @@ import pydantic
 from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
 from kedro.validation import ParameterValidationError
+from omegaconf.errors import InterpolationKeyError
 
 PACKAGE = __name__.split(".", 1)[0]
 TRACEBACK_VARIABLE = "IMAGE_CLASSIFIERS_TRACEBACK"
@@ -55,9 +56,13 @@ def is_user_error(error: BaseException) -> bool:
     ``DatasetError`` (``"train_set: <message>"``) from the original: such a wrapper counts
     when what it wraps does. A parameter that failed validation is one too: Kedro's
     ``ParameterValidationError`` (typed parameters, ``image_classifiers.params``) or a
-    pydantic ``ValidationError``.
+    pydantic ``ValidationError``; and so is a configuration value that names a key that
+    does not exist (``image_folders.model=nope`` -> ``${models.${image_folders.model}}``:
+    OmegaConf's message names the missing key and the one that points at it).
     """
-    if isinstance(error, ParameterValidationError | pydantic.ValidationError):
+    if isinstance(
+        error, ParameterValidationError | pydantic.ValidationError | InterpolationKeyError
+    ):
         return True
     while True:
         if type(error).__module__.split(".", 1)[0] == PACKAGE:
