@@ -9,13 +9,17 @@ behaviour they build on).
 ``TypedParamsHook`` logs typed parameter groups (``image_classifiers.params``) field by field
 to the pipeline's run: kedro-mlflow flattens only plain dicts, so a pydantic model would be
 one string param there instead of ``training.epochs``, ``training.optimizer``, ...
+``ParamsCrossCheckHook`` checks a parameter group against another one before a run starts,
+which Kedro's validation of each group on its own cannot.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import mlflow
@@ -26,6 +30,7 @@ from mlflow.entities import RunStatus
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from pydantic import BaseModel
 
+from image_classifiers.params import CompareArchitecturesParams
 from image_classifiers.tracking import (
     create_store,
     environment_tags,
@@ -58,6 +63,9 @@ class ModelRunsHook:
     run. Each model run also records system metrics (CPU, memory, GPU with ``nvidia-ml-py``;
     ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false`` turns them off).
 
+    A node that trains several models itself (``compare_architectures``) opens each one's
+    run with :func:`model_run`, which this hook serves while a tracked pipeline runs.
+
     Needs the default sequential, synchronous runner (saves happen after ``after_node_run``
     and before the next ``before_node_run``); otherwise everything logs to the pipeline's run.
     """
@@ -80,6 +88,7 @@ class ModelRunsHook:
         self._pending: Counter[str] = Counter()
         self._inputs: dict[str, set[str]] = {}
         self._image_sets: dict[str, tuple[Any, str]] = {}
+        self._catalog: Any = None
 
     def model_namespace(self, node: Node) -> str | None:
         """The model a node belongs to: its top-level namespace, unless excluded."""
@@ -89,8 +98,11 @@ class ModelRunsHook:
         return None if top in self._excluded else top
 
     @hook_impl(trylast=True)  # after kedro-mlflow has opened the pipeline's run
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline) -> None:
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any
+    ) -> None:
         self._reset()
+        _serving.set(None)
         run = mlflow.active_run()
         if run is None:  # tracking is disabled for this pipeline in mlflow.yml
             return
@@ -103,6 +115,8 @@ class ModelRunsHook:
             )
             return
         self._parent_id = run.info.run_id
+        self._catalog = catalog
+        _serving.set(self)
         self._pipeline_name = "+".join(run_params.get("pipeline_names") or ["__default__"])
         self._pending = Counter(
             namespace for node in pipeline.nodes if (namespace := self.model_namespace(node))
@@ -133,6 +147,33 @@ class ModelRunsHook:
             )
             self._parent_id = None
             return
+        self._enter(namespace, catalog, inputs)
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        if self._parent_id is not None and (namespace := self.model_namespace(node)):
+            self._pending[namespace] -= 1
+
+    @hook_impl(tryfirst=True)  # close the model run before kedro-mlflow closes the pipeline's
+    def after_pipeline_run(self) -> None:
+        self._end_model_run(RunStatus.FINISHED)
+        self._reset()
+        _serving.set(None)
+
+    @hook_impl(tryfirst=True)  # kedro-mlflow then marks the pipeline's run FAILED
+    def on_pipeline_error(self) -> None:
+        """Mark the failing model's run, and every model run left incomplete, FAILED."""
+        self._end_model_run(RunStatus.FAILED)
+        client = mlflow.MlflowClient()
+        for namespace, run_id in self._children.items():
+            if self._pending[namespace] > 0:
+                client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        self._reset()
+        _serving.set(None)
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _enter(self, namespace: str, catalog: Any, inputs: Mapping[str, Any]) -> str:
+        """Start (or resume) ``namespace``'s run and log ``inputs`` to it; its run id."""
         # MLflow samples system metrics while the run is active, resuming on re-entry.
         system_metrics = _system_metrics_enabled()
         if namespace in self._children:
@@ -150,34 +191,14 @@ class ModelRunsHook:
             self._inputs[namespace] = set()
             _log_data_quality_report(catalog)
         self._log_node_inputs(namespace, inputs)
+        return self._children[namespace]
 
-    @hook_impl
-    def after_node_run(self, node: Node) -> None:
-        if self._parent_id is not None and (namespace := self.model_namespace(node)):
-            self._pending[namespace] -= 1
-
-    @hook_impl(tryfirst=True)  # close the model run before kedro-mlflow closes the pipeline's
-    def after_pipeline_run(self) -> None:
-        self._end_model_run(RunStatus.FINISHED)
-        self._reset()
-
-    @hook_impl(tryfirst=True)  # kedro-mlflow then marks the pipeline's run FAILED
-    def on_pipeline_error(self) -> None:
-        """Mark the failing model's run, and every model run left incomplete, FAILED."""
-        self._end_model_run(RunStatus.FAILED)
-        client = mlflow.MlflowClient()
-        for namespace, run_id in self._children.items():
-            if self._pending[namespace] > 0:
-                client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
-        self._reset()
-
-    # ---- helpers -------------------------------------------------------------------------
     def _end_model_run(self, status: int) -> None:
         active = mlflow.active_run()
         if active is not None and active.info.run_id in self._children.values():
             mlflow.end_run(RunStatus.to_string(status))
 
-    def _log_node_inputs(self, namespace: str, inputs: dict[str, Any]) -> None:
+    def _log_node_inputs(self, namespace: str, inputs: Mapping[str, Any]) -> None:
         """Log what kedro-mlflow logged to the pipeline's run (the node's parameters, flat)
         to the model's run too, the model's own options again as ``model.*``, and the
         image sets the node reads as MLflow datasets."""
@@ -204,6 +225,43 @@ class ModelRunsHook:
                 mlflow.log_input(dataset, context=context)
 
 
+#: The ModelRunsHook of the tracked ``kedro run`` in progress, for ``model_run``.
+_serving: ContextVar[ModelRunsHook | None] = ContextVar("model_runs", default=None)
+
+
+@contextmanager
+def model_run(model: str, inputs: Mapping[str, Any]) -> Iterator[str | None]:
+    """Run the body in model ``model``'s own MLflow run, nested in the pipeline's run.
+
+    For a node that trains several models one after the other: each gets the run a
+    model namespace gets from ``ModelRunsHook`` (name ``<pipeline>.<model>``, tags, system
+    metrics, the data quality report), with ``inputs`` logged as that hook logs a node's
+    inputs (``params:*`` flat, the model's own options also as ``model.*``; image sets as
+    MLflow datasets). Live epoch metrics and whatever the body logs land in it. The run
+    ends FINISHED, or FAILED when the body raises.
+
+    Args:
+        model: The model's name (a key of the ``models`` parameters).
+        inputs: What the model is built and trained from, named as node inputs
+            (``params:models.<model>``, ``params:training``, ``train_set``, ...).
+
+    Yields:
+        The run's id; ``None`` when no tracked ``kedro run`` is in progress (the node called
+        directly, tracking disabled, a parallel runner): nothing is logged then.
+    """
+    hook = _serving.get()
+    if hook is None or hook._parent_id is None:
+        yield None
+        return
+    run_id = hook._enter(model, hook._catalog, inputs)
+    try:
+        yield run_id
+    except BaseException:
+        hook._end_model_run(RunStatus.FAILED)
+        raise
+    hook._end_model_run(RunStatus.FINISHED)
+
+
 def _system_metrics_enabled() -> bool:
     """On unless MLflow's own switch, ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING``, says off."""
     variable = MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
@@ -228,6 +286,27 @@ class TypedParamsHook:
                 params.update(flatten_params(value.model_dump(mode="json"), prefix=name[7:]))
         if params:
             mlflow.log_params(params)
+
+
+class ParamsCrossCheckHook:
+    """Checks what Kedro's typed parameters cannot: a group naming entries of another group.
+
+    Kedro validates each parameter group against its own model. ``compare_architectures.
+    models`` must also name models of the ``models`` group: checked here, before any node
+    runs and before kedro-mlflow opens a run, so a typo costs neither training nor a run.
+    """
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's before_pipeline_run opens the run
+    def before_pipeline_run(self, pipeline: Pipeline, catalog: Any) -> None:
+        """Check the model list of a pipeline that reads ``params:compare_architectures``.
+
+        Raises:
+            ValueError: Naming the key and the models to choose from.
+        """
+        if "params:compare_architectures" not in pipeline.inputs():
+            return
+        compare = CompareArchitecturesParams.coerce(catalog.load("params:compare_architectures"))
+        compare.listed_options(catalog.load("params:models"))
 
 
 def _load_if_exists(catalog: Any, name: str) -> Any:

@@ -112,6 +112,46 @@ def model_summary(model: Any) -> str:
     return "\n".join(lines)
 
 
+def log_keras_model(
+    model: Any, registered_model_name: str | None = None, artifact_path: str = "model"
+) -> None:
+    """Log ``model`` to the active MLflow run as ``MlflowKerasModelDataset`` does on save.
+
+    The Keras flavor (without training-only augmentation, see :func:`inference_model`), an
+    input/output signature, ``model_summary.txt``, the metric ``param_count``, and a new
+    version of ``registered_model_name`` (none when it is empty).
+
+    Raises:
+        DatasetError: If ``registered_model_name`` is a serving model's name (its versions
+            take encoded images, a Keras-flavor model takes pixel arrays).
+    """
+    if registered_model_name and is_serving_model(registered_model_name):
+        # Every version under a serving name must take encoded images (serving.py).
+        raise DatasetError(
+            f"'{registered_model_name}' is the name of a serving model (its "
+            "versions take encoded images); a Keras-flavor model takes pixel arrays and "
+            "goes under a name of its own, e.g. '<model>_keras' (registered_model_name "
+            "in the catalog). The .keras file is saved; nothing was logged."
+        )
+    mlflow.log_text(model_summary(model), "model_summary.txt")
+    param_count = int(model.count_params())
+    mlflow.log_metric("param_count", param_count)
+    info = mlflow.keras.log_model(
+        inference_model(model),
+        name=artifact_path,
+        signature=keras_signature(model),
+        pip_requirements=model_requirements(),
+        registered_model_name=registered_model_name,
+        metadata={"custom_objects_module": "image_classifiers.layers"},
+    )
+    registered = (
+        f" and registered as '{registered_model_name}' version {info.registered_model_version}"
+        if registered_model_name
+        else ""
+    )
+    logger.info("Logged model %s (%s parameters)%s.", info.model_uri, param_count, registered)
+
+
 class MlflowKerasModelDataset(KerasModelDataset):
     """A ``.keras`` file that is also logged to MLflow (Keras flavor) and registered.
 
@@ -152,32 +192,7 @@ class MlflowKerasModelDataset(KerasModelDataset):
         super().save(data)
         if active_run_id(f"model '{self._path}'") is None:
             return
-        if self._registered_model_name and is_serving_model(self._registered_model_name):
-            # Every version under a serving name must take encoded images (serving.py).
-            raise DatasetError(
-                f"'{self._registered_model_name}' is the name of a serving model (its "
-                "versions take encoded images); a Keras-flavor model takes pixel arrays and "
-                "goes under a name of its own, e.g. '<model>_keras' (registered_model_name "
-                "in the catalog). The .keras file is saved; nothing was logged."
-            )
-        mlflow.log_text(model_summary(data), "model_summary.txt")
-        param_count = int(data.count_params())
-        mlflow.log_metric("param_count", param_count)
-        info = mlflow.keras.log_model(
-            inference_model(data),
-            name=self._artifact_path,
-            signature=keras_signature(data),
-            pip_requirements=model_requirements(),
-            registered_model_name=self._registered_model_name,
-            metadata={"custom_objects_module": "image_classifiers.layers"},
-        )
-        registered = (
-            f" and registered as '{self._registered_model_name}' "
-            f"version {info.registered_model_version}"
-            if self._registered_model_name
-            else ""
-        )
-        logger.info("Logged model %s (%s parameters)%s.", info.model_uri, param_count, registered)
+        log_keras_model(data, self._registered_model_name, self._artifact_path)
 
     def _describe(self) -> dict[str, Any]:
         return {

@@ -607,7 +607,68 @@ class RetrainParams(Params):
     experiment: str | None = Field(None, description="only when kedro-mlflow is off")
 
 
-class CompareArchitecturesParams(Params):
-    """``compare_architectures``: the models (keys of ``models``) trained side by side."""
+#: Model names, ``"simple_convnet mini_xception"`` on the command line (``None`` or ``""``:
+#: none). Emptiness and repeats are checked with the names against the ``models`` group
+#: (``CompareArchitecturesParams.listed_options``), so that every message lists the models.
+ModelNames = Annotated[
+    list[Annotated[str, Field(min_length=1)]],
+    BeforeValidator(lambda value: [] if value is None else _split_words(value)),
+]
 
-    models: Names = Field(min_length=1)
+
+class CompareArchitecturesParams(Params):
+    """``compare_architectures``: the models (keys of ``models``) trained side by side.
+
+    The list is read when the pipeline runs, so ``--params`` sets it like any value:
+    ``--params="compare_architectures.models=simple_convnet mini_xception"``. Kedro checks
+    its type; that it names models of the ``models`` group, each once, is checked against
+    that group (``listed_options``) before any node runs (``hooks.ParamsCrossCheckHook``).
+    """
+
+    models: ModelNames = Field(
+        default_factory=lambda: ["simple_convnet", "residual_convnet", "mini_xception"],
+        description="keys of models, trained in this order",
+    )
+    register_models: Bool = Field(
+        True, description="register each model as <model>_keras (false: log it only)"
+    )
+
+    def listed_options(self, models: Mapping[str, Any] | None) -> dict[str, ModelOptions]:
+        """The ``models.<name>`` options of each listed model, validated, in list order.
+
+        Args:
+            models: The ``models`` parameters (name -> options, dicts or ``ModelOptions``).
+
+        Raises:
+            ValueError: If the list is empty, repeats a name or names a model without
+                ``models.<name>`` parameters (the message names the key and the models to
+                choose from), or if a listed model's options are invalid.
+        """
+        models = models or {}
+        choose = f"choose from: {', '.join(sorted(models)) or '(none)'}"
+        repeated = sorted({name for name in self.models if self.models.count(name) > 1})
+        unknown = [name for name in self.models if name not in models]
+        if not self.models:
+            raise ValueError(
+                f"compare_architectures.models is empty; {choose} (on the command line "
+                'space-separated: --params="compare_architectures.models=simple_convnet '
+                'mini_xception").'
+            )
+        if repeated:
+            raise ValueError(
+                f"compare_architectures.models lists {repeated} more than once; each model "
+                f"trains once ({choose})."
+            )
+        if unknown:
+            raise ValueError(
+                f"compare_architectures.models lists {unknown}, which have no models.<name> "
+                f"parameters; {choose}, or add them to the models section "
+                "(conf/base/parameters_model_training.yml)."
+            )
+        options = {}
+        for name in self.models:
+            try:
+                options[name] = ModelOptions.coerce(models[name])
+            except ValueError as exc:  # pydantic's ValidationError is one
+                raise ValueError(f"models.{name} (in compare_architectures.models): {exc}") from exc
+        return options

@@ -265,6 +265,16 @@ def metrics_from(
     return metrics
 
 
+def log_metrics(
+    run_id: str, data: dict[str, Any], prefix: str = "", keys: Iterable[str] | None = None
+) -> None:
+    """Log the numbers (and lists of numbers) in ``data`` to run ``run_id`` (``metrics_from``)."""
+    metrics = metrics_from(data, prefix, keys)
+    # MLflow accepts at most 1000 metrics per batch.
+    for start in range(0, len(metrics), 1000):
+        mlflow.MlflowClient().log_batch(run_id, metrics=metrics[start : start + 1000])
+
+
 class MlflowJSONMetricsDataset(AtomicJSONDataset):
     """A JSON file holding a dict of numbers, whose saves are also logged as MLflow metrics.
 
@@ -295,10 +305,7 @@ class MlflowJSONMetricsDataset(AtomicJSONDataset):
         run_id = active_run_id(f"'{self._filepath}'")
         if run_id is None:
             return
-        metrics = metrics_from(data, self._prefix, self._keys)
-        # MLflow accepts at most 1000 metrics per batch.
-        for start in range(0, len(metrics), 1000):
-            mlflow.MlflowClient().log_batch(run_id, metrics=metrics[start : start + 1000])
+        log_metrics(run_id, data, self._prefix, self._keys)
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "prefix": self._prefix, "keys": self._keys}

@@ -1,5 +1,6 @@
 """compare_architectures run end to end through Kedro and kedro-mlflow on a tiny project:
-what lands in MLflow for each model, the comparison table, and failed runs."""
+what lands in MLflow for each model, the comparison table, a model list given with --params,
+and failed runs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from kedro.framework.cli.utils import _split_params
 from mlflow.entities import Run
 from tiny_project import (
     EPOCHS,
@@ -35,9 +37,12 @@ MODEL_ARTIFACTS = {
     "training_curves.png",
     "confusion_matrix.png",
     "misclassified.png",
+    "feature_maps.png",
+    "grad_cam.png",
     "model_summary.txt",
     "data_quality.json",
 }
+REPORTS = Path("data/08_reporting/compare_architectures")
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +135,7 @@ def test_metric_history_has_one_entry_per_epoch(runs, tracked_project):
     for model in TINY_MODELS:
         run_id = model_run(runs, model).info.run_id
         saved = json.loads(
-            (tracked_project / f"data/08_reporting/{model}/training_history.json").read_text()
+            (tracked_project / REPORTS / model / "training_history.json").read_text()
         )
         for key in HISTORY_KEYS:
             history = client.get_metric_history(run_id, key)
@@ -179,9 +184,7 @@ def test_test_metrics_and_artifacts_are_logged_to_the_model_run(runs, tracked_pr
     client = mlflow.MlflowClient()
     for model in TINY_MODELS:
         run = model_run(runs, model)
-        saved = json.loads(
-            (tracked_project / f"data/08_reporting/{model}/metrics.json").read_text()
-        )
+        saved = json.loads((tracked_project / REPORTS / model / "metrics.json").read_text())
         for key in ("test_accuracy", "test_loss", "test_f1"):
             assert run.data.metrics[key] == pytest.approx(saved[key])
         assert run.data.metrics["param_count"] > 0
@@ -203,7 +206,8 @@ def test_each_model_is_registered_and_the_version_loads_and_predicts(runs, track
         (version,) = client.search_model_versions(f"name='{model}_keras'")
         assert version.run_id == model_run(runs, model).info.run_id
         uri = f"models:/{model}_keras/{version.version}"
-        local = KerasModelDataset(str(tracked_project / f"data/06_models/{model}.keras")).load()
+        local_file = tracked_project / f"data/06_models/compare_architectures/{model}.keras"
+        local = KerasModelDataset(str(local_file)).load()
         expected = local.predict(images, verbose=0)
         np.testing.assert_allclose(
             mlflow.keras.load_model(uri).predict(images, verbose=0), expected, rtol=1e-5
@@ -237,8 +241,8 @@ def test_a_failing_node_marks_the_runs_failed_in_the_default_store(tmp_path, mon
     def failing_metrics(*args, **kwargs):
         raise ValueError("evaluation fails on purpose")
 
-    # evaluate_model fails, after both models were built and (not) trained. (A bad
-    # parameter would not do: it stops the run before any node.)
+    # evaluate_model fails for the first model, after it was built (and not) trained. (A
+    # bad parameter would not do: it stops the run before any node.)
     monkeypatch.setattr(model_training_nodes, "classification_metrics", failing_metrics)
     try:
         with pytest.raises(ValueError, match="evaluation fails on purpose"):
@@ -258,8 +262,36 @@ def test_a_failing_node_marks_the_runs_failed_in_the_default_store(tmp_path, mon
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     found = client.search_runs([experiment.experiment_id])
     statuses = {run.info.run_name: run.info.status for run in found}
-    # The model whose node failed, the other (unfinished) one and the pipeline's run.
+    # The model being evaluated and the pipeline's run; the next model never started.
     assert statuses == {
         "compare_architectures": "FAILED",
-        **{f"compare_architectures.{model}": "FAILED" for model in TINY_MODELS},
+        f"compare_architectures.{TINY_MODELS[0]}": "FAILED",
     }
+    assert not (project / "data/06_models").exists()
+
+
+def test_the_model_list_given_with_params_decides_what_is_trained(tmp_path, monkeypatch):
+    project = make_project(tmp_path / "override")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'tracking.db'}")
+    # As `kedro run --params=...` parses it: Kedro splits on commas, the list on spaces.
+    cli = "compare_architectures.models=tiny_b,compare_architectures.register_models=false"
+    run_pipeline(project, "compare_architectures", runtime_params=_split_params(None, None, cli))
+    assert [p.name for p in (project / "data/06_models/compare_architectures").iterdir()] == [
+        "tiny_b.keras"
+    ]
+    table = pd.read_csv(project / "data/08_reporting/architecture_comparison.csv")
+    assert list(table["model"]) == ["tiny_b"]
+    assert sorted(p.name for p in (project / REPORTS).iterdir()) == ["tiny_b"]
+    client = mlflow.MlflowClient()
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    found = client.search_runs([experiment_id])
+    runs = {run.info.run_name: run for run in found}
+    assert set(runs) == {"compare_architectures", "compare_architectures.tiny_b"}
+    model = runs["compare_architectures.tiny_b"]
+    assert model.data.tags["mlflow.parentRunId"] == runs["compare_architectures"].info.run_id
+    assert model.data.metrics["test_accuracy"] >= 0
+    # Logged, not registered (compare_architectures.register_models=false).
+    (logged,) = mlflow.search_logged_models([experiment_id], output_format="list")
+    assert logged.source_run_id == model.info.run_id
+    assert client.search_registered_models() == []

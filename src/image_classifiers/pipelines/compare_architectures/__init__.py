@@ -1,4 +1,4 @@
-"""Train several architectures side by side (one namespace and MLflow run each), then compare."""
+"""Train several architectures side by side (one MLflow run each), then compare them."""
 
 from .pipeline import create_pipeline
 
