@@ -344,7 +344,7 @@ def test_experiments_without_augmentation_really_have_none(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_the_improved_recipe_reaches_image_folders_but_not_the_experiments(tmp_path, monkeypatch):
+def test_env_recipes_reach_image_folders_but_not_the_experiments(tmp_path, monkeypatch):
     # image_folders copies the project's groups (${training} ...), which Kedro resolves in
     # each environment before merging them: conf/improved copies its own over them.
     base = _context_params(tmp_path / "base", monkeypatch, "")
@@ -362,6 +362,11 @@ def test_the_improved_recipe_reaches_image_folders_but_not_the_experiments(tmp_p
     )
     assert overridden["image_folders"]["training"].epochs == 5
     assert overridden["image_folders"]["training"].schedule == "cosine"
+    # conf/smoke copies its groups over image_folders' the same way.
+    smoke = _context_params(tmp_path / "smoke", monkeypatch, "", env="smoke")
+    for group in ("training", "evaluation", "inspection", "transfer"):
+        assert smoke["image_folders"][group] == smoke[group], group
+    assert smoke["image_folders"]["training"].epochs == 1
     # The experiments reproduce the book's studies: their own recipes, in any environment
     # (test-time flips would mirror MNIST digits).
     for name in ("lenet_mnist", "cnn_fashion_mnist", "vgg16_cifar10"):
