@@ -270,6 +270,39 @@ def test_a_misspelt_key_stops_kedro_run_before_any_node(
     tmp_path, monkeypatch, pipeline, given, expected
 ):
     group, message = expected
+    error = _smoke_run_error(tmp_path, monkeypatch, pipeline, given)
+    # Raised while the catalog was made, before the runner.
+    assert isinstance(error, ParameterValidationError), error
+    assert f"Parameter '{group}': " in str(error)
+    assert message in str(error)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (
+            "retrain.model=nope",
+            "retrain.model is 'nope' but models has no such entry; choose one of ['alexnet',",
+        ),
+        (
+            "models.mini_xception.dropot=0.5",
+            "models.mini_xception (retrain.model): 1 validation error for ModelOptions",
+        ),
+    ],
+)
+def test_retrain_model_names_a_valid_models_entry_before_any_node(
+    tmp_path, monkeypatch, given, message
+):
+    # Kedro checks each group alone; ParamsCrossCheckHook checks one against the other.
+    error = _smoke_run_error(tmp_path, monkeypatch, "retrain", given)
+    assert isinstance(error, ValueError) and message in str(error), error
+    assert "dropot" not in given or "did you mean 'dropout'?" in str(error)
+
+
+def _smoke_run_error(tmp_path: Path, monkeypatch, pipeline: str, given: str) -> BaseException:
+    """The error ``kedro run --env=smoke --pipelines=<pipeline> --params=<given>`` ends in,
+    after checking that no node ran (nothing written under data/)."""
     project = copy_project(tmp_path / "project")
     monkeypatch.chdir(project)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -280,12 +313,10 @@ def test_a_misspelt_key_stops_kedro_run_before_any_node(
         )
     finally:
         bootstrap_project(PROJECT)
-    assert isinstance(result.exception, ParameterValidationError), result.output
-    assert f"Parameter '{group}': " in str(result.exception)
-    assert message in str(result.exception)
-    # Raised while the catalog was made, before the runner: no node ran, nothing was written.
+    assert result.exception is not None, result.output
     data = project / "data"
     assert not data.exists() or not any(path.is_file() for path in data.rglob("*"))
+    return result.exception
 
 
 def test_a_retrain_override_travels_as_the_keys_given():

@@ -30,7 +30,7 @@ from mlflow.entities import RunStatus
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from pydantic import BaseModel
 
-from image_classifiers.params import CompareArchitecturesParams
+from image_classifiers.params import CompareArchitecturesParams, RetrainParams
 from image_classifiers.tracking import (
     create_store,
     environment_tags,
@@ -292,21 +292,27 @@ class ParamsCrossCheckHook:
     """Checks what Kedro's typed parameters cannot: a group naming entries of another group.
 
     Kedro validates each parameter group against its own model. ``compare_architectures.
-    models`` must also name models of the ``models`` group: checked here, before any node
-    runs and before kedro-mlflow opens a run, so a typo costs neither training nor a run.
+    models`` and ``retrain.model`` must also name models of the ``models`` group (whose
+    options are then validated): checked here, before any node runs and before
+    kedro-mlflow opens a run, so a typo costs neither training nor a run.
     """
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow's before_pipeline_run opens the run
     def before_pipeline_run(self, pipeline: Pipeline, catalog: Any) -> None:
-        """Check the model list of a pipeline that reads ``params:compare_architectures``.
+        """Check the models named by ``params:compare_architectures`` or ``params:retrain``.
 
         Raises:
             ValueError: Naming the key and the models to choose from.
         """
-        if "params:compare_architectures" not in pipeline.inputs():
-            return
-        compare = CompareArchitecturesParams.coerce(catalog.load("params:compare_architectures"))
-        compare.listed_options(catalog.load("params:models"))
+        inputs = pipeline.inputs()
+        if "params:compare_architectures" in inputs:
+            compare = CompareArchitecturesParams.coerce(
+                catalog.load("params:compare_architectures")
+            )
+            compare.listed_options(catalog.load("params:models"))
+        if "params:retrain" in inputs and "params:models" in inputs:
+            retrain = RetrainParams.coerce(catalog.load("params:retrain"))
+            retrain.model_options(catalog.load("params:models"))
 
 
 def _load_if_exists(catalog: Any, name: str) -> Any:

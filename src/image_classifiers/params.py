@@ -606,6 +606,30 @@ class RetrainParams(Params):
     challenger_alias: str = Field("challenger", min_length=1)
     experiment: str | None = Field(None, description="only when kedro-mlflow is off")
 
+    def model_options(self, models: Mapping[str, Any] | None) -> ModelOptions:
+        """``models[retrain.model]``, validated: the challenger's architecture and options.
+
+        Checked before any node runs too (``hooks.ParamsCrossCheckHook``): Kedro validates
+        each group alone, and this one names an entry of another.
+
+        Args:
+            models: The ``models`` parameters (name -> options, dicts or ``ModelOptions``).
+
+        Raises:
+            ValueError: If ``models`` has no such entry (the message lists the ones it has)
+                or its options are invalid.
+        """
+        models = models or {}
+        if self.model not in models:
+            raise ValueError(
+                f"retrain.model is '{self.model}' but models has no such entry; choose one "
+                f"of {sorted(models)} (parameters_model_training.yml)."
+            )
+        try:
+            return ModelOptions.coerce(models[self.model])
+        except ValueError as exc:  # pydantic's ValidationError is one
+            raise ValueError(f"models.{self.model} (retrain.model): {exc}") from exc
+
 
 #: Model names, ``"simple_convnet mini_xception"`` on the command line (``None`` or ``""``:
 #: none). Emptiness and repeats are checked with the names against the ``models`` group

@@ -50,7 +50,8 @@ CONFIG_LOADER_ARGS["merge_strategy"] = {
 # alone, without a traceback (image_classifiers/errors.py). ServerExperimentHook: runs
 # started at once on a tracking server share one experiment (team_server.py).
 # TypedParamsHook: typed parameter groups (image_classifiers/params.py) logged key by key;
-# ParamsCrossCheckHook: compare_architectures' model list checked against the models group.
+# ParamsCrossCheckHook: compare_architectures' model list and retrain.model checked against
+# the models group.
 HOOKS = (
     ParamsCrossCheckHook(),
     TrackingStoreHook(),

@@ -251,9 +251,9 @@ def train_challenger(
     The one place that decides whether this run trains at all: only when new images came in
     or ``retrain.force`` is set; otherwise the challenger is ``None`` and the run is a skip.
     The architecture is ``models[retrain.model]``; ``retrain.training`` overrides single keys
-    of ``training`` (e.g. ``epochs``). ``models`` is the whole ``models`` group: Kedro
-    validates a typed group, not a mapping of them, so the chosen entry is validated (as
-    ``ModelOptions``) when the challenger is built.
+    of ``training`` (e.g. ``epochs``). ``models`` is the whole ``models`` group (Kedro
+    validates a typed group, not a mapping of them): ``RetrainParams.model_options`` picks
+    and validates the entry, as ``hooks.ParamsCrossCheckHook`` did before the run.
 
     Returns:
         ``{"model": keras.Model | None, "history": {...}, "train_images": int}``.
@@ -262,12 +262,7 @@ def train_challenger(
     if not len(images["files"]) and not retrain.force:
         logger.info("No new images: no challenger is trained (retrain.force=true to train one).")
         return {"model": None, "history": {}, "train_images": 0}
-    name = retrain.model
-    if name not in models:
-        raise ValueError(
-            f"retrain.model is '{name}' but models has no such entry; choose one of "
-            f"{sorted(models)} (parameters_model_training.yml)."
-        )
+    name, model_options = retrain.model, retrain.model_options(models)
     options = TrainingParams.coerce(training).merged(retrain.training)
     combined = training_set(train_set, images)
     logger.info(
@@ -278,7 +273,7 @@ def train_challenger(
         len(images["pool"]["labels"]),
         len(images["labels"]),
     )
-    model = build_model(combined, models[name], augmentation, options)
+    model = build_model(combined, model_options, augmentation, options)
     model, history = train_model(model, combined, validation_set, options)
     return {"model": model, "history": history, "train_images": len(combined["labels"])}
 
