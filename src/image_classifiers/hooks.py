@@ -9,8 +9,6 @@ behaviour they build on).
 ``TypedParamsHook`` logs typed parameter groups (``image_classifiers.params``) field by field
 to the pipeline's run: kedro-mlflow flattens only plain dicts, so a pydantic model would be
 one string param there instead of ``training.epochs``, ``training.optimizer``, ...
-``ParamsCrossCheckHook`` checks a parameter group against another one before a run starts,
-which Kedro's validation of each group on its own cannot.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from mlflow.entities import RunStatus
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from pydantic import BaseModel
 
-from image_classifiers.params import CompareArchitecturesParams, RetrainParams
 from image_classifiers.tracking import (
     create_store,
     environment_tags,
@@ -286,33 +283,6 @@ class TypedParamsHook:
                 params.update(flatten_params(value.model_dump(mode="json"), prefix=name[7:]))
         if params:
             mlflow.log_params(params)
-
-
-class ParamsCrossCheckHook:
-    """Checks what Kedro's typed parameters cannot: a group naming entries of another group.
-
-    Kedro validates each parameter group against its own model. ``compare_architectures.
-    models`` and ``retrain.model`` must also name models of the ``models`` group (whose
-    options are then validated): checked here, before any node runs and before
-    kedro-mlflow opens a run, so a typo costs neither training nor a run.
-    """
-
-    @hook_impl(tryfirst=True)  # before kedro-mlflow's before_pipeline_run opens the run
-    def before_pipeline_run(self, pipeline: Pipeline, catalog: Any) -> None:
-        """Check the models named by ``params:compare_architectures`` or ``params:retrain``.
-
-        Raises:
-            ValueError: Naming the key and the models to choose from.
-        """
-        inputs = pipeline.inputs()
-        if "params:compare_architectures" in inputs:
-            compare = CompareArchitecturesParams.coerce(
-                catalog.load("params:compare_architectures")
-            )
-            compare.listed_options(catalog.load("params:models"))
-        if "params:retrain" in inputs and "params:models" in inputs:
-            retrain = RetrainParams.coerce(catalog.load("params:retrain"))
-            retrain.model_options(catalog.load("params:models"))
 
 
 def _load_if_exists(catalog: Any, name: str) -> Any:

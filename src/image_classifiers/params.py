@@ -609,7 +609,7 @@ class RetrainParams(Params):
     def model_options(self, models: Mapping[str, Any] | None) -> ModelOptions:
         """``models[retrain.model]``, validated: the challenger's architecture and options.
 
-        Checked before any node runs too (``hooks.ParamsCrossCheckHook``): Kedro validates
+        Checked before any node runs too (``params_hooks.ParamsCrossCheckHook``): Kedro validates
         each group alone, and this one names an entry of another.
 
         Args:
@@ -646,7 +646,7 @@ class CompareArchitecturesParams(Params):
     The list is read when the pipeline runs, so ``--params`` sets it like any value:
     ``--params="compare_architectures.models=simple_convnet mini_xception"``. Kedro checks
     its type; that it names models of the ``models`` group, each once, is checked against
-    that group (``listed_options``) before any node runs (``hooks.ParamsCrossCheckHook``).
+    that group (``listed_options``) before any node runs (``params_hooks.ParamsCrossCheckHook``).
     """
 
     models: ModelNames = Field(

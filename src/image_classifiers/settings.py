@@ -10,10 +10,10 @@ from omegaconf.resolvers import oc
 from image_classifiers.errors import ConciseErrorsHook
 from image_classifiers.hooks import (
     ModelRunsHook,
-    ParamsCrossCheckHook,
     TrackingStoreHook,
     TypedParamsHook,
 )
+from image_classifiers.params_hooks import ParamsCrossCheckHook
 from image_classifiers.team_server import ServerExperimentHook
 from image_classifiers.tracking import artifacts_beside, sqlite_store
 

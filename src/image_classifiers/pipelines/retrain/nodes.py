@@ -253,7 +253,7 @@ def train_challenger(
     The architecture is ``models[retrain.model]``; ``retrain.training`` overrides single keys
     of ``training`` (e.g. ``epochs``). ``models`` is the whole ``models`` group (Kedro
     validates a typed group, not a mapping of them): ``RetrainParams.model_options`` picks
-    and validates the entry, as ``hooks.ParamsCrossCheckHook`` did before the run.
+    and validates the entry, as ``params_hooks.ParamsCrossCheckHook`` did before the run.
 
     Returns:
         ``{"model": keras.Model | None, "history": {...}, "train_images": int}``.
