@@ -1,5 +1,6 @@
 """The Dagster deployment generated from the Kedro project by kedro-dagster: the retrain job,
-its weekly schedule from conf/base/dagster.yml, and one run of it, in process.
+its weekly schedule from conf/base/dagster.yml, one run of it in process, and one on Dagster's
+multiprocess executor (each op in its own process) whose MLflow runs match `kedro run`'s.
 
 Needs the optional extra: pip install -e ".[dagster]" (skipped without it)."""
 
@@ -7,16 +8,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
+from kedro.framework.startup import bootstrap_project
 
 pytest.importorskip("kedro_dagster", reason='the Dagster extra: pip install -e ".[dagster]"')
 
-from image_classifiers.definitions import build_definitions
+import dagster as dg
+
+from image_classifiers.definitions import build_definitions, retrain_job
 from image_classifiers.pipelines.retrain import create_pipeline
+from image_classifiers.pipelines.retrain import nodes as retrain_nodes
 
 TESTS = Path(__file__).resolve().parent
 PROJECT = TESTS.parent
@@ -75,6 +81,23 @@ def test_retrain_job_is_scheduled_weekly_from_the_config(deployment):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("job_name", ["local__retrain", "local__predict"])
+def test_each_op_can_run_in_its_own_process(deployment, job_name):
+    _, definitions = deployment
+    job = definitions.get_job_def(job_name)
+    assert job.executor_def.name == "multiprocess"
+    # Every value an op hands another goes through the IO manager kedro-dagster makes for
+    # its catalog dataset (a file), never through Dagster's default one (a MemoryDataset).
+    for node in job.nodes:
+        for output in node.definition.output_defs:
+            if not output.dagster_type.is_nothing:
+                assert output.io_manager_key == f"local__{output.name}_io_manager", (
+                    node.name,
+                    output.name,
+                )
+
+
+@pytest.mark.slow
 def test_retrain_job_runs_in_process(deployment):
     root, definitions = deployment
     helpers.add_incoming(root, 8, seed=1)
@@ -91,3 +114,138 @@ def test_retrain_job_runs_in_process(deployment):
     # kedro-mlflow's hooks ran inside the Dagster job: the run has the pipeline's parameters.
     run = client.get_run(report["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.params["retrain.model"] == "tiny"
+
+
+@pytest.mark.slow
+def test_a_failing_op_ends_the_mlflow_run_failed_and_moves_nothing(deployment, monkeypatch):
+    root, definitions = deployment
+    delivered = helpers.add_incoming(root, 4, seed=2)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(retrain_nodes, "log_classifier", crash)  # while registering
+    result = definitions.get_job_def("local__retrain").execute_in_process(raise_on_error=False)
+
+    assert not result.success
+    assert all(path.is_file() for path in delivered)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("image_classifiers")
+    (latest,) = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )
+    assert latest.info.status == "FAILED" and mlflow.active_run() is None
+    assert latest.data.tags["dagster_run_id"] == result.run_id
+
+
+# ---- the multiprocess executor --------------------------------------------------------------
+def one_epoch_parameters() -> str:
+    params = yaml.safe_load(helpers.TINY_PARAMETERS)
+    params["training"]["epochs"] = params["retrain"]["training"]["epochs"] = 1
+    params["retrain"]["min_score"] = 0.0  # the first challenger, however weak, is champion
+    return yaml.safe_dump(params)
+
+
+def mlflow_summary(tracking_uri: str) -> dict:
+    """What `kedro run` and a Dagster run must both leave in MLflow (not ids or times)."""
+    client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    names = {run.info.run_id: run.info.run_name for run in runs}
+    summary = []
+    for run in runs:
+        tags = run.data.tags
+        own_tags = {k: v for k, v in tags.items() if k.startswith("retrain.") or k in PROJECT_TAGS}
+        summary.append(
+            {
+                "name": run.info.run_name,
+                "parent": names.get(tags.get("mlflow.parentRunId")),
+                "status": run.info.status,
+                "params": run.data.params,
+                # Each metric logged as often as in `kedro run` (once per epoch, or once).
+                "metrics": {
+                    key: len(client.get_metric_history(run.info.run_id, key))
+                    for key in run.data.metrics
+                },
+                "tags": {k: v for k, v in own_tags.items() if k != "retrain.reason"},
+                "artifacts": artifact_paths(client, run.info.run_id),
+            }
+        )
+    model = client.get_registered_model(helpers.MODEL_NAME)
+    versions = client.search_model_versions(f"name='{helpers.MODEL_NAME}'")
+    return {
+        "runs": sorted(summary, key=lambda run: (run["name"], run["parent"] or "")),
+        "versions": sorted((v.version, names[v.run_id]) for v in versions),
+        "aliases": dict(model.aliases),
+    }
+
+
+def assert_same_params(ours: dict[str, str], theirs: dict[str, str]) -> None:
+    """Every parameter of `kedro run`, with its value; Dagster's may add typed defaults.
+
+    Two differences come from kedro-dagster, not from the executor (they are the same in
+    process): kedro-mlflow also logs a typed group given to a node as one string param
+    (``training`` = ``"optimizer='rmsprop' ..."``) beside its fields, where an op gets the
+    group as a dict and logs the fields only; and kedro-dagster validates the parameters
+    of every pipeline (``kedro run`` those of the pipeline it runs), so a group that another
+    pipeline types has its defaults listed too.
+    """
+    fields = {k: v for k, v in theirs.items() if not any(o.startswith(f"{k}.") for o in theirs)}
+    assert {k: ours.get(k) for k in fields} == fields
+    groups = {key.split(".", 1)[0] for key in theirs}
+    assert {key.split(".", 1)[0] for key in ours} == groups
+
+
+def artifact_paths(client: mlflow.MlflowClient, run_id: str, folder: str | None = None) -> list:
+    paths = []
+    for item in client.list_artifacts(run_id, folder):
+        paths += artifact_paths(client, run_id, item.path) if item.is_dir else [item.path]
+    return sorted(paths)
+
+
+# The project's own tags (hooks.ModelRunsHook); kedro-mlflow's differ by runner anyway.
+PROJECT_TAGS = ("kedro_pipeline", "keras_backend", "keras_version", "device")
+
+
+@pytest.mark.slow
+def test_retrain_job_on_the_multiprocess_executor_logs_as_kedro_run(tmp_path, monkeypatch):
+    parameters = one_epoch_parameters()
+    by_kedro = helpers.make_project(tmp_path / "kedro" / "project", parameters)
+    by_dagster = helpers.make_project(tmp_path / "dagster" / "project", parameters)
+    uris = {root: f"sqlite:///{root.parent / 'mlflow.db'}" for root in (by_kedro, by_dagster)}
+    for root in (by_kedro, by_dagster):
+        helpers.add_incoming(root, 8, seed=1)
+
+    monkeypatch.chdir(by_kedro)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uris[by_kedro])
+    helpers.run_retrain(by_kedro)
+
+    monkeypatch.chdir(by_dagster)  # the op processes find the project from here
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uris[by_dagster])
+    try:
+        with dg.instance_for_test() as instance:
+            result = dg.execute_job(dg.reconstructable(retrain_job), instance=instance)
+            dagster_tags = instance.get_run_by_id(result.run_id).tags
+    finally:
+        bootstrap_project(PROJECT)  # later tests see the real project
+
+    assert result.success
+    steps = {e.step_key: e.pid for e in result.all_events if e.event_type_value == "STEP_START"}
+    assert set(steps) == {n.name for n in retrain_job().nodes}
+    assert len(set(steps.values())) == len(steps) and os.getpid() not in steps.values()
+    report = json.loads((by_dagster / "data/08_reporting/retrain/report.json").read_text())
+    assert report["action"] == "promote" and helpers.incoming_files(by_dagster) == []
+
+    expected, found = mlflow_summary(uris[by_kedro]), mlflow_summary(uris[by_dagster])
+    assert [run["name"] for run in found["runs"]] == [run["name"] for run in expected["runs"]]
+    for ours, theirs in zip(found["runs"], expected["runs"], strict=True):
+        for key, value in theirs.items():
+            if key != "params":
+                assert ours[key] == value, f"{theirs['name']}: {key}"
+        assert_same_params(ours["params"], theirs["params"])
+    assert (found["versions"], found["aliases"]) == (expected["versions"], expected["aliases"])
+    (run,) = mlflow.MlflowClient(uris[by_dagster]).search_runs(
+        [e.experiment_id for e in mlflow.MlflowClient(uris[by_dagster]).search_experiments()]
+    )
+    assert run.data.tags["dagster_run_id"] == result.run_id
+    assert dagster_tags["mlflow_run_id"] == run.info.run_id == report["mlflow_run_id"]

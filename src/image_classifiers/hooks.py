@@ -114,7 +114,9 @@ class ModelRunsHook:
         self._parent_id = run.info.run_id
         self._catalog = catalog
         _serving.set(self)
-        self._pipeline_name = "+".join(run_params.get("pipeline_names") or ["__default__"])
+        # `kedro run` gives pipeline_names; kedro-dagster's ops give pipeline_name.
+        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name")]
+        self._pipeline_name = "+".join(name for name in names if name) or "__default__"
         self._pending = Counter(
             namespace for node in pipeline.nodes if (namespace := self.model_namespace(node))
         )

@@ -51,11 +51,12 @@ def image_set(n: int, seed: int) -> dict[str, Any]:
     return {"images": images, "labels": labels, "classes": list(CLASSES), "files": files}
 
 
-def make_project(root: Path) -> Path:
-    """Copy the project's settings and conf/base into ``root``; add tiny splits and params."""
+def make_project(root: Path, parameters: str = TINY_PARAMETERS) -> Path:
+    """Copy the project's settings and conf/base into ``root``; add tiny splits and
+    ``parameters`` (conf/local)."""
     splits = (("train", 16), ("validation", 8), ("test", 16))
     image_sets = {split: image_set(n, seed) for seed, (split, n) in enumerate(splits, 1)}
-    return project_copies.make_project(root, TINY_PARAMETERS, image_sets)
+    return project_copies.make_project(root, parameters, image_sets)
 
 
 def add_incoming(root: Path, count: int, seed: int, folder: str = "incoming") -> list[Path]:
