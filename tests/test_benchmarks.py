@@ -175,3 +175,26 @@ def test_larger_than_ram_benchmark_records_peak_memory_per_size(tmp_path):
         assert run["peak_rss_mb"] >= run["peak_rss_mb_after_decode"] > 0
         assert 0 < run["peak_anon_rss_mb"] <= run["peak_rss_mb"]
         assert run["train_steps"] == 2
+
+
+def test_kedro_epoch_benchmark_times_both_in_the_same_session(tmp_path):
+    indices = [n for start in (0, 1000, 1500) for n in range(start, start + 4)]
+    archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=indices)
+    output = tmp_path / "kedro_epoch.json"
+    run_script(
+        [
+            str(BENCHMARKS / "kedro_epoch.py"),
+            f"--archive={archive}",
+            "--image-size=32",
+            "--limit=4",
+            "--epochs=2",
+            "--rounds=1",
+            f"--output={output}",
+        ]
+    )
+    results = json.loads(output.read_text())
+    # Both epochs of the real `kedro run` were found in its log, and the port's.
+    assert [len(run) for run in results["runs"]["kedro_run"]] == [2]
+    assert [len(run) for run in results["runs"]["plain_keras_port"]] == [2]
+    assert results["ratio_kedro_over_plain_later_epochs"] > 0
+    assert results["images_per_split"] == 8
