@@ -167,11 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         import keras
 
+        from image_classifiers.images import available_cpus
+
         result = {
             "benchmark": "kedro run epoch vs plain Keras port, mini-Xception, CPU",
             "command": " ".join(["python", *sys.argv]),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": f"{platform.node()} ({os.cpu_count()} CPU cores)",
+            "machine": f"{platform.node()} ({available_cpus()} CPU cores)",
             "backend": keras.backend.backend(),
             "keras": keras.__version__,
             "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
