@@ -65,8 +65,9 @@ def make_project(root: Path, args: argparse.Namespace) -> Path:
 
 def kedro_epochs(project: Path, epochs: int) -> list[float]:
     """Seconds of every epoch of one ``kedro run`` of the training node."""
+    # The kedro next to this interpreter: the one of the environment the benchmark runs in.
     command = [
-        "kedro",
+        str(Path(sys.executable).with_name("kedro")),
         "run",
         "--pipelines=model_training",
         "--to-nodes=mini_xception.train_model",

@@ -4,6 +4,7 @@ over HTTP by ``mlflow models serve``."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -259,7 +260,9 @@ def serve_and_check(champion, tracking_store, tmp_path, env_manager: str, env: d
         status, body = post(port, {"dataframe_records": [{"file": b64(images[0])}]})
         assert status == 400 and "missing inputs ['image']" in body["message"]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        # Gone already if it failed to start: that failure is the one to report.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:

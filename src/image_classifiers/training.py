@@ -12,6 +12,10 @@ Why the input pipeline looks the way it does:
   partial batch (reshuffling every epoch, so a different few images sit out each time) and
   inference pads its last batch and discards the padding. A partial batch would otherwise
   cost a second compile (tens of seconds on a GPU) for a handful of images.
+- On TensorFlow, Keras feeds a ``PyDataset`` through ``tf.data.Dataset.from_generator``,
+  which sets a process-wide malloc threshold that doubles CPU epoch times;
+  ``host_memory.RestoreMallocThresholds`` (a callback on every ``fit`` and ``predict``
+  here) undoes it.
 - Validation runs through ``predict`` on those padded batches and the loss and accuracy are
   computed on the host, so the numbers are exact and one compiled inference step serves
   validation and test evaluation.
@@ -33,6 +37,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from image_classifiers.host_memory import RestoreMallocThresholds
 from image_classifiers.images import read_rows
 from image_classifiers.params import TrainingParams
 
@@ -262,11 +267,17 @@ def predict_probabilities(
     """
     if len(images) == 0:
         return np.zeros((0, max(2, model.output_shape[-1])), dtype=np.float32)
-    outputs = model.predict(ImageBatches(images, None, batch_size), verbose=0)
+    outputs = model.predict(
+        ImageBatches(images, None, batch_size), verbose=0, callbacks=[RestoreMallocThresholds()]
+    )
     # bfloat16 outputs under mixed precision: compute metrics in float32.
     probabilities = np.asarray(outputs, dtype=np.float32)[: len(images)]
     if flip_average:
-        mirrored = model.predict(ImageBatches(images[:, :, ::-1], None, batch_size), verbose=0)
+        mirrored = model.predict(
+            ImageBatches(images[:, :, ::-1], None, batch_size),
+            verbose=0,
+            callbacks=[RestoreMallocThresholds()],
+        )
         probabilities = (probabilities + np.asarray(mirrored, dtype=np.float32)[: len(images)]) / 2
     if probabilities.shape[-1] == 1:
         probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=-1)
@@ -488,7 +499,12 @@ def fit_model(
     from image_classifiers.live_metrics import MlflowEpochMetrics
 
     # After the monitor: the live metrics include the val_loss, ... it adds to the logs.
-    callbacks: list[keras.callbacks.Callback] = [monitor, MlflowEpochMetrics()]
+    # RestoreMallocThresholds: TensorFlow's PyDataset input would otherwise halve CPU speed.
+    callbacks: list[keras.callbacks.Callback] = [
+        monitor,
+        MlflowEpochMetrics(),
+        RestoreMallocThresholds(),
+    ]
     if options.early_stopping_patience is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(
