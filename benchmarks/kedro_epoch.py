@@ -41,6 +41,8 @@ PROJECT = HERE.parent
 EPOCH_LINE = re.compile(r"Epoch (\d+)/(\d+) - ([\d.]+) s")
 
 sys.path.insert(0, str(HERE))
+from _results import write_results  # noqa: E402 (benchmarks/ on the path first)
+
 logger = logging.getLogger("kedro_epoch")
 
 
@@ -185,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             "no_slower_within_5_percent": verdict,
             "runs": runs,
         }
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
-        logger.info("wrote %s", args.output)
+        write_results(args.output, result)
     return 0
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import write_results
 from PIL import Image
 
 CLASSES = ["cat", "dog"]
@@ -240,8 +241,7 @@ def main() -> None:
             "peak_rss_spread_mb": spread,
             "target_mb": TARGET_MB,
         }
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(record, indent=2) + "\n")
+        write_results(args.output, record)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ the ``Epoch n/N - s`` lines of ``kedro run --pipelines=model_training`` at the s
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before Keras imports TensorFlow
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_results
 from train_gpu import load_splits  # the decoder only, not the training code
 
 logger = logging.getLogger("plain_keras_port")
@@ -100,9 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     for epoch, value in enumerate(seconds, start=1):
         logger.info("Epoch %d/%d - %.2f s", epoch, args.epochs, value)
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
-        logger.info("Wrote %s", args.output)
+        write_results(args.output, results)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import os
 import platform
@@ -44,6 +43,7 @@ import numpy as np
 
 # Make `image_classifiers` importable from a plain checkout (no pip install needed).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from _results import write_results
 
 logger = logging.getLogger("benchmark")
 
@@ -287,9 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     ):
         logger.info("%-22s %s", key, results[key])
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
-        logger.info("Wrote %s", args.output)
+        write_results(args.output, results)
 
 
 if __name__ == "__main__":

@@ -198,3 +198,15 @@ def test_kedro_epoch_benchmark_times_both_in_the_same_session(tmp_path):
     assert [len(run) for run in results["runs"]["plain_keras_port"]] == [2]
     assert results["ratio_kedro_over_plain_later_epochs"] > 0
     assert results["images_per_split"] == 8
+
+
+def test_benchmark_figures_are_written_whole_or_not_at_all(tmp_path):
+    spec = importlib.util.spec_from_file_location("_results", BENCHMARKS / "_results.py")
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    path = tmp_path / "figures.json"
+    results.write_results(path, {"epoch_seconds": [1.5, 1.25]})
+    with pytest.raises(TypeError):
+        results.write_results(path, {"epoch_seconds": [object()]})  # fails half-way
+    assert json.loads(path.read_text()) == {"epoch_seconds": [1.5, 1.25]}
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
