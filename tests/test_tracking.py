@@ -44,6 +44,7 @@ from image_classifiers.tracking import (
     MlflowJSONMetricsDataset,
     flatten_params,
     git_commit,
+    log_image_set,
     metrics_from,
 )
 
@@ -437,3 +438,49 @@ def test_a_logged_from_scratch_model_loads_without_the_projects_layers(
     np.testing.assert_allclose(
         loaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-6
     )
+
+
+# ---- datasets logged by two runs at once -------------------------------------------------
+class _Dataset:
+    name = "train_set"
+
+
+def _failing_log_input(monkeypatch, messages: list[str]) -> list[str]:
+    """Make ``mlflow.log_input`` raise ``messages`` one by one, then succeed; return calls."""
+    calls: list[str] = []
+
+    def log_input(dataset, context):
+        calls.append(context)
+        if len(calls) <= len(messages):
+            raise MlflowException(messages[len(calls) - 1])
+
+    monkeypatch.setattr(mlflow, "log_input", log_input)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "clash",
+    [
+        "(psycopg.errors.UniqueViolation) duplicate key value violates unique constraint",
+        "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id",
+    ],
+)
+def test_a_dataset_another_run_inserted_meanwhile_is_linked_on_retry(monkeypatch, clash):
+    calls = _failing_log_input(monkeypatch, [f"BAD_REQUEST: {clash}"])
+    log_image_set(_Dataset(), "training")
+    assert calls == ["training", "training"]
+
+
+def test_other_log_input_errors_are_raised_at_once(monkeypatch):
+    calls = _failing_log_input(monkeypatch, ["RESOURCE_DOES_NOT_EXIST: no run"])
+    with pytest.raises(MlflowException, match="no run"):
+        log_image_set(_Dataset(), "training")
+    assert len(calls) == 1
+
+
+def test_a_clash_that_lasts_is_raised_after_the_last_attempt(monkeypatch):
+    calls = _failing_log_input(monkeypatch, ["Duplicate entry 'x' for key 'PRIMARY'"] * 3)
+    with pytest.raises(MlflowException, match="Duplicate entry"):
+        log_image_set(_Dataset(), "training", attempts=3)
+    assert len(calls) == 3

@@ -35,6 +35,7 @@ from image_classifiers.tracking import (
     git_commit,
     image_set_input,
     is_image_set,
+    log_image_set,
 )
 
 logger = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ class ModelRunsHook:
                 if name not in self._image_sets:  # the digest reads every pixel: once a run
                     self._image_sets[name] = image_set_input(name, value)
                 dataset, context = self._image_sets[name]
-                mlflow.log_input(dataset, context=context)
+                log_image_set(dataset, context)
 
 
 #: The ModelRunsHook of the tracked ``kedro run`` in progress, for ``model_run``.

@@ -37,6 +37,7 @@ from kedro.io import DatasetError
 from kedro.utils import find_kedro_project
 from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 
 from image_classifiers.datasets.atomic import (
     AtomicCSVDataset,
@@ -211,6 +212,30 @@ def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
         )
     split = name.rsplit(".", 1)[-1].removesuffix("_set")
     return dataset, _SPLIT_CONTEXTS.get(split, split)
+
+
+# How SQL stores word a unique-key clash (PostgreSQL, SQLite, MySQL).
+_DUPLICATE_KEY = ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry")
+
+
+def log_image_set(dataset: Any, context: str, attempts: int = 3) -> None:
+    """``mlflow.log_input``, retried when another run inserted the same dataset meanwhile.
+
+    MLflow's SQL store looks the dataset (experiment, name, digest) up, then inserts it if it
+    was missing, in one transaction but without a lock: two runs of one experiment that log
+    the same data at the same moment can both miss it, and the second insert fails with a
+    unique-key error (seen on a PostgreSQL server with two ``kedro run`` at once). The
+    transaction is rolled back whole, so a retry finds the other run's row and links it.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except MlflowException as error:
+            if attempt == attempts or not any(key in str(error) for key in _DUPLICATE_KEY):
+                raise
+            logger.info("Dataset %s was logged by another run meanwhile; linking it.", dataset.name)
+            time.sleep(0.1 * attempt)
 
 
 def is_image_set(value: Any) -> bool:
