@@ -267,18 +267,19 @@ def predict_probabilities(
     """
     if len(images) == 0:
         return np.zeros((0, max(2, model.output_shape[-1])), dtype=np.float32)
-    outputs = model.predict(
-        ImageBatches(images, None, batch_size), verbose=0, callbacks=[RestoreMallocThresholds()]
-    )
-    # bfloat16 outputs under mixed precision: compute metrics in float32.
-    probabilities = np.asarray(outputs, dtype=np.float32)[: len(images)]
-    if flip_average:
-        mirrored = model.predict(
-            ImageBatches(images[:, :, ::-1], None, batch_size),
+
+    def predict(pixels: np.ndarray) -> np.ndarray:
+        outputs = model.predict(
+            ImageBatches(pixels, None, batch_size),
             verbose=0,
             callbacks=[RestoreMallocThresholds()],
         )
-        probabilities = (probabilities + np.asarray(mirrored, dtype=np.float32)[: len(images)]) / 2
+        # bfloat16 outputs under mixed precision: compute metrics in float32; drop the padding.
+        return np.asarray(outputs, dtype=np.float32)[: len(images)]
+
+    probabilities = predict(images)
+    if flip_average:
+        probabilities = (probabilities + predict(images[:, :, ::-1])) / 2
     if probabilities.shape[-1] == 1:
         probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=-1)
     return probabilities
