@@ -34,6 +34,13 @@ def run_script(
     return result
 
 
+def sample_archive(tmp_path: Path) -> Path:
+    """The nested sample archive with images 0-3 (train), 1000-1003 (validation) and
+    1500-1503 (test) of each class: what ``--limit 4`` reads."""
+    indices = [n for start in (0, 1000, 1500) for n in range(start, start + 4)]
+    return write_archive(tmp_path / "dogs-vs-cats.zip", indices=indices)
+
+
 def test_data_processing_benchmark_reports_every_stage(tmp_path):
     # The script splits the book's ranges, so the archive needs <class>.0 ... <class>.2499.
     archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=range(2500), image_size=(8, 8))
@@ -56,9 +63,7 @@ def test_data_processing_benchmark_reports_every_stage(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_train_gpu_benchmark_writes_its_figures(tmp_path):
-    # --limit 4: images 0-3 (train), 1000-1003 (validation), 1500-1503 (test) per class.
-    indices = [n for start in (0, 1000, 1500) for n in range(start, start + 4)]
-    archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=indices)
+    archive = sample_archive(tmp_path)
     output = tmp_path / "results.json"
     run_script(
         [
@@ -117,8 +122,7 @@ def test_class_folders_benchmark_compares_both_sources_on_the_same_images(tmp_pa
 
 
 def test_plain_keras_port_reports_every_epoch(tmp_path):
-    indices = [n for start in (0, 1000, 1500) for n in range(start, start + 4)]
-    archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=indices)
+    archive = sample_archive(tmp_path)
     output = tmp_path / "plain.json"
     result = run_script(
         [
@@ -178,8 +182,7 @@ def test_larger_than_ram_benchmark_records_peak_memory_per_size(tmp_path):
 
 
 def test_kedro_epoch_benchmark_times_both_in_the_same_session(tmp_path):
-    indices = [n for start in (0, 1000, 1500) for n in range(start, start + 4)]
-    archive = write_archive(tmp_path / "dogs-vs-cats.zip", indices=indices)
+    archive = sample_archive(tmp_path)
     output = tmp_path / "kedro_epoch.json"
     run_script(
         [
