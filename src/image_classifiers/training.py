@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -424,6 +424,8 @@ def fit_model(
     validation_set: dict[str, Any],
     training: Training,
     initial_epoch: int = 0,
+    *,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Compile and train ``model``, then restore the weights of its best ``val_loss`` epoch.
 
@@ -501,11 +503,10 @@ def fit_model(
 
     # After the monitor: the live metrics include the val_loss, ... it adds to the logs.
     # RestoreMallocThresholds: TensorFlow's PyDataset input would otherwise halve CPU speed.
-    callbacks: list[keras.callbacks.Callback] = [
-        monitor,
-        MlflowEpochMetrics(),
-        RestoreMallocThresholds(),
-    ]
+    extra = list(callbacks)
+    if not any(isinstance(callback, MlflowEpochMetrics) for callback in extra):
+        extra.append(MlflowEpochMetrics())
+    callbacks = [monitor, *extra, RestoreMallocThresholds()]
     if options.early_stopping_patience is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(
