@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from image_classifiers.params import TrainingParams
 from image_classifiers.training import (
     ImageBatches,
     compile_model,
@@ -40,8 +41,9 @@ def tiny_model(units: int = 1, seed: int = 0) -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(units, activation=activation)(x))
 
 
-def options(**overrides) -> dict:
-    return {"epochs": 3, "batch_size": 8, "learning_rate": 0.01, "seed": 7, **overrides}
+def options(**overrides) -> TrainingParams:
+    defaults = {"epochs": 3, "batch_size": 8, "learning_rate": 0.01, "seed": 7}
+    return TrainingParams(**{**defaults, **overrides})
 
 
 @pytest.mark.parametrize(
@@ -53,23 +55,25 @@ def options(**overrides) -> dict:
     ],
 )
 def test_compile_model_builds_named_optimizer(name, cls):
-    model = compile_model(tiny_model(), {"optimizer": name, "learning_rate": 0.005})
+    model = compile_model(tiny_model(), TrainingParams(optimizer=name, learning_rate=0.005))
     assert isinstance(model.optimizer, cls)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.005)
     assert model.loss == "binary_crossentropy"
 
 
 def test_compile_model_uses_sparse_loss_for_softmax_and_weight_decay():
-    model = compile_model(tiny_model(units=3), {"optimizer": "adamw", "weight_decay": 0.1})
+    model = compile_model(tiny_model(units=3), TrainingParams(optimizer="adamw", weight_decay=0.1))
     assert model.loss == "sparse_categorical_crossentropy"
     assert model.optimizer.weight_decay == pytest.approx(0.1)
 
 
 def test_cosine_schedule_needs_steps_and_decays():
     with pytest.raises(ValueError, match="steps_per_epoch"):
-        compile_model(tiny_model(), {"schedule": "cosine"})
+        compile_model(tiny_model(), TrainingParams(schedule="cosine"))
     model = compile_model(
-        tiny_model(), {"schedule": "cosine", "epochs": 2, "learning_rate": 0.1}, steps_per_epoch=5
+        tiny_model(),
+        TrainingParams(schedule="cosine", epochs=2, learning_rate=0.1),
+        steps_per_epoch=5,
     )
     schedule = model.optimizer._learning_rate
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
@@ -80,7 +84,7 @@ def test_cosine_schedule_needs_steps_and_decays():
 def test_warmup_ramps_linearly_to_the_learning_rate_then_decays():
     model = compile_model(
         tiny_model(),
-        {"schedule": "cosine", "warmup_epochs": 2, "epochs": 6, "learning_rate": 0.1},
+        TrainingParams(schedule="cosine", warmup_epochs=2, epochs=6, learning_rate=0.1),
         steps_per_epoch=5,
     )
     schedule = model.optimizer._learning_rate
@@ -92,11 +96,11 @@ def test_warmup_ramps_linearly_to_the_learning_rate_then_decays():
 
 
 def test_label_smoothing_softens_the_loss_of_either_head():
-    binary = compile_model(tiny_model(), {"label_smoothing": 0.2})
+    binary = compile_model(tiny_model(), TrainingParams(label_smoothing=0.2))
     assert isinstance(binary.loss, keras.losses.BinaryCrossentropy)
     assert binary.loss.get_config()["label_smoothing"] == pytest.approx(0.2)
     # The sparse loss cannot smooth: a softmax trains on one-hot targets instead.
-    softmax = compile_model(tiny_model(units=3), {"label_smoothing": 0.2})
+    softmax = compile_model(tiny_model(units=3), TrainingParams(label_smoothing=0.2))
     assert isinstance(softmax.loss, keras.losses.CategoricalCrossentropy)
 
 
@@ -112,7 +116,7 @@ def test_softmax_trains_with_label_smoothing():
 
 
 def test_flip_average_changes_nothing_for_mirror_symmetric_images():
-    model = compile_model(tiny_model(seed=3), {})
+    model = compile_model(tiny_model(seed=3), TrainingParams())
     images = image_set(8)["images"]
     symmetric = np.concatenate(
         [images[:, :, : SIZE // 2], images[:, :, : SIZE // 2][:, :, ::-1]], 2
@@ -126,7 +130,7 @@ def test_flip_average_changes_nothing_for_mirror_symmetric_images():
 
 
 def test_flip_average_is_the_mean_over_the_image_and_its_mirror():
-    model = compile_model(tiny_model(seed=3), {})
+    model = compile_model(tiny_model(seed=3), TrainingParams())
     images = image_set(8)["images"]
     plain = predict_probabilities(model, images, 4)
     mirrored = predict_probabilities(model, images[:, :, ::-1], 4)
@@ -182,12 +186,12 @@ def test_model_build_scope_sets_seed_and_mixed_precision_then_restores_policy():
         inputs = keras.Input((4,))
         return keras.Model(inputs, keras.layers.Dense(2)(inputs))
 
-    with model_build_scope({"seed": 3, "mixed_precision": True}):
+    with model_build_scope(TrainingParams(seed=3, mixed_precision=True)):
         first = build()
     assert first.layers[-1].compute_dtype == "bfloat16"
     assert first.layers[-1].variable_dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"
-    with model_build_scope({"seed": 3}):
+    with model_build_scope(TrainingParams(seed=3)):
         second = build()
     assert second.layers[-1].compute_dtype == "float32"
     np.testing.assert_array_equal(first.get_weights()[0], second.get_weights()[0])
@@ -324,3 +328,69 @@ def test_fit_and_predict_read_the_splits_one_batch_at_a_time():
     assert validation["images"].reads and max(validation["images"].reads) <= 8
     probabilities = predict_probabilities(model, validation["images"], batch_size=8)
     assert probabilities.shape == (16, 2)
+
+
+class _Crash(keras.callbacks.Callback):
+    """Stands in for a kill: raises once ``after`` epochs have ended (and been backed up)."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt
+
+
+def _resumable_run(folder, after: int | None = None, **overrides):
+    keras.backend.clear_session()  # the same layer names as a fresh process would give
+    callbacks = [_Crash(after)] if after else []
+    training = options(epochs=6, checkpoint_dir=str(folder), **overrides)
+    return fit_model(
+        tiny_model(), image_set(32), image_set(8, seed=1), training, callbacks=callbacks
+    )
+
+
+@pytest.mark.slow
+def test_a_crashed_training_resumes_after_its_last_finished_epoch(tmp_path, caplog):
+    caplog.set_level("INFO")
+    with pytest.raises(KeyboardInterrupt):
+        _resumable_run(tmp_path, after=4)
+    caplog.clear()
+    model, history = _resumable_run(tmp_path)
+    assert "Resuming" in caplog.text
+    epochs = [line for line in caplog.messages if line.startswith("Epoch ") and " - " in line]
+    assert epochs[0].startswith("Epoch 5/6") and len(epochs) == 2
+    # The history covers the whole training, the epochs before the crash included, and the
+    # best of all six epochs is the one restored.
+    assert len(history["loss"]) == 6
+    best = min(history["val_loss"])
+    validation = image_set(8, seed=1)
+    restored = cross_entropy(
+        predict_probabilities(model, validation["images"]), validation["labels"]
+    )
+    assert restored == pytest.approx(best, rel=1e-4)
+    assert not list(tmp_path.iterdir())  # the backup is removed once training ends
+
+
+@pytest.mark.slow
+def test_a_backup_of_other_parameters_is_not_resumed(tmp_path, caplog):
+    caplog.set_level("INFO")
+    with pytest.raises(KeyboardInterrupt):
+        _resumable_run(tmp_path, after=2)
+    caplog.clear()
+    _, history = _resumable_run(tmp_path, learning_rate=0.02)
+    assert "starts afresh" in caplog.text and "Resuming" not in caplog.text
+    assert len(history["loss"]) == 6
+
+
+def test_progress_inside_an_epoch_and_a_forecast_of_the_whole_run(caplog):
+    caplog.set_level("INFO")
+    fit_model(
+        tiny_model(),
+        image_set(64),
+        image_set(8),
+        options(epochs=1, batch_size=4, log_every_seconds=1e-9),
+    )
+    assert any("batch 2/16" in message for message in caplog.messages)
+    assert any("The first steps predict" in message for message in caplog.messages)

@@ -390,6 +390,12 @@ class TrainingParams(Params):
     seed: NonNegativeInt | None = Field(
         None, description="null = unseeded; kedro runs set it from globals.seed"
     )
+    checkpoint_dir: str | None = Field(
+        None,
+        description="backups a killed run resumes from (same command, same parameters and "
+        "data); null = a temporary folder, no resuming",
+    )
+    log_every_seconds: Float = Field(60, gt=0, description="progress lines inside an epoch")
     distribution: Literal["auto", "none", "data_parallel"] = Field(
         "auto",
         description="auto: every local device on JAX when there are several | none | "

@@ -1,37 +1,34 @@
-"""Compile and train Keras 3 classifiers on decoded image sets, fast on an accelerator.
+"""Compile and train Keras 3 classifiers on decoded image sets; resume a killed run.
 
-Why the input pipeline looks the way it does:
+Why the loop looks the way it does:
 
-- The decoded splits are read one batch at a time from their memory-mapped ``.npy`` files
-  (never copied whole into RAM, so a split may be larger than memory; the OS page cache
-  keeps a split that fits in RAM there after the first epoch): no JPEG decoding, no
-  ``tf.data``, any backend.
-- Batches stay uint8 until they reach the model (whose first layer rescales), which moves a
-  quarter of the bytes a float32 copy would.
-- Every batch has the same shape, so XLA compiles each step once: training drops the last
-  partial batch (reshuffling every epoch, so a different few images sit out each time) and
-  inference pads its last batch and discards the padding. A partial batch would otherwise
-  cost a second compile (tens of seconds on a GPU) for a handful of images.
-- On TensorFlow, Keras feeds a ``PyDataset`` through ``tf.data.Dataset.from_generator``,
-  which sets a process-wide malloc threshold that doubles CPU epoch times;
-  ``host_memory.RestoreMallocThresholds`` (a callback on every ``fit`` and ``predict``
-  here) undoes it.
-- Validation runs through ``predict`` on those padded batches and the loss and accuracy are
-  computed on the host, so the numbers are exact and one compiled inference step serves
-  validation and test evaluation.
-- ``training.distribution`` (``auto`` | ``none`` | ``data_parallel``) trains on every local
-  accelerator with ``keras.distribution.DataParallel`` (JAX backend): the variables are
-  replicated when the model is built (``model_build_scope``), each global batch of
-  ``batch_size`` is split evenly across the devices, and the batch shape stays fixed.
+- Batches are read one at a time from the (memory-mapped) uint8 splits, so a split may be
+  larger than RAM; they stay uint8 until the model's first layer rescales them.
+- Every batch has one shape, so XLA compiles each step once: training drops the last partial
+  batch (reshuffled every epoch), inference pads it and discards the padding.
+- Keras' callbacks own the chores: ``BackupAndRestore`` (a run killed at epoch 80 and started
+  again continues at 81), ``ModelCheckpoint`` (the best ``val_loss`` weights, on disk so they
+  survive a crash too), ``CSVLogger`` (the whole history across restarts), ``EarlyStopping``.
+  What Keras lacks is here: ``ExactValidation`` (``val_loss`` on the padded fixed-shape
+  batches, exact) and ``ProgressLog`` (batches and an ETA inside long epochs).
+- A checkpoint folder is named after a digest of the model, the parameters and the data, so
+  a backup is only ever resumed by the same training; any other starts afresh.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
 import logging
 import math
+import shutil
+import sys
+import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -48,33 +45,21 @@ OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
     "adamw": keras.optimizers.AdamW,
 }
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
 MIXED_PRECISION_POLICY = "mixed_bfloat16"
-# The training options (keys, defaults, allowed values): image_classifiers.params.TrainingParams.
-Training = TrainingParams | Mapping[str, Any] | None
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
 
 
-def data_parallel(training: Training) -> keras.distribution.DataParallel | None:
-    """The ``keras.distribution`` to train under, as ``training.distribution`` asks.
-
-    ``auto`` uses every local device when there are several and the backend is JAX (the one
-    Keras distributes), ``none`` one device, ``data_parallel`` every device or an error.
-    Several hosts: call ``keras.distribution.initialize()`` in every process first (see
-    docs/scaling.md); ``list_devices`` then lists the devices of all hosts.
-
-    Returns:
-        A ``DataParallel`` over all devices, or ``None`` for plain one-device training.
+def data_parallel(training: TrainingParams) -> keras.distribution.DataParallel | None:
+    """The ``keras.distribution`` that ``training.distribution`` asks for (JAX only).
 
     Raises:
-        ValueError: ``data_parallel`` on a backend other than JAX, or a ``batch_size`` that
-            the devices cannot split evenly.
+        ValueError: ``data_parallel`` on another backend, or a ``batch_size`` the devices
+            cannot split evenly.
     """
-    options = TrainingParams.coerce(training)
-    choice = options.distribution
-    if choice == "none":
+    if training.distribution == "none":
         return None
     if keras.backend.backend() != "jax":
-        if choice == "data_parallel":
+        if training.distribution == "data_parallel":
             raise ValueError(
                 f"training.distribution=data_parallel needs the JAX backend; Keras cannot "
                 f"distribute training on {keras.backend.backend()}. Run with "
@@ -82,20 +67,18 @@ def data_parallel(training: Training) -> keras.distribution.DataParallel | None:
             )
         return None
     devices = keras.distribution.list_devices()
-    if len(devices) < 2 and choice == "auto":
+    if len(devices) < 2 and training.distribution == "auto":
         return None
-    if options.batch_size % len(devices):
+    if training.batch_size % len(devices):
         raise ValueError(
-            f"training.batch_size {options.batch_size} cannot be split evenly across "
+            f"training.batch_size {training.batch_size} cannot be split evenly across "
             f"{len(devices)} devices: use a multiple of {len(devices)} (the global batch)."
         )
     return keras.distribution.DataParallel(devices=devices)
 
 
 @contextmanager
-def _distribution_scope(
-    distribution: keras.distribution.DataParallel | None,
-) -> Iterator[None]:
+def _scope(distribution: keras.distribution.DataParallel | None) -> Iterator[None]:
     with ExitStack() as stack:
         if distribution is not None:
             stack.enter_context(distribution.scope())
@@ -103,30 +86,19 @@ def _distribution_scope(
 
 
 @contextmanager
-def model_build_scope(training: Training) -> Iterator[None]:
-    """Build models inside this block so the training options that act at build time apply.
-
-    The seed fixes the initial weights and the layers' random streams (dropout,
-    augmentation); mixed precision is a per-layer dtype policy that Keras fixes when a layer
-    is created, so it cannot be switched on later in ``fit_model``. The previous global
-    policy is restored on exit so that later models are not affected by accident.
-
-    Args:
-        training: The ``training:`` parameters (``seed``, ``mixed_precision``); a dict may
-            give only some keys.
-    """
-    options = TrainingParams.coerce(training)
-    if options.seed is not None:
-        keras.utils.set_random_seed(options.seed)
+def model_build_scope(training: TrainingParams) -> Iterator[None]:
+    """Build models in this block: the seed, mixed precision and data parallelism act when
+    layers and variables are created, so they cannot be switched on in ``fit_model``."""
+    if training.seed is not None:
+        keras.utils.set_random_seed(training.seed)
     previous = keras.config.dtype_policy()
-    if options.mixed_precision:
+    if training.mixed_precision:
         keras.config.set_dtype_policy(MIXED_PRECISION_POLICY)
     try:
-        # Under data parallelism, variables are created replicated on every device.
-        with _distribution_scope(data_parallel(options)):
+        with _scope(data_parallel(training)):
             yield
     finally:
-        keras.config.set_dtype_policy(previous)
+        keras.config.set_dtype_policy(previous)  # later models are not affected by accident
 
 
 def is_binary(model: keras.Model) -> bool:
@@ -135,68 +107,45 @@ def is_binary(model: keras.Model) -> bool:
 
 
 def compile_model(
-    model: keras.Model, training: Training, steps_per_epoch: int | None = None
+    model: keras.Model, training: TrainingParams, steps_per_epoch: int | None = None
 ) -> keras.Model:
-    """Compile ``model`` with the optimizer, learning rate and loss the parameters ask for.
-
-    The loss follows the head: binary cross-entropy for one sigmoid unit, sparse
-    categorical cross-entropy (integer labels) for a softmax.
-
-    Args:
-        model: An uncompiled or compiled model; it is (re)compiled in place.
-        training: The ``training:`` parameters (a dict may give only some keys).
-        steps_per_epoch: Optimizer steps per epoch; needed by the cosine schedule, which
-            decays over ``epochs * steps_per_epoch`` steps (``fit_model`` passes it).
-
-    Returns:
-        The same model, compiled.
+    """(Re)compile ``model`` in place with the optimizer, schedule and loss asked for.
 
     Raises:
-        pydantic.ValidationError: For an unknown optimizer or schedule, or bad values.
-        ValueError: For the cosine schedule without ``steps_per_epoch``.
+        ValueError: The cosine schedule without ``steps_per_epoch`` (it decays over
+            ``epochs * steps_per_epoch`` steps; ``fit_model`` passes it).
     """
-    options = TrainingParams.coerce(training)
-    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = options.learning_rate
-    if options.schedule == "cosine":
+    learning_rate: Any = training.learning_rate
+    if training.schedule == "cosine":
         if steps_per_epoch is None:
             raise ValueError(
                 "training.schedule 'cosine' needs the number of steps per epoch: pass "
                 "steps_per_epoch to compile_model (fit_model does this for you)."
             )
-        warmup_steps = options.warmup_epochs * steps_per_epoch
-        decay_steps = max(1, options.epochs * steps_per_epoch - warmup_steps)
-        if warmup_steps:
-            # Linear from 0 to learning_rate over the warm-up, then the cosine decay.
-            learning_rate = keras.optimizers.schedules.CosineDecay(
-                0.0,
-                decay_steps=decay_steps,
-                warmup_target=options.learning_rate,
-                warmup_steps=warmup_steps,
-            )
-        else:
-            learning_rate = keras.optimizers.schedules.CosineDecay(
-                options.learning_rate, decay_steps=decay_steps
-            )
-    optimizer_kwargs: dict[str, Any] = {"learning_rate": learning_rate}
-    if options.weight_decay is not None:
-        optimizer_kwargs["weight_decay"] = options.weight_decay
-    optimizer = OPTIMIZERS[options.optimizer](**optimizer_kwargs)
+        warmup_steps = training.warmup_epochs * steps_per_epoch
+        decay_steps = max(1, training.epochs * steps_per_epoch - warmup_steps)
+        # With a warm-up: linear from 0 to learning_rate, then the cosine decay.
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else training.learning_rate,
+            decay_steps=decay_steps,
+            warmup_target=training.learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
+        )
+    kwargs: dict[str, Any] = {"learning_rate": learning_rate}
+    if training.weight_decay is not None:
+        kwargs["weight_decay"] = training.weight_decay
     model.compile(
-        optimizer=optimizer,
-        loss=training_loss(model, options.label_smoothing),
+        optimizer=OPTIMIZERS[training.optimizer](**kwargs),
+        loss=training_loss(model, training.label_smoothing),
         metrics=["accuracy"],
-        steps_per_execution=options.steps_per_execution,
+        steps_per_execution=training.steps_per_execution,
     )
     return model
 
 
 def training_loss(model: keras.Model, label_smoothing: float = 0.0) -> str | keras.losses.Loss:
-    """The loss that fits the head, with optional label smoothing.
-
-    Binary cross-entropy for one sigmoid unit; for a softmax, sparse categorical
-    cross-entropy on integer labels, or categorical cross-entropy on one-hot labels when
-    smoothing (the sparse loss has no smoothing; ``fit_model`` one-hot encodes the labels).
-    """
+    """Binary cross-entropy for one sigmoid unit, else sparse categorical on integer labels;
+    smoothed categorical on one-hot labels when smoothing (the sparse loss cannot smooth)."""
     if not label_smoothing:
         return "binary_crossentropy" if is_binary(model) else "sparse_categorical_crossentropy"
     if is_binary(model):
@@ -207,9 +156,8 @@ def training_loss(model: keras.Model, label_smoothing: float = 0.0) -> str | ker
 class ImageBatches(keras.utils.PyDataset):
     """Fixed-size batches of uint8 images (and labels), read from arrays or memory maps.
 
-    For training (``shuffle=True``) the order is reshuffled every epoch and the last
-    partial batch is dropped; for inference the order is kept and the last batch is padded
-    with black images, which ``predict_probabilities`` cuts off again.
+    Training (``shuffle=True``) reshuffles every epoch and drops the last partial batch;
+    inference keeps the order and pads the last batch with black images.
     """
 
     def __init__(
@@ -221,12 +169,14 @@ class ImageBatches(keras.utils.PyDataset):
         seed: int | None = None,
     ):
         super().__init__()
-        self.images = images
-        self.labels = labels
-        self.batch_size = batch_size
-        self.training = shuffle
-        self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(len(images)) if shuffle else None
+        self.images, self.labels, self.batch_size, self.training = (
+            images,
+            labels,
+            batch_size,
+            shuffle,
+        )
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(images)) if shuffle else None
 
     def __len__(self) -> int:
         if self.training:
@@ -236,45 +186,30 @@ class ImageBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
         start = index * self.batch_size
         if self.training:
-            rows = np.sort(self._order[start : start + self.batch_size])
+            rows = np.sort(self.order[start : start + self.batch_size])
             return read_rows(self.images, rows), self.labels[rows]
         images = read_rows(self.images, slice(start, start + self.batch_size))
-        missing = self.batch_size - len(images)
-        if missing:
-            padding = np.zeros((missing, *images.shape[1:]), dtype=images.dtype)
-            images = np.concatenate([images, padding])
+        if missing := self.batch_size - len(images):
+            images = np.concatenate([images, np.zeros((missing, *images.shape[1:]), np.uint8)])
         return (images,)
 
     def on_epoch_end(self) -> None:
         if self.training:
-            self._order = self._rng.permutation(len(self.images))
+            self.order = self.rng.permutation(len(self.images))
 
 
 def predict_probabilities(
     model: keras.Model, images: np.ndarray, batch_size: int = 32, flip_average: bool = False
 ) -> np.ndarray:
-    """Class probabilities for every image, in batches of one fixed shape.
-
-    Args:
-        model: A classifier taking raw uint8 images.
-        images: uint8 array (N, H, W, C).
-        batch_size: Images per inference step.
-        flip_average: Test-time augmentation: average the probabilities of each image and
-            its left-right mirror image (twice the inference work).
-
-    Returns:
-        float32 array (N, num_classes); a one-unit sigmoid head gives columns (1 - p, p).
-    """
+    """Class probabilities (N, num_classes) in batches of one shape; a one-unit sigmoid head
+    gives columns (1 - p, p). ``flip_average`` averages each image with its mirror image."""
     if len(images) == 0:
         return np.zeros((0, max(2, model.output_shape[-1])), dtype=np.float32)
 
     def predict(pixels: np.ndarray) -> np.ndarray:
-        outputs = model.predict(
-            ImageBatches(pixels, None, batch_size),
-            verbose=0,
-            callbacks=[RestoreMallocThresholds()],
-        )
-        # bfloat16 outputs under mixed precision: compute metrics in float32; drop the padding.
+        batches = ImageBatches(pixels, None, batch_size)
+        outputs = model.predict(batches, verbose=0, callbacks=[RestoreMallocThresholds()])
+        # float32 even under mixed precision (bfloat16 outputs); drop the padding.
         return np.asarray(outputs, dtype=np.float32)[: len(images)]
 
     probabilities = predict(images)
@@ -286,10 +221,7 @@ def predict_probabilities(
 
 
 def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Mean cross-entropy of integer ``labels`` under ``probabilities`` (N, num_classes).
-
-    Clipped like Keras' losses, so it matches the training loss.
-    """
+    """Mean cross-entropy of integer ``labels``, clipped as Keras' losses are."""
     epsilon = keras.config.epsilon()
     picked = probabilities[np.arange(len(labels)), labels]
     return float(-np.mean(np.log(np.clip(picked, epsilon, 1.0 - epsilon))))
@@ -303,15 +235,7 @@ def predicted_labels(probabilities: np.ndarray, threshold: float = 0.5) -> np.nd
 
 
 def check_image_set(name: str, image_set: dict[str, Any]) -> None:
-    """Raise a clear error if ``image_set`` is not a usable, non-empty decoded split.
-
-    Args:
-        name: The split's name, for the message (e.g. ``"train_set"``).
-        image_set: ``{"images", "labels", "classes", ...}`` as ImageSetDataset loads it.
-
-    Raises:
-        ValueError: If keys are missing, the split is empty, or shapes or labels don't fit.
-    """
+    """Raise a clear ``ValueError`` if ``image_set`` is not a usable, non-empty split."""
     missing = [key for key in ("images", "labels", "classes") if key not in image_set]
     if missing:
         raise ValueError(f"{name} lacks {missing}; it should come from the data pipeline.")
@@ -326,73 +250,110 @@ def check_image_set(name: str, image_set: dict[str, Any]) -> None:
             f"{name} must hold uint8 images (N, H, W, C) and N labels, got {images.dtype} "
             f"{images.shape} and {labels.shape}."
         )
-    num_classes = len(image_set["classes"])
-    if num_classes < 2 or labels.min() < 0 or labels.max() >= num_classes:
+    classes = list(image_set["classes"])
+    if len(classes) < 2 or labels.min() < 0 or labels.max() >= len(classes):
         raise ValueError(
-            f"{name} labels must be class indices in [0, {num_classes}) for classes "
-            f"{list(image_set['classes'])}, got range [{labels.min()}, {labels.max()}]."
+            f"{name} labels must be class indices in [0, {len(classes)}) for classes "
+            f"{classes}, got range [{labels.min()}, {labels.max()}]."
         )
 
 
-def _check_compatible(
-    model: keras.Model, train_set: dict[str, Any], validation_set: dict[str, Any]
-) -> None:
-    check_image_set("train_set", train_set)
-    check_image_set("validation_set", validation_set)
-    if list(train_set["classes"]) != list(validation_set["classes"]):
+def check_fits(model: keras.Model, name: str, image_set: dict[str, Any]) -> None:
+    """Raise a clear ``ValueError`` unless ``image_set`` is usable and fits ``model``."""
+    check_image_set(name, image_set)
+    shape = tuple(image_set["images"].shape[1:])
+    if shape != tuple(model.input_shape[1:]):
         raise ValueError(
-            f"train_set classes {list(train_set['classes'])} differ from validation_set "
-            f"classes {list(validation_set['classes'])}; decode both splits in one run."
+            f"The model takes images of shape {tuple(model.input_shape[1:])} but {name} "
+            f"holds {shape}: rebuild the model for this data (build_model) or decode the "
+            "data at the model's size."
         )
-    for name, image_set in (("train_set", train_set), ("validation_set", validation_set)):
-        if tuple(image_set["images"].shape[1:]) != tuple(model.input_shape[1:]):
-            raise ValueError(
-                f"The model takes images of shape {tuple(model.input_shape[1:])} but "
-                f"{name} holds {tuple(image_set['images'].shape[1:])}: rebuild the model "
-                "for this data (build_model) or decode the data at the model's size."
-            )
-    units = model.output_shape[-1]
-    num_classes = len(train_set["classes"])
+    units, num_classes = model.output_shape[-1], len(image_set["classes"])
     # One sigmoid unit for two classes, or one softmax unit per class.
     if units not in {num_classes, 1 if num_classes == 2 else num_classes}:
         raise ValueError(
-            f"The model predicts {units} unit(s) but the data has {num_classes} classes; "
+            f"The model predicts {units} unit(s) but {name} has {num_classes} classes; "
             "rebuild the model for this data."
         )
 
 
-class _EpochMonitor(keras.callbacks.Callback):
-    """Per epoch: exact validation loss/accuracy, best weights kept, one log line.
+class ExactValidation(keras.callbacks.Callback):
+    """Adds ``val_loss``, ``val_accuracy``, ``learning_rate`` and ``epoch_seconds`` to the
+    epoch's logs. First among the callbacks, so the checkpoints and early stopping see them.
 
-    It must come first among the callbacks: it adds ``val_loss`` (read by EarlyStopping),
-    ``learning_rate`` and ``epoch_seconds`` to the epoch logs that ``History`` records.
+    Keras' own validation would either recompile for the last partial batch or count its
+    padding; this one predicts on the padded fixed-shape batches and cuts the padding off.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, epochs: int):
+    def __init__(self, validation_set: dict[str, Any], batch_size: int):
         super().__init__()
-        self.images, self.labels = images, labels
-        self.batch_size, self.epochs = batch_size, epochs
-        self.best_loss = math.inf
-        self.best_epoch: int | None = None
-        self.best_weights: list[np.ndarray] | None = None
-        self._started = 0.0
+        self.images = validation_set["images"]
+        self.labels = np.asarray(validation_set["labels"], dtype=np.int32)
+        self.batch_size, self.started = batch_size, 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._started = time.perf_counter()
+        self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs if logs is not None else {}
         probabilities = predict_probabilities(self.model, self.images, self.batch_size)
         logs["val_loss"] = cross_entropy(probabilities, self.labels)
         logs["val_accuracy"] = float(np.mean(predicted_labels(probabilities) == self.labels))
-        learning_rate = self.model.optimizer.learning_rate
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(learning_rate))
-        logs["epoch_seconds"] = time.perf_counter() - self._started
-        improved = logs["val_loss"] < self.best_loss
-        if improved:
-            self.best_loss, self.best_epoch = logs["val_loss"], epoch
-            # A host copy: the .keras file is written once, at the end, by the catalog.
-            self.best_weights = self.model.get_weights()
+        learning_rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        logs["learning_rate"] = float(learning_rate)
+        logs["epoch_seconds"] = time.perf_counter() - self.started
+
+
+class ProgressLog(keras.callbacks.Callback):
+    """One log line per epoch; inside long epochs a line every ``every_seconds`` with the
+    batches done and an ETA; after the first steps, the time the whole call will take (a
+    warning when that is over 10 minutes and no accelerator is in use)."""
+
+    FORECAST_STEPS = 5  # timed after the first step, which includes compiling
+
+    def __init__(self, epochs: int, every_seconds: float, best: float = math.inf):
+        super().__init__()
+        self.epochs, self.every_seconds, self.best = epochs, every_seconds, best
+        self.epoch, self.started, self.last, self.first_step = 0, 0.0, 0.0, 0.0
+        self.forecast = True
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch, self.started = epoch, time.perf_counter()
+        self.last = self.started
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        now, steps, done = time.perf_counter(), self.params.get("steps") or 1, batch + 1
+        if done == 1:
+            self.first_step = now
+        timed = min(self.FORECAST_STEPS, steps - 1)
+        if self.forecast and done == 1 + timed:
+            self.forecast = False
+            per_step = (now - self.first_step) / timed if timed else now - self.started
+            self._log_forecast(per_step * steps * (self.epochs - self.epoch))
+        if now - self.last >= self.every_seconds and done < steps:
+            self.last = now
+            logger.info(
+                "Epoch %d/%d: batch %d/%d, about %.0f s left in this epoch",
+                self.epoch + 1,
+                self.epochs,
+                done,
+                steps,
+                (now - self.started) / done * (steps - done),
+            )
+
+    def _log_forecast(self, seconds: float) -> None:
+        devices = keras.distribution.list_devices()
+        accelerated = any(not device.lower().startswith("cpu") for device in devices)
+        logger.log(
+            logging.WARNING if seconds > 600 and not accelerated else logging.INFO,
+            "The first steps predict %.1f min for the %d epoch(s) to run%s.",
+            seconds / 60,
+            self.epochs - self.epoch,
+            "" if accelerated else " on the CPU (no GPU or TPU found)",
+        )
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        improved = logs["val_loss"] < self.best
+        self.best = min(self.best, logs["val_loss"])
         logger.info(
             "Epoch %d/%d - %.2f s - loss %.4f - accuracy %.4f - val_loss %.4f - "
             "val_accuracy %.4f - lr %.3g%s",
@@ -408,9 +369,9 @@ class _EpochMonitor(keras.callbacks.Callback):
         )
 
 
-def _labels_for(model: keras.Model, labels: np.ndarray, one_hot: bool = False) -> np.ndarray:
-    # A one-unit sigmoid head wants float targets of its own shape; a softmax wants indices,
-    # or one-hot rows for the smoothed categorical loss.
+def _labels_for(model: keras.Model, labels: np.ndarray, one_hot: bool) -> np.ndarray:
+    # A sigmoid head wants float targets of its shape; a softmax indices, or one-hot rows
+    # for the smoothed categorical loss.
     if is_binary(model):
         return labels.astype(np.float32).reshape(-1, 1)
     if one_hot:
@@ -418,138 +379,198 @@ def _labels_for(model: keras.Model, labels: np.ndarray, one_hot: bool = False) -
     return labels.astype(np.int32)
 
 
+def _digest(*parts: Any) -> str:
+    """A short digest of the training's identity: model, parameters and data."""
+    sha = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            sha.update(np.ascontiguousarray(part).tobytes())
+        else:
+            sha.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return sha.hexdigest()[:16]
+
+
+def _data_parts(image_set: dict[str, Any]) -> list[Any]:
+    # Labels, shape, classes and 4 evenly spaced images: cheap, even for a split on disk.
+    images = image_set["images"]
+    rows = np.unique(np.linspace(0, len(images) - 1, 4).astype(int))
+    labels = np.asarray(image_set["labels"])
+    return [list(images.shape), list(image_set["classes"]), labels, read_rows(images, rows)]
+
+
+def _read_history(path: Path, initial_epoch: int) -> dict[str, list[float]]:
+    """CSVLogger's rows from ``initial_epoch`` on; the last row of an epoch run twice wins."""
+    if not path.exists():
+        return {}
+    with path.open(newline="") as file:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(file)}
+    kept = [rows[epoch] for epoch in sorted(rows) if epoch >= initial_epoch]
+    keys = [key for key in (kept[0] if kept else {}) if key != "epoch"]
+    return {key: [float(row[key]) for row in kept] for key in keys}
+
+
+def _checkpoint_folder(root: Path, model: keras.Model, *identity: Any) -> Path:
+    """This training's folder under ``root``, named after a digest of ``identity``; logs
+    whether a backup is resumed or another training's is ignored."""
+    folder = root / f"{model.name}-{_digest(model.to_json(), *identity)}"
+    if (folder / "history.csv").exists():
+        logger.info("Resuming %s from its backup in %s.", model.name, folder)
+    elif any(root.glob(f"{model.name}-*")):
+        logger.info(
+            "A backup of another training of %s is in %s (other model, parameters or data): "
+            "this one starts afresh.",
+            model.name,
+            root,
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def fit_model(
     model: keras.Model,
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
-    training: Training,
+    training: TrainingParams,
     initial_epoch: int = 0,
     *,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Compile and train ``model``, then restore the weights of its best ``val_loss`` epoch.
+    """Compile and train ``model``, resuming a killed run, then keep its best epoch.
 
-    The model is always (re)compiled with ``compile_model`` so that the parameters, not a
-    previous compile, decide the optimizer (which also makes freezing/unfreezing layers
-    between two calls take effect). Build the model inside ``model_build_scope(training)``
-    for the seed and mixed precision to apply to its weights and layers.
+    ``training.checkpoint_dir`` holds one folder per training (a digest of the model, the
+    parameters and the data): a run killed mid-way and started again with the same command
+    continues after its last finished epoch; another training starts afresh, and the log
+    says so. The folder is removed once training ends. Build ``model`` inside
+    ``model_build_scope(training)``.
 
     Args:
-        model: A classifier taking raw uint8 images of the split's shape.
-        train_set: Decoded training split (``ImageSetDataset``).
+        model: A classifier taking raw uint8 images of the splits' shape.
+        train_set: Decoded training split.
         validation_set: Decoded validation split; picks the best epoch.
-        training: The ``training:`` parameters (a dict may give only some keys). ``epochs``
-            is the number of epochs this call runs (0 leaves the model untrained but
-            compiled).
-        initial_epoch: Number of epochs already run on this model (e.g. before fine-tuning);
-            only shifts the epoch numbers in the logs.
+        training: ``training.epochs`` is how many epochs this call runs (0: compiled only).
+        initial_epoch: Epochs already run on this model (fine-tuning after feature
+            extraction); shifts the epoch numbers.
+        callbacks: More callbacks (e.g. live MLflow metrics); they see the full epoch logs.
 
     Returns:
-        The model (best weights restored) and its history: lists per epoch of ``loss``,
-        ``accuracy``, ``val_loss``, ``val_accuracy``, ``learning_rate``, ``epoch_seconds``.
+        The model with its best ``val_loss`` weights and the history of this call: per epoch
+        ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``learning_rate``,
+        ``epoch_seconds``, also across a restart.
 
     Raises:
-        ValueError: For bad parameters, empty or mismatched splits, or a model that doesn't
-            fit the data.
+        ValueError: Empty or mismatched splits, or a model that does not fit the data.
     """
-    options = TrainingParams.coerce(training)
-    _check_compatible(model, train_set, validation_set)
-    if options.mixed_precision and model.dtype_policy.name != MIXED_PRECISION_POLICY:
+    check_fits(model, "train_set", train_set)
+    check_fits(model, "validation_set", validation_set)
+    if list(train_set["classes"]) != list(validation_set["classes"]):
+        raise ValueError(
+            f"train_set classes {list(train_set['classes'])} differ from validation_set "
+            f"classes {list(validation_set['classes'])}; decode both splits in one run."
+        )
+    if training.mixed_precision and model.dtype_policy.name != MIXED_PRECISION_POLICY:
         logger.warning(
             "training.mixed_precision is on but the model was built in %s: build it inside "
-            "model_build_scope(training) (as build_model does) for mixed precision to apply.",
+            "model_build_scope(training) for mixed precision to apply.",
             model.dtype_policy.name,
         )
-    # Not copied: batches are read from the (memory-mapped) split as they are needed.
-    train_images = train_set["images"]
-    train_labels = np.asarray(train_set["labels"], dtype=np.int32)
-    batch_size = options.batch_size
-    if batch_size > len(train_images):
+    images = train_set["images"]
+    batch_size = training.batch_size
+    if batch_size > len(images):
         logger.warning(
             "training.batch_size %d is larger than the %d training images; using batches of %d.",
             batch_size,
-            len(train_images),
-            len(train_images),
+            len(images),
+            len(images),
         )
-        batch_size = len(train_images)
-    steps_per_epoch = len(train_images) // batch_size
-    distribution = data_parallel(options.model_copy(update={"batch_size": batch_size}))
-    with _distribution_scope(distribution):  # the optimizer's variables too are replicated
-        compile_model(model, options, steps_per_epoch=steps_per_epoch)
-    history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
-    epochs = options.epochs
-    if epochs == 0:
+        batch_size = len(images)
+        training = training.model_copy(update={"batch_size": batch_size})
+    distribution = data_parallel(training)
+    with _scope(distribution):  # the optimizer's variables are replicated too
+        compile_model(model, training, steps_per_epoch=len(images) // batch_size)
+    if training.epochs == 0:
         logger.info("training.epochs is 0: the model is compiled but left untrained.")
-        return model, history
+        return model, {key: [] for key in HISTORY_KEYS}
+    if training.seed is not None:
+        keras.utils.set_random_seed(training.seed)
 
-    if options.seed is not None:
-        keras.utils.set_random_seed(options.seed)
-    if distribution is not None:
-        logger.info(
-            "Data parallel on %d devices: each batch of %d is split into %d per device.",
-            distribution.num_model_replicas,
-            batch_size,
-            batch_size // distribution.num_model_replicas,
+    with ExitStack() as stack:
+        root = training.checkpoint_dir or stack.enter_context(tempfile.TemporaryDirectory())
+        folder = _checkpoint_folder(
+            Path(root),
+            model,
+            training.model_dump(mode="json", exclude={"checkpoint_dir", "log_every_seconds"}),
+            initial_epoch,
+            *_data_parts(train_set),
+            *_data_parts(validation_set),
         )
-    monitor = _EpochMonitor(
-        validation_set["images"],
-        np.asarray(validation_set["labels"], dtype=np.int32),
-        batch_size,
-        initial_epoch + epochs,
-    )
-    # Imported here, not at the top: the serving model imports this module for
-    # predict_probabilities in an environment without Kedro (live_metrics imports tracking).
-    from image_classifiers.live_metrics import MlflowEpochMetrics
-
-    # After the monitor: the live metrics include the val_loss, ... it adds to the logs.
-    # RestoreMallocThresholds: TensorFlow's PyDataset input would otherwise halve CPU speed.
-    extra = list(callbacks)
-    if not any(isinstance(callback, MlflowEpochMetrics) for callback in extra):
-        extra.append(MlflowEpochMetrics())
-    callbacks = [monitor, *extra, RestoreMallocThresholds()]
-    if options.early_stopping_patience is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=options.early_stopping_patience
+        history_file = folder / "history.csv"
+        done = _read_history(history_file, 0)
+        best = min(done.get("val_loss", [math.inf]))
+        best_weights = folder / "best.weights.h5"
+        epochs = initial_epoch + training.epochs
+        # Order matters: the history and best weights are written before the backup, so a
+        # kill between them reruns that epoch (its CSV row is replaced) rather than losing it.
+        stock = [
+            ExactValidation(validation_set, batch_size),
+            keras.callbacks.CSVLogger(str(history_file), append=True),
+            keras.callbacks.ModelCheckpoint(
+                str(best_weights),
+                monitor="val_loss",
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=best if math.isfinite(best) else None,
+            ),
+        ]
+        if training.early_stopping_patience is not None:
+            stock.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=training.early_stopping_patience
+                )
             )
+        # double_checkpoint: a kill while the backup is written leaves the previous one.
+        stock.append(
+            keras.callbacks.BackupAndRestore(str(folder / "backup"), double_checkpoint=True)
         )
-    logger.info(
-        "Training %s (%s parameters) for %d epoch(s): %d images in %d batches of %d, "
-        "%d validation images, optimizer %s.",
-        model.name,
-        f"{model.count_params():,}",
-        epochs,
-        len(train_images),
-        steps_per_epoch,
-        batch_size,
-        len(monitor.images),
-        options.optimizer,
-    )
-    batches = ImageBatches(
-        train_images,
-        _labels_for(model, train_labels, one_hot=options.label_smoothing > 0),
-        batch_size,
-        shuffle=True,
-        seed=options.seed,
-    )
-    with _distribution_scope(distribution):
-        fitted = model.fit(
-            batches,
-            epochs=initial_epoch + epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # ImageBatches reshuffles images itself; keep its batch order
-            verbose=0,
-        )
-    if monitor.best_weights is not None:
-        model.set_weights(monitor.best_weights)
+        progress = ProgressLog(epochs, training.log_every_seconds, best)
         logger.info(
-            "Restored the weights of epoch %d (val_loss %.4f).",
-            monitor.best_epoch + 1,
-            monitor.best_loss,
+            "Training %s (%s parameters) for %d epoch(s): %d images in batches of %d, "
+            "%d validation images, optimizer %s.",
+            model.name,
+            f"{model.count_params():,}",
+            training.epochs,
+            len(images),
+            batch_size,
+            len(validation_set["images"]),
+            training.optimizer,
         )
-    else:
-        logger.warning("val_loss never improved (NaN?); keeping the last epoch's weights.")
-    for key, values in fitted.history.items():
-        history[key] = [float(value) for value in values]
+        labels = np.asarray(train_set["labels"], dtype=np.int32)
+        batches = ImageBatches(
+            images,
+            _labels_for(model, labels, one_hot=training.label_smoothing > 0),
+            batch_size,
+            shuffle=True,
+            seed=training.seed,
+        )
+        with _scope(distribution):
+            model.fit(
+                batches,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                callbacks=[*stock, *callbacks, progress, RestoreMallocThresholds()],
+                shuffle=False,  # ImageBatches shuffles itself
+                # Keras' progress bar on a terminal; ProgressLog's lines everywhere.
+                verbose=1 if sys.stdout.isatty() else 0,
+            )
+        history = _read_history(history_file, initial_epoch)
+        if best_weights.exists():
+            model.load_weights(best_weights)
+            position = int(np.argmin(history["val_loss"]))
+            logger.info(
+                "Restored the weights of epoch %d (val_loss %.4f).",
+                initial_epoch + position + 1,
+                history["val_loss"][position],
+            )
+        else:
+            logger.warning("val_loss never improved (NaN?); keeping the last epoch's weights.")
+        shutil.rmtree(folder, ignore_errors=True)
     return model, history
