@@ -29,6 +29,7 @@ import keras
 import numpy as np
 from keras.src.backend.jax import distribution_lib as jax_distribution_lib
 
+from image_classifiers.params import TrainingParams
 from image_classifiers.training import fit_model, model_build_scope, predict_probabilities
 
 # Record the sharding of every batch Keras hands to the devices (the x of each step).
@@ -52,8 +53,8 @@ train = {"images": images[:32], "labels": labels[:32], "classes": ["cat", "dog"]
 validation = {"images": images[32:], "labels": labels[32:], "classes": ["cat", "dog"], "files": []}
 
 def run(distribution):
-    training = {"epochs": 3, "batch_size": 8, "learning_rate": 0.01, "seed": 3,
-                "distribution": distribution}
+    training = TrainingParams(epochs=3, batch_size=8, learning_rate=0.01, seed=3,
+                              distribution=distribution)
     with model_build_scope(training):
         inputs = keras.Input((12, 12, 3))
         x = keras.layers.Rescaling(1 / 255)(inputs)
@@ -115,30 +116,31 @@ def test_two_devices_shard_every_batch_and_match_one_device():
 
 
 def test_distribution_option_is_checked():
-    assert TrainingParams.coerce({}).distribution == "auto"
+    assert TrainingParams().distribution == "auto"
     with pytest.raises(ValueError, match=r"distribution"):
-        TrainingParams.coerce({"distribution": "model_parallel"})
+        TrainingParams(distribution="model_parallel")
 
 
 def test_auto_and_none_train_on_one_device_here():
     # This process has one device (JAX) or a backend Keras cannot distribute.
-    assert data_parallel({"distribution": "auto"}) is None
-    assert data_parallel({"distribution": "none"}) is None
+    assert data_parallel(TrainingParams(distribution="auto")) is None
+    assert data_parallel(TrainingParams(distribution="none")) is None
 
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="the message is for other backends")
 def test_data_parallel_on_a_backend_keras_cannot_distribute_says_so():
     with pytest.raises(ValueError, match=r"needs the JAX backend.*KERAS_BACKEND=jax"):
-        data_parallel({"distribution": "data_parallel"})
+        data_parallel(TrainingParams(distribution="data_parallel"))
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_a_batch_the_devices_cannot_split_is_refused():
     code = (
+        "from image_classifiers.params import TrainingParams\n"
         "from image_classifiers.training import data_parallel\n"
         "try:\n"
-        "    data_parallel({'distribution': 'auto', 'batch_size': 7})\n"
+        "    data_parallel(TrainingParams(distribution='auto', batch_size=7))\n"
         "except ValueError as error:\n"
         "    print(error)\n"
     )

@@ -14,20 +14,20 @@ from project_copies import copy_project, run_pipeline
 
 from image_classifiers.datasets import ImageSetDataset
 from image_classifiers.errors import TRACEBACK_VARIABLE, concise_excepthook, is_user_error
+from image_classifiers.params import TrainingParams
 from image_classifiers.pipelines.data_processing.download import ArchiveDownloadError
-from image_classifiers.training import compile_model
 
 
-def raised(call, *args) -> BaseException:
+def raised(call, *args, **kwargs) -> BaseException:
     try:
-        call(*args)
+        call(*args, **kwargs)
     except Exception as error:
         return error
     raise AssertionError(f"{call} raised nothing")
 
 
 def test_the_packages_own_checks_are_user_errors():
-    assert is_user_error(raised(compile_model, None, {"optimizer": "sgdd"}))
+    assert is_user_error(raised(TrainingParams, optimizer="sgdd"))
     assert is_user_error(ArchiveDownloadError("no archive"))
 
 
@@ -58,7 +58,7 @@ def test_the_hook_prints_user_errors_alone_and_passes_others_on(capsys, monkeypa
     hook = concise_excepthook(lambda *args: passed_on.append(args[1]))
     monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
 
-    user_error = raised(compile_model, None, {"optimizer": "sgdd"})
+    user_error = raised(TrainingParams, optimizer="sgdd")
     hook(type(user_error), user_error, user_error.__traceback__)
     other = raised(np.zeros, -1)
     hook(type(other), other, other.__traceback__)

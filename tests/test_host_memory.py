@@ -22,6 +22,7 @@ SCRIPT = textwrap.dedent(
     """
     import ctypes, json, resource, sys
     import keras, numpy as np
+    from image_classifiers.params import TrainingParams
     from image_classifiers.training import ImageBatches, fit_model, predict_probabilities
 
     libc = ctypes.CDLL("libc.so.6")
@@ -51,7 +52,7 @@ SCRIPT = textwrap.dedent(
         batches = ImageBatches(images, labels.astype("float32").reshape(-1, 1), 4, shuffle=True)
         model.fit(batches, epochs=1, verbose=0)
         result["tensorflow"] = faults()
-        fit_model(model, split, split, {"epochs": 1, "batch_size": 4})
+        fit_model(model, split, split, TrainingParams(epochs=1, batch_size=4))
     else:
         model.predict(ImageBatches(images, None, 4), verbose=0)
         result["tensorflow"] = faults()
