@@ -1,23 +1,14 @@
 """Undo TensorFlow's process-wide malloc setting that halves CPU training speed.
 
-TensorFlow 2.21 calls ``mallopt(M_TRIM_THRESHOLD, 128 KiB)`` the first time a
-``tf.data.Dataset.from_generator`` iterator starts (it logs "Memory patch applied:
-M_TRIM_THRESHOLD=128 kb was set"), to curb the host memory that generator pipelines kept.
-Keras feeds every ``PyDataset`` to TensorFlow through ``from_generator``, so the first
-``fit`` or ``predict`` on ``ImageBatches`` in a process triggers it. Setting a threshold
-explicitly switches off glibc's adaptive mmap threshold for the rest of the process: every
-allocation above 128 KiB (every activation and gradient buffer of a convolution) is then a
-fresh ``mmap``, page-faulted in and unmapped again. Measured on a 2-core CPU machine,
-mini-Xception at 64x64, batch 32: 6.2 million page faults and 21 s of kernel time per epoch,
-against 0.2 million and 1.7 s with the thresholds restored, and epochs twice as fast.
-
-``RestoreMallocThresholds`` puts back what glibc's adaptive rule itself settles at for such
-buffers: the mmap threshold at its ceiling (32 MiB on 64-bit) and the trim threshold at
-twice that. Host memory then behaves as in any TensorFlow program that does not use
-``from_generator`` (Keras fed NumPy arrays, the book's plain script): in that measurement
-0.80-0.82 GB resident over 8 epochs, against 0.49 GB under TensorFlow's setting and
-0.79-0.89 GB for the arrays. Nothing is done on other backends (they do not use
-``from_generator``) or other C libraries (musl, macOS, Windows).
+TensorFlow 2.21 calls ``mallopt(M_TRIM_THRESHOLD, 128 KiB)`` when the first
+``tf.data.Dataset.from_generator`` iterator starts, and Keras feeds every ``PyDataset``
+(``ImageBatches``) through it. An explicit threshold switches off glibc's adaptive mmap
+threshold: every buffer over 128 KiB (each activation and gradient of a convolution) is then
+mmapped and page-faulted afresh. Measured on the 2-core CPU machine, mini-Xception at 64x64:
+6.2 million page faults and 21 s of kernel time per epoch, against 0.2 million and 1.7 s with
+the thresholds put back where glibc's adaptive rule settles (mmap 32 MiB, trim twice that),
+for 0.80 GB resident memory instead of 0.49 GB (plain Keras on arrays: 0.79-0.89 GB).
+Nothing is done on other backends or C libraries.
 """
 
 from __future__ import annotations
