@@ -1,24 +1,17 @@
 """Typed parameters: one pydantic model per parameter group, validated by Kedro itself.
 
 A node argument annotated with one of these models (``training: TrainingParams``) receives
-its ``params:<group>`` as a validated model: Kedro (>= 1.3) converts every typed parameter
-of the pipelines being run *before any node runs*, so a misspelt key
-(``--params="training.learnig_rate=0.1"``) or a bad value stops ``kedro run`` at once with
-a message naming the key and what it allows (see ``image_classifiers.errors``).
+its ``params:<group>`` validated: Kedro (>= 1.3) checks the typed parameters of the pipelines
+being run *before any node runs*, so a misspelt key or a bad value stops ``kedro run`` at
+once with a message naming the key and what it allows. Nodes do not validate again.
 
-Where the defaults live: **here**, in the models. ``conf/base/parameters_*.yml`` sets only
-the values shared through ``globals.yml`` (classes, image size, seed) and the named model
-configurations (``models:``), and lists every other key in comments with its default (a test
-checks that those comments match the models). Change a value in ``conf/local/`` (or
-``conf/<env>/``) or with ``--params``; Python callers pass a partial dict and get the rest
-from the defaults (``TrainingParams.coerce({"epochs": 3})``).
+The defaults live here, in one place; ``python -m image_classifiers.params [group ...]``
+prints them with what each key means. ``conf/base`` sets only the project's own choices.
+Python callers build a group with the keys they change (``TrainingParams(epochs=3)``).
 
-Add a field: declare it on the group's model with its type, default and constraints
-(``Field(ge=..)``, ``Literal[...]``) and a short ``description``; add a commented
-``# key: default`` line to the group in ``conf/base``; read it in the node as
-``params.<key>``. Lists that users may set on the command line need a type that also
-parses a string (``ImageSize``: ``96`` or ``96x128``; ``Names``: ``"cat dog"``;
-``IndexRange``: ``0-1000``), because Kedro splits ``--params`` on commas.
+Lists that users may set on the command line need a type that also parses a string
+(``ImageSize``: ``96`` or ``96x128``; ``Names``: ``"cat dog"``; ``IndexRange``: ``0-1000``),
+because Kedro splits ``--params`` on commas.
 """
 
 from __future__ import annotations
@@ -26,7 +19,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import itertools
+import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, Self, get_type_hints
@@ -151,19 +146,6 @@ class Params(BaseModel):
             ]
             raise ValueError(f"unknown key {', '.join(hints)}; allowed keys: {', '.join(allowed)}")
         return data
-
-    @classmethod
-    def coerce(cls, value: Self | Mapping[str, Any] | None) -> Self:
-        """``value`` as this model: a model is returned as is, a (partial) dict validated.
-
-        Nodes receive models from Kedro; this lets Python callers (tests, notebooks,
-        benchmarks) keep passing plain dicts with only the keys they change.
-        """
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, BaseModel):
-            value = value.model_dump()
-        return cls.model_validate(dict(value or {}))
 
     def merged(self, overrides: Params | Mapping[str, Any] | None) -> Self:
         """A copy with the keys set in ``overrides`` (a partial model or dict) replaced."""
@@ -632,7 +614,7 @@ class RetrainParams(Params):
                 f"of {sorted(models)} (parameters_model_training.yml)."
             )
         try:
-            return ModelOptions.coerce(models[self.model])
+            return ModelOptions.model_validate(models[self.model])
         except ValueError as exc:  # pydantic's ValidationError is one
             raise ValueError(f"models.{self.model} (retrain.model): {exc}") from exc
 
@@ -698,7 +680,54 @@ class CompareArchitecturesParams(Params):
         options = {}
         for name in self.models:
             try:
-                options[name] = ModelOptions.coerce(models[name])
+                options[name] = ModelOptions.model_validate(models[name])
             except ValueError as exc:  # pydantic's ValidationError is one
                 raise ValueError(f"models.{name} (in compare_architectures.models): {exc}") from exc
         return options
+
+
+#: The groups a user sets, by their key in conf/ (as ``python -m`` lists them).
+GROUPS: dict[str, type[Params]] = {
+    "source": SourceParams,
+    "download": DownloadParams,
+    "extract": ExtractParams,
+    "split": SplitParams,
+    "decode": DecodeParams,
+    "training": TrainingParams,
+    "augmentation": AugmentationParams,
+    "evaluation": EvaluationParams,
+    "inspection": InspectionParams,
+    "transfer": TransferParams,
+    "predict": PredictParams,
+    "retrain": RetrainParams,
+}
+
+
+def describe(group: type[BaseModel], indent: str = "  ") -> list[str]:
+    """Each key of ``group`` with its default and what it means, as YAML lines."""
+    lines = []
+    overridden = group.overridden if issubclass(group, Overrides) else frozenset()
+    for name, field in group.model_fields.items():
+        nested = field.annotation if isinstance(field.annotation, type) else None
+        if name in overridden:
+            continue
+        if nested is not None and issubclass(nested, Overrides):
+            lines.append(f"{indent}{name}:  # any training key, overriding training here")
+            lines += describe(nested, indent + "  ")
+        elif nested is not None and issubclass(nested, BaseModel):
+            lines += [f"{indent}{name}:", *describe(nested, indent + "  ")]
+        else:
+            default = (
+                "(required)"
+                if field.is_required()
+                else field.get_default(call_default_factory=True)
+            )
+            note = f"  # {field.description}" if field.description else ""
+            lines.append(f"{indent}{name}: {json.dumps(default, default=str)}{note}")
+    return lines
+
+
+if __name__ == "__main__":
+    # python -m image_classifiers.params [group ...]: the defaults, read from the models.
+    for key in sys.argv[1:] or GROUPS:
+        sys.stdout.write("\n".join([f"{key}:", *describe(GROUPS[key])]) + "\n")
