@@ -29,11 +29,9 @@ from typing import Any
 from image_classifiers.datasets import ImageSetDataset
 from image_classifiers.images import available_cpus
 from image_classifiers.params import DecodeParams, DownloadParams, ExtractParams, SplitParams
-from image_classifiers.pipelines.data_processing.nodes import (
-    decode_split,
-    download_archive,
-    extract_images,
-)
+from image_classifiers.pipelines.data_processing.download import download_archive
+from image_classifiers.pipelines.data_processing.extract import extract_images
+from image_classifiers.pipelines.data_processing.nodes import decode_split
 from image_classifiers.pipelines.data_processing.split import split_kaggle_names
 
 CLASSES = ["cat", "dog"]

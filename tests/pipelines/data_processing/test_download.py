@@ -13,7 +13,7 @@ from gdown.exceptions import FileURLRetrievalError
 from pydantic import ValidationError
 
 from image_classifiers.params import DownloadParams
-from image_classifiers.pipelines.data_processing.nodes import (
+from image_classifiers.pipelines.data_processing.download import (
     ArchiveDownloadError,
     download_archive,
 )

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from image_classifiers.params import ExtractParams
-from image_classifiers.pipelines.data_processing.extract import STAMP_FILE
-from image_classifiers.pipelines.data_processing.nodes import (
+from image_classifiers.pipelines.data_processing.extract import (
+    STAMP_FILE,
     ArchiveExtractError,
     extract_images,
 )

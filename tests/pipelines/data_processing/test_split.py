@@ -8,8 +8,11 @@ import pytest
 from pydantic import ValidationError
 
 from image_classifiers.params import SplitParams
-from image_classifiers.pipelines.data_processing.nodes import SplitError
-from image_classifiers.pipelines.data_processing.split import compact_ranges, split_kaggle_names
+from image_classifiers.pipelines.data_processing.split import (
+    SplitError,
+    compact_ranges,
+    split_kaggle_names,
+)
 
 RANGES = {"train": [0, 4], "validation": [4, 6], "test": [6, 9]}
 

@@ -1,15 +1,10 @@
 """The ``keras_datasets`` source: MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 as arrays.
 
-Without ``download.local_path`` the arrays come from ``keras.datasets.<name>.load_data()``
-(downloaded once into ``~/.keras/datasets``). On an air-gapped machine ``local_path`` names
-the file Keras itself would have downloaded, read here without Keras' network code:
-``mnist.npz``; for fashion_mnist the folder of Keras' four ``*-idx?-ubyte.gz`` files (or an
-``.npz`` laid out like ``mnist.npz``); for CIFAR ``cifar-10-python.tar.gz`` /
-``cifar-100-python.tar.gz`` or the folder it unpacks to.
-
-The extract step writes the arrays once (``x_train.npy`` ... with a channel axis: grayscale
-stays one channel); the split refers to their rows as ``<target_dir>/x_train.npy#<row>``
-and the decode step reads those rows memory-mapped, so no image file is ever written.
+From ``keras.datasets.<name>.load_data()``, or, on an air-gapped machine, from the file Keras
+would have downloaded (``download.local_path``), read without Keras' network code. The
+extract step writes the arrays once (``x_train.npy`` ..., grayscale keeps one channel); the
+split refers to their rows (``<target_dir>/x_train.npy#<row>``) and the decode step reads
+them memory-mapped, so no image file is ever written.
 """
 
 # ruff: noqa: SIM905 (split strings: as list literals, ruff format puts one name per line)
@@ -34,7 +29,7 @@ from PIL import Image
 from image_classifiers.images import RESAMPLING_FILTERS
 from image_classifiers.params import DownloadParams, ExtractParams, SplitParams
 
-from ._files import atomic_dir
+from .extract import atomic_dir
 from .split import MANIFEST_COLUMNS, SplitError, assign, log_counts
 
 logger = logging.getLogger(__name__)
@@ -277,18 +272,11 @@ def _read_idx_folder(folder: Path) -> Arrays:
 def _read_cifar(path: Path, folder: str, train: list[str], test: str, label_key: str) -> Arrays:
     if path.is_dir():
         root = path if (path / test).is_file() else path / folder
-        batches = [_unpickle_batch((root / m).read_bytes(), label_key) for m in [*train, test]]
+        pickles = [(root / member).read_bytes() for member in [*train, test]]
     else:
         with tarfile.open(path, "r:*") as tar:
-            batches = []
-            for member in [*train, test]:
-                try:
-                    stream = tar.extractfile(f"{folder}/{member}")
-                except KeyError:
-                    stream = None
-                if stream is None:
-                    raise KerasDatasetError(f"the archive has no member '{folder}/{member}'")
-                batches.append(_unpickle_batch(stream.read(), label_key))
+            pickles = [tar.extractfile(f"{folder}/{member}").read() for member in [*train, test]]
+    batches = [_unpickle_batch(data, label_key) for data in pickles]
     return {
         "x_train": np.concatenate([images for images, _ in batches[:-1]]),
         "y_train": np.concatenate([labels for _, labels in batches[:-1]]),

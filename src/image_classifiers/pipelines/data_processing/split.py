@@ -29,8 +29,7 @@ import pandas as pd
 
 from image_classifiers.params import SplitParams
 
-from ._files import atomic_dir
-from .extract import is_ignored
+from .extract import atomic_dir, is_ignored
 
 logger = logging.getLogger(__name__)
 
