@@ -73,11 +73,8 @@ def download_archive(download: DownloadParams) -> dict[str, Any]:
 
 
 def verify_archive(path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
-    """Check that ``path`` is a zip (its central directory, which a truncated file lacks,
-    opens) with the expected checksum, and return ``{"path", "sha256", "size"}``.
-
-    Raises:
-        InvalidArchiveError: If it is missing, not a zip (or truncated), or the checksum differs.
+    """``{"path", "sha256", "size"}`` of a zip that opens (a truncated file lacks the central
+    directory at its end) and has the expected checksum, or InvalidArchiveError saying why.
     """
     if not path.is_file():
         raise InvalidArchiveError(f"'{path}' does not exist or is not a file")
