@@ -49,11 +49,8 @@ def extract_images(raw_archive: dict[str, Any], extract: ExtractParams) -> dict[
     Raises:
         ArchiveExtractError: Corrupt/truncated archive, zip-slip entry, missing inner archive.
     """
-    archive, target, inner = (
-        Path(raw_archive["path"]),
-        Path(extract.target_dir),
-        extract.inner_archive,
-    )
+    archive, target = Path(raw_archive["path"]), Path(extract.target_dir)
+    inner = extract.inner_archive
     stamp = {
         "archive_sha256": raw_archive.get("sha256"),
         "inner_archive": inner,
@@ -90,8 +87,8 @@ def extract_images(raw_archive: dict[str, Any], extract: ExtractParams) -> dict[
             ) from exc
         if files == 0:
             raise ArchiveExtractError(
-                f"{label} holds no image files ending in "
-                f"{stamp['extensions']}. Check extract.inner_archive and extract.extensions."
+                f"{label} holds no image files ending in {stamp['extensions']}. Check "
+                "extract.inner_archive and extract.extensions."
             )
         (tmp / STAMP_FILE).write_text(json.dumps({**stamp, "files": files}))
     logger.info("Extracted %d images from %s to %s.", files, archive, target)
@@ -121,10 +118,8 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
-    tmp, old = (
-        target.with_name(f".{target.name}.tmp-{tag}"),
-        target.with_name(f".{target.name}.old-{tag}"),
-    )
+    tmp = target.with_name(f".{target.name}.tmp-{tag}")
+    old = target.with_name(f".{target.name}.old-{tag}")
     tmp.mkdir()  # not tempfile.mkdtemp: its 0700 mode would end up on the published folder
     try:
         yield tmp
