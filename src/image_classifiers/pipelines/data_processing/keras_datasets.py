@@ -220,26 +220,20 @@ def read_local_file(path: Path, name: str) -> Arrays:
                         f"it lacks the arrays {missing} (it holds {data.files})"
                     )
                 arrays = {key: data[key] for key in ARRAY_FILES}
-    except KerasDatasetError as problem:
-        raise KerasDatasetError(
-            f"download.local_path '{path}' is not {expected}: {problem}"
-        ) from None
-    except tarfile.TarError:
-        raise KerasDatasetError(
-            f"download.local_path '{path}' is not {expected}: it is not a tar archive."
-        ) from None
     except (
         OSError,
-        ValueError,
+        ValueError,  # KerasDatasetError too
         EOFError,
         KeyError,
+        tarfile.TarError,
         zipfile.BadZipFile,
         pickle.UnpicklingError,
     ) as exc:
-        raise KerasDatasetError(
-            f"download.local_path '{path}' is not {expected} ({type(exc).__name__}: {exc}). "
-            f"Point it at the file Keras downloads for {name}."
-        ) from None
+        if isinstance(exc, tarfile.TarError):
+            why = "it is not a tar archive"
+        else:
+            why = str(exc) if isinstance(exc, KerasDatasetError) else f"{type(exc).__name__}: {exc}"
+        raise KerasDatasetError(f"download.local_path '{path}' is not {expected}: {why}.") from None
     return _checked(arrays, name)
 
 

@@ -142,18 +142,12 @@ def _by_fractions(
         # A class's shuffle depends only on the seed and its position: adding a class
         # changes no other class's split.
         order = np.random.default_rng([seed, position]).permutation(len(items))
-        exact = [len(items) * f for f in fractions.values()]
-        counts = [int(x) for x in exact]
-        # Largest remainders get the leftovers, so the counts add up to the class's size.
-        for i in sorted(range(len(exact)), key=lambda i: counts[i] - exact[i])[
-            : len(items) - sum(counts)
-        ]:
-            counts[i] += 1
-        start = 0
-        for subset, count in zip(fractions, counts, strict=True):
-            chosen = sorted(order[start : start + count])
-            plan[subset].extend((subset, label, items[i]) for i in chosen)
-            start += count
+        exact = np.array([len(items) * f for f in fractions.values()])
+        counts = exact.astype(int)
+        # The largest remainders get the leftovers, so the counts add up to the class's size.
+        counts[np.argsort(counts - exact, kind="stable")[: len(items) - counts.sum()]] += 1
+        for subset, part in zip(fractions, np.split(order, np.cumsum(counts)[:-1]), strict=True):
+            plan[subset].extend((subset, label, items[i]) for i in np.sort(part))
     return [row for rows in plan.values() for row in rows]
 
 
