@@ -51,7 +51,7 @@ def download_archive(download: DownloadParams) -> dict[str, Any]:
                 "to download it."
             )
         try:
-            record = verify_archive(path, download.sha256)
+            record = _verify_archive(path, download.sha256)
         except InvalidArchiveError as problem:
             raise ArchiveDownloadError(
                 f"download.local_path: {problem}. Download the archive again and point "
@@ -63,7 +63,7 @@ def download_archive(download: DownloadParams) -> dict[str, Any]:
     archive = Path(download.archive_path)
     if archive.exists():
         try:
-            record = verify_archive(archive, download.sha256)
+            record = _verify_archive(archive, download.sha256)
         except InvalidArchiveError as problem:
             logger.warning("%s is not usable (%s); fetching it again.", archive, problem)
         else:
@@ -72,7 +72,7 @@ def download_archive(download: DownloadParams) -> dict[str, Any]:
     return _fetch(download, archive)
 
 
-def verify_archive(path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
+def _verify_archive(path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
     """``{"path", "sha256", "size"}`` of a zip that opens (a truncated file lacks the central
     directory at its end) and has the expected checksum, or InvalidArchiveError saying why.
     """
@@ -155,7 +155,7 @@ def _fetch(download: DownloadParams, archive: Path) -> dict[str, Any]:
         ) from exc
 
     try:
-        record = verify_archive(unverified, download.sha256)
+        record = _verify_archive(unverified, download.sha256)
     except InvalidArchiveError as problem:
         unverified.unlink(missing_ok=True)
         raise ArchiveDownloadError(

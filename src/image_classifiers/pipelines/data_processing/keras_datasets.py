@@ -29,7 +29,7 @@ from PIL import Image
 from image_classifiers.images import RESAMPLING_FILTERS
 from image_classifiers.params import DownloadParams, ExtractParams, SplitParams
 
-from .extract import atomic_dir
+from .extract import STAMP_FILE, atomic_dir
 from .split import MANIFEST_COLUMNS, SplitError, assign, log_counts
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,6 @@ CLASS_NAMES: dict[str, list[str]] = {
 }
 KERAS_DATASETS = tuple(CLASS_NAMES)
 ARRAY_FILES = ("x_train", "y_train", "x_test", "y_test")
-STAMP_FILE = ".extracted.json"
 _FASHION_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
     "y_train": "train-labels-idx1-ubyte.gz",

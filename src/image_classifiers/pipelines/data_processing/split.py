@@ -59,9 +59,9 @@ def split_kaggle_names(
             "split.classes must list the file-name prefixes (e.g. [cat, dog] for cat.0.jpg)."
         )
     folder = Path(extracted["path"])
-    members = index_images(folder, split.classes)
+    members = _index_images(folder, split.classes)
     plan = assign(members, split, f"'{folder}'")
-    return copy_into_subsets([(s, c, p, p.name) for s, c, p in plan], split), split.classes
+    return _copy_into_subsets([(s, c, p, p.name) for s, c, p in plan], split), split.classes
 
 
 def split_class_folders(
@@ -74,7 +74,7 @@ def split_class_folders(
     plan = assign(members, split, f"'{folder}'")
     # Images of a class may sit in sub-folders, so their names alone can collide.
     named = [(s, c, p, "__".join(p.relative_to(folder / c).parts)) for s, c, p in plan]
-    return copy_into_subsets(named, split), classes
+    return _copy_into_subsets(named, split), classes
 
 
 def assign(
@@ -151,7 +151,7 @@ def _by_fractions(
     return [row for rows in plan.values() for row in rows]
 
 
-def copy_into_subsets(plan: list[tuple[str, str, Path, str]], split: SplitParams) -> pd.DataFrame:
+def _copy_into_subsets(plan: list[tuple[str, str, Path, str]], split: SplitParams) -> pd.DataFrame:
     """Copy ``(subset, class, source, name)`` to ``<target_dir>/<subset>/<class>/<name>``."""
     target = Path(split.target_dir)
     rows = []
@@ -171,7 +171,7 @@ def log_counts(manifest: pd.DataFrame, what: str) -> None:
     logger.info("%s: %s", what, ", ".join(f"{s}/{c} {n}" for (s, c), n in counts.items()))
 
 
-def index_images(folder: Path, classes: list[str]) -> dict[str, dict[int, Path]]:
+def _index_images(folder: Path, classes: list[str]) -> dict[str, dict[int, Path]]:
     """Per class, ``{N: path}`` of the files ``<class>.<N>.<ext>`` anywhere under ``folder``."""
     if not folder.is_dir():
         raise SplitError(
@@ -240,7 +240,7 @@ def find_class_folders(root: Path, extensions: Iterable[str]) -> tuple[Path, dic
     return folder, members
 
 
-def natural_key(text: str) -> list[tuple[int, int, str]]:
+def _natural_key(text: str) -> list[tuple[int, int, str]]:
     """Sort key in which ``2.jpg`` comes before ``10.jpg`` (digit runs compare as numbers)."""
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in _DIGITS.split(text)]
 
@@ -258,7 +258,7 @@ def _images_under(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
             for name in files
             if name.lower().endswith(suffixes) and not is_ignored(name)
         )
-    return [folder / name for name in sorted(found, key=natural_key)]
+    return [folder / name for name in sorted(found, key=_natural_key)]
 
 
 def _chosen_classes(
