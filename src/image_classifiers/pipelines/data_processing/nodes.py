@@ -69,8 +69,7 @@ def download_data(download: DownloadParams, source: SourceParams) -> dict[str, A
                 "holding one folder per class, e.g. kedro run --pipelines=image_folders "
                 '--params="image_folders.download.local_path=/abs/path/PetImages.zip".'
             )
-        folder = Path(download.local_path or "").expanduser()
-        if download.local_path and folder.is_dir():
+        if download.local_path and (folder := Path(download.local_path).expanduser()).is_dir():
             logger.info("Using the class folders in %s in place.", folder)
             return {"path": str(folder), "sha256": None, "source": "local_path", "folder": True}
     return download_archive(download)
