@@ -39,6 +39,13 @@ from _results import write_results
 from repack_class_folders import repack
 
 from image_classifiers.images import available_cpus
+from image_classifiers.params import (
+    DecodeParams,
+    DownloadParams,
+    ExtractParams,
+    SourceParams,
+    SplitParams,
+)
 from image_classifiers.pipelines.data_processing.nodes import (
     decode_split,
     download_data,
@@ -65,20 +72,20 @@ TARGET = 0.10
 def run_once(kind: str, archive: Path, workdir: Path, image_size: list[int]) -> dict[str, float]:
     """One pass of ``kind`` through the data pipeline's nodes; seconds per stage."""
     config = SOURCES[kind]
-    source = {"type": kind}
+    source = SourceParams(type=kind)
     cpu, wall = time.process_time(), time.perf_counter()
-    raw = download_data({"local_path": str(archive), "archive_path": "unused"}, source)
+    raw = download_data(DownloadParams(local_path=str(archive), archive_path="unused"), source)
     extract = {
         **config["extract"],
         "extensions": [".jpg", ".jpeg", ".png"],
         "target_dir": str(workdir / "01_raw"),
     }
-    extracted = extract_data(raw, extract, source)
+    extracted = extract_data(raw, ExtractParams(**extract), source)
     split = {**config["split"], "seed": 1337, "target_dir": str(workdir / "02_split")}
     split.setdefault("ranges", None)
     split.setdefault("fractions", None)
-    manifest, classes = split_data(extracted, split, source)
-    decode = {"image_size": image_size, "on_bad_image": "skip", "log_every": 10**9}
+    manifest, classes = split_data(extracted, SplitParams(**split), source)
+    decode = DecodeParams(image_size=image_size, on_bad_image="skip", log_every=10**9)
     decoded = 0
     for subset in ("train", "validation", "test"):
         image_set, _ = decode_split(manifest, decode, classes, subset)

@@ -28,12 +28,11 @@ from typing import Any
 
 from image_classifiers.datasets import ImageSetDataset
 from image_classifiers.images import available_cpus
-from image_classifiers.pipelines.data_processing.nodes import (
-    decode_split,
-    download_archive,
-    extract_images,
-    split_images,
-)
+from image_classifiers.params import DecodeParams, DownloadParams, ExtractParams, SplitParams
+from image_classifiers.pipelines.data_processing.download import download_archive
+from image_classifiers.pipelines.data_processing.extract import extract_images
+from image_classifiers.pipelines.data_processing.nodes import decode_split
+from image_classifiers.pipelines.data_processing.split import split_kaggle_names
 
 CLASSES = ["cat", "dog"]
 RANGES = {"train": [0, 1000], "validation": [1000, 1500], "test": [1500, 2500]}
@@ -61,17 +60,17 @@ def run_once(archive: Path, workdir: Path, image_size: tuple[int, int]) -> dict[
 
     record = timed(
         "verify archive",
-        lambda: download_archive({"local_path": str(archive), "archive_path": "unused"}),
+        lambda: download_archive(DownloadParams(local_path=str(archive), archive_path="unused")),
     )
-    extract = {
-        "inner_archive": "train.zip",
-        "extensions": [".jpg", ".jpeg", ".png"],
-        "target_dir": str(workdir / "01_raw"),
-    }
+    extract = ExtractParams(
+        inner_archive="train.zip",
+        extensions=[".jpg", ".jpeg", ".png"],
+        target_dir=str(workdir / "01_raw"),
+    )
     extracted = timed("extract", lambda: extract_images(record, extract))
-    split = {"classes": CLASSES, "ranges": RANGES, "target_dir": str(workdir / "02_split")}
-    manifest = timed("split", lambda: split_images(extracted, split))
-    decode = {"image_size": list(image_size), "on_bad_image": "skip", "log_every": 10**9}
+    split = SplitParams(classes=CLASSES, ranges=RANGES, target_dir=str(workdir / "02_split"))
+    manifest, _ = timed("split", lambda: split_kaggle_names(extracted, split))
+    decode = DecodeParams(image_size=list(image_size), on_bad_image="skip", log_every=10**9)
     for subset in RANGES:
         image_set, _ = timed("decode", lambda s=subset: decode_split(manifest, decode, CLASSES, s))
         dataset = ImageSetDataset(str(workdir / "05_model_input" / subset))

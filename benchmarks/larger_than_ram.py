@@ -134,6 +134,7 @@ def child(files: list[str], workdir: Path, args: argparse.Namespace) -> dict[str
 
     from image_classifiers.datasets import ImageSetDataset
     from image_classifiers.models import build_classifier
+    from image_classifiers.params import DecodeParams
     from image_classifiers.pipelines.data_processing.nodes import decode_split
     from image_classifiers.training import ImageBatches, compile_model
 
@@ -141,12 +142,12 @@ def child(files: list[str], workdir: Path, args: argparse.Namespace) -> dict[str
     with _MemorySampler() as sampler:
         labels = [Path(f).name.split(".")[0] for f in files]
         manifest = pd.DataFrame({"file": files, "class": labels, "subset": "train"})
-        decode = {
-            "image_size": [args.image_size, args.image_size],
-            "chunk_size": args.chunk_size,
-            "scratch_dir": str(workdir),
-            "log_every": 10**9,
-        }
+        decode = DecodeParams(
+            image_size=[args.image_size, args.image_size],
+            chunk_size=args.chunk_size,
+            scratch_dir=str(workdir),
+            log_every=10**9,
+        )
         start = time.perf_counter()
         image_set, quality = decode_split(manifest, decode, CLASSES, "train")
         ImageSetDataset(str(workdir / "train")).save(image_set)

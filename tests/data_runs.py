@@ -13,6 +13,7 @@ from typing import Any
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
+from kedro.validation.parameter_validator import ParameterValidator
 
 from image_classifiers.pipelines.data_processing import create_pipeline
 
@@ -48,6 +49,8 @@ def run_data_pipeline(runtime_params: dict[str, Any], namespace: str | None = No
         or (namespace and name.startswith("{namespace}."))
     }
     catalog = DataCatalog.from_config(conf)
-    for name, value in flatten_params(loader["parameters"]).items():
+    # What KedroContext does: the typed parameter groups reach the nodes as validated models.
+    params = ParameterValidator({"data": pipeline}).validate_raw_params(loader["parameters"])
+    for name, value in flatten_params(params).items():
         catalog[name] = value
     SequentialRunner().run(pipeline, catalog)

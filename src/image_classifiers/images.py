@@ -1,15 +1,15 @@
-"""Decode image files into fixed-size RGB ``uint8`` arrays.
+"""Decode image files into fixed-size RGB ``uint8`` arrays, once, so training never touches a JPEG.
 
-Images are decoded once, by the data pipeline, so that training never touches a JPEG.
-Everything a real-world image folder throws at a decoder ends up either as an
-``(height, width, 3)`` RGB array or as an :class:`UnreadableImageError` that names the file
-and says why: grayscale, CMYK and transparent images are converted, a PNG that is named
-``.jpg`` is read by its content, and empty, truncated or non-image files are refused.
+Whatever a real image folder holds ends up as an ``(height, width, 3)`` RGB array or as an
+:class:`UnreadableImageError` naming the file and the reason: grayscale, CMYK, 16-bit and
+transparent images are converted, a PNG named ``.jpg`` is read by its content, and empty,
+truncated or non-image files are refused.
 """
 
 from __future__ import annotations
 
 import io
+import operator
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,20 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-#: Resampling filters accepted by ``decode_image(..., resample=...)``. PIL's filters are
-#: antialiased when they shrink an image (the kernel widens with the scale factor), so
-#: "bilinear" -- the Keras default -- gives clean thumbnails at a fraction of Lanczos' cost.
+#: Resampling filters by name. PIL's filters are antialiased when they shrink (the kernel
+#: widens with the scale), so "bilinear", the Keras default, gives clean thumbnails cheaply.
 RESAMPLING_FILTERS: dict[str, Image.Resampling] = {
-    "nearest": Image.Resampling.NEAREST,
-    "box": Image.Resampling.BOX,
-    "bilinear": Image.Resampling.BILINEAR,
-    "hamming": Image.Resampling.HAMMING,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
+    name: Image.Resampling[name.upper()]
+    for name in ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
 }
-
-_WHITE = (255, 255, 255, 255)
-_TRANSPARENT_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 class UnreadableImageError(ValueError):
@@ -43,75 +35,42 @@ class UnreadableImageError(ValueError):
         self.reason = reason
 
 
-def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
-    """Validate ``image_size`` and return it as ``(height, width)``.
-
-    Raises:
-        ValueError: If it is not two positive integers.
-    """
-    try:
-        height, width = (int(v) for v in image_size)
-        valid = height > 0 and width > 0 and all(float(v) == int(v) for v in image_size)
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise ValueError(
-            f"image_size must be two positive integers [height, width], got {image_size!r}."
-        )
-    return height, width
-
-
-def check_resample(resample: str) -> Image.Resampling:
-    """Map a filter name such as ``"bilinear"`` to PIL's constant.
-
-    Raises:
-        ValueError: If the name is not one of :data:`RESAMPLING_FILTERS`.
-    """
-    try:
-        return RESAMPLING_FILTERS[str(resample).lower()]
-    except KeyError:
-        raise ValueError(
-            f"Unknown resampling filter {resample!r}; use one of {sorted(RESAMPLING_FILTERS)}."
-        ) from None
-
-
 def decode_image(
-    source: bytes | str | Path,
-    image_size: tuple[int, int],
-    *,
-    resample: str = "bilinear",
+    source: bytes | str | Path, image_size: Sequence[int], *, resample: str = "bilinear"
 ) -> np.ndarray:
     """Decode an image file (or its bytes) into an RGB ``uint8`` array of ``image_size``.
 
-    The aspect ratio is not kept and EXIF orientation is not applied (both as in
-    ``keras.utils.image_dataset_from_directory``, which the book uses): every image is
-    resized to exactly ``image_size``. Transparent pixels are put on white.
-
-    Args:
-        source: The encoded bytes, or the path of the file.
-        image_size: ``(height, width)`` of the result.
-        resample: A name from :data:`RESAMPLING_FILTERS`.
-
-    Returns:
-        A ``(height, width, 3)`` ``uint8`` array.
+    Resized to exactly ``(height, width)``, without keeping the aspect ratio or applying EXIF
+    orientation, as ``keras.utils.image_dataset_from_directory`` does; transparent pixels
+    are put on white.
 
     Raises:
         UnreadableImageError: If the file is missing, empty, truncated or not an image.
+        ValueError: A bad ``image_size`` or ``resample``.
     """
-    height, width = check_image_size(image_size)
-    resample_filter = check_resample(resample)
-    name, data = _read_source(source)
+    height, width = _checked_size(image_size)
+    if resample not in RESAMPLING_FILTERS:
+        raise ValueError(
+            f"Unknown resampling filter {resample!r}; use one of {sorted(RESAMPLING_FILTERS)}."
+        )
+    if isinstance(source, bytes | bytearray | memoryview):
+        name, data = "<bytes>", bytes(source)
+    else:
+        name = str(source)
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise UnreadableImageError(name, f"cannot read the file ({exc.strerror})") from exc
     if not data:
         raise UnreadableImageError(name, "the file is empty (0 bytes)")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            # JPEG only (a no-op for other formats): decode at 1/2, 1/4 or 1/8 scale in the
-            # DCT domain while staying at least as large as the target -- far less work
-            # than decoding every pixel of a large photo only to throw most away.
+            # JPEG only: decode at 1/2, 1/4 or 1/8 scale in the DCT domain while staying at
+            # least as large as the target, far less work for a large photo.
             image.draft("RGB", (width, height))
             rgb = _to_rgb(image)
             if rgb.size != (width, height):
-                rgb = rgb.resize((width, height), resample=resample_filter)
+                rgb = rgb.resize((width, height), resample=RESAMPLING_FILTERS[resample])
             return np.asarray(rgb, dtype=np.uint8)
     except Exception as exc:  # arbitrary bytes make decoders raise anything
         raise UnreadableImageError(name, _describe_failure(exc, data)) from exc
@@ -119,33 +78,30 @@ def decode_image(
 
 def decode_images(
     files: Sequence[str | Path],
-    image_size: tuple[int, int],
+    image_size: Sequence[int],
     *,
     resample: str = "bilinear",
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, list[int], list[UnreadableImageError]]:
-    """Decode many files into one ``(N, height, width, 3)`` array, in parallel threads.
+    """Decode many files into one ``(N, height, width, 3)`` array, in threads.
 
-    Threads rather than processes: PIL releases the GIL while it decodes and resizes, so
-    threads use every core without pickling pixels between processes, and each writes
-    straight into the preallocated result.
+    Threads, not processes: PIL releases the GIL while it decodes and resizes, so threads use
+    every core and write straight into the result, with no pixels pickled between processes.
 
     Args:
         files: Image paths, in the order wanted.
         image_size: ``(height, width)`` of every image.
         resample: A name from :data:`RESAMPLING_FILTERS`.
-        workers: Threads to use; ``None`` means one per available CPU core.
-        progress: Called as ``progress(done, total)`` after each image (in the caller's thread).
+        workers: Threads; ``None`` means one per available CPU core.
+        progress: Called as ``progress(done, total)`` after each image, in this thread.
 
     Returns:
-        ``(images, kept, failures)``: the decoded images in ``files`` order, the indices
-        into ``files`` that they come from, and an error for every file that failed.
+        ``(images, kept, failures)``: the decoded images in ``files`` order, the indices into
+        ``files`` they come from, and an error for every file that failed.
     """
-    height, width = check_image_size(image_size)
-    check_resample(resample)
-    total = len(files)
-    images = np.empty((total, height, width, 3), dtype=np.uint8)
+    height, width = _checked_size(image_size)
+    images = np.empty((len(files), height, width, 3), dtype=np.uint8)
 
     def decode_one(index: int) -> UnreadableImageError | None:
         try:
@@ -154,17 +110,14 @@ def decode_images(
             return error
         return None
 
-    workers = max(1, workers or available_cpus())
     failures: dict[int, UnreadableImageError] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done, (index, error) in enumerate(
-            zip(range(total), pool.map(decode_one, range(total)), strict=True), start=1
-        ):
+    with ThreadPoolExecutor(max_workers=max(1, workers or available_cpus())) as pool:
+        for index, error in enumerate(pool.map(decode_one, range(len(files)))):
             if error is not None:
                 failures[index] = error
             if progress is not None:
-                progress(done, total)
-    kept = [i for i in range(total) if i not in failures]
+                progress(index + 1, len(files))
+    kept = [i for i in range(len(files)) if i not in failures]
     if failures:
         images = images[kept]  # the only copy, and only when something was skipped
     return images, kept, list(failures.values())
@@ -173,10 +126,9 @@ def decode_images(
 def read_rows(images: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
     """``images[rows]`` as a new array, read from the file when ``images`` maps a whole one.
 
-    Why not index the memory map: the kernel maps a file's page cache in large folios (up
-    to megabytes), so touching a few scattered 48 KB rows of a memory map makes hundreds of
-    megabytes resident in this process (clean, droppable page cache, but counted in its
-    memory). Reading the rows with plain file reads copies only them.
+    Why not index the memory map: the kernel maps a file's page cache in large folios (up to
+    megabytes), so touching a few scattered 48 KB rows makes hundreds of megabytes resident
+    in this process. Plain file reads copy only the rows.
     """
     filename = getattr(images, "filename", None)
     whole_file = (
@@ -190,14 +142,13 @@ def read_rows(images: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
         return np.array(images[rows])
     indices = np.arange(len(images))[rows]
     out = np.empty((len(indices), *images.shape[1:]), dtype=images.dtype)
-    row_bytes = images.strides[0]
     with open(filename, "rb", buffering=0) as file:
         # Runs of consecutive rows (inference reads a slice) are one read each.
         breaks = np.flatnonzero(np.diff(indices) != 1) + 1
         for run in np.split(np.arange(len(indices)), breaks):
             if len(run) == 0:
                 continue
-            file.seek(images.offset + int(indices[run[0]]) * row_bytes)
+            file.seek(images.offset + int(indices[run[0]]) * images.strides[0])
             view = memoryview(out[run[0] : run[-1] + 1]).cast("B")
             while view:
                 read = file.readinto(view)
@@ -215,28 +166,30 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _read_source(source: bytes | str | Path) -> tuple[str, bytes]:
-    if isinstance(source, bytes | bytearray | memoryview):
-        return "<bytes>", bytes(source)
-    path = Path(source)
+def _checked_size(image_size: Sequence[int]) -> tuple[int, int]:
     try:
-        return str(path), path.read_bytes()
-    except OSError as exc:
-        raise UnreadableImageError(str(path), f"cannot read the file ({exc.strerror})") from exc
+        height, width = map(operator.index, image_size)
+    except (TypeError, ValueError):
+        height = width = 0
+    if height <= 0 or width <= 0:
+        raise ValueError(
+            f"image_size must be two positive integers [height, width], got {image_size!r}."
+        )
+    return height, width
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Grayscale, palette, CMYK, 16-bit ... -> RGB; transparency composited onto white."""
     if image.mode == "RGB":
         return image
-    if image.mode in _TRANSPARENT_MODES or "transparency" in image.info:
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, _WHITE)
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit/float data would be clipped at 255 by convert("L"): scale it into 0-255.
+        # convert("L") would clip 16-bit/float data at 255: scale it into 0-255 instead.
         pixels = np.asarray(image, dtype=np.float64)
-        low, high = float(pixels.min()), float(pixels.max())
+        low, high = pixels.min(), pixels.max()
         scaled = (pixels - low) * (255.0 / (high - low)) if high > low else pixels * 0
         image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
     return image.convert("RGB")
@@ -245,8 +198,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def _describe_failure(exc: Exception, data: bytes) -> str:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, Image.UnidentifiedImageError):
-        head = data[:16].lstrip()
-        kind = "an HTML page" if head[:1] == b"<" else "not an image format PIL can read"
+        kind = "an HTML page" if data.lstrip()[:1] == b"<" else "not an image format PIL can read"
         return f"{kind} ({len(data)} bytes, starts with {data[:8]!r})"
     if "truncated" in message.lower():
         return f"the file is truncated or corrupt ({message})"

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from image_classifiers.datasets import ImageSetDataset
 from image_classifiers.images import read_rows
+from image_classifiers.params import DecodeParams
 from image_classifiers.pipelines.data_processing.nodes import (
     DecodeError,
     decode_split,
@@ -19,7 +20,7 @@ from image_classifiers.pipelines.data_processing.nodes import (
     report_data_quality,
 )
 
-DECODE = {"image_size": [12, 16], "on_bad_image": "skip", "workers": 2, "log_every": 2}
+DECODE = DecodeParams(image_size=[12, 16], on_bad_image="skip", workers=2, log_every=2)
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +72,7 @@ def test_skip_leaves_bad_images_out_and_reports_them(manifest, caplog):
 
 def test_fail_names_every_bad_image(manifest):
     with pytest.raises(DecodeError) as error:
-        decode_split(manifest, {**DECODE, "on_bad_image": "fail"}, ["cat", "dog"], "train")
+        decode_split(manifest, _with(on_bad_image="fail"), ["cat", "dog"], "train")
     message = str(error.value)
     assert message.startswith("3 train images cannot be decoded")
     for name in ("dog.17.jpg", "cat.18.jpg", "dog.18.jpg"):
@@ -79,10 +80,14 @@ def test_fail_names_every_bad_image(manifest):
     assert "on_bad_image=skip" in message
 
 
+def _with(**changes) -> DecodeParams:
+    return DecodeParams(**{**DECODE.model_dump(), **changes})
+
+
 @pytest.mark.parametrize("value", ["ignore", "", None, True])
-def test_bad_on_bad_image_value(manifest, value):
+def test_bad_on_bad_image_value(value):
     with pytest.raises(ValidationError, match="on_bad_image\n  Input should be 'skip' or 'fail'"):
-        decode_split(manifest, {**DECODE, "on_bad_image": value}, ["cat", "dog"], "validation")
+        _with(on_bad_image=value)
 
 
 @pytest.mark.parametrize(
@@ -93,9 +98,9 @@ def test_bad_on_bad_image_value(manifest, value):
         ({"workers": -1}, "workers"),
     ],
 )
-def test_other_bad_decode_parameters(manifest, override, match):
+def test_other_bad_decode_parameters(override, match):
     with pytest.raises(ValidationError, match=match):
-        decode_split(manifest, {**DECODE, **override}, ["cat", "dog"], "validation")
+        _with(**override)
 
 
 def test_unknown_subset_and_class(manifest):
@@ -129,7 +134,7 @@ def test_chunked_decoding_streams_to_a_staged_file_that_saving_moves(manifest, t
     whole, _ = decode_split(manifest, DECODE, ["cat", "dog"], "train")
     scratch = tmp_path / "scratch"
     chunked, quality = decode_split(
-        manifest, {**DECODE, "chunk_size": 2, "scratch_dir": str(scratch)}, ["cat", "dog"], "train"
+        manifest, _with(chunk_size=2, scratch_dir=str(scratch)), ["cat", "dog"], "train"
     )
     # Chunks of 2 with skipped files in them: the same images, labels and files.
     assert isinstance(chunked["images"], np.memmap) and chunked["images"].shape == (3, 12, 16, 3)
@@ -157,14 +162,14 @@ def test_a_slice_of_a_staged_set_is_copied_not_moved(manifest, tmp_path):
 
 def test_a_failing_decode_leaves_no_staged_file(manifest, tmp_path):
     with pytest.raises(DecodeError):
-        decode_split(manifest, {**DECODE, "on_bad_image": "fail"}, ["cat", "dog"], "train")
+        decode_split(manifest, _with(on_bad_image="fail"), ["cat", "dog"], "train")
     assert not list((tmp_path / "data" / "05_model_input").glob(".staged-images-*"))
 
 
 @pytest.mark.parametrize("chunk_size", [0, -1, 2.5, True])
-def test_bad_chunk_size_is_rejected(manifest, chunk_size):
+def test_bad_chunk_size_is_rejected(chunk_size):
     with pytest.raises(ValidationError, match=r"chunk_size\n  Input should be"):
-        decode_split(manifest, {**DECODE, "chunk_size": chunk_size}, ["cat", "dog"], "train")
+        _with(chunk_size=chunk_size)
 
 
 def test_read_rows_reads_rows_and_slices_of_a_saved_set(tmp_path):

@@ -12,7 +12,8 @@ import pytest
 from gdown.exceptions import FileURLRetrievalError
 from pydantic import ValidationError
 
-from image_classifiers.pipelines.data_processing.nodes import (
+from image_classifiers.params import DownloadParams
+from image_classifiers.pipelines.data_processing.download import (
     ArchiveDownloadError,
     download_archive,
 )
@@ -30,7 +31,7 @@ def big_archive_bytes(make_archive) -> bytes:
     return make_archive(indices=range(2), extra_members={"train/noise.bin": noise}).read_bytes()
 
 
-def _params(tmp_path: Path, **overrides) -> dict:
+def _params(tmp_path: Path, **overrides) -> DownloadParams:
     params = {
         "gdrive_id": None,
         "url": None,
@@ -41,7 +42,7 @@ def _params(tmp_path: Path, **overrides) -> dict:
         "timeout": 10,
         "resume": True,
     }
-    return {**params, **overrides}
+    return DownloadParams(**{**params, **overrides})
 
 
 def _leftovers(tmp_path: Path) -> list[str]:
@@ -264,6 +265,6 @@ def test_local_path_checksum_mismatch(tmp_path, make_archive):
 
 def test_bad_download_parameters(tmp_path):
     with pytest.raises(ValidationError, match="sha256"):
-        download_archive(_params(tmp_path, sha256="abc"))
+        _params(tmp_path, sha256="abc")
     with pytest.raises(ArchiveDownloadError, match="Nothing to download"):
         download_archive(_params(tmp_path))

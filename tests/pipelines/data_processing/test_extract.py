@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from image_classifiers.pipelines.data_processing.extract import STAMP_FILE
-from image_classifiers.pipelines.data_processing.nodes import (
+from image_classifiers.params import ExtractParams
+from image_classifiers.pipelines.data_processing.extract import (
+    STAMP_FILE,
     ArchiveExtractError,
     extract_images,
 )
@@ -21,13 +22,13 @@ def _record(archive: Path, source: str = "cached") -> dict:
     return {"path": str(archive), "sha256": digest, "size": 0, "source": source}
 
 
-def _params(tmp_path: Path, **overrides) -> dict:
+def _params(tmp_path: Path, **overrides) -> ExtractParams:
     params = {
         "inner_archive": "train.zip",
         "extensions": [".jpg", ".png"],
         "target_dir": str(tmp_path / "raw" / "images"),
     }
-    return {**params, **overrides}
+    return ExtractParams(**{**params, **overrides})
 
 
 def _files(folder: Path) -> list[str]:
@@ -153,3 +154,27 @@ def test_archive_without_images(tmp_path):
     archive = _outer_zip(tmp_path / "docs.zip", {"readme.txt": b"hello"})
     with pytest.raises(ArchiveExtractError, match="no image files"):
         extract_images(_record(archive), _params(tmp_path, inner_archive=None))
+
+
+def test_zips_inside_are_unpacked_in_place_up_to_a_nesting_limit(tmp_path):
+    def nest(levels: int) -> bytes:
+        data = {"pics/cat.0.jpg": b"x"}
+        for level in range(levels):
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w") as archive:
+                for name, member in data.items():
+                    archive.writestr(name, member)
+            data = {f"level{level}/inner.zip": buffer.getvalue()}
+        return data["level" + str(levels - 1) + "/inner.zip"]
+
+    # Three zips inside the archive: a/inner.zip > level1/inner.zip > level0/inner.zip.
+    archive = _outer_zip(tmp_path / "nested.zip", {"a/inner.zip": nest(3)})
+    record = extract_images(_record(archive), _params(tmp_path, inner_archive=None))
+    assert record["files"] == 1
+    extracted = tmp_path / "raw/images/a/level1/level0/pics/cat.0.jpg"
+    assert extracted.read_bytes() == b"x"
+
+    too_deep = _outer_zip(tmp_path / "deep.zip", {"a/inner.zip": nest(4)})
+    with pytest.raises(ArchiveExtractError, match="nests zips more than 3 deep"):
+        extract_images(_record(too_deep), _params(tmp_path, inner_archive=None))
+    assert extracted.is_file()  # the earlier output is untouched

@@ -14,7 +14,7 @@ import pytest
 from data_runs import run_data_pipeline
 
 from image_classifiers.datasets import ImageSetDataset
-from image_classifiers.pipelines.data_processing.decode import DecodeError
+from image_classifiers.pipelines.data_processing.nodes import DecodeError
 
 RANGES = {"train": [0, 8], "validation": [8, 12], "test": [12, 19]}
 

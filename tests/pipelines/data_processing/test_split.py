@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from image_classifiers.pipelines.data_processing.nodes import SplitError, split_images
-from image_classifiers.pipelines.data_processing.split import compact_ranges
+from image_classifiers.params import SplitParams
+from image_classifiers.pipelines.data_processing.split import (
+    SplitError,
+    compact_ranges,
+    split_kaggle_names,
+)
 
 RANGES = {"train": [0, 4], "validation": [4, 6], "test": [6, 9]}
 
@@ -22,12 +27,19 @@ def _extracted(tmp_path: Path, classes=("cat", "dog"), indices=range(10)) -> dic
     return {"path": str(tmp_path / "raw")}
 
 
-def _params(tmp_path: Path, classes=("cat", "dog"), ranges=None) -> dict:
-    return {
-        "classes": list(classes),
-        "ranges": ranges or RANGES,
-        "target_dir": str(tmp_path / "small"),
-    }
+def _params(tmp_path: Path, classes=("cat", "dog"), ranges=None, **other) -> SplitParams:
+    return SplitParams(
+        classes=list(classes),
+        ranges=ranges or RANGES,
+        target_dir=str(tmp_path / "small"),
+        **other,
+    )
+
+
+def split_images(extracted: dict, split: SplitParams):
+    manifest, classes = split_kaggle_names(extracted, split)
+    assert classes == split.classes
+    return manifest
 
 
 def test_copies_each_range_per_class(tmp_path):
@@ -70,10 +82,9 @@ def test_more_than_two_classes(tmp_path):
 
 def test_overlapping_ranges_are_refused(tmp_path):
     ranges = {"train": [0, 5], "validation": [4, 6], "test": [6, 9]}
-    with pytest.raises(SplitError, match="overlap") as error:
-        split_images(_extracted(tmp_path), _params(tmp_path, ranges=ranges))
+    with pytest.raises(ValidationError, match="ranges") as error:
+        _params(tmp_path, ranges=ranges)
     assert "train [0, 5) and validation [4, 6) share 1 indices" in str(error.value)
-    assert not (tmp_path / "small").exists()
 
 
 def test_missing_files_are_listed_in_one_error(tmp_path):
@@ -92,24 +103,24 @@ def test_missing_files_are_listed_in_one_error(tmp_path):
 @pytest.mark.parametrize(
     ("ranges", "match"),
     [
-        ({"train": [5, 5]}, "0 <= start < stop"),
-        ({"train": [-1, 3]}, "0 <= start < stop"),
-        ({"train": [0, 2.5]}, "0 <= start < stop"),
-        ({"train": "0-10"}, "0 <= start < stop"),
-        ({}, "must map subset names"),
+        ({"train": [5, 5]}, "start must be below stop"),
+        ({"train": [-1, 3]}, "greater than or equal to 0"),
+        ({"train": [0, 2.5]}, "valid integer"),
+        ({"train": "0-"}, "give .start, stop. or start-stop"),
+        ({}, "give at least one subset"),
     ],
 )
 def test_bad_ranges(tmp_path, ranges, match):
-    params = {**_params(tmp_path), "ranges": ranges}
-    with pytest.raises(SplitError, match=match):
-        split_images(_extracted(tmp_path), params)
+    with pytest.raises(ValidationError, match=match):
+        SplitParams(classes=["cat", "dog"], ranges=ranges)
 
 
 @pytest.mark.parametrize("classes", [["cat"], ["cat", "cat"], "cat", ["cat", "a/b"]])
 def test_bad_classes(tmp_path, classes):
-    params = {**_params(tmp_path), "classes": classes}
-    with pytest.raises(SplitError, match=r"split\.classes"):
-        split_images(_extracted(tmp_path), params)
+    with pytest.raises(ValidationError, match="classes"):
+        SplitParams(classes=classes)
+    with pytest.raises(SplitError, match=r"split\.classes must list the file-name prefixes"):
+        split_images(_extracted(tmp_path), SplitParams(classes=None))
 
 
 def test_two_files_for_one_index(tmp_path):
@@ -130,8 +141,9 @@ def test_compact_ranges():
 
 
 def test_kaggle_names_split_by_stratified_fractions(tmp_path):
-    params = {**_params(tmp_path), "ranges": None, "fractions": {"train": 0.6, "test": 0.4}}
-    manifest = split_images(_extracted(tmp_path), {**params, "seed": 5})
+    params = {"classes": ["cat", "dog"], "target_dir": str(tmp_path / "small")}
+    params["fractions"] = {"train": 0.6, "test": 0.4}
+    manifest = split_images(_extracted(tmp_path), SplitParams(**params, seed=5))
 
     counts = manifest.groupby(["subset", "class"]).size().to_dict()
     assert counts == {
@@ -141,25 +153,34 @@ def test_kaggle_names_split_by_stratified_fractions(tmp_path):
         ("train", "dog"): 6,
     }
     assert manifest["file"].map(lambda f: Path(f).name).is_unique  # no file in two subsets
-    again = split_images(_extracted(tmp_path), {**params, "seed": 5})
+    again = split_images(_extracted(tmp_path), SplitParams(**params, seed=5))
     assert again.equals(manifest)
-    other = split_images(_extracted(tmp_path), {**params, "seed": 6})
+    other = split_images(_extracted(tmp_path), SplitParams(**params, seed=6))
     assert not other.equals(manifest)
+
+
+@pytest.mark.parametrize(
+    ("fractions", "message"),
+    [
+        ({"train": 0.5, "test": 0.4}, "add up to 0.9, not 1"),
+        ({"train": 0.5, "holdout": 0.5}, r"names subsets \['holdout'\]"),
+    ],
+)
+def test_bad_fractions_say_what_to_fix(tmp_path, fractions, message):
+    target = str(tmp_path / "small")
+    split = SplitParams(classes=["cat", "dog"], fractions=fractions, target_dir=target)
+    with pytest.raises(SplitError, match=message):
+        split_images(_extracted(tmp_path), split)
+    assert not (tmp_path / "small").exists()
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"fractions": {"train": 0.5, "test": 0.5}}, "Set exactly one of split.ranges"),
-        ({"ranges": None, "fractions": {"train": 0.5, "test": 0.4}}, "add up to 0.9, not 1"),
-        ({"ranges": None, "fractions": {"train": 1.5}}, r"split.fractions.train must be"),
-        (
-            {"ranges": None, "fractions": {"train": 0.5, "holdout": 0.5}},
-            r"names subsets \['holdout'\]",
-        ),
+        ({"ranges": RANGES, "fractions": {"train": 0.5, "test": 0.5}}, "exactly one of"),
+        ({"fractions": {"train": 1.5}}, "less than or equal to 1"),
     ],
 )
-def test_bad_fractions_say_what_to_fix(tmp_path, change, message):
-    with pytest.raises(SplitError, match=message):
-        split_images(_extracted(tmp_path), {**_params(tmp_path), **change})
-    assert not (tmp_path / "small").exists()
+def test_fraction_parameters_are_checked_before_any_node(change, message):
+    with pytest.raises(ValidationError, match=message):
+        SplitParams(classes=["cat", "dog"], **change)

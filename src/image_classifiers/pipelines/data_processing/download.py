@@ -1,22 +1,14 @@
 """Fetch the raw archive once, verify it, and never let a partial file pass for the real one.
 
-Sources, in order of precedence (parameters under ``download``):
-
-1. ``local_path`` -- an archive already on disk (air-gapped machines). It is verified and
-   used **in place**, not copied: the real archive is 852 MB and a second copy would buy
-   nothing. The record says which file was used.
-2. ``url`` -- any http(s) URL.
-3. ``gdrive_id`` -- a Google Drive file id.
-
-``url`` and ``gdrive_id`` are fetched with gdown (progress bar, Google Drive's confirmation
-pages, retries) into ``<archive_path>.unverified``; that file becomes ``archive_path`` by an
-atomic rename only after it opened as a zip and matched ``sha256`` (when one is given).
-gdown itself streams into a ``*.part`` file, which it keeps when a transfer breaks off;
-with ``resume: true`` the next run continues from there.
+Precedence: ``download.local_path`` (verified and used in place: the real archive is 852 MB)
+> ``url`` > ``gdrive_id``. gdown fetches into ``<archive_path>.unverified`` (it handles Drive's
+confirmation pages, retries and resuming its ``*.part`` file); that file becomes
+``archive_path`` by an atomic rename only once it opened as a zip and matched ``sha256``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import zipfile
@@ -29,14 +21,7 @@ from gdown.exceptions import DownloadError, FileURLRetrievalError
 
 from image_classifiers.params import DownloadParams
 
-from ._files import sha256_file
-
 logger = logging.getLogger(__name__)
-
-_LOCAL_PATH_HINT = (
-    "Or download the archive by hand (in a browser) and run again with "
-    '--params="download.local_path=/absolute/path/to/{name}".'
-)
 
 
 class ArchiveDownloadError(RuntimeError):
@@ -50,59 +35,59 @@ class InvalidArchiveError(ValueError):
 def download_archive(download: DownloadParams) -> dict[str, Any]:
     """Make sure a verified copy of the raw archive is on disk and describe it.
 
-    Args:
-        download: The ``download`` parameters (``DownloadParams``; a dict is validated):
-            ``gdrive_id``, ``url``, ``local_path``, ``sha256``, ``archive_path``,
-            ``retries``, ``timeout`` (seconds without data before giving up), ``resume``.
-
     Returns:
-        ``{"path", "sha256", "size", "source"}`` of the archive to extract; ``source`` is
-        ``"local_path"``, ``"cached"`` (already downloaded) or the URL / Drive id fetched.
+        ``{"path", "sha256", "size", "source"}``; ``source`` is ``"local_path"``,
+        ``"cached"`` (downloaded by an earlier run) or the URL / Drive id fetched.
 
     Raises:
         ArchiveDownloadError: With what to do, when the archive cannot be had.
     """
-    download = DownloadParams.coerce(download)
-    expected = download.sha256 or None
     if download.local_path:
-        return _use_local_archive(Path(download.local_path).expanduser(), expected)
+        path = Path(download.local_path).expanduser()
+        if not path.exists():
+            raise ArchiveDownloadError(
+                f"download.local_path points at '{path}', which does not exist. Give the "
+                "absolute path of the archive you downloaded, or set download.local_path=null "
+                "to download it."
+            )
+        try:
+            record = _verify_archive(path, download.sha256)
+        except InvalidArchiveError as problem:
+            raise ArchiveDownloadError(
+                f"download.local_path: {problem}. Download the archive again and point "
+                "download.local_path at it (or fix download.sha256 if the archive is right)."
+            ) from None
+        logger.info("Using the archive at %s in place (download.local_path).", path)
+        return {**record, "path": str(path.resolve()), "source": "local_path"}
 
     archive = Path(download.archive_path)
     if archive.exists():
         try:
-            record = verify_archive(archive, expected)
+            record = _verify_archive(archive, download.sha256)
         except InvalidArchiveError as problem:
             logger.warning("%s is not usable (%s); fetching it again.", archive, problem)
         else:
             logger.info("Archive %s is already downloaded and valid; not fetching it.", archive)
             return {**record, "source": "cached"}
-    return _fetch(download, archive, expected)
+    return _fetch(download, archive)
 
 
-def verify_archive(path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
-    """Check that ``path`` is a readable zip archive with the expected checksum.
-
-    Opening the zip reads its central directory at the end of the file, which a truncated
-    download lacks -- cheap, and it does not depend on a checksum being configured.
-
-    Returns:
-        ``{"path", "sha256", "size"}``.
-
-    Raises:
-        InvalidArchiveError: If it is missing, not a zip (or truncated), or the checksum differs.
+def _verify_archive(path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
+    """``{"path", "sha256", "size"}`` of a zip that opens (a truncated file lacks the central
+    directory at its end) and has the expected checksum, or InvalidArchiveError saying why.
     """
     if not path.is_file():
         raise InvalidArchiveError(f"'{path}' does not exist or is not a file")
     size = path.stat().st_size
     try:
-        with zipfile.ZipFile(path):
-            pass
+        zipfile.ZipFile(path).close()
     except (zipfile.BadZipFile, OSError) as exc:
         raise InvalidArchiveError(
             f"'{path}' ({size:,} bytes) is not a zip archive or is truncated ({exc}); "
             f"{_sniff(path)}"
         ) from None
-    digest = sha256_file(path)
+    with open(path, "rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
     if expected_sha256 and digest != expected_sha256:
         raise InvalidArchiveError(
             f"'{path}' has the wrong checksum: expected sha256 {expected_sha256}, got {digest}"
@@ -110,47 +95,31 @@ def verify_archive(path: Path, expected_sha256: str | None = None) -> dict[str, 
     return {"path": str(path), "sha256": digest, "size": size}
 
 
-def _use_local_archive(path: Path, expected: str | None) -> dict[str, Any]:
-    if not path.exists():
-        raise ArchiveDownloadError(
-            f"download.local_path points at '{path}', which does not exist. Give the "
-            "absolute path of the archive you downloaded, or set download.local_path=null "
-            "to download it."
-        )
-    try:
-        record = verify_archive(path, expected)
-    except InvalidArchiveError as problem:
-        raise ArchiveDownloadError(
-            f"download.local_path: {problem}. Download the archive again and point "
-            "download.local_path at it (or fix download.sha256 if the archive is right)."
-        ) from None
-    logger.info("Using the archive at %s in place (download.local_path); nothing fetched.", path)
-    return {**record, "path": str(path.resolve()), "source": "local_path"}
-
-
-def _fetch(download: DownloadParams, archive: Path, expected: str | None) -> dict[str, Any]:
-    url, gdrive_id = download.url, download.gdrive_id
+def _fetch(download: DownloadParams, archive: Path) -> dict[str, Any]:
+    url, gdrive_id, resume = download.url, download.gdrive_id, download.resume
     if not url and not gdrive_id:
         raise ArchiveDownloadError(
             "Nothing to download: set download.url, download.gdrive_id or download.local_path."
         )
-    source = str(url) if url else f"Google Drive file {gdrive_id}"
-    hint = _LOCAL_PATH_HINT.format(name=archive.name)
+    source = url or f"Google Drive file {gdrive_id}"
+    hint = (
+        "Or download the archive by hand (in a browser) and run again with "
+        f'--params="download.local_path=/absolute/path/to/{archive.name}".'
+    )
     if not url:
         hint += f" The file is at https://drive.google.com/uc?id={gdrive_id}"
-    resume = download.resume
     unverified = archive.with_name(archive.name + ".unverified")
     archive.parent.mkdir(parents=True, exist_ok=True)
     unverified.unlink(missing_ok=True)
     leftovers = _partial_files(unverified)
-    if not resume or len(leftovers) > 1:  # gdown refuses to pick one of several
+    if not resume or len(leftovers) > 1:  # gdown refuses to choose one of several
         _remove(leftovers)
         leftovers = []
 
     logger.info("Downloading %s to %s", source, archive)
     options = {
-        "url": str(url) if url else None,
-        "id": None if url else str(gdrive_id),
+        "url": url,
+        "id": None if url else gdrive_id,
         "output": str(unverified),
         "quiet": False,  # gdown's progress bar
         "use_cookies": not url,  # Drive may want its cookies; a plain URL does not
@@ -161,10 +130,10 @@ def _fetch(download: DownloadParams, archive: Path, expected: str | None) -> dic
         try:
             gdown.download(**options, resume=resume)
         except (DownloadError, requests.RequestException) as exc:
-            if not (resume and _partial_files(unverified) and leftovers):
+            if not (leftovers and _partial_files(unverified)):
                 raise
-            # The server would not continue the earlier partial file (no byte ranges,
-            # or the file changed): start from scratch once rather than give up.
+            # The server would not continue the earlier partial file (no byte ranges, or
+            # the file changed): start from scratch once rather than give up.
             logger.warning("Could not resume the earlier partial download (%s); restarting.", exc)
             _remove(_partial_files(unverified))
             gdown.download(**options, resume=False)
@@ -177,8 +146,7 @@ def _fetch(download: DownloadParams, archive: Path, expected: str | None) -> dic
     except (DownloadError, requests.RequestException) as exc:
         if not resume:
             _remove(_partial_files(unverified))
-        message = _transfer_failure(exc, source, unverified, resume, hint)
-        raise ArchiveDownloadError(message) from exc
+        raise ArchiveDownloadError(_transfer_failure(exc, source, unverified, hint)) from exc
     except OSError as exc:  # after RequestException, which is an OSError too
         _remove(_partial_files(unverified))
         raise ArchiveDownloadError(
@@ -187,38 +155,35 @@ def _fetch(download: DownloadParams, archive: Path, expected: str | None) -> dic
         ) from exc
 
     try:
-        record = verify_archive(unverified, expected)
+        record = _verify_archive(unverified, download.sha256)
     except InvalidArchiveError as problem:
         unverified.unlink(missing_ok=True)
         raise ArchiveDownloadError(
             f"The file downloaded from {source} is not the expected archive: {problem}. "
-            "Check download.url / download.gdrive_id / download.sha256. " + hint
+            f"Check download.url / download.gdrive_id / download.sha256. {hint}"
         ) from None
     os.replace(unverified, archive)
     logger.info("Downloaded and verified %s (%s bytes).", archive, f"{record['size']:,}")
-    return {**record, "path": str(archive), "source": str(url or gdrive_id)}
+    return {**record, "path": str(archive), "source": url or gdrive_id}
 
 
-def _transfer_failure(
-    exc: Exception, source: str, unverified: Path, resume: bool, hint: str
-) -> str:
+def _transfer_failure(exc: Exception, source: str, unverified: Path, hint: str) -> str:
     cause = exc.__cause__ if isinstance(exc, DownloadError) and exc.__cause__ else exc
     if isinstance(cause, requests.HTTPError) and cause.response is not None:
         return f"{source} answered HTTP {cause.response.status_code}. Check the address. {hint}"
-    if isinstance(cause, requests.ConnectionError | requests.Timeout) and not (
-        isinstance(cause, requests.exceptions.ChunkedEncodingError)
+    if isinstance(cause, requests.ConnectionError | requests.Timeout) and not isinstance(
+        cause, requests.exceptions.ChunkedEncodingError
     ):
         return (
             f"Cannot reach {source}: {cause}. Check the network connection (and proxy "
             f"settings: HTTPS_PROXY), then run again. {hint}"
         )
-    partial = _partial_files(unverified)
-    kept = (
-        f" The {partial[0].stat().st_size:,} bytes received are kept in '{partial[0]}' "
-        "and the next run resumes from there."
-        if resume and partial
-        else ""
-    )
+    kept = ""
+    if partial := _partial_files(unverified):  # only left when resuming
+        kept = (
+            f" The {partial[0].stat().st_size:,} bytes received are kept in '{partial[0]}' "
+            "and the next run resumes from there."
+        )
     return (
         f"The download from {source} was interrupted before the whole file arrived ({exc})."
         f"{kept} Run again to retry. {hint}"
@@ -227,13 +192,8 @@ def _transfer_failure(
 
 def _partial_files(unverified: Path) -> list[Path]:
     """gdown's partial files for ``unverified``: ``<name><8 random chars>.part``."""
-    if not unverified.parent.is_dir():
-        return []
-    return sorted(
-        p
-        for p in unverified.parent.glob(f"{unverified.name}*.part")
-        if len(p.name) == len(unverified.name) + 8 + len(".part")
-    )
+    pattern = f"{unverified.name}{'?' * 8}.part"
+    return sorted(unverified.parent.glob(pattern)) if unverified.parent.is_dir() else []
 
 
 def _remove(paths: list[Path]) -> None:

@@ -1,19 +1,19 @@
-"""Extract the images of the nested archive (outer zip -> ``train.zip`` -> ``train/*.jpg``).
+"""Extract the images of a (nested) zip: outer zip -> ``train.zip`` -> ``train/*.jpg``.
 
-Only image files of the inner archive are written (the real archive also holds
-``test1.zip``, unlabelled, and a CSV), macOS metadata (``__MACOSX/``, ``._*``) and other
-dot-files are skipped, and an entry whose path would land outside the target folder
-(zip-slip: ``../x``, ``/etc/x``) makes the whole extraction fail before anything is written.
-Files go to a temp folder that replaces the target only when everything is out, together
-with a stamp that lets the next run skip the work.
+Only image files are written (the real archive also holds ``test1.zip``, unlabelled, and a
+CSV); macOS metadata (``__MACOSX/``, ``._*``) and other dot-files are skipped; zips inside
+are unpacked in place, as unzipping by hand would, at most ``MAX_NESTING`` deep; and an entry
+whose path would leave the target folder (zip-slip: ``../x``, ``/etc/x``) fails the whole
+extraction. The target is replaced only when everything is out, with a stamp that lets the
+next run skip the work.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
-import time
 import uuid
 import zipfile
 import zlib
@@ -24,12 +24,10 @@ from typing import Any
 
 from image_classifiers.params import ExtractParams
 
-from ._files import publish_dir, staging_dir
-
 logger = logging.getLogger(__name__)
 
 STAMP_FILE = ".extracted.json"
-_MAX_NESTING = 3
+MAX_NESTING = 3
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, zipfile.LargeZipFile)
 
 
@@ -38,61 +36,62 @@ class ArchiveExtractError(RuntimeError):
 
 
 def extract_images(raw_archive: dict[str, Any], extract: ExtractParams) -> dict[str, Any]:
-    """Extract the image files of the (nested) archive into ``extract.target_dir``.
+    """Extract the image files of the archive into ``extract.target_dir``.
 
     Args:
         raw_archive: The record of the download node (``path``, ``sha256``, ``source``).
-        extract: The ``extract`` parameters (``ExtractParams``; a dict is validated):
-            ``target_dir``; ``inner_archive`` (the member that holds the images, e.g.
-            ``train.zip``, or null when the images are in the outer archive itself);
-            ``extensions`` (image file name endings to keep); ``nested_zips`` (also unpack
-            zips inside it, in place, and keep empty folders; the class_folders source).
+        extract: ``inner_archive`` (the member zip that holds the images, or null for the
+            archive itself), ``extensions`` and ``target_dir``.
 
     Returns:
-        ``{"path", "archive", "archive_sha256", "inner_archive", "files"}``.
+        ``{"path", "archive", "archive_sha256", "inner_archive", "extensions", "files"}``.
 
     Raises:
         ArchiveExtractError: Corrupt/truncated archive, zip-slip entry, missing inner archive.
     """
-    extract = ExtractParams.coerce(extract)
-    archive = Path(raw_archive["path"])
-    target = Path(extract.target_dir)
-    inner_name = extract.inner_archive or None
-    extensions = sorted({e.lower() for e in extract.extensions})
-    nested = extract.nested_zips
+    archive, target = Path(raw_archive["path"]), Path(extract.target_dir)
+    inner = extract.inner_archive
     stamp = {
         "archive_sha256": raw_archive.get("sha256"),
-        "inner_archive": inner_name,
-        "extensions": extensions,
+        "inner_archive": inner,
+        "extensions": sorted({e.lower() for e in extract.extensions}),
     }
-    if nested:  # only then, so that earlier extractions' stamps still match
-        stamp["nested_zips"] = True
     record = {"path": str(target), "archive": str(archive), **stamp}
-
     files = _already_extracted(target, stamp)
     if files is not None:
         logger.info("%s already holds the %d images of %s; not extracting.", target, files, archive)
         return {**record, "files": files}
 
-    hint = _hint(raw_archive)
-    start = time.perf_counter()
-    with staging_dir(target) as tmp:
-        with _open_image_zip(archive, inner_name, tmp, hint) as (images_zip, label):
-            files = _extract_members(images_zip, label, tmp, tuple(extensions), hint, nested=nested)
+    if raw_archive.get("source") == "local_path":
+        hint = "Download the archive again and point download.local_path at the new copy"
+    else:
+        hint = f"Delete '{archive}' and run the pipeline again to download it anew"
+    label = f"'{archive}'"
+    with atomic_dir(target) as tmp:
+        unpack = _Unpacker(tmp, tuple(stamp["extensions"]), f"{hint} (nothing was extracted).")
+        try:
+            with zipfile.ZipFile(archive) as outer:
+                if inner is None:
+                    files = unpack.members(outer, label, tmp, 0)
+                elif inner not in outer.NameToInfo:
+                    raise ArchiveExtractError(
+                        f"'{archive}' has no member '{inner}' (it holds "
+                        f"{sorted(outer.namelist())[:10]}). Set extract.inner_archive to the "
+                        "member that holds the images, or null if they are in the archive itself."
+                    )
+                else:
+                    files = unpack.zip_member(outer, outer.getinfo(inner), label, tmp, 1)
+        except _CORRUPT as exc:
+            raise ArchiveExtractError(
+                f"{label} is truncated or corrupt ({exc}). {unpack.hint}"
+            ) from exc
         if files == 0:
             raise ArchiveExtractError(
-                f"{label} holds no image files ending in {extensions}. Check "
+                f"{label} holds no image files ending in {stamp['extensions']}. Check "
                 "extract.inner_archive and extract.extensions."
             )
         (tmp / STAMP_FILE).write_text(json.dumps({**stamp, "files": files}))
-        publish_dir(tmp, target)
-    logger.info(
-        "Extracted %d images from %s to %s in %.1f s.",
-        files,
-        archive,
-        target,
-        time.perf_counter() - start,
-    )
+    logger.info("Extracted %d images from %s to %s.", files, archive, target)
     return {**record, "files": files}
 
 
@@ -110,150 +109,96 @@ def safe_member_path(name: str) -> PurePosixPath | None:
     return path
 
 
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """A fresh folder beside ``target`` that replaces it, by renames, if the block succeeds.
+
+    Readers see the old complete folder or the new complete one; on an error the old one
+    stays and the new one is deleted.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = target.with_name(f".{target.name}.tmp-{tag}")
+    old = target.with_name(f".{target.name}.old-{tag}")
+    tmp.mkdir()  # not tempfile.mkdtemp: its 0700 mode would end up on the published folder
+    try:
+        yield tmp
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _already_extracted(target: Path, stamp: dict[str, Any]) -> int | None:
     """The number of files if ``target`` is a complete extraction of the same archive."""
     try:
         saved = json.loads((target / STAMP_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if {k: saved.get(k) for k in stamp} != stamp or stamp["archive_sha256"] is None:
+    if stamp["archive_sha256"] is None or {k: saved.get(k) for k in stamp} != stamp:
         return None
     on_disk = sum(1 for p in target.rglob("*") if p.is_file() and not is_ignored(p.name))
     return on_disk if on_disk == saved.get("files") else None
 
 
-@contextmanager
-def _open_image_zip(
-    archive: Path, inner_name: str | None, tmp: Path, hint: str
-) -> Iterator[tuple[zipfile.ZipFile, str]]:
-    """Open the zip that holds the images: the inner archive, or the outer one itself."""
-    try:
-        with zipfile.ZipFile(archive) as outer:
-            if inner_name is None:
-                yield outer, f"'{archive}'"
-                return
-            if inner_name not in outer.NameToInfo:
+class _Unpacker:
+    """Unpacks zips into a staging folder ``tmp``, where nested zips are copied too."""
+
+    def __init__(self, tmp: Path, extensions: tuple[str, ...], hint: str):
+        self.tmp, self.extensions, self.hint = tmp, extensions, hint
+
+    def members(self, archive: zipfile.ZipFile, label: str, into: Path, depth: int) -> int:
+        """Write the images of ``archive`` under ``into`` and unpack its zips; count images.
+
+        Folders are made even when empty: an empty class folder must be seen to be reported.
+        """
+        count = 0
+        for info in archive.infolist():
+            # Checked before the dot-file filter, which would take ".." for a dot-file.
+            relative = safe_member_path(info.filename)
+            if relative is None:
                 raise ArchiveExtractError(
-                    f"'{archive}' has no member '{inner_name}' (it holds "
-                    f"{sorted(outer.namelist())[:10]}). Set extract.inner_archive to the "
-                    "member that holds the images, or null if they are in the archive itself."
+                    f"{label} contains the entry '{info.filename}', whose path leads outside "
+                    "the extraction folder (zip-slip). Nothing was extracted. The archive is "
+                    "damaged or malicious: get it again from a source you trust."
                 )
-            # Copied to a file rather than read through the outer zip: a zip reader seeks
-            # backwards, which re-decompresses a compressed member from its start each time.
-            inner_path = tmp / f".{Path(inner_name).name}"
-            with outer.open(inner_name) as src, open(inner_path, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-    except _CORRUPT as exc:
-        raise ArchiveExtractError(_corrupt_message(f"'{archive}'", exc, hint)) from exc
-    label = f"'{inner_name}' inside '{archive}'"
-    try:
-        inner = zipfile.ZipFile(inner_path)
-    except _CORRUPT as exc:
-        raise ArchiveExtractError(_corrupt_message(label, exc, hint)) from exc
-    try:
-        with inner:
-            yield inner, label
-    finally:
-        inner_path.unlink(missing_ok=True)
-
-
-def _extract_members(
-    images_zip: zipfile.ZipFile,
-    label: str,
-    tmp: Path,
-    extensions: tuple[str, ...],
-    hint: str,
-    *,
-    nested: bool = False,
-    into: Path | None = None,
-    depth: int = 0,
-) -> int:
-    """Write the image members of ``images_zip`` under ``into`` (default ``tmp``).
-
-    With ``nested``, folders are created even when empty (an empty class folder must be
-    seen to be reported) and a member zip is unpacked in place, beside its own entry, as
-    unzipping it by hand would.
-    """
-    into = into or tmp
-    members, folders, inner_zips = _sort_members(images_zip, label, extensions, nested)
-    for relative in folders:
-        into.joinpath(*relative.parts).mkdir(parents=True, exist_ok=True)
-    made: set[Path] = set()
-    try:
-        for info, relative in members:
             destination = into.joinpath(*relative.parts)
-            if destination.parent not in made:
+            if info.is_dir() and not is_ignored(info.filename.rstrip("/")):
+                destination.mkdir(parents=True, exist_ok=True)
+            elif is_ignored(info.filename):
+                continue
+            elif relative.suffix.lower() == ".zip":
+                count += self.zip_member(archive, info, label, destination.parent, depth + 1)
+            elif relative.suffix.lower() in self.extensions:
                 destination.parent.mkdir(parents=True, exist_ok=True)
-                made.add(destination.parent)
-            with images_zip.open(info) as src, open(destination, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        count = len(members)
-        for info, relative in inner_zips:
-            if depth >= _MAX_NESTING:
-                raise ArchiveExtractError(
-                    f"{label} nests zips more than {_MAX_NESTING} deep ('{info.filename}'). "
-                    "Unpack the archive by hand and point download.local_path at the folder."
-                )
-            # Copied to a file first, for the reason given in _open_image_zip.
-            copy = tmp / f".nested-{depth}-{uuid.uuid4().hex[:8]}.zip"
-            with images_zip.open(info) as src, open(copy, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            inner_label = f"'{info.filename}' inside {label}"
-            try:
-                with zipfile.ZipFile(copy) as inner:
-                    count += _extract_members(
-                        inner,
-                        inner_label,
-                        tmp,
-                        extensions,
-                        hint,
-                        nested=True,
-                        into=into.joinpath(*relative.parent.parts),
-                        depth=depth + 1,
-                    )
-            finally:
-                copy.unlink(missing_ok=True)
-    except _CORRUPT as exc:
-        raise ArchiveExtractError(_corrupt_message(label, exc, hint)) from exc
-    return count
+                with archive.open(info) as src, open(destination, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                count += 1
+        return count
 
-
-def _sort_members(
-    images_zip: zipfile.ZipFile, label: str, extensions: tuple[str, ...], nested: bool
-) -> tuple[list, list[PurePosixPath], list]:
-    """The image members, the folders (``nested`` only) and the member zips (``nested``)."""
-    members, folders, inner_zips = [], [], []
-    for info in images_zip.infolist():
-        # Checked before the dot-file filter, which would otherwise take ".." for a dot-file.
-        relative = safe_member_path(info.filename)
-        if relative is None:
+    def zip_member(
+        self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, into: Path, depth: int
+    ) -> int:
+        """Unpack a member zip into ``into``, beside where its own entry would be."""
+        if depth > MAX_NESTING:
             raise ArchiveExtractError(
-                f"{label} contains the entry '{info.filename}', whose path leads outside the "
-                "extraction folder (zip-slip). Nothing was extracted. The archive is damaged "
-                "or malicious: get it again from a source you trust."
+                f"{label} nests zips more than {MAX_NESTING} deep ('{info.filename}'). "
+                "Unpack the archive by hand and point download.local_path at the folder."
             )
-        if nested and info.is_dir() and not is_ignored(info.filename.rstrip("/")):
-            folders.append(relative)
-        elif is_ignored(info.filename):
-            continue
-        elif nested and relative.suffix.lower() == ".zip":
-            inner_zips.append((info, relative))
-        elif relative.suffix.lower() in extensions:
-            members.append((info, relative))
-    return members, folders, inner_zips
-
-
-def _corrupt_message(label: str, exc: Exception, hint: str) -> str:
-    return f"{label} is truncated or corrupt ({exc}). {hint}"
-
-
-def _hint(raw_archive: dict[str, Any]) -> str:
-    if raw_archive.get("source") == "local_path":
-        return (
-            "Download the archive again and point download.local_path at the new copy "
-            "(nothing was extracted)."
-        )
-    return (
-        f"Delete '{raw_archive['path']}' and run the pipeline again to download it anew "
-        "(nothing was extracted)."
-    )
+        # Copied to a file first: a zip reader seeks backwards, and seeking back in a
+        # compressed member re-decompresses it from its start every time.
+        copy = self.tmp / f".nested-{uuid.uuid4().hex[:8]}.zip"
+        with archive.open(info) as src, open(copy, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        inner_label = f"'{info.filename}' inside {label}"
+        try:
+            with zipfile.ZipFile(copy) as inner:
+                return self.members(inner, inner_label, into, depth)
+        except _CORRUPT as exc:
+            raise ArchiveExtractError(
+                f"{inner_label} is truncated or corrupt ({exc}). {self.hint}"
+            ) from exc
+        finally:
+            copy.unlink(missing_ok=True)

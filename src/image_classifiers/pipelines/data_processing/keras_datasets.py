@@ -1,27 +1,17 @@
 """The ``keras_datasets`` source: MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 as arrays.
 
-Without ``download.local_path`` the arrays come from ``keras.datasets.<name>.load_data()``
-(Keras downloads once and caches in ``~/.keras/datasets``). On an air-gapped machine
-``download.local_path`` names the file Keras itself would have downloaded, read here without
-Keras' network code:
-
-========================  ==========================================================
-``mnist``                 ``mnist.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``)
-``fashion_mnist``         the folder holding Keras' four ``*-idx?-ubyte.gz`` files
-                          (or an ``.npz`` laid out like ``mnist.npz``)
-``cifar10``/``cifar100``  ``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz``, or
-                          the folder it unpacks to (``cifar-10-batches-py`` ...)
-========================  ==========================================================
-
-The extract step writes the arrays once into ``extract.target_dir`` (``x_train.npy`` ...
-with a channel axis: grayscale stays one channel); the split step refers to their rows as
-``<target_dir>/x_train.npy#<row>`` and the decode step reads those rows memory-mapped, so no
-image file is ever written for these datasets.
+From ``keras.datasets.<name>.load_data()``, or, on an air-gapped machine, from the file Keras
+would have downloaded (``download.local_path``), read without Keras' network code. The
+extract step writes the arrays once (``x_train.npy`` ..., grayscale keeps one channel); the
+split refers to their rows (``<target_dir>/x_train.npy#<row>``) and the decode step reads
+them memory-mapped, so no image file is ever written.
 """
 
+# ruff: noqa: SIM905 (split strings: as list literals, ruff format puts one name per line)
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import logging
@@ -29,224 +19,90 @@ import pickle
 import re
 import tarfile
 import zipfile
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
-from image_classifiers.images import UnreadableImageError, check_resample
+from image_classifiers.images import RESAMPLING_FILTERS
+from image_classifiers.params import DownloadParams, ExtractParams, SplitParams
 
-from ._files import publish_dir, sha256_file, staging_dir
+from .extract import STAMP_FILE, atomic_dir
+from .split import MANIFEST_COLUMNS, SplitError, assign, log_counts
 
 logger = logging.getLogger(__name__)
-
-_FASHION = [
-    "T-shirt_top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle_boot",
-]
-_CIFAR10 = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
-_CIFAR100 = [
-    "apple",
-    "aquarium_fish",
-    "baby",
-    "bear",
-    "beaver",
-    "bed",
-    "bee",
-    "beetle",
-    "bicycle",
-    "bottle",
-    "bowl",
-    "boy",
-    "bridge",
-    "bus",
-    "butterfly",
-    "camel",
-    "can",
-    "castle",
-    "caterpillar",
-    "cattle",
-    "chair",
-    "chimpanzee",
-    "clock",
-    "cloud",
-    "cockroach",
-    "couch",
-    "crab",
-    "crocodile",
-    "cup",
-    "dinosaur",
-    "dolphin",
-    "elephant",
-    "flatfish",
-    "forest",
-    "fox",
-    "girl",
-    "hamster",
-    "house",
-    "kangaroo",
-    "keyboard",
-    "lamp",
-    "lawn_mower",
-    "leopard",
-    "lion",
-    "lizard",
-    "lobster",
-    "man",
-    "maple_tree",
-    "motorcycle",
-    "mountain",
-    "mouse",
-    "mushroom",
-    "oak_tree",
-    "orange",
-    "orchid",
-    "otter",
-    "palm_tree",
-    "pear",
-    "pickup_truck",
-    "pine_tree",
-    "plain",
-    "plate",
-    "poppy",
-    "porcupine",
-    "possum",
-    "rabbit",
-    "raccoon",
-    "ray",
-    "road",
-    "rocket",
-    "rose",
-    "sea",
-    "seal",
-    "shark",
-    "shrew",
-    "skunk",
-    "skyscraper",
-    "snail",
-    "snake",
-    "spider",
-    "squirrel",
-    "streetcar",
-    "sunflower",
-    "sweet_pepper",
-    "table",
-    "tank",
-    "telephone",
-    "television",
-    "tiger",
-    "tractor",
-    "train",
-    "trout",
-    "tulip",
-    "turtle",
-    "wardrobe",
-    "whale",
-    "willow_tree",
-    "wolf",
-    "woman",
-    "worm",
-]
 
 #: Class names per dataset, in label order.
 CLASS_NAMES: dict[str, list[str]] = {
     "mnist": [str(d) for d in range(10)],
-    "fashion_mnist": _FASHION,
-    "cifar10": _CIFAR10,
-    "cifar100": _CIFAR100,
+    "fashion_mnist": (
+        "T-shirt_top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag Ankle_boot".split()
+    ),
+    "cifar10": "airplane automobile bird cat deer dog frog horse ship truck".split(),
+    "cifar100": """
+        apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+        butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach
+        couch crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster
+        house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree
+        motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear
+        pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road
+        rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel
+        streetcar sunflower sweet_pepper table tank telephone television tiger tractor train
+        trout tulip turtle wardrobe whale willow_tree wolf woman worm
+    """.split(),
 }
 KERAS_DATASETS = tuple(CLASS_NAMES)
 ARRAY_FILES = ("x_train", "y_train", "x_test", "y_test")
-STAMP_FILE = ".extracted.json"
 _FASHION_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
     "y_train": "train-labels-idx1-ubyte.gz",
     "x_test": "t10k-images-idx3-ubyte.gz",
     "y_test": "t10k-labels-idx1-ubyte.gz",
 }
-_CIFAR_MEMBERS = {
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch"),
-    "cifar100": ("cifar-100-python", ["train"], "test"),
+_CIFAR = {  # the folder in the archive, the training batches, the test batch, the label key
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        "test_batch",
+        "labels",
+    ),
+    "cifar100": ("cifar-100-python", ["train"], "test", "fine_labels"),
 }
-_REFERENCE = re.compile(r"^(?P<path>.+\.npy)#(?P<row>\d+)$")
+_ROW = re.compile(r"\.npy#\d+$")
 
 Arrays = dict[str, np.ndarray]
 
 
 class KerasDatasetError(ValueError):
-    """Unknown dataset name, or a local file not in Keras' format; the message says what to do."""
+    """A local file not in Keras' format, or Keras cannot fetch; the message says what to do."""
 
 
-def check_dataset_name(name: Any) -> str:
-    """The Keras dataset name, validated.
-
-    Raises:
-        KerasDatasetError: If ``name`` is not one of :data:`KERAS_DATASETS`.
-    """
-    if name not in CLASS_NAMES:
-        raise KerasDatasetError(
-            f"source.name must name a Keras dataset: one of {', '.join(KERAS_DATASETS)}; "
-            f"got {name!r}."
-        )
-    return str(name)
-
-
-def fetch_keras_dataset(download: dict[str, Any], name: str) -> dict[str, Any]:
+def fetch_keras_dataset(download: DownloadParams, name: str) -> dict[str, Any]:
     """Check the local file (or have Keras download the dataset) and describe it.
-
-    Args:
-        download: The ``download`` parameters; only ``local_path`` is read.
-        name: A name from :data:`KERAS_DATASETS`.
 
     Returns:
         ``{"dataset", "path", "sha256", "source", "train", "test"}`` (image counts).
-
-    Raises:
-        KerasDatasetError: A missing or wrongly formatted local file, or Keras cannot fetch.
     """
-    name = check_dataset_name(name)
-    local = download.get("local_path")
-    if local:
-        path = Path(str(local)).expanduser()
-        arrays = read_local_file(path, name)
-        digest = sha256_file(path) if path.is_file() else None
-        source = "local_path"
-    else:
-        arrays = _load_with_keras(name)
-        path, digest, source = None, None, f"keras.datasets.{name}"
+    path = Path(download.local_path).expanduser() if download.local_path else None
+    arrays = _load(path, name)
+    digest = None
+    if path is not None and path.is_file():
+        with open(path, "rb") as stream:
+            digest = hashlib.file_digest(stream, "sha256").hexdigest()
     record = {
         "dataset": name,
         "path": None if path is None else str(path),
         "sha256": digest,
-        "source": source,
+        "source": f"keras.datasets.{name}" if path is None else "local_path",
         "train": len(arrays["y_train"]),
         "test": len(arrays["y_test"]),
     }
     logger.info(
         "Keras dataset %s from %s: %d training and %d test images of %s.",
         name,
-        path or source,
+        path or record["source"],
         record["train"],
         record["test"],
         "x".join(map(str, arrays["x_train"].shape[1:])),
@@ -254,142 +110,129 @@ def fetch_keras_dataset(download: dict[str, Any], name: str) -> dict[str, Any]:
     return record
 
 
-def extract_keras_dataset(raw: dict[str, Any], extract: dict[str, Any]) -> dict[str, Any]:
+def extract_keras_dataset(raw: dict[str, Any], extract: ExtractParams) -> dict[str, Any]:
     """Write the dataset's arrays into ``extract.target_dir`` (once; a stamp skips reruns).
 
     Returns:
         ``{"path", "dataset", "classes", "train", "test"}``.
     """
-    name = check_dataset_name(raw["dataset"])
-    target = Path(extract["target_dir"])
+    name, target = raw["dataset"], Path(extract.target_dir)
     stamp = {"dataset": name, "path": raw.get("path"), "sha256": raw.get("sha256")}
     record = {"path": str(target), "dataset": name, "classes": CLASS_NAMES[name]}
     try:
         saved = json.loads((target / STAMP_FILE).read_text())
     except (OSError, ValueError):
-        saved = None
-    if saved and {k: saved.get(k) for k in stamp} == stamp:
+        saved = {}
+    if {k: saved.get(k) for k in stamp} == stamp:
         logger.info("%s already holds the %s arrays; not writing them again.", target, name)
         return {**record, "train": saved["train"], "test": saved["test"]}
-    path = raw.get("path")
-    arrays = read_local_file(Path(path), name) if path else _load_with_keras(name)
+    arrays = _load(Path(raw["path"]) if raw.get("path") else None, name)
     counts = {"train": len(arrays["y_train"]), "test": len(arrays["y_test"])}
-    with staging_dir(target) as tmp:
+    with atomic_dir(target) as tmp:
         for key in ARRAY_FILES:
             np.save(tmp / f"{key}.npy", arrays[key])
         (tmp / STAMP_FILE).write_text(json.dumps({**stamp, **counts}))
-        publish_dir(tmp, target)
     logger.info("Wrote the %s arrays to %s.", name, target)
     return {**record, **counts}
 
 
-def dataset_members(extracted: dict[str, Any]) -> dict[str, dict[int, list[str]]]:
-    """The rows of the written arrays by part and label: ``{"train": {label: [ref, ...]}}``.
-
-    A reference is ``<target_dir>/x_<part>.npy#<row>``, rows in the dataset's own order.
+def split_keras_dataset(
+    extracted: dict[str, Any], split: SplitParams
+) -> tuple[pd.DataFrame, list[str]]:
+    """The dataset's own test set is the test split; train and validation come from its
+    training set. ``split.classes``: null for the dataset's names, or as many new names.
     """
-    folder = Path(extracted["path"])
-    members: dict[str, dict[int, list[str]]] = {}
+    dataset, folder = extracted["dataset"], Path(extracted["path"])
+    names = CLASS_NAMES[dataset]
+    if split.classes is not None and len(split.classes) != len(names):
+        raise SplitError(
+            f"split.classes renames the {len(names)} classes of {dataset} ({names[:10]}...), "
+            f"so it needs {len(names)} names, got {len(split.classes)}. Or set "
+            "split.classes=null to keep the dataset's names."
+        )
+    names = split.classes or names
+    members = {}
     for part in ("train", "test"):
-        labels = np.load(folder / f"y_{part}.npy")
-        file = (folder / f"x_{part}.npy").as_posix()
-        by_label: dict[int, list[str]] = {}
-        for row, label in enumerate(labels.tolist()):
-            by_label.setdefault(int(label), []).append(f"{file}#{row}")
-        members[part] = by_label
-    return members
+        labels, file = np.load(folder / f"y_{part}.npy"), (folder / f"x_{part}.npy").as_posix()
+        members[part] = {
+            name: dict(enumerate(f"{file}#{row}" for row in np.flatnonzero(labels == label)))
+            for label, name in enumerate(names)
+        }
+    where = f"the {dataset} training set"
+    plan = assign(members["train"], split, where, subsets=("train", "validation"))
+    plan += [("test", c, ref) for c, refs in members["test"].items() for ref in refs.values()]
+    manifest = pd.DataFrame([(ref, c, s) for s, c, ref in plan], columns=MANIFEST_COLUMNS)
+    log_counts(manifest, f"Split {dataset} ({len(manifest)} images)")
+    return manifest, names
 
 
-def is_array_reference(file: str) -> bool:
-    """Whether a manifest ``file`` is a row of an extracted array (``x.npy#12``)."""
-    return _REFERENCE.match(str(file)) is not None
+def is_array_row(file: str) -> bool:
+    """Whether a manifest ``file`` is a row of an extracted array (``x_train.npy#12``)."""
+    return _ROW.search(file) is not None
 
 
-def decode_array_rows(
-    files: Sequence[str],
-    image_size: tuple[int, int],
-    *,
-    resample: str = "bilinear",
-    progress: Callable[[int, int], None] | None = None,
-    **_: Any,
-) -> tuple[np.ndarray, list[int], list[UnreadableImageError]]:
-    """Read rows ``<array>.npy#<row>`` into ``(N, height, width, channels)`` uint8.
-
-    The same contract as ``images.decode_images`` (which reads files): channels are kept
-    (grayscale stays one channel) and a row is resized only when its size differs.
-    """
+def read_array_rows(files: list[str], image_size: tuple[int, int], resample: str) -> np.ndarray:
+    """Rows ``<array>.npy#<row>`` as ``(N, height, width, channels)`` uint8 (channels kept)."""
+    refs = [file.rsplit("#", 1) for file in files]
+    arrays = {path: np.load(path, mmap_mode="r") for path in {path for path, _ in refs}}
+    images = np.stack([arrays[path][int(row)] for path, row in refs])
+    if images.shape[1:3] == tuple(image_size):
+        return images
     height, width = image_size
-    resample_filter = check_resample(resample)
-    arrays: dict[str, np.ndarray] = {}
-    rows = []
-    for file in files:
-        match = _REFERENCE.match(str(file))
-        if match is None:
-            raise KerasDatasetError(f"'{file}' is not a row of an extracted array.")
-        if match["path"] not in arrays:
-            arrays[match["path"]] = np.load(match["path"], mmap_mode="r")
-        rows.append((arrays[match["path"]], int(match["row"])))
-    channels = rows[0][0].shape[-1] if rows else 3
-    images = np.empty((len(rows), height, width, channels), dtype=np.uint8)
-    for i, (array, row) in enumerate(rows, start=1):
-        pixels = np.asarray(array[row])
-        if pixels.shape[:2] != (height, width):
-            pixels = _resize(pixels, (height, width), resample_filter)
-        images[i - 1] = pixels
-        if progress is not None:
-            progress(i, len(rows))
-    return images, list(range(len(rows))), []
-
-
-def _resize(pixels: np.ndarray, size: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-    resized = np.asarray(image.resize((size[1], size[0]), resample=resample), dtype=np.uint8)
-    return resized.reshape(*size, pixels.shape[-1])
+    resized = [
+        Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize(
+            (width, height), resample=RESAMPLING_FILTERS[resample]
+        )
+        for image in images
+    ]
+    return np.stack([np.asarray(image) for image in resized]).reshape(
+        len(images), height, width, images.shape[-1]
+    )
 
 
 def read_local_file(path: Path, name: str) -> Arrays:
     """Read a dataset file (or folder) in the format Keras downloads for ``name``.
 
     Returns:
-        ``{"x_train", "y_train", "x_test", "y_test"}``; images ``(N, H, W, C)`` uint8, labels
-        ``(N,)`` int64.
+        ``{"x_train", "y_train", "x_test", "y_test"}``: images ``(N, H, W, C)`` uint8,
+        labels ``(N,)`` int64.
 
     Raises:
         KerasDatasetError: If ``path`` is missing or not in that format.
     """
+    expected = _expected(name)
     if not path.exists():
         raise KerasDatasetError(
             f"download.local_path points at '{path}', which does not exist. Give the absolute "
-            f"path of {_expected(name)}, or set download.local_path=null to let Keras "
-            "download it."
+            f"path of {expected}, or set download.local_path=null to let Keras download it."
         )
     try:
-        if name in _CIFAR_MEMBERS:
-            arrays = _read_cifar(path, name)
+        if name in _CIFAR:
+            arrays = _read_cifar(path, *_CIFAR[name])
         elif path.is_dir():
             arrays = _read_idx_folder(path)
         else:
-            arrays = _read_npz(path)
-    except KerasDatasetError as problem:
-        raise KerasDatasetError(
-            f"download.local_path '{path}' is not {_expected(name)}: {problem}"
-        ) from None
-    except tarfile.TarError:
-        raise KerasDatasetError(
-            f"download.local_path '{path}' is not {_expected(name)}: it is not a tar archive."
-        ) from None
+            with np.load(path, allow_pickle=False) as data:
+                missing = [key for key in ARRAY_FILES if key not in data.files]
+                if missing:
+                    raise KerasDatasetError(
+                        f"it lacks the arrays {missing} (it holds {data.files})"
+                    )
+                arrays = {key: data[key] for key in ARRAY_FILES}
     except (
         OSError,
-        ValueError,
+        ValueError,  # KerasDatasetError too
         EOFError,
         KeyError,
+        tarfile.TarError,
         zipfile.BadZipFile,
         pickle.UnpicklingError,
     ) as exc:
-        raise KerasDatasetError(
-            f"download.local_path '{path}' is not {_expected(name)} ({type(exc).__name__}: "
-            f"{exc}). Point it at the file Keras downloads for {name}."
-        ) from None
+        if isinstance(exc, tarfile.TarError):
+            why = "it is not a tar archive"
+        else:
+            why = str(exc) if isinstance(exc, KerasDatasetError) else f"{type(exc).__name__}: {exc}"
+        raise KerasDatasetError(f"download.local_path '{path}' is not {expected}: {why}.") from None
     return _checked(arrays, name)
 
 
@@ -397,20 +240,9 @@ def _expected(name: str) -> str:
     if name == "mnist":
         return "a Keras mnist.npz (arrays x_train, y_train, x_test, y_test)"
     if name == "fashion_mnist":
-        return (
-            "the folder holding Keras' Fashion-MNIST files ("
-            + ", ".join(_FASHION_FILES.values())
-            + ") or an .npz laid out like mnist.npz"
-        )
-    return f"Keras' {_CIFAR_MEMBERS[name][0]} download (the .tar.gz or the folder it unpacks to)"
-
-
-def _read_npz(path: Path) -> Arrays:
-    with np.load(path, allow_pickle=False) as data:
-        missing = [key for key in ARRAY_FILES if key not in data.files]
-        if missing:
-            raise KerasDatasetError(f"it lacks the arrays {missing} (it holds {data.files})")
-        return {key: data[key] for key in ARRAY_FILES}
+        files = ", ".join(_FASHION_FILES.values())
+        return f"the folder holding Keras' Fashion-MNIST files ({files}) or an .npz like mnist.npz"
+    return f"Keras' {_CIFAR[name][0]} download (the .tar.gz or the folder it unpacks to)"
 
 
 def _read_idx_folder(folder: Path) -> Arrays:
@@ -419,13 +251,9 @@ def _read_idx_folder(folder: Path) -> Arrays:
         raise KerasDatasetError(f"the folder lacks {missing}")
     arrays = {}
     for key, file in _FASHION_FILES.items():
-        with gzip.open(folder / file, "rb") as stream:
-            data = stream.read()
-        # idx format: a 4-byte magic, then one 4-byte size per dimension (labels 1, images 3).
-        offset = 16 if key.startswith("x_") else 8
-        if len(data) < offset:
-            raise KerasDatasetError(f"'{file}' is too short to be an idx file")
-        arrays[key] = np.frombuffer(data, np.uint8, offset=offset)
+        data = gzip.decompress((folder / file).read_bytes())
+        # idx: a 4-byte magic, then one 4-byte size per dimension (labels 1, images 3).
+        arrays[key] = np.frombuffer(data, np.uint8, offset=16 if key.startswith("x_") else 8)
     for part in ("train", "test"):
         images, labels = arrays[f"x_{part}"], arrays[f"y_{part}"]
         if images.size != len(labels) * 28 * 28:
@@ -434,57 +262,37 @@ def _read_idx_folder(folder: Path) -> Arrays:
     return arrays
 
 
-def _read_cifar(path: Path, name: str) -> Arrays:
-    folder, train_members, test_member = _CIFAR_MEMBERS[name]
-    label_key = "labels" if name == "cifar10" else "fine_labels"
+def _read_cifar(path: Path, folder: str, train: list[str], test: str, label_key: str) -> Arrays:
     if path.is_dir():
-        root = path if (path / test_member).is_file() else path / folder
-        reader = lambda member: (root / member).read_bytes()  # noqa: E731
-        batches = [_unpickle_batch(reader(m), label_key) for m in [*train_members, test_member]]
+        root = path if (path / test).is_file() else path / folder
+        pickles = [(root / member).read_bytes() for member in [*train, test]]
     else:
         with tarfile.open(path, "r:*") as tar:
-            batches = [
-                _unpickle_batch(_tar_member(tar, f"{folder}/{m}"), label_key)
-                for m in [*train_members, test_member]
-            ]
-    x_train = np.concatenate([b[0] for b in batches[:-1]])
-    y_train = np.concatenate([b[1] for b in batches[:-1]])
+            pickles = [tar.extractfile(f"{folder}/{member}").read() for member in [*train, test]]
+    batches = [_unpickle_batch(data, label_key) for data in pickles]
     return {
-        "x_train": x_train,
-        "y_train": y_train,
+        "x_train": np.concatenate([images for images, _ in batches[:-1]]),
+        "y_train": np.concatenate([labels for _, labels in batches[:-1]]),
         "x_test": batches[-1][0],
         "y_test": batches[-1][1],
     }
 
 
-def _tar_member(tar: tarfile.TarFile, member: str) -> bytes:
-    try:
-        stream = tar.extractfile(member)
-    except KeyError:
-        stream = None
-    if stream is None:
-        raise KerasDatasetError(f"the archive has no member '{member}'")
-    return stream.read()
-
-
-_PICKLE_GLOBALS = frozenset(
-    {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
-)
-
-
 class _ArraysOnlyUnpickler(pickle.Unpickler):
-    """CIFAR batches are pickled dicts of NumPy arrays: allow that and nothing else.
+    """CIFAR batches are pickled dicts of NumPy arrays: allow that and nothing else, since a
+    pickle can run arbitrary code and a local file may come from anywhere."""
 
-    A pickle can run arbitrary code, and a local file may come from anywhere.
-    """
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
+    )
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _PICKLE_GLOBALS:
+        if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
 
@@ -522,17 +330,18 @@ def _checked(arrays: Arrays, name: str) -> Arrays:
                 f"{name}: {part} labels must lie in 0..{classes - 1}, got "
                 f"{labels.min()}..{labels.max()}."
             )
-        checked[f"x_{part}"] = images
-        checked[f"y_{part}"] = labels.astype(np.int64)
+        checked[f"x_{part}"], checked[f"y_{part}"] = images, labels.astype(np.int64)
     return checked
 
 
-def _load_with_keras(name: str) -> Arrays:
+def _load(path: Path | None, name: str) -> Arrays:
+    """The dataset's arrays from ``path``, or from Keras (downloading once) when None."""
+    if path is not None:
+        return read_local_file(path, name)
     import keras
 
-    loader = getattr(keras.datasets, name)
     try:
-        (x_train, y_train), (x_test, y_test) = loader.load_data()
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as exc:  # network errors surface as many types (URLError, OSError ...)
         raise KerasDatasetError(
             f"Keras could not download {name} ({type(exc).__name__}: {exc}). On a machine "

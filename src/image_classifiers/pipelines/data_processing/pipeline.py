@@ -12,16 +12,10 @@ OUTPUTS = tuple(f"{subset}_set" for subset in SUBSETS)
 def create_pipeline(namespace: str | None = None, **kwargs) -> Pipeline:
     """Download -> extract -> split -> decode each subset -> data-quality report.
 
-    The source (Kaggle file names, class folders, a Keras dataset) is chosen by the
-    ``source`` parameters, so every dataset runs through these same nodes.
-
-    Args:
-        namespace: None for the un-namespaced pipeline (``xception_cats``: parameters
-            ``download``, ``split`` ..., datasets ``train_set`` ...). Otherwise every
-            parameter, dataset and node is prefixed: ``namespace="mnist"`` reads
-            ``params:mnist.download`` ... and writes ``mnist.train_set`` ... (the catalog's
-            ``{namespace}.*`` factories put them under ``data/*/<namespace>/``).
-        **kwargs: Ignored (Kedro's ``find_pipelines`` convention).
+    The same nodes for every source (``source`` parameters). With a ``namespace``
+    (``"mnist"``) every parameter, dataset and node is prefixed (``params:mnist.download``,
+    ``mnist.train_set``), and the catalog's ``{namespace}.*`` factories put the data under
+    ``data/*/<namespace>/``; without one it is xception_cats' data.
     """
     decode_nodes = [
         Node(
