@@ -103,7 +103,7 @@ def test_each_op_can_run_in_its_own_process(deployment, job_name):
 
 
 @pytest.mark.slow
-def test_retrain_job_runs_in_process(deployment):
+def test_retrain_then_predict_jobs_run_in_process(deployment):
     root, definitions = deployment
     helpers.add_incoming(root, 8, seed=1)
 
@@ -120,6 +120,24 @@ def test_retrain_job_runs_in_process(deployment):
     run = client.get_run(report["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.params["retrain.model"] == "tiny"
     assert run.data.tags["dagster_run_id"] == result.run_id  # every op logged into it
+
+    # predict, with a Kedro runtime parameter from the job's `params` in conf/local/dagster.yml
+    # (predict reads the champion of `registered_model_name`, cats_vs_dogs by default).
+    helpers.add_incoming(root, 4, seed=3, folder="predict")
+    local = {"jobs": {"predict": {"params": {"registered_model_name": helpers.MODEL_NAME}}}}
+    (root / "conf/local/dagster.yml").write_text(yaml.safe_dump(local))
+    predict = build_definitions(env="local", project_path=root).get_job_def("predict")
+    assert predict.executor_def.name == "multiprocess"  # the base config, kept
+
+    result = predict.execute_in_process()
+
+    assert result.success
+    summary = json.loads((root / "data/08_reporting/predictions_summary.json").read_text())
+    assert summary["images"] == summary["predicted"] == 4
+    (run,) = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.dagster_run_id = '{result.run_id}'"
+    )
+    assert run.info.run_name == "predict" and run.info.status == "FINISHED"
 
 
 @pytest.mark.slow
@@ -142,6 +160,33 @@ def test_a_failing_op_ends_the_mlflow_run_failed_and_moves_nothing(deployment, m
     )
     assert latest.info.status == "FAILED" and mlflow.active_run() is None
     assert latest.data.tags["dagster_run_id"] == result.run_id
+
+
+@pytest.mark.slow
+def test_invalid_job_params_fail_the_first_op_and_its_mlflow_run(deployment):
+    root, _ = deployment
+    delivered = helpers.add_incoming(root, 2, seed=4)
+    local = root / "conf/local/dagster.yml"
+    local.write_text(
+        yaml.safe_dump({"jobs": {"retrain": {"params": {"retrain": {"min_score": "high"}}}}})
+    )
+    try:
+        job = build_definitions(env="local", project_path=root).get_job_def("retrain")
+        result = job.execute_in_process(raise_on_error=False)
+    finally:
+        local.unlink()
+
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == pipelines["retrain"].nodes[0].name  # Kedro stopped it at once
+    assert "min_score" in str(failure.event_specific_data.error)
+    assert all(path.is_file() for path in delivered)
+    client = mlflow.MlflowClient()
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("image_classifiers").experiment_id],
+        filter_string=f"tags.dagster_run_id = '{result.run_id}'",
+    )
+    assert run.info.status == "FAILED"
 
 
 # ---- the multiprocess executor --------------------------------------------------------------

@@ -1,23 +1,18 @@
-"""Dagster definitions of the Kedro project: the ``retrain`` job, scheduled weekly, and ``predict``.
+"""Dagster jobs of the Kedro project (``retrain``, scheduled weekly, and ``predict``).
 
-The jobs, their schedules and executors come from ``conf/<env>/dagster.yml``. Every Kedro node
-becomes a Dagster op that runs that one node in a Kedro session of its own, so with Dagster's
-multiprocess executor each op is a process of its own (every edge between nodes is a catalog
-file). Start Dagster's UI and scheduler from the project root with::
+Jobs, schedules and executors come from ``conf/<env>/dagster.yml`` (``KEDRO_ENV``, default
+``local``). Each Kedro node is an op that runs ``KedroSession.run(node_names=[node])``, so on
+Dagster's multiprocess executor each node runs in its own process (every edge between nodes is
+a catalog file). Start Dagster's UI and scheduler from the project root (docs/deployment.md)::
 
     pip install -e ".[dagster]"
     dg dev        # or: dagster dev -m image_classifiers.definitions (http://127.0.0.1:3000)
 
-``KEDRO_ENV`` picks the Kedro environment (default ``local``), as for ``kedro run``.
-See docs/deployment.md.
-
-Why not kedro-dagster: it re-implements a Kedro run (its own hook ops, IO managers and op
-config), keeps kedro-mlflow's run in the memory of one process, and its MLflow resource is
-dagster-mlflow's, which opens runs of its own; carrying one MLflow run across processes took
-patching its internals. Here each op is a plain ``KedroSession.run(node_names=[node])``: Kedro
-validates the parameters, runs the hooks and the catalog as ``kedro run`` does, and
-kedro-mlflow resumes the Dagster run's MLflow run, whose id MLflow's public ``MLFLOW_RUN_ID``
-environment variable hands it.
+Why not kedro-dagster: it re-implements a Kedro run (hook ops, IO managers, op config) and
+keeps kedro-mlflow's run in one process's memory; one MLflow run across processes took
+patching its internals. Here Kedro validates, runs the hooks and the catalog as ``kedro run``
+does, and kedro-mlflow resumes the Dagster run's MLflow run, whose id MLflow's documented
+``MLFLOW_RUN_ID`` environment variable hands it.
 """
 
 import os
@@ -33,8 +28,7 @@ from kedro.framework.startup import bootstrap_project
 from kedro.utils import find_kedro_project
 
 EXECUTORS = {"multiprocess": dg.multiprocess_executor, "in_process": dg.in_process_executor}
-MLFLOW_RUN_TAG = "mlflow_run_id"  # on the Dagster run
-DAGSTER_RUN_TAG = "dagster_run_id"  # on the MLflow run
+MLFLOW_RUN_TAG = "mlflow_run_id"  # on the Dagster run; "dagster_run_id" on the MLflow run
 
 
 def _open_mlflow_run(context: Any, pipeline_name: str, dagster_run_id: str) -> str | None:
@@ -46,7 +40,7 @@ def _open_mlflow_run(context: Any, pipeline_name: str, dagster_run_id: str) -> s
     run = mlflow.MlflowClient().create_run(
         experiment.experiment_id,
         run_name=config.tracking.run.name or pipeline_name,
-        tags={DAGSTER_RUN_TAG: dagster_run_id},
+        tags={"dagster_run_id": dagster_run_id},
     )
     return run.info.run_id
 
@@ -55,8 +49,9 @@ def _op_name(node: Any) -> str:
     return node.name.replace(".", "__")  # Dagster names allow no dots
 
 
-def _node_op(project: Path, env: str, pipeline_name: str, node: Any, parents: list[str]):
+def _node_op(project: Path, env: str, spec: dict, node: Any, parents: list[str]):
     """The op that runs one Kedro node, after ``parents`` (ops whose outputs it reads)."""
+    pipeline_name = spec["pipeline"]
 
     @dg.op(
         name=_op_name(node),
@@ -65,18 +60,23 @@ def _node_op(project: Path, env: str, pipeline_name: str, node: Any, parents: li
         tags={"kedro_node": node.name},
     )
     def run_node(context: dg.OpExecutionContext) -> None:
-        # The first op creates the MLflow run and records its id on the Dagster run; every
-        # op's kedro-mlflow then resumes it (ending it FINISHED, or FAILED on an error).
+        # The first op creates the MLflow run and records its id on the Dagster run; each op's
+        # kedro-mlflow resumes it and ends it FINISHED, or FAILED on an error in the node.
         run_id = context.instance.get_run_by_id(context.run_id).tags.get(MLFLOW_RUN_TAG)
-        with KedroSession.create(project, env=env) as session:
+        with KedroSession.create(project, env=env, runtime_params=spec.get("params")) as session:
+            kedro_context = session.load_context()  # kedro-mlflow sets the tracking URI
             if run_id is None:
-                run_id = _open_mlflow_run(session.load_context(), pipeline_name, context.run_id)
+                run_id = _open_mlflow_run(kedro_context, pipeline_name, context.run_id)
                 if run_id is not None:
                     context.instance.add_run_tags(context.run_id, {MLFLOW_RUN_TAG: run_id})
             if run_id is not None:
                 os.environ["MLFLOW_RUN_ID"] = run_id  # consumed by kedro-mlflow's start_run
             try:
-                session.run(pipeline_name=pipeline_name, node_names=[node.name])
+                session.run(pipeline_names=[pipeline_name], node_names=[node.name])
+            except BaseException:
+                if run_id is not None:  # also an error before kedro-mlflow resumed it
+                    mlflow.MlflowClient().set_terminated(run_id, "FAILED")
+                raise
             finally:
                 os.environ.pop("MLFLOW_RUN_ID", None)
 
@@ -91,6 +91,7 @@ def _job(project: Path, env: str, name: str, spec: dict, executors: dict) -> dg.
 
     @dg.job(
         name=name,
+        description=f"kedro run --env={env} --pipelines={pipeline_name}, one op per node",
         executor_def=EXECUTORS[kind].configured(executors.get(kind) or {}),
         tags={"kedro_env": env, "kedro_pipeline": pipeline_name},
     )
@@ -98,7 +99,7 @@ def _job(project: Path, env: str, name: str, spec: dict, executors: dict) -> dg.
         done: dict[str, Any] = {}
         for node in pipelines[pipeline_name].nodes:  # topologically sorted
             parents = [_op_name(parent) for parent in dependencies[node]]
-            op = _node_op(project, env, pipeline_name, node, parents)
+            op = _node_op(project, env, spec, node, parents)
             done[_op_name(node)] = op(**{parent: done[parent] for parent in parents})
 
     return kedro_job
@@ -110,9 +111,6 @@ def build_definitions(env: str | None = None, project_path: Path | None = None) 
     Args:
         env: Kedro environment; default ``KEDRO_ENV`` or ``local``.
         project_path: The Kedro project; default the one containing the working directory.
-
-    Returns:
-        Dagster ``Definitions`` with the jobs of ``dagster.yml`` (``retrain``, ``predict``).
     """
     env = env or os.environ.get("KEDRO_ENV", "local")
     project = Path(project_path or find_kedro_project(Path.cwd())).resolve()
