@@ -1,6 +1,7 @@
-"""The Dagster deployment generated from the Kedro project by kedro-dagster: the retrain job,
-its weekly schedule from conf/base/dagster.yml, one run of it in process, and one on Dagster's
-multiprocess executor (each op in its own process) whose MLflow runs match `kedro run`'s.
+"""The Dagster deployment of the Kedro project (image_classifiers.definitions): the retrain
+job, its weekly schedule from conf/base/dagster.yml, one run of it in process, and one on
+Dagster's multiprocess executor (each op in its own process) whose MLflow runs match
+`kedro run`'s.
 
 Needs the optional extra: pip install -e ".[dagster]" (skipped without it)."""
 
@@ -14,14 +15,16 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from kedro.framework.project import pipelines
+from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from kedro.io import MemoryDataset
 
-pytest.importorskip("kedro_dagster", reason='the Dagster extra: pip install -e ".[dagster]"')
+pytest.importorskip("dagster", reason='the Dagster extra: pip install -e ".[dagster]"')
 
 import dagster as dg
 
 from image_classifiers.definitions import build_definitions, retrain_job
-from image_classifiers.pipelines.retrain import create_pipeline
 from image_classifiers.pipelines.retrain import nodes as retrain_nodes
 
 TESTS = Path(__file__).resolve().parent
@@ -68,41 +71,43 @@ def test_retrain_job_is_scheduled_weekly_from_the_config(deployment):
 
     (schedule,) = definitions.schedules  # predict runs on demand only
     assert schedule.cron_schedule == cron and schedule.execution_timezone == "UTC"
-    assert schedule.job_name == "local__retrain"
+    assert schedule.job_name == "retrain"
 
-    job = definitions.get_job_def("local__retrain")
-    # One op per Kedro node, plus the ops that run Kedro's pipeline hooks (kedro-mlflow).
-    ops = {node.name for node in job.nodes}
-    assert ops - {n.name for n in create_pipeline().nodes} == {
-        "before_pipeline_run_hook_retrain",
-        "after_pipeline_run_hook_retrain",
+    # One op per Kedro node, in the pipeline's order of dependencies.
+    job = definitions.get_job_def("retrain")
+    assert {node.name for node in job.nodes} == {node.name for node in pipelines["retrain"].nodes}
+    upstream = {
+        op.name: {dependency.node for dependency in inputs.values()}
+        for op, inputs in job.graph.dependencies.items()
     }
-    assert definitions.get_job_def("local__predict") is not None
+    assert upstream == {
+        node.name: {parent.name for parent in parents}
+        for node, parents in pipelines["retrain"].node_dependencies.items()
+    }
+    assert definitions.get_job_def("predict") is not None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("job_name", ["local__retrain", "local__predict"])
+@pytest.mark.parametrize("job_name", ["retrain", "predict"])
 def test_each_op_can_run_in_its_own_process(deployment, job_name):
-    _, definitions = deployment
-    job = definitions.get_job_def(job_name)
-    assert job.executor_def.name == "multiprocess"
-    # Every value an op hands another goes through the IO manager kedro-dagster makes for
-    # its catalog dataset (a file), never through Dagster's default one (a MemoryDataset).
-    for node in job.nodes:
-        for output in node.definition.output_defs:
-            if not output.dagster_type.is_nothing:
-                assert output.io_manager_key == f"local__{output.name}_io_manager", (
-                    node.name,
-                    output.name,
-                )
+    root, definitions = deployment
+    assert definitions.get_job_def(job_name).executor_def.name == "multiprocess"
+    # Every dataset one node hands another is a catalog file, which the next op's Kedro
+    # session reads: none is left to a MemoryDataset, which would be empty in that process.
+    pipeline = pipelines[job_name]
+    edges = pipeline.all_outputs() & {name for node in pipeline.nodes for name in node.inputs}
+    with KedroSession.create(root, env="local") as session:
+        catalog = session.load_context().catalog
+        in_memory = {name for name in edges if isinstance(catalog.get(name), MemoryDataset | None)}
+    assert edges and not in_memory
 
 
 @pytest.mark.slow
-def test_retrain_job_runs_in_process(deployment):
+def test_retrain_then_predict_jobs_run_in_process(deployment):
     root, definitions = deployment
     helpers.add_incoming(root, 8, seed=1)
 
-    result = definitions.get_job_def("local__retrain").execute_in_process()
+    result = definitions.get_job_def("retrain").execute_in_process()
 
     assert result.success
     report = json.loads((root / "data/08_reporting/retrain/report.json").read_text())
@@ -114,6 +119,25 @@ def test_retrain_job_runs_in_process(deployment):
     # kedro-mlflow's hooks ran inside the Dagster job: the run has the pipeline's parameters.
     run = client.get_run(report["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.params["retrain.model"] == "tiny"
+    assert run.data.tags["dagster_run_id"] == result.run_id  # every op logged into it
+
+    # predict, with a Kedro runtime parameter from the job's `params` in conf/local/dagster.yml
+    # (predict reads the champion of `registered_model_name`, cats_vs_dogs by default).
+    helpers.add_incoming(root, 4, seed=3, folder="predict")
+    local = {"jobs": {"predict": {"params": {"registered_model_name": helpers.MODEL_NAME}}}}
+    (root / "conf/local/dagster.yml").write_text(yaml.safe_dump(local))
+    predict = build_definitions(env="local", project_path=root).get_job_def("predict")
+    assert predict.executor_def.name == "multiprocess"  # the base config, kept
+
+    result = predict.execute_in_process()
+
+    assert result.success
+    summary = json.loads((root / "data/08_reporting/predictions_summary.json").read_text())
+    assert summary["images"] == summary["predicted"] == 4
+    (run,) = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.dagster_run_id = '{result.run_id}'"
+    )
+    assert run.info.run_name == "predict" and run.info.status == "FINISHED"
 
 
 @pytest.mark.slow
@@ -125,7 +149,7 @@ def test_a_failing_op_ends_the_mlflow_run_failed_and_moves_nothing(deployment, m
         raise RuntimeError("injected failure")
 
     monkeypatch.setattr(retrain_nodes, "log_classifier", crash)  # while registering
-    result = definitions.get_job_def("local__retrain").execute_in_process(raise_on_error=False)
+    result = definitions.get_job_def("retrain").execute_in_process(raise_on_error=False)
 
     assert not result.success
     assert all(path.is_file() for path in delivered)
@@ -136,6 +160,33 @@ def test_a_failing_op_ends_the_mlflow_run_failed_and_moves_nothing(deployment, m
     )
     assert latest.info.status == "FAILED" and mlflow.active_run() is None
     assert latest.data.tags["dagster_run_id"] == result.run_id
+
+
+@pytest.mark.slow
+def test_invalid_job_params_fail_the_first_op_and_its_mlflow_run(deployment):
+    root, _ = deployment
+    delivered = helpers.add_incoming(root, 2, seed=4)
+    local = root / "conf/local/dagster.yml"
+    local.write_text(
+        yaml.safe_dump({"jobs": {"retrain": {"params": {"retrain": {"min_score": "high"}}}}})
+    )
+    try:
+        job = build_definitions(env="local", project_path=root).get_job_def("retrain")
+        result = job.execute_in_process(raise_on_error=False)
+    finally:
+        local.unlink()
+
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == pipelines["retrain"].nodes[0].name  # Kedro stopped it at once
+    assert "min_score" in str(failure.event_specific_data.error)
+    assert all(path.is_file() for path in delivered)
+    client = mlflow.MlflowClient()
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("image_classifiers").experiment_id],
+        filter_string=f"tags.dagster_run_id = '{result.run_id}'",
+    )
+    assert run.info.status == "FAILED"
 
 
 # ---- the multiprocess executor --------------------------------------------------------------
@@ -180,22 +231,6 @@ def mlflow_summary(tracking_uri: str) -> dict:
     }
 
 
-def assert_same_params(ours: dict[str, str], theirs: dict[str, str]) -> None:
-    """Every parameter of `kedro run`, with its value; Dagster's may add typed defaults.
-
-    Two differences come from kedro-dagster, not from the executor (they are the same in
-    process): kedro-mlflow also logs a typed group given to a node as one string param
-    (``training`` = ``"optimizer='rmsprop' ..."``) beside its fields, where an op gets the
-    group as a dict and logs the fields only; and kedro-dagster validates the parameters
-    of every pipeline (``kedro run`` those of the pipeline it runs), so a group that another
-    pipeline types has its defaults listed too.
-    """
-    fields = {k: v for k, v in theirs.items() if not any(o.startswith(f"{k}.") for o in theirs)}
-    assert {k: ours.get(k) for k in fields} == fields
-    groups = {key.split(".", 1)[0] for key in theirs}
-    assert {key.split(".", 1)[0] for key in ours} == groups
-
-
 def artifact_paths(client: mlflow.MlflowClient, run_id: str, folder: str | None = None) -> list:
     paths = []
     for item in client.list_artifacts(run_id, folder):
@@ -226,12 +261,13 @@ def test_retrain_job_on_the_multiprocess_executor_logs_as_kedro_run(tmp_path, mo
         with dg.instance_for_test() as instance:
             result = dg.execute_job(dg.reconstructable(retrain_job), instance=instance)
             dagster_tags = instance.get_run_by_id(result.run_id).tags
+        op_names = {node.name for node in retrain_job().nodes}
     finally:
         bootstrap_project(PROJECT)  # later tests see the real project
 
     assert result.success
     steps = {e.step_key: e.pid for e in result.all_events if e.event_type_value == "STEP_START"}
-    assert set(steps) == {n.name for n in retrain_job().nodes}
+    assert set(steps) == op_names
     assert len(set(steps.values())) == len(steps) and os.getpid() not in steps.values()
     report = json.loads((by_dagster / "data/08_reporting/retrain/report.json").read_text())
     assert report["action"] == "promote" and helpers.incoming_files(by_dagster) == []
@@ -240,9 +276,7 @@ def test_retrain_job_on_the_multiprocess_executor_logs_as_kedro_run(tmp_path, mo
     assert [run["name"] for run in found["runs"]] == [run["name"] for run in expected["runs"]]
     for ours, theirs in zip(found["runs"], expected["runs"], strict=True):
         for key, value in theirs.items():
-            if key != "params":
-                assert ours[key] == value, f"{theirs['name']}: {key}"
-        assert_same_params(ours["params"], theirs["params"])
+            assert ours[key] == value, f"{theirs['name']}: {key}"
     assert (found["versions"], found["aliases"]) == (expected["versions"], expected["aliases"])
     (run,) = mlflow.MlflowClient(uris[by_dagster]).search_runs(
         [e.experiment_id for e in mlflow.MlflowClient(uris[by_dagster]).search_experiments()]
