@@ -252,9 +252,6 @@ class ExtractParams(Params):
         [".jpg", ".jpeg", ".png"], min_length=1, description="image file name endings kept"
     )
     target_dir: str = "data/01_raw/dogs-vs-cats"
-    nested_zips: Bool = Field(
-        False, description="also unpack zips inside it, in place (the class_folders source)"
-    )
 
 
 def _no_overlap(ranges: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
@@ -316,6 +313,13 @@ class SplitParams(Params):
             raise ValueError(
                 "set exactly one of ranges and fractions (clear the other with "
                 '--params="split.ranges=null" or split.fractions=null)'
+            )
+        # Checked here, before any node runs: not after a long download and extraction.
+        if self.fractions and abs((total := sum(self.fractions.values())) - 1) > 1e-6:
+            given = ", ".join(f"{subset} {value:g}" for subset, value in self.fractions.items())
+            raise ValueError(
+                f"fractions add up to {total:g}, not 1 ({given}); make them add up to 1 "
+                "(to use less data, split by ranges instead)"
             )
         return self
 

@@ -162,7 +162,6 @@ def test_kaggle_names_split_by_stratified_fractions(tmp_path):
 @pytest.mark.parametrize(
     ("fractions", "message"),
     [
-        ({"train": 0.5, "test": 0.4}, "add up to 0.9, not 1"),
         ({"train": 0.5, "holdout": 0.5}, r"names subsets \['holdout'\]"),
     ],
 )
@@ -179,6 +178,10 @@ def test_bad_fractions_say_what_to_fix(tmp_path, fractions, message):
     [
         ({"ranges": RANGES, "fractions": {"train": 0.5, "test": 0.5}}, "exactly one of"),
         ({"fractions": {"train": 1.5}}, "less than or equal to 1"),
+        (
+            {"fractions": {"train": 0.5, "test": 0.4}},
+            r"add up to 0.9, not 1 \(train 0.5, test 0.4\)",
+        ),
     ],
 )
 def test_fraction_parameters_are_checked_before_any_node(change, message):

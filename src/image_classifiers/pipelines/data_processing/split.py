@@ -126,13 +126,6 @@ def assign(
 def _by_fractions(
     members: Mapping[str, Mapping[int, T]], fractions: dict[str, float], seed: int, where: str
 ) -> list[tuple[str, str, T]]:
-    total = sum(fractions.values())
-    if abs(total - 1) > 1e-6:
-        raise SplitError(
-            f"split.fractions add up to {total:g}, not 1: "
-            + ", ".join(f"{s} {v:g}" for s, v in fractions.items())
-            + ". Make them add up to 1 (to use less data, split by split.ranges instead)."
-        )
     empty = [label for label, items in members.items() if not items]
     if empty:
         raise SplitError(f"No images for classes {empty} in {where}. Check split.classes.")
