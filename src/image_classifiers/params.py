@@ -165,7 +165,7 @@ class Overrides(Params):
     @model_serializer(mode="wrap")
     def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # A key that was not given must stay not given when the group travels as a dict
-        # (kedro-dagster's op config, the logged parameters): as None it would override.
+        # (the logged parameters, read back): as None it would override.
         return {
             key: value
             for key, value in handler(self).items()
