@@ -1,64 +1,67 @@
-"""The compare_architectures pipeline: train and evaluate several models, then compare them.
+"""The compare_architectures pipeline: the model_training pipeline once per model, then a
+comparison of them all.
 
-The DAG is the same whatever models are compared: ``train_architectures`` trains each model
-listed under ``compare_architectures.models`` when it runs (so ``--params``, ``--env`` and
-``conf/local`` all change the list), each in its own MLflow run; then one node tabulates and
-one plots them all. Nothing is read from ``conf/`` when the pipeline is registered.
+Each model of ``MODELS`` is trained, evaluated and inspected in its own namespace (as
+``kedro run --pipelines=model_training`` trains ``mini_xception``: same datasets, files and
+registered model), so ``kedro viz`` shows each as its own part and
+``hooks.ModelRunsHook`` gives each its own MLflow run nested in the pipeline's. The
+comparison reads every model's summary, so Kedro runs it after them all; it logs to the
+pipeline's run. Kedro fixes a DAG when it registers it, hence a list in code, as
+``cnn_cifar10``'s variants; ``--namespaces`` trains some of them only (without the comparison).
 """
 
-from __future__ import annotations
+from kedro.pipeline import Node, Pipeline
 
-from typing import Any
+from image_classifiers.pipelines import model_training
+from image_classifiers.pipelines.experiment import quietly
 
-from kedro.pipeline import Pipeline, node
+from .nodes import compare_architectures, plot_architecture_comparison, summarise_training
 
-from image_classifiers.pipelines.model_training.pipeline import SHARED_PARAMETERS
+#: The models compared, keys of the ``models`` parameters (conf/base/parameters_model_training.yml).
+MODELS = ("simple_convnet", "residual_convnet", "mini_xception")
 
-from .nodes import compare_architectures, plot_architecture_comparison, train_architectures
 
-
-def create_pipeline(**kwargs: Any) -> Pipeline:
-    """Train, evaluate and summarise each listed model, then compare them all.
+def create_pipeline(models: tuple[str, ...] = MODELS, **kwargs) -> Pipeline:
+    """Train, evaluate and summarise each of ``models``, then compare them.
 
     Args:
+        models: Keys of the ``models`` parameters, each trained in a namespace of its name.
         **kwargs: Ignored (Kedro's ``find_pipelines`` convention).
-
-    Returns:
-        The pipeline; it reads the decoded splits and the ``compare_architectures``,
-        ``models``, ``training``, ``augmentation``, ``evaluation`` and ``inspection``
-        parameters.
     """
-    return Pipeline(
+    summary = Pipeline(
         [
-            node(
-                train_architectures,
-                {
-                    "compare": "params:compare_architectures",
-                    "models": "params:models",
-                    "train_set": "train_set",
-                    "validation_set": "validation_set",
-                    "test_set": "test_set",
-                    **{name: f"params:{name}" for name in SHARED_PARAMETERS},
-                },
-                [
-                    "architecture_models",
-                    "architecture_reports",
-                    "architecture_plots",
-                    "architecture_summaries",
-                ],
-                name="train_architectures",
-            ),
-            node(
-                compare_architectures,
-                "architecture_summaries",
-                "architecture_comparison",
-                name="compare_architectures",
-            ),
-            node(
-                plot_architecture_comparison,
-                "architecture_comparison",
-                "architecture_comparison_plot",
-                name="plot_architecture_comparison",
-            ),
+            Node(
+                summarise_training,
+                ["model", "metrics", "training_history", "params:model_options"],
+                ["architecture_summary", "train_seconds"],
+                name="summarise_training",
+            )
         ]
     )
+    trained = [
+        model_training.create_pipeline(model)
+        + Pipeline(
+            summary, namespace=model, parameters={"params:model_options": f"params:models.{model}"}
+        )
+        for model in models
+    ]
+    summaries = {model: f"{model}.architecture_summary" for model in models}
+    comparison = quietly(
+        lambda: Pipeline(
+            [
+                Node(
+                    compare_architectures,
+                    summaries,
+                    "architecture_comparison",
+                    name="compare_architectures",
+                ),
+                Node(
+                    plot_architecture_comparison,
+                    "architecture_comparison",
+                    "architecture_comparison_plot",
+                    name="plot_architecture_comparison",
+                ),
+            ]
+        )
+    )
+    return sum(trained, Pipeline([])) + comparison

@@ -1,6 +1,8 @@
 """The model_training pipeline: build -> train -> evaluate one classifier per namespace."""
 
-from kedro.pipeline import Pipeline, node
+from collections.abc import Callable
+
+from kedro.pipeline import Node, Pipeline
 
 from .inspection import inspect_model
 from .nodes import build_model, evaluate_model, plot_training_curves, train_model
@@ -11,57 +13,66 @@ SHARED_PARAMETERS = ("training", "augmentation", "evaluation", "inspection")
 DEFAULT_MODEL = "mini_xception"
 
 
-def create_pipeline(model_name: str = DEFAULT_MODEL, **kwargs) -> Pipeline:
-    """Create the pipeline for the model configured under ``models.<model_name>``.
+def evaluation_pipeline(plot_curves: Callable = plot_training_curves) -> Pipeline:
+    """What every trained ``model`` gets: test metrics and figures, inspection, curves.
 
-    Every dataset and node lives under the namespace ``model_name`` (``mini_xception.model``
-    -> data/06_models/mini_xception.keras), so the same pipeline can train several models
-    side by side. The decoded splits and the ``training``, ``augmentation``, ``evaluation``
-    and ``inspection`` parameters are shared by all of them.
+    Shared by model_training, both phases of transfer_learning and the experiments; a
+    caller renames the datasets (``model``, ``metrics``, ...) with ``Pipeline(inputs=,
+    outputs=)`` or a namespace.
 
     Args:
-        model_name: A key of the ``models`` parameters.
-        **kwargs: Ignored (Kedro's ``find_pipelines`` convention).
-
-    Returns:
-        The namespaced pipeline.
+        plot_curves: Turns ``training_history`` into ``training_curves_plot``.
     """
-    template = Pipeline(
+    return Pipeline(
         [
-            node(
-                build_model,
-                ["train_set", "params:model_options", "params:augmentation", "params:training"],
-                "untrained_model",
-                name="build_model",
-            ),
-            node(
-                train_model,
-                ["untrained_model", "train_set", "validation_set", "params:training"],
-                ["model", "training_history"],
-                name="train_model",
-            ),
-            node(
+            Node(
                 evaluate_model,
                 ["model", "test_set", "params:evaluation"],
                 ["metrics", "confusion_matrix_plot", "misclassified_plot"],
                 name="evaluate_model",
             ),
-            node(
+            Node(
                 inspect_model,
                 ["model", "test_set", "params:inspection", "params:evaluation"],
                 ["feature_maps_plot", "grad_cam_plot"],
                 name="inspect_model",
             ),
-            node(
-                plot_training_curves,
-                "training_history",
-                "training_curves_plot",
-                name="plot_training_curves",
+            Node(
+                plot_curves, "training_history", "training_curves_plot", name="plot_training_curves"
+            ),
+        ]
+    )
+
+
+def create_pipeline(model_name: str = DEFAULT_MODEL, **kwargs) -> Pipeline:
+    """The model ``models.<model_name>``, in namespace ``model_name``.
+
+    ``mini_xception.model`` -> data/06_models/mini_xception.keras (catalog factories), so
+    the same pipeline trains several models side by side; the decoded splits and the shared
+    parameters stay outside the namespace.
+
+    Args:
+        model_name: A key of the ``models`` parameters.
+        **kwargs: Ignored (Kedro's ``find_pipelines`` convention).
+    """
+    training = Pipeline(
+        [
+            Node(
+                build_model,
+                ["train_set", "params:model_options", "params:augmentation", "params:training"],
+                "untrained_model",
+                name="build_model",
+            ),
+            Node(
+                train_model,
+                ["untrained_model", "train_set", "validation_set", "params:training"],
+                ["model", "training_history"],
+                name="train_model",
             ),
         ]
     )
     return Pipeline(
-        template,
+        training + evaluation_pipeline(),
         namespace=model_name,
         inputs={"train_set", "validation_set", "test_set"},
         parameters={

@@ -2,10 +2,9 @@
 
 from collections.abc import Sequence
 
-from kedro.pipeline import Pipeline, node
+from kedro.pipeline import Node, Pipeline
 
-from image_classifiers.pipelines.model_training.inspection import inspect_model
-from image_classifiers.pipelines.model_training.nodes import evaluate_model
+from image_classifiers.pipelines.model_training.pipeline import evaluation_pipeline
 
 from .nodes import (
     build_transfer_model,
@@ -16,6 +15,7 @@ from .nodes import (
 
 NAMESPACE = "transfer"
 SHARED_PARAMETERS = ("transfer", "training", "augmentation", "evaluation", "inspection")
+PHASE_1_REPORTS = ("metrics", "confusion_matrix_plot", "misclassified_plot")
 
 
 def create_pipeline(
@@ -23,26 +23,22 @@ def create_pipeline(
 ) -> Pipeline:
     """Create the pipeline; datasets and nodes live under ``namespace`` (``transfer``).
 
-    Both phases' models are saved and evaluated with the same node as the from-scratch
-    models: ``transfer.feature_extraction_model`` / ``..._metrics`` after phase 1,
-    ``transfer.model`` / ``transfer.metrics`` after phase 2. The file names carry the base
-    (data/06_models/transfer_<base>.keras, see conf/base/catalog_transfer_learning.yml).
+    Both phases are evaluated by the shared evaluation pipeline: ``<namespace>.
+    feature_extraction_metrics`` ... after phase 1 (its ``evaluate_model`` only, in the
+    sub-namespace ``feature_extraction``), ``<namespace>.metrics`` and every figure after
+    phase 2.
 
     Args:
-        run_after: Datasets (outside the namespace) that must exist before the transfer
-            stage starts; its first node takes and ignores them. Kedro orders nodes only by
-            their data, so this is how ``xception_cats`` runs the stage after the
-            from-scratch model.
+        run_after: Datasets (outside the namespace) that must exist before the stage starts;
+            its first node takes and ignores them (Kedro orders nodes by data only):
+            ``xception_cats`` runs it after the from-scratch model.
         namespace: Where its datasets and nodes live; an experiment pipeline gives its own
             (``vgg16_cifar10``) and maps the shared inputs and parameters into it.
         **kwargs: Ignored (Kedro's ``find_pipelines`` convention).
-
-    Returns:
-        The namespaced pipeline.
     """
-    template = Pipeline(
+    phase_1 = Pipeline(
         [
-            node(
+            Node(
                 build_transfer_model,
                 [
                     "train_set",
@@ -54,7 +50,7 @@ def create_pipeline(
                 "untrained_model",
                 name="build_transfer_model",
             ),
-            node(
+            Node(
                 train_feature_extractor,
                 [
                     "untrained_model",
@@ -66,17 +62,18 @@ def create_pipeline(
                 ["feature_extraction_model", "feature_extraction_history"],
                 name="train_feature_extractor",
             ),
-            node(
-                evaluate_model,
-                ["feature_extraction_model", "test_set", "params:evaluation"],
-                [
-                    "feature_extraction_metrics",
-                    "feature_extraction_confusion_matrix_plot",
-                    "feature_extraction_misclassified_plot",
-                ],
-                name="evaluate_feature_extractor",
-            ),
-            node(
+        ]
+    )
+    phase_1_evaluation = Pipeline(
+        evaluation_pipeline().only_nodes("evaluate_model"),
+        namespace="feature_extraction",
+        inputs={"model": "feature_extraction_model", "test_set": "test_set"},
+        outputs={name: f"feature_extraction_{name}" for name in PHASE_1_REPORTS},
+        parameters={"params:evaluation"},
+    )
+    phase_2 = Pipeline(
+        [
+            Node(
                 fine_tune_model,
                 [
                     "feature_extraction_model",
@@ -88,29 +85,11 @@ def create_pipeline(
                 ],
                 ["model", "training_history"],
                 name="fine_tune_model",
-            ),
-            node(
-                evaluate_model,
-                ["model", "test_set", "params:evaluation"],
-                ["metrics", "confusion_matrix_plot", "misclassified_plot"],
-                name="evaluate_model",
-            ),
-            node(
-                inspect_model,
-                ["model", "test_set", "params:inspection", "params:evaluation"],
-                ["feature_maps_plot", "grad_cam_plot"],
-                name="inspect_model",
-            ),
-            node(
-                plot_transfer_curves,
-                "training_history",
-                "training_curves_plot",
-                name="plot_training_curves",
-            ),
+            )
         ]
     )
     return Pipeline(
-        template,
+        phase_1 + phase_1_evaluation + phase_2 + evaluation_pipeline(plot_transfer_curves),
         namespace=namespace,
         inputs={"train_set", "validation_set", "test_set", *run_after},
         parameters={f"params:{name}" for name in SHARED_PARAMETERS},
