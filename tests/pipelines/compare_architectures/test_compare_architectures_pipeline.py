@@ -69,4 +69,6 @@ def test_catalog_declares_the_comparison_outputs():
         dataset = catalog.get(name)
         # kedro-mlflow's wrapper subclasses the dataset it wraps, logging each save.
         assert isinstance(dataset, kind) and type(dataset).__name__ == f"Mlflow{kind.__name__}"
-        assert str(dataset._filepath).endswith(f"data/08_reporting/architecture_comparison.{suffix}")
+        assert str(dataset._filepath).endswith(
+            f"data/08_reporting/architecture_comparison.{suffix}"
+        )

@@ -73,23 +73,12 @@ def compare_variants(**summaries: dict[str, Any]) -> tuple[pd.DataFrame, Figure]
         The table (``COMPARISON_COLUMNS``) and a two-panel figure: validation loss per epoch
         (over-fitting shows as a rising curve), and training / validation / test accuracy.
     """
-    if not summaries:
-        raise ValueError("No variants to compare.")
     rows = [
         {"variant": name, **{k: v for k, v in summary.items() if k != "curves"}}
         for name, summary in summaries.items()
     ]
     table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
-    for row in table.itertuples():
-        logger.info(
-            "%-14s test accuracy %.4f  loss %.4f  train %.4f  validation %.4f  gap %+.4f",
-            row.variant,
-            row.test_accuracy,
-            row.test_loss,
-            row.train_accuracy,
-            row.val_accuracy,
-            row.overfitting_gap,
-        )
+    logger.info("Over-fitting study:\n%s", table.to_string(index=False, float_format="%.4f"))
     return table, plot_variants(summaries, table)
 
 

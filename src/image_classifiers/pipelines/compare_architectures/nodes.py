@@ -83,16 +83,7 @@ def compare_architectures(**summaries: dict[str, Any]) -> pd.DataFrame:
     table = table.sort_values(
         ["test_accuracy", "test_loss"], ascending=[False, True], kind="stable"
     ).reset_index(drop=True)
-    for row in table.itertuples():
-        logger.info(
-            "%-20s %-18s %11s params  test accuracy %.4f  loss %.4f  %.1f s",
-            row.model,
-            row.architecture,
-            f"{row.params:,}",
-            row.test_accuracy,
-            row.test_loss,
-            row.train_seconds,
-        )
+    logger.info("Architectures compared:\n%s", table.to_string(index=False))
     return table
 
 
