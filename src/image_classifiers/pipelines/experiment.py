@@ -32,30 +32,20 @@ def quietly(build):
 def data_pipeline(namespace: str, data: str | None = None) -> Pipeline:
     """The data pipeline in ``namespace``, reading ``<data>.*`` (default: its own groups)."""
     groups = {f"params:{namespace}.{g}": f"params:{data}.{g}" for g in DATA_GROUPS if data}
-    return quietly(
-        lambda: Pipeline(data_processing.create_pipeline(namespace=namespace), parameters=groups)
-    )
+    pipeline = data_processing.create_pipeline(namespace=namespace)
+    return quietly(lambda: Pipeline(pipeline, parameters=groups))
 
 
 def model_pipeline(namespace: str, data_namespace: str, transfer: bool = False) -> Pipeline:
-    """model_training (or transfer_learning) in ``namespace`` on ``data_namespace``'s splits,
+    """model_training (transfer_learning) in ``namespace`` on ``data_namespace``'s splits,
     with the parameters ``<namespace>.model_options`` (``.transfer``), ``.training`` ..."""
-    if transfer:
-        model = transfer_learning.create_pipeline(namespace=namespace)
-        groups = transfer_learning.pipeline.SHARED_PARAMETERS
-        renamed = {}
-    else:
-        model = model_training.create_pipeline(model_name=namespace)
-        groups = model_training.pipeline.SHARED_PARAMETERS
-        renamed = {f"params:models.{namespace}": f"params:{namespace}.model_options"}
-    renamed |= {f"params:{group}": f"params:{namespace}.{group}" for group in groups}
-    return quietly(
-        lambda: Pipeline(
-            model,
-            inputs={name: f"{data_namespace}.{name}" for name in OUTPUTS},
-            parameters=renamed,
-        )
-    )
+    module = transfer_learning if transfer else model_training
+    groups = {f"params:{g}": f"params:{namespace}.{g}" for g in module.pipeline.SHARED_PARAMETERS}
+    if not transfer:
+        groups[f"params:models.{namespace}"] = f"params:{namespace}.model_options"
+    model = module.create_pipeline(namespace)
+    splits = {name: f"{data_namespace}.{name}" for name in OUTPUTS}
+    return quietly(lambda: Pipeline(model, inputs=splits, parameters=groups))
 
 
 def experiment(name: str, data: str | None = None, transfer: bool = False) -> Pipeline:

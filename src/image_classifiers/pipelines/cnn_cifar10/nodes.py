@@ -13,33 +13,18 @@ from matplotlib.ticker import MaxNLocator
 
 logger = logging.getLogger(__name__)
 
-COMPARISON_COLUMNS = (
-    "variant",
-    "test_accuracy",
-    "test_loss",
-    "train_accuracy",
-    "val_accuracy",
-    "overfitting_gap",
-    "best_epoch",
-    "epochs",
-)
+COMPARISON_COLUMNS = ("variant", "test_accuracy", "test_loss", "train_accuracy", "val_accuracy")
+COMPARISON_COLUMNS += ("overfitting_gap", "best_epoch", "epochs")
 _CURVES = ("accuracy", "val_accuracy", "loss", "val_loss")
 
 
 def summarise_variant(
     metrics: dict[str, Any], training_history: dict[str, list[float]]
 ) -> dict[str, Any]:
-    """What the study compares about one variant.
-
-    Args:
-        metrics: The variant's test metrics (``test_accuracy``, ``test_loss``).
-        training_history: Its per-epoch history (``accuracy``, ``val_accuracy``, ``loss``,
-            ``val_loss``).
-
-    Returns:
-        Test accuracy and loss, the last epoch's training and validation accuracy and their
-        difference (``overfitting_gap``: what the remedies should shrink), the epoch of the
-        lowest validation loss (whose weights were kept), the epoch count and the curves.
+    """What the study compares about one variant: test accuracy and loss, the last epoch's
+    training and validation accuracy and their difference (``overfitting_gap``: what the
+    remedies should shrink), the epoch of the lowest validation loss (whose weights were
+    kept), the epoch count and the curves.
 
     Raises:
         ValueError: If the metrics or the history lack what the study reports.
@@ -64,15 +49,8 @@ def summarise_variant(
 
 
 def compare_variants(**summaries: dict[str, Any]) -> tuple[pd.DataFrame, Figure]:
-    """One row per variant, in the study's order, and a figure of the curves and scores.
-
-    Args:
-        **summaries: ``summarise_variant`` outputs keyed by variant name.
-
-    Returns:
-        The table (``COMPARISON_COLUMNS``) and a two-panel figure: validation loss per epoch
-        (over-fitting shows as a rising curve), and training / validation / test accuracy.
-    """
+    """One row per variant (``summaries`` by name), in the study's order, and a figure:
+    validation loss per epoch (over-fitting shows as a rising curve) and the accuracies."""
     rows = [
         {"variant": name, **{k: v for k, v in summary.items() if k != "curves"}}
         for name, summary in summaries.items()

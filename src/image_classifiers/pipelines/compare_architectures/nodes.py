@@ -16,16 +16,8 @@ from image_classifiers.params import ModelOptions
 logger = logging.getLogger(__name__)
 
 #: Columns of data/08_reporting/architecture_comparison.csv, in order.
-COMPARISON_COLUMNS = (
-    "model",
-    "architecture",
-    "params",
-    "test_accuracy",
-    "test_loss",
-    "train_seconds",
-    "epoch_seconds",
-    "epochs",
-)
+COMPARISON_COLUMNS = ("model", "architecture", "params", "test_accuracy", "test_loss")
+COMPARISON_COLUMNS += ("train_seconds", "epoch_seconds", "epochs")
 
 
 def summarise_training(
@@ -34,22 +26,15 @@ def summarise_training(
     training_history: dict[str, list[float]],
     model_options: ModelOptions,
 ) -> tuple[dict[str, Any], float]:
-    """Collect what the comparison needs about one trained model.
-
-    Args:
-        model: The trained Keras model (only its parameter count is read).
-        metrics: The model's test metrics (``test_accuracy``, ``test_loss``, ...).
-        training_history: Per-epoch history; ``epoch_seconds`` gives the timings.
-        model_options: The model's ``models.<name>`` parameters (``architecture``, ...).
+    """What the comparison needs about one trained model.
 
     Returns:
-        The summary: ``architecture``, ``params``, ``test_accuracy``, ``test_loss``,
-        ``train_seconds`` (all epochs), ``epoch_seconds`` (median epoch, which leaves out the
-        first epoch's one-off compilation) and ``epochs``; and ``train_seconds`` alone, for
-        the model's MLflow run.
+        The summary (``COMPARISON_COLUMNS`` but ``model``: ``epoch_seconds`` is the median
+        epoch, which leaves out the first epoch's one-off compilation) and ``train_seconds``
+        alone, for the model's MLflow run.
 
     Raises:
-        ValueError: If the metrics or the history lack what the comparison reports.
+        ValueError: If the metrics lack what the comparison reports.
     """
     missing = [key for key in ("test_accuracy", "test_loss") if key not in metrics]
     if missing:
@@ -70,14 +55,7 @@ def summarise_training(
 
 
 def compare_architectures(**summaries: dict[str, Any]) -> pd.DataFrame:
-    """One row per model, best test accuracy first.
-
-    Args:
-        **summaries: ``summarise_training`` summaries keyed by model name.
-
-    Returns:
-        A table with ``COMPARISON_COLUMNS``.
-    """
+    """One row per model (``summaries`` by model name), best test accuracy first."""
     rows = [{**summary, "model": name} for name, summary in summaries.items()]
     table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
     table = table.sort_values(
@@ -88,14 +66,7 @@ def compare_architectures(**summaries: dict[str, Any]) -> pd.DataFrame:
 
 
 def plot_architecture_comparison(comparison: pd.DataFrame) -> Figure:
-    """Test accuracy against model size and against training time, one labelled dot per model.
-
-    Args:
-        comparison: The ``compare_architectures`` table.
-
-    Returns:
-        A two-panel figure.
-    """
+    """Test accuracy against model size and against training time, one labelled dot per model."""
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     panels = (
         ("params", "Parameters", "Accuracy vs model size", EngFormatter(sep=" ")),

@@ -8,7 +8,6 @@ from .inspection import inspect_model
 from .nodes import build_model, evaluate_model, plot_training_curves, train_model
 
 SHARED_PARAMETERS = ("training", "augmentation", "evaluation", "inspection")
-
 # The model trained by `kedro run --pipelines=model_training` (and xception_cats).
 DEFAULT_MODEL = "mini_xception"
 
@@ -16,25 +15,19 @@ DEFAULT_MODEL = "mini_xception"
 def evaluation_pipeline(plot_curves: Callable = plot_training_curves) -> Pipeline:
     """What every trained ``model`` gets: test metrics and figures, inspection, curves.
 
-    Shared by model_training, both phases of transfer_learning and the experiments; a
-    caller renames the datasets (``model``, ``metrics``, ...) with ``Pipeline(inputs=,
-    outputs=)`` or a namespace.
-
-    Args:
-        plot_curves: Turns ``training_history`` into ``training_curves_plot``.
+    Shared by model_training, both phases of transfer_learning and the experiments, which
+    rename its datasets (``model``, ``metrics`` ...) with a namespace or a mapping.
     """
+    model = ["model", "test_set"]
+    reports = ["metrics", "confusion_matrix_plot", "misclassified_plot"]
+    figures = ["feature_maps_plot", "grad_cam_plot"]
     return Pipeline(
         [
-            Node(
-                evaluate_model,
-                ["model", "test_set", "params:evaluation"],
-                ["metrics", "confusion_matrix_plot", "misclassified_plot"],
-                name="evaluate_model",
-            ),
+            Node(evaluate_model, [*model, "params:evaluation"], reports, name="evaluate_model"),
             Node(
                 inspect_model,
-                ["model", "test_set", "params:inspection", "params:evaluation"],
-                ["feature_maps_plot", "grad_cam_plot"],
+                [*model, "params:inspection", "params:evaluation"],
+                figures,
                 name="inspect_model",
             ),
             Node(
@@ -48,35 +41,24 @@ def create_pipeline(model_name: str = DEFAULT_MODEL, **kwargs) -> Pipeline:
     """The model ``models.<model_name>``, in namespace ``model_name``.
 
     ``mini_xception.model`` -> data/06_models/mini_xception.keras (catalog factories), so
-    the same pipeline trains several models side by side; the decoded splits and the shared
-    parameters stay outside the namespace.
-
-    Args:
-        model_name: A key of the ``models`` parameters.
-        **kwargs: Ignored (Kedro's ``find_pipelines`` convention).
+    several models train side by side on the shared splits and parameters.
     """
-    training = Pipeline(
-        [
-            Node(
-                build_model,
-                ["train_set", "params:model_options", "params:augmentation", "params:training"],
-                "untrained_model",
-                name="build_model",
-            ),
-            Node(
-                train_model,
-                ["untrained_model", "train_set", "validation_set", "params:training"],
-                ["model", "training_history"],
-                name="train_model",
-            ),
-        ]
-    )
+    splits = ["train_set", "validation_set"]
+    options = ["params:model_options", "params:augmentation", "params:training"]
+    nodes = [
+        Node(build_model, ["train_set", *options], "untrained_model", name="build_model"),
+        Node(
+            train_model,
+            ["untrained_model", *splits, "params:training"],
+            ["model", "training_history"],
+            name="train_model",
+        ),
+        evaluation_pipeline(),
+    ]
+    shared = {f"params:{name}": f"params:{name}" for name in SHARED_PARAMETERS}
     return Pipeline(
-        training + evaluation_pipeline(),
+        nodes,
         namespace=model_name,
-        inputs={"train_set", "validation_set", "test_set"},
-        parameters={
-            "params:model_options": f"params:models.{model_name}",
-            **{f"params:{name}": f"params:{name}" for name in SHARED_PARAMETERS},
-        },
+        inputs={*splits, "test_set"},
+        parameters={"params:model_options": f"params:models.{model_name}", **shared},
     )

@@ -19,51 +19,22 @@ PHASE_1_REPORTS = ("metrics", "confusion_matrix_plot", "misclassified_plot")
 
 
 def create_pipeline(
-    run_after: Sequence[str] = (), namespace: str = NAMESPACE, **kwargs
+    namespace: str = NAMESPACE, run_after: Sequence[str] = (), **kwargs
 ) -> Pipeline:
-    """Create the pipeline; datasets and nodes live under ``namespace`` (``transfer``).
+    """The pipeline in ``namespace`` (an experiment gives its own, e.g. ``vgg16_cifar10``).
 
-    Both phases are evaluated by the shared evaluation pipeline: ``<namespace>.
-    feature_extraction_metrics`` ... after phase 1 (its ``evaluate_model`` only, in the
-    sub-namespace ``feature_extraction``), ``<namespace>.metrics`` and every figure after
-    phase 2.
+    The shared evaluation pipeline evaluates phase 1 (its ``evaluate_model`` alone, in the
+    sub-namespace ``feature_extraction``: ``feature_extraction_metrics`` ...) and phase 2.
 
     Args:
+        namespace: Where its datasets and nodes live.
         run_after: Datasets (outside the namespace) that must exist before the stage starts;
             its first node takes and ignores them (Kedro orders nodes by data only):
             ``xception_cats`` runs it after the from-scratch model.
-        namespace: Where its datasets and nodes live; an experiment pipeline gives its own
-            (``vgg16_cifar10``) and maps the shared inputs and parameters into it.
-        **kwargs: Ignored (Kedro's ``find_pipelines`` convention).
     """
-    phase_1 = Pipeline(
-        [
-            Node(
-                build_transfer_model,
-                [
-                    "train_set",
-                    "params:transfer",
-                    "params:augmentation",
-                    "params:training",
-                    *run_after,
-                ],
-                "untrained_model",
-                name="build_transfer_model",
-            ),
-            Node(
-                train_feature_extractor,
-                [
-                    "untrained_model",
-                    "train_set",
-                    "validation_set",
-                    "params:training",
-                    "params:transfer",
-                ],
-                ["feature_extraction_model", "feature_extraction_history"],
-                name="train_feature_extractor",
-            ),
-        ]
-    )
+    splits = ["train_set", "validation_set"]
+    phase = ["params:training", "params:transfer"]
+    build = ["train_set", "params:transfer", "params:augmentation", "params:training"]
     phase_1_evaluation = Pipeline(
         evaluation_pipeline().only_nodes("evaluate_model"),
         namespace="feature_extraction",
@@ -71,26 +42,31 @@ def create_pipeline(
         outputs={name: f"feature_extraction_{name}" for name in PHASE_1_REPORTS},
         parameters={"params:evaluation"},
     )
-    phase_2 = Pipeline(
-        [
-            Node(
-                fine_tune_model,
-                [
-                    "feature_extraction_model",
-                    "train_set",
-                    "validation_set",
-                    "params:training",
-                    "params:transfer",
-                    "feature_extraction_history",
-                ],
-                ["model", "training_history"],
-                name="fine_tune_model",
-            )
-        ]
-    )
+    nodes = [
+        Node(
+            build_transfer_model,
+            [*build, *run_after],
+            "untrained_model",
+            name="build_transfer_model",
+        ),
+        Node(
+            train_feature_extractor,
+            ["untrained_model", *splits, *phase],
+            ["feature_extraction_model", "feature_extraction_history"],
+            name="train_feature_extractor",
+        ),
+        phase_1_evaluation,
+        Node(
+            fine_tune_model,
+            ["feature_extraction_model", *splits, *phase, "feature_extraction_history"],
+            ["model", "training_history"],
+            name="fine_tune_model",
+        ),
+        evaluation_pipeline(plot_transfer_curves),
+    ]
     return Pipeline(
-        phase_1 + phase_1_evaluation + phase_2 + evaluation_pipeline(plot_transfer_curves),
+        nodes,
         namespace=namespace,
-        inputs={"train_set", "validation_set", "test_set", *run_after},
+        inputs={*splits, "test_set", *run_after},
         parameters={f"params:{name}" for name in SHARED_PARAMETERS},
     )
