@@ -1,12 +1,7 @@
-"""How the experiment pipelines are put together: the data pipeline and a model pipeline,
-each in the experiment's namespace.
-
-Experiment ``<name>`` runs the data pipeline in namespace ``<name>`` (``<name>.train_set``
-... under ``data/0x_*/<name>/``) with the dataset's parameter groups ``<data>.source``,
-``<data>.download`` ... (one spelling per dataset, e.g. ``--params="mnist.download.
-local_path=/abs/mnist.npz"``), then trains in namespace ``<name>`` (or one per variant) with
-``<name>.model_options``, ``<name>.training`` ... So nothing of one experiment, its MLflow
-run included (one per top-level namespace), collides with another's.
+"""Experiment pipelines: the data pipeline and a model pipeline in the experiment's namespace
+``<name>`` (data under ``data/0x_*/<name>/``, parameters ``<name>.model_options``,
+``<name>.training`` ..., one MLflow run), reading the dataset's groups ``<data>.download`` ...
+(``--params="mnist.download.local_path=/abs/mnist.npz"``): nothing collides across them.
 """
 
 from __future__ import annotations

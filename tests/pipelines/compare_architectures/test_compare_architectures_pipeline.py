@@ -14,8 +14,7 @@ from image_classifiers.datasets.atomic import (
     AtomicMatplotlibDataset,
 )
 from image_classifiers.pipelines import model_training
-from image_classifiers.pipelines.compare_architectures import create_pipeline
-from image_classifiers.pipelines.compare_architectures.pipeline import MODELS
+from image_classifiers.pipelines.compare_architectures import MODELS, create_pipeline
 
 
 def test_each_model_is_the_model_training_pipeline_in_its_own_namespace():

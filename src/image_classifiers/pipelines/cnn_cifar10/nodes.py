@@ -67,9 +67,7 @@ def plot_variants(summaries: dict[str, dict[str, Any]], table: pd.DataFrame) -> 
     for name, summary in summaries.items():
         losses = summary["curves"]["val_loss"]
         curves.plot(np.arange(1, len(losses) + 1), losses, marker="o", markersize=3, label=name)
-    curves.set_title("Validation loss per epoch")
-    curves.set_xlabel("Epoch")
-    curves.set_ylabel("Validation loss")
+    curves.set(title="Validation loss per epoch", xlabel="Epoch", ylabel="Validation loss")
     curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.legend()
     curves.grid(alpha=0.3)
@@ -86,9 +84,8 @@ def plot_variants(summaries: dict[str, dict[str, Any]], table: pd.DataFrame) -> 
     ):
         bars.bar(positions + (offset - 1) * width, table[column], width, label=label)
     bars.set_xticks(positions, table["variant"], rotation=15)
-    bars.set_ylim(0, 1)
-    bars.set_ylabel("Accuracy")
-    bars.set_title("Accuracy per variant: the gap between training and validation is over-fitting")
+    title = "Accuracy per variant: the gap between training and validation is over-fitting"
+    bars.set(ylim=(0, 1), ylabel="Accuracy", title=title)
     bars.legend(fontsize=8)
     bars.grid(alpha=0.3, axis="y")
     figure.suptitle(f"CIFAR-10 over-fitting study: {len(table)} variants on the same data")

@@ -38,9 +38,7 @@ def summarise_training(
     """
     missing = [key for key in ("test_accuracy", "test_loss") if key not in metrics]
     if missing:
-        raise ValueError(
-            f"The test metrics lack {missing}; re-run the model's evaluate_model node."
-        )
+        raise ValueError(f"The test metrics lack {missing}: re-run evaluate_model.")
     epoch_seconds = [float(s) for s in training_history.get("epoch_seconds") or []]
     summary = {
         "architecture": model_options.architecture,
@@ -90,9 +88,7 @@ def plot_architecture_comparison(comparison: pd.DataFrame) -> Figure:
             axes.xaxis.set_minor_formatter(NullFormatter())
         axes.xaxis.set_major_formatter(formatter)
         axes.margins(x=0.2, y=0.15)  # room for the labels at the edges
-        axes.set_xlabel(label)
-        axes.set_ylabel("Test accuracy")
-        axes.set_title(title)
+        axes.set(xlabel=label, ylabel="Test accuracy", title=title)
         axes.grid(alpha=0.3)
     figure.suptitle(f"{len(comparison)} models on the same data")
     return figure

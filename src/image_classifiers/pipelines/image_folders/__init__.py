@@ -1,9 +1,5 @@
-"""image_folders: a user's class folders (or zip) -> a trained, evaluated classifier.
-
-The data pipeline and a model pipeline, all in namespace ``image_folders``: parameters
-``image_folders.download``, ``.split``, ``.training`` ... (parameters_image_folders.yml),
-data under ``data/*/image_folders``, one MLflow run of its own.
-"""
+"""image_folders: a user's class folders (or zip) -> a trained, evaluated classifier, all in
+namespace ``image_folders`` (parameters ``image_folders.download``, ``.training`` ...)."""
 
 from kedro.pipeline import Pipeline
 

@@ -13,11 +13,8 @@ DEFAULT_MODEL = "mini_xception"
 
 
 def evaluation_pipeline(plot_curves: Callable = plot_training_curves) -> Pipeline:
-    """What every trained ``model`` gets: test metrics and figures, inspection, curves.
-
-    Shared by model_training, both phases of transfer_learning and the experiments, which
-    rename its datasets (``model``, ``metrics`` ...) with a namespace or a mapping.
-    """
+    """What every trained ``model`` gets: test metrics and figures, inspection, curves;
+    shared by model_training, transfer_learning (both phases) and the experiments."""
     model = ["model", "test_set"]
     reports = ["metrics", "confusion_matrix_plot", "misclassified_plot"]
     figures = ["feature_maps_plot", "grad_cam_plot"]
@@ -38,11 +35,8 @@ def evaluation_pipeline(plot_curves: Callable = plot_training_curves) -> Pipelin
 
 
 def create_pipeline(model_name: str = DEFAULT_MODEL, **kwargs) -> Pipeline:
-    """The model ``models.<model_name>``, in namespace ``model_name``.
-
-    ``mini_xception.model`` -> data/06_models/mini_xception.keras (catalog factories), so
-    several models train side by side on the shared splits and parameters.
-    """
+    """The model ``models.<model_name>`` in namespace ``model_name`` (``mini_xception.model``
+    -> data/06_models/mini_xception.keras), so models train side by side on shared data."""
     splits = ["train_set", "validation_set"]
     options = ["params:model_options", "params:augmentation", "params:training"]
     nodes = [
