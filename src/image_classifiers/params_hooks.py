@@ -1,42 +1,15 @@
-"""A hook that checks one parameter group against another before a run starts.
-
-Kedro validates each typed group (``image_classifiers.params``) on its own; a group that
-names entries of another group needs this. Parameter checks, not tracking: it lives apart
-from the MLflow hooks of ``hooks.py``.
-"""
-
-from __future__ import annotations
-
-from typing import Any
+"""A hook that checks ``retrain.model`` against the ``models`` group before a run starts."""
 
 from kedro.framework.hooks import hook_impl
-from kedro.pipeline import Pipeline
-
-from image_classifiers.params import CompareArchitecturesParams, RetrainParams
 
 
 class ParamsCrossCheckHook:
-    """Checks what Kedro's typed parameters cannot: a group naming entries of another group.
-
-    Kedro validates each parameter group against its own model. ``compare_architectures.
-    models`` and ``retrain.model`` must also name models of the ``models`` group (whose
-    options are then validated): checked here, before any node runs and before
-    kedro-mlflow opens a run, so a typo costs neither training nor a run.
-    """
+    """Kedro validates each parameter group alone; ``retrain.model`` must also name a model
+    of the ``models`` group (whose options are then validated). Checked before any node and
+    before kedro-mlflow opens a run, so a typo costs neither."""
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow's before_pipeline_run opens the run
-    def before_pipeline_run(self, pipeline: Pipeline, catalog: Any) -> None:
-        """Check the models named by ``params:compare_architectures`` or ``params:retrain``.
-
-        Raises:
-            ValueError: Naming the key and the models to choose from.
-        """
-        inputs = pipeline.inputs()
-        if "params:compare_architectures" in inputs:
-            compare = CompareArchitecturesParams.coerce(
-                catalog.load("params:compare_architectures")
-            )
-            compare.listed_options(catalog.load("params:models"))
-        if "params:retrain" in inputs and "params:models" in inputs:
-            retrain = RetrainParams.coerce(catalog.load("params:retrain"))
-            retrain.model_options(catalog.load("params:models"))
+    def before_pipeline_run(self, pipeline, catalog) -> None:
+        """Raises ValueError naming the key and the models to choose from."""
+        if {"params:retrain", "params:models"} <= pipeline.inputs():
+            catalog.load("params:retrain").model_options(catalog.load("params:models"))

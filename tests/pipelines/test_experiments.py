@@ -11,11 +11,10 @@ import pytest
 from fixture_archives import write_cifar_archive, write_fashion_folder, write_mnist_npz
 from project_copies import copy_project, run_pipeline
 
+from image_classifiers.pipelines import cnn_cifar10, lenet_mnist, vgg16_cifar10
 from image_classifiers.pipelines.cnn_cifar10 import VARIANTS, variant_namespace
-from image_classifiers.pipelines.cnn_cifar10 import pipeline as cnn_cifar10
 from image_classifiers.pipelines.cnn_cifar10.nodes import compare_variants, summarise_variant
-from image_classifiers.pipelines.lenet_mnist import pipeline as lenet_mnist
-from image_classifiers.pipelines.vgg16_cifar10 import pipeline as vgg16_cifar10
+from image_classifiers.pipelines.model_training.pipeline import evaluation_pipeline
 
 REPORTS = ("metrics.json", "training_curves.png", "grad_cam.png", "feature_maps.png")
 
@@ -38,6 +37,17 @@ def project(tmp_path, monkeypatch) -> Path:
     root = copy_project(tmp_path / "project")
     monkeypatch.chdir(root)
     return root
+
+
+def test_every_model_is_evaluated_by_the_shared_evaluation_pipeline():
+    evaluation = {node.name for node in evaluation_pipeline().nodes}
+    for module in (lenet_mnist, cnn_cifar10, vgg16_cifar10):
+        pipeline = module.create_pipeline()
+        for namespace in {n.namespace for n in pipeline.nodes if n.name.endswith(".train_model")}:
+            names = {n.name for n in pipeline.nodes}
+            assert {f"{namespace}.{name}" for name in evaluation} <= names, namespace
+    transfer = {n.name for n in vgg16_cifar10.create_pipeline().nodes}
+    assert {f"vgg16_cifar10.{name}" for name in evaluation} <= transfer
 
 
 def test_each_experiment_lives_in_its_own_namespace():

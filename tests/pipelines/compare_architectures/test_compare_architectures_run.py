@@ -1,5 +1,5 @@
 """compare_architectures run end to end through Kedro and kedro-mlflow on a tiny project:
-what lands in MLflow for each model, the comparison table, a model list given with --params,
+what lands in MLflow for each model, the comparison table, models chosen with --namespaces,
 and failed runs."""
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from kedro.framework.cli.utils import _split_params
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 from mlflow.entities import Run
 from tiny_project import (
     EPOCHS,
+    PROJECT,
     TINY_MODELS,
     end_active_runs,
     image_set,
@@ -42,7 +44,7 @@ MODEL_ARTIFACTS = {
     "model_summary.txt",
     "data_quality.json",
 }
-REPORTS = Path("data/08_reporting/compare_architectures")
+REPORTS = Path("data/08_reporting")
 
 
 @pytest.fixture(scope="module")
@@ -116,18 +118,18 @@ def test_model_runs_have_flattened_parameters_and_tags(runs):
         params, tags = run.data.params, run.data.tags
         assert params["training.epochs"] == str(EPOCHS)
         assert params["training.optimizer"] == "rmsprop"
-        assert params["model.architecture"] == "simple_convnet"
-        assert params[f"models.{model}.architecture"] == "simple_convnet"
+        assert params["model.architecture"] == model
+        assert params[f"models.{model}.architecture"] == model
         assert not any(value.startswith("{") for value in params.values()), "not flattened"
-        assert tags["architecture"] == "simple_convnet"
+        assert tags["architecture"] == model
         assert tags["model"] == model
         assert tags["keras_backend"] == keras.backend.backend()
         assert tags["device"]
         assert tags["kedro_pipeline"] == "compare_architectures"
         assert tags["dataset_sha256"] == "ab" * 32
-    # Each run holds its own model's options, not the other's.
-    assert model_run(runs, "tiny_a").data.params["model.filters"] == "[4, 8]"
-    assert model_run(runs, "tiny_b").data.params["model.filters"] == "[8]"
+    # Each run holds its own model's options, not another's.
+    assert model_run(runs, "mini_xception").data.params["model.stem_filters"] == "4"
+    assert "model.stem_filters" not in model_run(runs, "simple_convnet").data.params
 
 
 def test_metric_history_has_one_entry_per_epoch(runs, tracked_project):
@@ -206,7 +208,7 @@ def test_each_model_is_registered_and_the_version_loads_and_predicts(runs, track
         (version,) = client.search_model_versions(f"name='{model}_keras'")
         assert version.run_id == model_run(runs, model).info.run_id
         uri = f"models:/{model}_keras/{version.version}"
-        local_file = tracked_project / f"data/06_models/compare_architectures/{model}.keras"
+        local_file = tracked_project / f"data/06_models/{model}.keras"
         local = KerasModelDataset(str(local_file)).load()
         expected = local.predict(images, verbose=0)
         np.testing.assert_allclose(
@@ -241,8 +243,8 @@ def test_a_failing_node_marks_the_runs_failed_in_the_default_store(tmp_path, mon
     def failing_metrics(*args, **kwargs):
         raise ValueError("evaluation fails on purpose")
 
-    # evaluate_model fails for the first model, after it was built (and not) trained. (A
-    # bad parameter would not do: it stops the run before any node.)
+    # evaluate_model fails for the first model evaluated, after all were built (and not)
+    # trained. (A bad parameter would not do: it stops the run before any node.)
     monkeypatch.setattr(model_training_nodes, "classification_metrics", failing_metrics)
     try:
         with pytest.raises(ValueError, match="evaluation fails on purpose"):
@@ -262,36 +264,33 @@ def test_a_failing_node_marks_the_runs_failed_in_the_default_store(tmp_path, mon
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     found = client.search_runs([experiment.experiment_id])
     statuses = {run.info.run_name: run.info.status for run in found}
-    # The model being evaluated and the pipeline's run; the next model never started.
+    # The pipeline's run and every model run, all left incomplete.
     assert statuses == {
         "compare_architectures": "FAILED",
-        f"compare_architectures.{TINY_MODELS[0]}": "FAILED",
+        **{f"compare_architectures.{model}": "FAILED" for model in TINY_MODELS},
     }
-    assert not (project / "data/06_models").exists()
+    assert not list((project / "data/08_reporting").glob("architecture_comparison.*"))
 
 
-def test_the_model_list_given_with_params_decides_what_is_trained(tmp_path, monkeypatch):
-    project = make_project(tmp_path / "override")
+def test_namespaces_choose_the_models_trained(tmp_path, monkeypatch):
+    project = make_project(tmp_path / "chosen")
     monkeypatch.chdir(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'tracking.db'}")
-    # As `kedro run --params=...` parses it: Kedro splits on commas, the list on spaces.
-    cli = "compare_architectures.models=tiny_b,compare_architectures.register_models=false"
-    run_pipeline(project, "compare_architectures", runtime_params=_split_params(None, None, cli))
-    assert [p.name for p in (project / "data/06_models/compare_architectures").iterdir()] == [
-        "tiny_b.keras"
-    ]
-    table = pd.read_csv(project / "data/08_reporting/architecture_comparison.csv")
-    assert list(table["model"]) == ["tiny_b"]
-    assert sorted(p.name for p in (project / REPORTS).iterdir()) == ["tiny_b"]
-    client = mlflow.MlflowClient()
-    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
-    found = client.search_runs([experiment_id])
+    end_active_runs()
+    bootstrap_project(project)
+    try:
+        # kedro run --pipelines=compare_architectures --namespaces=residual_convnet
+        with KedroSession.create(project_path=project) as session:
+            session.run(pipeline_names=["compare_architectures"], namespaces=["residual_convnet"])
+    finally:
+        bootstrap_project(PROJECT)
+    assert [p.name for p in (project / "data/06_models").iterdir()] == ["residual_convnet.keras"]
+    assert not (project / "data/08_reporting/architecture_comparison.csv").exists()
+    found = mlflow.MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name(EXPERIMENT).experiment_id]
+    )
     runs = {run.info.run_name: run for run in found}
-    assert set(runs) == {"compare_architectures", "compare_architectures.tiny_b"}
-    model = runs["compare_architectures.tiny_b"]
+    assert set(runs) == {"compare_architectures", "compare_architectures.residual_convnet"}
+    model = runs["compare_architectures.residual_convnet"]
     assert model.data.tags["mlflow.parentRunId"] == runs["compare_architectures"].info.run_id
-    assert model.data.metrics["test_accuracy"] >= 0
-    # Logged, not registered (compare_architectures.register_models=false).
-    (logged,) = mlflow.search_logged_models([experiment_id], output_format="list")
-    assert logged.source_run_id == model.info.run_id
-    assert client.search_registered_models() == []
+    assert model.data.metrics["train_seconds"] > 0

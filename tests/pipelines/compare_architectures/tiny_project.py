@@ -10,16 +10,16 @@ import numpy as np
 import project_copies
 
 PROJECT = project_copies.PROJECT
-TINY_MODELS = ("tiny_a", "tiny_b")
+TINY_MODELS = ("simple_convnet", "residual_convnet", "mini_xception")  # the pipeline's MODELS
 EPOCHS = 2
 
-# Two small convnets that train in a second or two on 32x32 images.
+# The compared models made small enough to train in a second or two on 32x32 images (conf/local
+# overrides single keys of conf/base: the soft merge of settings.py).
 TINY_PARAMETERS = f"""
 models:
-  tiny_a: {{architecture: simple_convnet, filters: [4, 8], dropout: 0.0}}
-  tiny_b: {{architecture: simple_convnet, filters: [8], dropout: 0.0}}
-compare_architectures:
-  models: [{", ".join(TINY_MODELS)}]
+  simple_convnet: {{filters: [4, 8], dropout: 0.0}}
+  residual_convnet: {{filters: [4, 8]}}
+  mini_xception: {{filters: [4, 8], stem_filters: 4, dropout: 0.0}}
 augmentation: {{rotation: 0.0, zoom: 0.0}}
 training: {{epochs: {EPOCHS}, batch_size: 8}}
 evaluation: {{batch_size: 8, misclassified_grid: 4}}

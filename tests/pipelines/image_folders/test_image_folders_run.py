@@ -12,8 +12,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 from project_copies import copy_project, run_pipeline
 
-from image_classifiers.pipelines.image_folders import create_pipeline
-from image_classifiers.pipelines.image_folders.pipeline import create_transfer_pipeline
+from image_classifiers.pipelines.image_folders import create_pipeline, create_transfer_pipeline
 
 PROJECT = Path(__file__).resolve().parents[3]
 

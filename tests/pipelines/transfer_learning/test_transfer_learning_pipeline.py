@@ -13,6 +13,7 @@ from kedro.runner import SequentialRunner
 from transfer_helpers import image_set
 
 from image_classifiers.datasets import KerasModelDataset
+from image_classifiers.pipelines.model_training.pipeline import evaluation_pipeline
 from image_classifiers.pipelines.transfer_learning import create_pipeline
 from image_classifiers.training import cross_entropy, predict_probabilities
 
@@ -36,7 +37,7 @@ def test_pipeline_is_namespaced_with_shared_inputs():
     assert [node.name for node in pipeline.nodes] == [
         "transfer.build_transfer_model",
         "transfer.train_feature_extractor",
-        "transfer.evaluate_feature_extractor",
+        "transfer.feature_extraction.evaluate_model",
         "transfer.fine_tune_model",
         "transfer.evaluate_model",
         "transfer.inspect_model",
@@ -47,6 +48,10 @@ def test_pipeline_is_namespaced_with_shared_inputs():
     }
     outputs = pipeline.all_outputs()
     assert {"transfer.model", "transfer.metrics", "transfer.training_history"} <= outputs
+    # Both phases evaluated by the shared evaluation pipeline (phase 1: its metrics only).
+    assert {"transfer.feature_extraction_metrics", "transfer.grad_cam_plot"} <= outputs
+    (phase_1,) = pipeline.only_nodes("transfer.feature_extraction.evaluate_model").nodes
+    assert phase_1.func is evaluation_pipeline().nodes[0].func
 
 
 @pytest.mark.parametrize(

@@ -13,33 +13,18 @@ from matplotlib.ticker import MaxNLocator
 
 logger = logging.getLogger(__name__)
 
-COMPARISON_COLUMNS = (
-    "variant",
-    "test_accuracy",
-    "test_loss",
-    "train_accuracy",
-    "val_accuracy",
-    "overfitting_gap",
-    "best_epoch",
-    "epochs",
-)
+COMPARISON_COLUMNS = ("variant", "test_accuracy", "test_loss", "train_accuracy", "val_accuracy")
+COMPARISON_COLUMNS += ("overfitting_gap", "best_epoch", "epochs")
 _CURVES = ("accuracy", "val_accuracy", "loss", "val_loss")
 
 
 def summarise_variant(
     metrics: dict[str, Any], training_history: dict[str, list[float]]
 ) -> dict[str, Any]:
-    """What the study compares about one variant.
-
-    Args:
-        metrics: The variant's test metrics (``test_accuracy``, ``test_loss``).
-        training_history: Its per-epoch history (``accuracy``, ``val_accuracy``, ``loss``,
-            ``val_loss``).
-
-    Returns:
-        Test accuracy and loss, the last epoch's training and validation accuracy and their
-        difference (``overfitting_gap``: what the remedies should shrink), the epoch of the
-        lowest validation loss (whose weights were kept), the epoch count and the curves.
+    """What the study compares about one variant: test accuracy and loss, the last epoch's
+    training and validation accuracy and their difference (``overfitting_gap``: what the
+    remedies should shrink), the epoch of the lowest validation loss (whose weights were
+    kept), the epoch count and the curves.
 
     Raises:
         ValueError: If the metrics or the history lack what the study reports.
@@ -64,32 +49,14 @@ def summarise_variant(
 
 
 def compare_variants(**summaries: dict[str, Any]) -> tuple[pd.DataFrame, Figure]:
-    """One row per variant, in the study's order, and a figure of the curves and scores.
-
-    Args:
-        **summaries: ``summarise_variant`` outputs keyed by variant name.
-
-    Returns:
-        The table (``COMPARISON_COLUMNS``) and a two-panel figure: validation loss per epoch
-        (over-fitting shows as a rising curve), and training / validation / test accuracy.
-    """
-    if not summaries:
-        raise ValueError("No variants to compare.")
+    """One row per variant (``summaries`` by name), in the study's order, and a figure:
+    validation loss per epoch (over-fitting shows as a rising curve) and the accuracies."""
     rows = [
         {"variant": name, **{k: v for k, v in summary.items() if k != "curves"}}
         for name, summary in summaries.items()
     ]
     table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
-    for row in table.itertuples():
-        logger.info(
-            "%-14s test accuracy %.4f  loss %.4f  train %.4f  validation %.4f  gap %+.4f",
-            row.variant,
-            row.test_accuracy,
-            row.test_loss,
-            row.train_accuracy,
-            row.val_accuracy,
-            row.overfitting_gap,
-        )
+    logger.info("Over-fitting study:\n%s", table.to_string(index=False, float_format="%.4f"))
     return table, plot_variants(summaries, table)
 
 
@@ -100,9 +67,7 @@ def plot_variants(summaries: dict[str, dict[str, Any]], table: pd.DataFrame) -> 
     for name, summary in summaries.items():
         losses = summary["curves"]["val_loss"]
         curves.plot(np.arange(1, len(losses) + 1), losses, marker="o", markersize=3, label=name)
-    curves.set_title("Validation loss per epoch")
-    curves.set_xlabel("Epoch")
-    curves.set_ylabel("Validation loss")
+    curves.set(title="Validation loss per epoch", xlabel="Epoch", ylabel="Validation loss")
     curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.legend()
     curves.grid(alpha=0.3)
@@ -119,9 +84,8 @@ def plot_variants(summaries: dict[str, dict[str, Any]], table: pd.DataFrame) -> 
     ):
         bars.bar(positions + (offset - 1) * width, table[column], width, label=label)
     bars.set_xticks(positions, table["variant"], rotation=15)
-    bars.set_ylim(0, 1)
-    bars.set_ylabel("Accuracy")
-    bars.set_title("Accuracy per variant: the gap between training and validation is over-fitting")
+    title = "Accuracy per variant: the gap between training and validation is over-fitting"
+    bars.set(ylim=(0, 1), ylabel="Accuracy", title=title)
     bars.legend(fontsize=8)
     bars.grid(alpha=0.3, axis="y")
     figure.suptitle(f"CIFAR-10 over-fitting study: {len(table)} variants on the same data")

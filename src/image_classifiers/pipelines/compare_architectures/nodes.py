@@ -1,13 +1,4 @@
-"""Nodes that train the listed models one after the other, summarise and compare them.
-
-``train_architectures`` reads the model list from ``params:compare_architectures`` when it
-runs, so ``--params`` can change it (a Kedro DAG is fixed at registration; a loop inside one
-node is not). Each model goes through the ``model_training`` nodes' own functions, in its own
-MLflow run nested in the pipeline's (``hooks.model_run``: what a ``model_training`` namespace
-gets), and what the catalog's ``Mlflow*`` datasets log for a namespace is logged to that run
-here, by the same functions (``log_keras_model``, ``log_metrics``): a save after the node
-would land in the pipeline's run. The catalog then keeps the local files.
-"""
+"""Nodes of compare_architectures: one summary per trained model, one comparison of all."""
 
 from __future__ import annotations
 
@@ -16,119 +7,17 @@ import math
 import statistics
 from typing import Any
 
-import keras
-import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, NullFormatter, ScalarFormatter
 
-from image_classifiers.hooks import model_run
-from image_classifiers.model_logging import log_keras_model
-from image_classifiers.params import (
-    AugmentationParams,
-    CompareArchitecturesParams,
-    EvaluationParams,
-    InspectionParams,
-    ModelOptions,
-    TrainingParams,
-)
-from image_classifiers.pipelines.model_training.inspection import inspect_model
-from image_classifiers.pipelines.model_training.nodes import (
-    build_model,
-    evaluate_model,
-    plot_training_curves,
-    train_model,
-)
-from image_classifiers.tracking import log_metrics
+from image_classifiers.params import ModelOptions
 
 logger = logging.getLogger(__name__)
 
 #: Columns of data/08_reporting/architecture_comparison.csv, in order.
-COMPARISON_COLUMNS = (
-    "model",
-    "architecture",
-    "params",
-    "test_accuracy",
-    "test_loss",
-    "train_seconds",
-    "epoch_seconds",
-    "epochs",
-)
-
-
-def train_architectures(
-    *,
-    compare: CompareArchitecturesParams,
-    models: dict[str, Any],
-    train_set: dict[str, Any],
-    validation_set: dict[str, Any],
-    test_set: dict[str, Any],
-    training: TrainingParams,
-    augmentation: AugmentationParams | None,
-    evaluation: EvaluationParams,
-    inspection: InspectionParams,
-) -> tuple[dict[str, keras.Model], dict[str, Any], dict[str, Figure], dict[str, dict[str, Any]]]:
-    """Build, train, evaluate, inspect and summarise each model in ``compare.models``.
-
-    Args:
-        compare: ``compare_architectures`` parameters: the model names, in training order,
-            and whether to register each model (as ``<model>_keras``).
-        models: The ``models`` parameters; each listed name must be a key.
-        train_set: Decoded training split (shared by all models).
-        validation_set: Decoded validation split.
-        test_set: Decoded test split.
-        training: ``training`` parameters (shared).
-        augmentation: ``augmentation`` parameters (shared).
-        evaluation: ``evaluation`` parameters (shared).
-        inspection: ``inspection`` parameters (shared).
-
-    Returns:
-        The trained models by name; the reports by ``<model>/<report>`` (``metrics``,
-        ``training_history``); the figures by ``<model>/<figure>`` (``training_curves``,
-        ``confusion_matrix``, ``misclassified``, ``feature_maps``, ``grad_cam``); and the
-        ``summarise_training`` summaries by name.
-
-    Raises:
-        ValueError: If a listed name has no ``models.<name>`` parameters.
-    """
-    compare = CompareArchitecturesParams.coerce(compare)
-    trained, reports, figures, summaries = {}, {}, {}, {}
-    for name, options in compare.listed_options(models).items():
-        inputs = {
-            f"params:models.{name}": options,
-            "params:training": training,
-            "params:augmentation": augmentation,
-            "params:evaluation": evaluation,
-            "params:inspection": inspection,
-            "train_set": train_set,
-            "validation_set": validation_set,
-            "test_set": test_set,
-        }
-        logger.info("Training model %s (%s).", name, options.architecture)
-        with model_run(name, inputs) as run_id:
-            model = build_model(train_set, options, augmentation, training)
-            model, history = train_model(model, train_set, validation_set, training)
-            metrics, confusion, misclassified = evaluate_model(model, test_set, evaluation)
-            feature_maps, grad_cam = inspect_model(model, test_set, inspection, evaluation)
-            plots = {
-                "training_curves": plot_training_curves(history),
-                "confusion_matrix": confusion,
-                "misclassified": misclassified,
-                "feature_maps": feature_maps,
-                "grad_cam": grad_cam,
-            }
-            summary = summarise_training(model, metrics, history, options)
-            if run_id is not None:
-                log_keras_model(model, f"{name}_keras" if compare.register_models else None)
-                log_metrics(run_id, metrics)
-                log_metrics(run_id, summary, keys=["train_seconds"])
-                for plot, figure in plots.items():
-                    mlflow.log_figure(figure, f"{plot}.png")
-        trained[name] = model
-        reports.update({f"{name}/metrics": metrics, f"{name}/training_history": history})
-        figures.update({f"{name}/{plot}": figure for plot, figure in plots.items()})
-        summaries[name] = summary
-    return trained, reports, figures, summaries
+COMPARISON_COLUMNS = ("model", "architecture", "params", "test_accuracy", "test_loss")
+COMPARISON_COLUMNS += ("train_seconds", "epoch_seconds", "epochs")
 
 
 def summarise_training(
@@ -136,31 +25,23 @@ def summarise_training(
     metrics: dict[str, Any],
     training_history: dict[str, list[float]],
     model_options: ModelOptions,
-) -> dict[str, Any]:
-    """Collect what the comparison needs about one trained model.
-
-    Args:
-        model: The trained Keras model (only its parameter count is read).
-        metrics: The model's test metrics (``test_accuracy``, ``test_loss``, ...).
-        training_history: Per-epoch history; ``epoch_seconds`` gives the timings.
-        model_options: The model's ``models.<name>`` parameters (``architecture``, ...).
+) -> tuple[dict[str, Any], float]:
+    """What the comparison needs about one trained model.
 
     Returns:
-        ``architecture``, ``params``, ``test_accuracy``, ``test_loss``, ``train_seconds``
-        (all epochs), ``epoch_seconds`` (median epoch, which leaves out the first epoch's
-        one-off compilation) and ``epochs``.
+        The summary (``COMPARISON_COLUMNS`` but ``model``: ``epoch_seconds`` is the median
+        epoch, which leaves out the first epoch's one-off compilation) and ``train_seconds``
+        alone, for the model's MLflow run.
 
     Raises:
-        ValueError: If the metrics or the history lack what the comparison reports.
+        ValueError: If the metrics lack what the comparison reports.
     """
     missing = [key for key in ("test_accuracy", "test_loss") if key not in metrics]
     if missing:
-        raise ValueError(
-            f"The test metrics lack {missing}; re-run the model's evaluate_model node."
-        )
+        raise ValueError(f"The test metrics lack {missing}: re-run evaluate_model.")
     epoch_seconds = [float(s) for s in training_history.get("epoch_seconds") or []]
-    return {
-        "architecture": ModelOptions.coerce(model_options).architecture,
+    summary = {
+        "architecture": model_options.architecture,
         "params": int(model.count_params()),
         "test_accuracy": float(metrics["test_accuracy"]),
         "test_loss": float(metrics["test_loss"]),
@@ -168,52 +49,22 @@ def summarise_training(
         "epoch_seconds": round(statistics.median(epoch_seconds), 3) if epoch_seconds else math.nan,
         "epochs": len(epoch_seconds),
     }
+    return summary, summary["train_seconds"]
 
 
-def compare_architectures(summaries: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """One row per model, best test accuracy first.
-
-    Args:
-        summaries: ``summarise_training`` outputs keyed by model name.
-
-    Returns:
-        A table with ``COMPARISON_COLUMNS``.
-
-    Raises:
-        ValueError: If there is nothing to compare.
-    """
-    if not summaries:
-        raise ValueError(
-            "No models to compare: list some in compare_architectures.models, e.g. "
-            '--params="compare_architectures.models=simple_convnet mini_xception".'
-        )
+def compare_architectures(**summaries: dict[str, Any]) -> pd.DataFrame:
+    """One row per model (``summaries`` by model name), best test accuracy first."""
     rows = [{**summary, "model": name} for name, summary in summaries.items()]
     table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
     table = table.sort_values(
         ["test_accuracy", "test_loss"], ascending=[False, True], kind="stable"
     ).reset_index(drop=True)
-    for row in table.itertuples():
-        logger.info(
-            "%-20s %-18s %11s params  test accuracy %.4f  loss %.4f  %.1f s",
-            row.model,
-            row.architecture,
-            f"{row.params:,}",
-            row.test_accuracy,
-            row.test_loss,
-            row.train_seconds,
-        )
+    logger.info("Architectures compared:\n%s", table.to_string(index=False))
     return table
 
 
 def plot_architecture_comparison(comparison: pd.DataFrame) -> Figure:
-    """Test accuracy against model size and against training time, one labelled dot per model.
-
-    Args:
-        comparison: The ``compare_architectures`` table.
-
-    Returns:
-        A two-panel figure.
-    """
+    """Test accuracy against model size and against training time, one labelled dot per model."""
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     panels = (
         ("params", "Parameters", "Accuracy vs model size", EngFormatter(sep=" ")),
@@ -237,9 +88,7 @@ def plot_architecture_comparison(comparison: pd.DataFrame) -> Figure:
             axes.xaxis.set_minor_formatter(NullFormatter())
         axes.xaxis.set_major_formatter(formatter)
         axes.margins(x=0.2, y=0.15)  # room for the labels at the edges
-        axes.set_xlabel(label)
-        axes.set_ylabel("Test accuracy")
-        axes.set_title(title)
+        axes.set(xlabel=label, ylabel="Test accuracy", title=title)
         axes.grid(alpha=0.3)
     figure.suptitle(f"{len(comparison)} models on the same data")
     return figure

@@ -1,7 +1,5 @@
-"""The image_folders pipeline with an ImageNet base instead of a from-scratch model."""
+"""image_folders_transfer: the image_folders pipeline with an ImageNet base."""
 
-from image_classifiers.pipelines.image_folders.pipeline import (
-    create_transfer_pipeline as create_pipeline,
-)
+from image_classifiers.pipelines.image_folders import create_transfer_pipeline
 
-__all__ = ["create_pipeline"]
+create_pipeline = create_transfer_pipeline

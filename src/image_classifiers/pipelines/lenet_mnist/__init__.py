@@ -1,5 +1,10 @@
-"""lenet_mnist: LeNet on MNIST, one command (conf/base/parameters_lenet_mnist.yml)."""
+"""lenet_mnist: LeNet on MNIST; data, model, reports and MLflow run in namespace lenet_mnist."""
 
-from .pipeline import create_pipeline
+from image_classifiers.pipelines.experiment import experiment
 
-__all__ = ["create_pipeline"]
+NAMESPACE, DATA = "lenet_mnist", "mnist"
+
+
+def create_pipeline(**kwargs):
+    """The MNIST data pipeline, then the model (conf/base/parameters_lenet_mnist.yml)."""
+    return experiment(NAMESPACE, DATA)

@@ -1,71 +1,58 @@
 """The model_training pipeline: build -> train -> evaluate one classifier per namespace."""
 
-from kedro.pipeline import Pipeline, node
+from collections.abc import Callable
+
+from kedro.pipeline import Node, Pipeline
 
 from .inspection import inspect_model
 from .nodes import build_model, evaluate_model, plot_training_curves, train_model
 
 SHARED_PARAMETERS = ("training", "augmentation", "evaluation", "inspection")
-
 # The model trained by `kedro run --pipelines=model_training` (and xception_cats).
 DEFAULT_MODEL = "mini_xception"
 
 
-def create_pipeline(model_name: str = DEFAULT_MODEL, **kwargs) -> Pipeline:
-    """Create the pipeline for the model configured under ``models.<model_name>``.
-
-    Every dataset and node lives under the namespace ``model_name`` (``mini_xception.model``
-    -> data/06_models/mini_xception.keras), so the same pipeline can train several models
-    side by side. The decoded splits and the ``training``, ``augmentation``, ``evaluation``
-    and ``inspection`` parameters are shared by all of them.
-
-    Args:
-        model_name: A key of the ``models`` parameters.
-        **kwargs: Ignored (Kedro's ``find_pipelines`` convention).
-
-    Returns:
-        The namespaced pipeline.
-    """
-    template = Pipeline(
+def evaluation_pipeline(plot_curves: Callable = plot_training_curves) -> Pipeline:
+    """What every trained ``model`` gets: test metrics and figures, inspection, curves;
+    shared by model_training, transfer_learning (both phases) and the experiments."""
+    model = ["model", "test_set"]
+    reports = ["metrics", "confusion_matrix_plot", "misclassified_plot"]
+    figures = ["feature_maps_plot", "grad_cam_plot"]
+    return Pipeline(
         [
-            node(
-                build_model,
-                ["train_set", "params:model_options", "params:augmentation", "params:training"],
-                "untrained_model",
-                name="build_model",
-            ),
-            node(
-                train_model,
-                ["untrained_model", "train_set", "validation_set", "params:training"],
-                ["model", "training_history"],
-                name="train_model",
-            ),
-            node(
-                evaluate_model,
-                ["model", "test_set", "params:evaluation"],
-                ["metrics", "confusion_matrix_plot", "misclassified_plot"],
-                name="evaluate_model",
-            ),
-            node(
+            Node(evaluate_model, [*model, "params:evaluation"], reports, name="evaluate_model"),
+            Node(
                 inspect_model,
-                ["model", "test_set", "params:inspection", "params:evaluation"],
-                ["feature_maps_plot", "grad_cam_plot"],
+                [*model, "params:inspection", "params:evaluation"],
+                figures,
                 name="inspect_model",
             ),
-            node(
-                plot_training_curves,
-                "training_history",
-                "training_curves_plot",
-                name="plot_training_curves",
+            Node(
+                plot_curves, "training_history", "training_curves_plot", name="plot_training_curves"
             ),
         ]
     )
+
+
+def create_pipeline(model_name: str = DEFAULT_MODEL, **kwargs) -> Pipeline:
+    """The model ``models.<model_name>`` in namespace ``model_name`` (``mini_xception.model``
+    -> data/06_models/mini_xception.keras), so models train side by side on shared data."""
+    splits = ["train_set", "validation_set"]
+    options = ["params:model_options", "params:augmentation", "params:training"]
+    nodes = [
+        Node(build_model, ["train_set", *options], "untrained_model", name="build_model"),
+        Node(
+            train_model,
+            ["untrained_model", *splits, "params:training"],
+            ["model", "training_history"],
+            name="train_model",
+        ),
+        evaluation_pipeline(),
+    ]
+    shared = {f"params:{name}": f"params:{name}" for name in SHARED_PARAMETERS}
     return Pipeline(
-        template,
+        nodes,
         namespace=model_name,
-        inputs={"train_set", "validation_set", "test_set"},
-        parameters={
-            "params:model_options": f"params:models.{model_name}",
-            **{f"params:{name}": f"params:{name}" for name in SHARED_PARAMETERS},
-        },
+        inputs={*splits, "test_set"},
+        parameters={"params:model_options": f"params:models.{model_name}", **shared},
     )
