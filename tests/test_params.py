@@ -35,7 +35,6 @@ GROUPS = {
     "transfer": (p.TransferParams, "parameters_transfer_learning.yml"),
     "predict": (p.PredictParams, "parameters_predict.yml"),
     "retrain": (p.RetrainParams, "parameters_retrain.yml"),
-    "compare_architectures": (p.CompareArchitecturesParams, "parameters_compare_architectures.yml"),
 }
 # The keys a group cannot do without (they come from globals.yml).
 REQUIRED = {

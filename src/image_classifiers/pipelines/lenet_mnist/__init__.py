@@ -1,10 +1,5 @@
 """lenet_mnist: LeNet on MNIST; data, model, reports and MLflow run in namespace lenet_mnist."""
 
-from image_classifiers.pipelines.experiment import experiment
+from .pipeline import create_pipeline
 
-NAMESPACE, DATA = "lenet_mnist", "mnist"
-
-
-def create_pipeline(**kwargs):
-    """The MNIST data pipeline, then the model (conf/base/parameters_lenet_mnist.yml)."""
-    return experiment(NAMESPACE, DATA)
+__all__ = ["create_pipeline"]
