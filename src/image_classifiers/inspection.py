@@ -1,18 +1,14 @@
 """Looking inside a trained network: feature maps and Grad-CAM heatmaps, on any Keras backend.
 
-Both need tensors from inside the network, often from inside a nested model: the backbone of
-``build_classifier``'s models, or the pretrained base that ``InferenceMode`` wraps in transfer
-models. ``tapped_model`` rebuilds a model's graph with ``keras.models.clone_model`` (reusing
-the trained layers, so no weight is copied), inlining every nested model so that any layer's
-output can become an extra output.
+Both need tensors from inside nested models (``build_classifier``'s backbone, the base that
+``InferenceMode`` wraps). ``tapped_model`` rebuilds the graph with ``keras.models.clone_model``
+(reusing the trained layers), inlining nested models so any layer's output can be an output.
 
-Grad-CAM (Selvaraju et al., 2017) weighs each channel of the last convolution's feature map by
-the mean gradient of the class score with respect to it. The gradient with respect to an
-intermediate tensor is taken as the gradient with respect to a zero tensor added to it
-(``Perturbation``), which every backend's autodiff can differentiate. The class score is the
-logit: the probability head is replaced by a linear copy, since a saturated softmax or
-sigmoid has vanishing gradients and would give empty heatmaps for the most confident
-predictions.
+Grad-CAM (Selvaraju et al., 2017) weighs each channel of the last feature map by the mean
+gradient of the class score. The gradient with respect to an inner tensor is taken as the
+gradient with respect to a zero tensor added to it (``Perturbation``), which every backend's
+autodiff can do. The score is the logit: a saturated softmax or sigmoid has vanishing
+gradients and would give empty heatmaps for the most confident predictions.
 """
 
 from __future__ import annotations
@@ -35,13 +31,12 @@ _PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 
 
 def _inner_model(layer: keras.layers.Layer) -> keras.Model | None:
-    """The functional model a layer stands for, if it is a container (else ``None``)."""
     if isinstance(layer, InferenceMode):
         layer = layer.layer
     if isinstance(layer, AuxiliaryHeadsModel):
         layer = layer.network
     if isinstance(layer, keras.Model):
-        if not hasattr(layer, "_run_through_graph"):  # a subclassed model: opaque
+        if not isinstance(layer, keras.Function):  # a subclassed model: opaque
             raise ValueError(
                 f"Cannot look inside '{layer.name}' ({type(layer).__name__}): only functional "
                 "models (and models nesting them) can be inspected."
@@ -77,15 +72,8 @@ def convolution_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def last_feature_map_layer(model: keras.Model) -> keras.layers.Layer:
-    """The layer whose output is the last spatial feature map: Grad-CAM's default layer.
-
-    The last layer with a ``(batch, height, width, channels)`` output after the first
-    convolution, pooling aside (it only coarsens the map): the last convolution, or what
-    follows it in its block (its activation, a residual addition).
-
-    Raises:
-        ValueError: If the model has no convolution.
-    """
+    """Grad-CAM's default layer: the last one with a 4-D output after the first convolution,
+    pooling aside (the last convolution, or its activation or residual addition)."""
     layers = _main_path_layers(model)
     first = next((i for i, layer in enumerate(layers) if isinstance(layer, CONVOLUTIONS)), None)
     if first is None:
@@ -115,12 +103,8 @@ def _linear_copy(dense: keras.layers.Dense) -> keras.layers.Dense:
 
 
 class Perturbation(keras.layers.Layer):
-    """Adds ``self.delta`` (a tensor set just before a call, default none) to its input.
-
-    The gradient with respect to ``delta`` is the gradient with respect to the input. Not an
-    extra model input: ``clone_model`` rebuilds each nested model from its own inputs, and a
-    new input inside one would leave it disconnected.
-    """
+    """Adds ``self.delta`` (set just before a call) to its input. Not an extra model input:
+    ``clone_model`` rebuilds each nested model from its own inputs, so one would dangle."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -140,18 +124,13 @@ def tapped_model(
     perturbation: Perturbation | None = None,
     logits: bool = False,
 ) -> keras.Model:
-    """A model returning ``[output, *outputs of taps]``, sharing ``model``'s trained layers.
+    """A model returning ``[main output, *outputs of taps]``, sharing ``model``'s layers.
 
     Args:
-        model: A functional model, or a model nesting functional models (``build_classifier``,
-            ``build_transfer_model``, ``AuxiliaryHeadsModel``); only the main output is kept.
-        taps: Layers, at any depth, whose outputs to return too (each must be called once).
-        perturbation: Applied to the output of the last tap (what the tap returns is its
-            output before the perturbation).
-        logits: Replace softmax/sigmoid heads by linear copies (output logits).
-
-    Raises:
-        ValueError: If a tap is not in the model or the model can't be looked inside.
+        model: A functional model, or one nesting functional models.
+        taps: Layers at any depth (each called once) whose outputs to return too.
+        perturbation: Added to the last tap's output (the tap returns it before).
+        logits: Replace softmax/sigmoid heads by linear copies.
     """
     wanted = {id(layer) for layer in taps}
 
@@ -159,7 +138,6 @@ def tapped_model(
         return _linear_copy(layer) if logits and _is_probability_head(layer) else layer
 
     def rebuild(functional: keras.Model) -> tuple[keras.Model, list[keras.layers.Layer]]:
-        """``functional`` with outputs ``[*its outputs, *taps inside it]``, and those taps."""
         captured: list[tuple[keras.layers.Layer, Any]] = []
 
         def call(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
@@ -197,11 +175,8 @@ def tapped_model(
 
 
 def _gradient(fn: Callable[[Any], tuple[Any, Any]], x: Any) -> tuple[np.ndarray, Any]:
-    """The gradient of ``fn(x)[0]`` (a scalar) with respect to ``x``, and ``fn(x)[1]``.
-
-    Keras 3 has no backend-agnostic gradient function (``keras.ops`` has none), so this is
-    the one place that asks each backend's own autodiff.
-    """
+    """The gradient of ``fn(x)[0]`` (a scalar) at ``x``, and ``fn(x)[1]``: the one place
+    that asks each backend's autodiff, since ``keras.ops`` has no gradient."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -242,22 +217,14 @@ def grad_cam(
     layer: keras.layers.Layer | None = None,
     batch_size: int = 16,
 ) -> np.ndarray:
-    """Grad-CAM heatmaps of ``images`` for ``classes``, one per image, at the image's size.
+    """Grad-CAM heatmaps ``(N, height, width)`` in [0, 1] (each map's maximum 1, or all 0).
 
     Args:
-        model: A trained classifier (what ``convolution_layers`` can look inside).
-        images: Raw images as the model takes them, ``(N, height, width, channels)``.
-        classes: The class to explain for each image; ``None``: the predicted class.
-        layer: The layer whose output feature map is weighed; ``None``: the last one
-            (``last_feature_map_layer``).
+        model: A trained classifier.
+        images: Raw images as the model takes them.
+        classes: The class to explain per image; ``None``: the predicted one.
+        layer: The feature map's layer; ``None``: ``last_feature_map_layer``.
         batch_size: Images per forward/backward pass.
-
-    Returns:
-        ``(N, height, width)`` float32 in [0, 1], each image's map scaled so its maximum is
-        1 (all zeros where no location speaks for the class).
-
-    Raises:
-        ValueError: If the model has no convolution.
     """
     if layer is None:
         layer = last_feature_map_layer(model)
@@ -300,14 +267,8 @@ def grad_cam(
 def feature_maps(
     model: keras.Model, image: np.ndarray, *, layers: int = 4
 ) -> list[tuple[str, np.ndarray]]:
-    """The outputs of the first ``layers`` convolutions for one raw image.
-
-    Returns:
-        ``(layer name, (height, width, channels) array)`` per convolution, in graph order.
-
-    Raises:
-        ValueError: If the model has no convolution.
-    """
+    """``(layer name, (height, width, channels) output)`` of the first ``layers``
+    convolutions for one raw image."""
     convolutions = convolution_layers(model)[: max(1, int(layers))]
     if not convolutions:
         raise ValueError(f"Model '{model.name}' has no convolution layer to show.")

@@ -1,7 +1,6 @@
-"""LeNet-5 as usually taught for MNIST (LeCun et al., 1998, with ReLU and max pooling).
+"""LeNet-5 as taught for MNIST (LeCun et al., 1998, with ReLU and max pooling).
 
-431,080 parameters at 28x28x1 with 10 classes. Its unpadded convolutions need images of at
-least 16x16.
+431,080 parameters at 28x28x1 with 10 classes; the unpadded convolutions need 16x16 images.
 """
 
 from __future__ import annotations
@@ -19,21 +18,8 @@ def build_lenet(
     dense_units: int = 500,
     dropout: float = 0.0,
 ) -> keras.Model:
-    """Two 5x5 convolution + 2x2 pool stages, one hidden dense layer, classifier.
-
-    Args:
-        input_shape: ``(height, width, channels)`` of images scaled to [0, 1].
-        num_classes: Number of classes.
-        filters: Width of the two convolutions.
-        dense_units: Width of the hidden dense layer.
-        dropout: Dropout rate before the classifier (0 = none, as in the original).
-    """
+    """Two 5x5 convolution + 2x2 pool stages, one hidden dense layer, the classifier."""
     return conv_pool_dense(
-        input_shape,
-        num_classes,
-        filters=tuple(filters),
-        kernel=5,
-        dense_units=dense_units,
-        dropout=dropout,
-        name="lenet",
-    )
+        input_shape, num_classes, filters=tuple(filters), kernel=5, dense_units=dense_units,
+        dropout=dropout, name="lenet",
+    )  # fmt: skip

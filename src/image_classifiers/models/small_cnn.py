@@ -1,8 +1,6 @@
-"""The small CNN usually taught for Fashion-MNIST: two convolution + pooling stages, a dense
-layer, the classifier.
+"""The small CNN taught for Fashion-MNIST.
 
-225,034 parameters at 28x28x1 with 10 classes. Its unpadded convolutions need images of at
-least 10x10.
+225,034 parameters at 28x28x1 with 10 classes; the unpadded convolutions need 10x10 images.
 """
 
 from __future__ import annotations
@@ -20,21 +18,8 @@ def build_small_cnn(
     dense_units: int = 128,
     dropout: float = 0.0,
 ) -> keras.Model:
-    """3x3 Conv2D (ReLU) + 2x2 max pooling per entry of ``filters``, dense ReLU, classifier.
-
-    Args:
-        input_shape: ``(height, width, channels)`` of images scaled to [0, 1].
-        num_classes: Number of classes.
-        filters: Width of each convolution.
-        dense_units: Width of the hidden dense layer.
-        dropout: Dropout rate before the classifier (0 = none).
-    """
+    """3x3 convolution + 2x2 pool per entry of ``filters``, a dense layer, the classifier."""
     return conv_pool_dense(
-        input_shape,
-        num_classes,
-        filters=tuple(filters),
-        kernel=3,
-        dense_units=dense_units,
-        dropout=dropout,
-        name="small_cnn",
-    )
+        input_shape, num_classes, filters=tuple(filters), kernel=3, dense_units=dense_units,
+        dropout=dropout, name="small_cnn",
+    )  # fmt: skip
