@@ -27,7 +27,6 @@ logger = logging.getLogger(__name__)
 
 CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)
 _POOLINGS = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
-_PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 
 
 def _inner_model(layer: keras.layers.Layer) -> keras.Model | None:
@@ -86,19 +85,14 @@ def last_feature_map_layer(model: keras.Model) -> keras.layers.Layer:
     return spatial[-1]
 
 
-def _is_probability_head(layer: keras.layers.Layer) -> bool:
-    activation = getattr(layer, "activation", None)
-    return (
-        isinstance(layer, keras.layers.Dense)
-        and getattr(activation, "__name__", None) in _PROBABILITY_ACTIVATIONS
-    )
-
-
-def _linear_copy(dense: keras.layers.Dense) -> keras.layers.Dense:
-    """The same Dense layer (same weights) without its softmax/sigmoid: it outputs logits."""
-    copy = type(dense).from_config({**dense.get_config(), "activation": "linear"})
-    copy.build((None, dense.kernel.shape[0]))
-    copy.set_weights(dense.get_weights())
+def _logits(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A softmax/sigmoid Dense head's linear copy (same weights); any other layer itself."""
+    activation = getattr(getattr(layer, "activation", None), "__name__", None)
+    if not isinstance(layer, keras.layers.Dense) or activation not in ("softmax", "sigmoid"):
+        return layer
+    copy = type(layer).from_config({**layer.get_config(), "activation": "linear"})
+    copy.build((None, layer.kernel.shape[0]))
+    copy.set_weights(layer.get_weights())
     return copy
 
 
@@ -113,7 +107,7 @@ class Perturbation(keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         return inputs if self.delta is None else inputs + self.delta
 
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+    def compute_output_shape(self, input_shape):
         return input_shape
 
 
@@ -133,9 +127,6 @@ def tapped_model(
         logits: Replace softmax/sigmoid heads by linear copies.
     """
     wanted = {id(layer) for layer in taps}
-
-    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        return _linear_copy(layer) if logits and _is_probability_head(layer) else layer
 
     def rebuild(functional: keras.Model) -> tuple[keras.Model, list[keras.layers.Layer]]:
         captured: list[tuple[keras.layers.Layer, Any]] = []
@@ -157,7 +148,9 @@ def tapped_model(
                     outputs = perturbation(outputs)
             return outputs
 
-        new = keras.models.clone_model(functional, clone_function=clone, call_function=call)
+        # The layers themselves (no copy: the trained weights), heads as logits if asked.
+        keep = _logits if logits else lambda layer: layer
+        new = keras.models.clone_model(functional, clone_function=keep, call_function=call)
         outputs = [*new.outputs, *(tensor for _, tensor in captured)]
         return keras.Model(new.input, outputs), [layer for layer, _ in captured]
 

@@ -51,30 +51,22 @@ class RandomAugment(keras.layers.Layer):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if horizontal_flip not in (True, False):
+        if horizontal_flip not in (True, False) or fill_mode not in FILL_MODES:
             raise ValueError(
-                f"RandomAugment horizontal_flip must be true or false, got {horizontal_flip!r}."
+                "RandomAugment horizontal_flip must be true or false and fill_mode one of "
+                f"{', '.join(FILL_MODES)}; got {horizontal_flip!r} and {fill_mode!r}."
             )
-        self.horizontal_flip = bool(horizontal_flip)
+        self.horizontal_flip, self.fill_mode, self.seed = bool(horizontal_flip), fill_mode, seed
         self.rotation = _factor_range(rotation, "rotation")
         self.zoom = _factor_range(zoom, "zoom")
         if self.zoom[0] <= -1:
-            raise ValueError(
-                f"RandomAugment zoom must stay above -1 (a zoom factor of 0), got {zoom}."
-            )
+            raise ValueError(f"RandomAugment zoom must stay above -1, got {zoom}.")
         self.translation = _factor_range(translation, "translation")
         self.contrast = _factor_range(contrast, "contrast")
         self.brightness = _factor_range(brightness, "brightness")
         self.value_range = _value_range(value_range)
-        if fill_mode not in FILL_MODES:
-            raise ValueError(
-                f"RandomAugment fill_mode must be one of {', '.join(FILL_MODES)}; "
-                f"got {fill_mode!r}."
-            )
-        self.fill_mode = fill_mode
-        self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self._warps = self.horizontal_flip or any(
+        self.warps = self.horizontal_flip or any(
             r != (0.0, 0.0) for r in (self.rotation, self.zoom, self.translation)
         )
 
@@ -94,7 +86,7 @@ class RandomAugment(keras.layers.Layer):
         # One draw per image for every random quantity; unused columns cost next to nothing.
         draws = keras.random.uniform((ops.shape(images)[0], 7), seed=self.seed_generator)
 
-        if self._warps:
+        if self.warps:
             images = affine_warp(images, self._transforms(draws, height, width), self.fill_mode)
         if self.contrast != (0.0, 0.0):
             factor = 1.0 + _per_image(_between(draws[:, _CONTRAST], self.contrast), 4)

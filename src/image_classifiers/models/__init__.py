@@ -23,12 +23,11 @@ from image_classifiers.models.alexnet import build_alexnet
 from image_classifiers.models.auxiliary import AuxiliaryHeadsModel
 from image_classifiers.models.blocks import classifier_head
 from image_classifiers.models.googlenet import build_googlenet
-from image_classifiers.models.lenet import build_lenet
+from image_classifiers.models.lenet import build_lenet, build_small_cnn
 from image_classifiers.models.mini_xception import build_mini_xception
 from image_classifiers.models.residual_convnet import build_residual_convnet
 from image_classifiers.models.resnet import build_resnet
 from image_classifiers.models.simple_convnet import build_simple_convnet
-from image_classifiers.models.small_cnn import build_small_cnn
 from image_classifiers.models.vgg16 import build_vgg16
 from image_classifiers.models.vgg_cifar import build_vgg_cifar
 
@@ -91,16 +90,20 @@ def build_backbone(
             f"Unknown option(s) for architecture '{architecture}': {', '.join(unknown)}. "
             f"It accepts: {', '.join(accepted) or 'no options'}."
         )
-    shape = tuple(input_shape)
-    if len(shape) != 3 or not all(_is_integer(d) and d > 0 for d in shape):
+    try:  # NumPy integers welcome, floats and bools not
+        shape = tuple(operator.index(d) for d in input_shape if not isinstance(d, bool))
+        classes = operator.index(num_classes)
+    except TypeError:
+        shape, classes = (), num_classes
+    if len(shape) != 3 or min(shape) < 1:
         raise ValueError(
-            f"input_shape must be (height, width, channels) of positive integers, got {shape}."
+            f"input_shape must be (height, width, channels) of positive integers, got "
+            f"{tuple(input_shape)}."
         )
-    if not _is_integer(num_classes) or num_classes < 2:
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes, got {num_classes!r}.")
-    shape = tuple(map(operator.index, shape))
     try:
-        return ARCHITECTURES[architecture](shape, operator.index(num_classes), **options)
+        return ARCHITECTURES[architecture](shape, classes, **options)
     except (TypeError, ValueError) as exc:  # Keras' messages lack the context
         raise ValueError(
             f"Cannot build '{architecture}' for input shape {shape} with options {options}: {exc}"
@@ -180,12 +183,3 @@ def channel_moments(images: np.ndarray, chunk: int = 256) -> tuple[list[float], 
     count = images.size / channels
     mean = total / count
     return mean.tolist(), np.maximum(squares / count - np.square(mean), 0.0).tolist()
-
-
-def _is_integer(value: Any) -> bool:
-    """True for Python and NumPy integers (not bools, not floats)."""
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return not isinstance(value, bool)

@@ -111,8 +111,6 @@ class ApplicationPreprocessing(keras.layers.Layer):
 
     def __init__(self, base: str, **kwargs: Any):
         super().__init__(**kwargs)
-        if base not in BASES:
-            raise ValueError(_unknown_base_message(base))
         self.base = base
 
     def call(self, inputs: Any) -> Any:
@@ -156,10 +154,6 @@ class InferenceMode(keras.layers.Layer):
         return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
 
 
-def _unknown_base_message(base: Any) -> str:
-    return f"Unknown transfer.base '{base}'. Choose one of: {', '.join(BASES)}."
-
-
 def _local_weights_hint(base: str, input_shape: tuple[int, ...]) -> str:
     spec = BASES[base]
     file_name = spec.weights_file_for(input_shape)
@@ -189,7 +183,7 @@ def load_base(
         WeightsError: When the weights can't be had; the message says how to provide them.
     """
     if base not in BASES:
-        raise ValueError(_unknown_base_message(base))
+        raise ValueError(f"Unknown transfer.base '{base}'. Choose one of: {', '.join(BASES)}.")
     spec = BASES[base]
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3 or input_shape[-1] != 3:
@@ -218,11 +212,6 @@ def load_base(
                 f"Could not get the ImageNet weights for transfer.base '{base}': {exc} "
                 f"(no network access?). {hint}"
             ) from None
-    if not isinstance(weights, (str, Path)):
-        raise WeightsError(
-            f"transfer.weights must be 'imagenet', null or a path to a weights file, got "
-            f"{weights!r}."
-        )
     path = Path(weights).expanduser()
     if not path.is_file():
         raise WeightsError(f"transfer.weights: no file at '{path}'. {hint}")
@@ -291,16 +280,6 @@ def build_transfer_model(
     """
     from image_classifiers.models import augmentation_layer
 
-    if pooling not in POOLINGS:
-        raise ValueError(f"Unknown transfer.pooling '{pooling}'. Choose one of: {tuple(POOLINGS)}.")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"transfer.dropout must be in [0, 1), got {dropout}.")
-    if dense_units is not None and (isinstance(dense_units, bool) or int(dense_units) < 1):
-        raise ValueError(
-            f"transfer.dense_units must be a positive integer or null, got {dense_units}."
-        )
-    if num_classes < 2:
-        raise ValueError(f"A classifier needs at least 2 classes, got {num_classes}.")
     pretrained = load_base(base, input_shape, weights)
 
     inputs = keras.Input(shape=pretrained.input_shape[1:], name="image")
