@@ -49,5 +49,7 @@ def build_small_cnn(
     dropout: float = 0.0,
 ) -> keras.Model:
     """A 3x3 convolution + pool stage per entry of ``filters``, a dense layer, the classifier."""
-    options = {"dense_units": dense_units, "dropout": dropout, "name": "small_cnn"}
-    return _conv_pool_dense(input_shape, num_classes, filters, 3, **options)
+    return _conv_pool_dense(
+        input_shape, num_classes, filters, 3, dense_units=dense_units, dropout=dropout,
+        name="small_cnn",
+    )  # fmt: skip
