@@ -48,21 +48,22 @@ def _main_path_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The layers the main output depends on, nested models' ones included, in graph order."""
 
     def walk(container: keras.Model) -> Iterator[keras.layers.Layer]:
-        if len(container.outputs) > 1:
-            # Functional models keep only the layers their outputs need: this drops the
-            # auxiliary heads (GoogLeNet's), whose convolutions the prediction never sees.
-            container = keras.Model(container.inputs, container.outputs[0])
-        for layer in container.layers:
+        # A functional model keeps only the layers its outputs need: this drops auxiliary
+        # heads (GoogLeNet's), whose convolutions the prediction never sees.
+        for layer in keras.Model(container.inputs, container.outputs[0]).layers:
             inner = _inner_model(layer)
             if inner is not None:
                 yield from walk(inner)
             elif not isinstance(layer, keras.layers.InputLayer):
                 yield layer
 
-    top = _inner_model(model)
-    if top is None:
+    return list(walk(_top_model(model)))
+
+
+def _top_model(model: keras.Model) -> keras.Model:
+    if (top := _inner_model(model)) is None:
         raise ValueError(f"'{model.name}' is a single layer, not a model.")
-    return list(walk(top))
+    return top
 
 
 def convolution_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -77,12 +78,11 @@ def last_feature_map_layer(model: keras.Model) -> keras.layers.Layer:
     first = next((i for i, layer in enumerate(layers) if isinstance(layer, CONVOLUTIONS)), None)
     if first is None:
         raise ValueError(f"Model '{model.name}' has no convolution layer to look inside.")
-    spatial = [
+    return [
         layer
         for layer in layers[first:]
         if len(layer.output.shape) == 4 and not isinstance(layer, _POOLINGS)
-    ]
-    return spatial[-1]
+    ][-1]
 
 
 def _logits(layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -154,9 +154,7 @@ def tapped_model(
         outputs = [*new.outputs, *(tensor for _, tensor in captured)]
         return keras.Model(new.input, outputs), [layer for layer, _ in captured]
 
-    top = _inner_model(model)
-    if top is None:
-        raise ValueError(f"'{model.name}' is a single layer, not a model.")
+    top = _top_model(model)
     network, found = rebuild(top)
     missing = [layer.name for layer in taps if layer not in found]
     if missing:
