@@ -118,14 +118,9 @@ def tapped_model(
     perturbation: Perturbation | None = None,
     logits: bool = False,
 ) -> keras.Model:
-    """A model returning ``[main output, *outputs of taps]``, sharing ``model``'s layers.
-
-    Args:
-        model: A functional model, or one nesting functional models.
-        taps: Layers at any depth (each called once) whose outputs to return too.
-        perturbation: Added to the last tap's output (the tap returns it before).
-        logits: Replace softmax/sigmoid heads by linear copies.
-    """
+    """A model returning ``[main output, *outputs of taps]`` (layers at any depth, each
+    called once), sharing ``model``'s layers; ``perturbation`` is added to the last tap's
+    output, and ``logits`` replaces softmax/sigmoid heads by linear copies."""
     wanted = {id(layer) for layer in taps}
 
     def rebuild(functional: keras.Model) -> tuple[keras.Model, list[keras.layers.Layer]]:
@@ -208,15 +203,9 @@ def grad_cam(
     layer: keras.layers.Layer | None = None,
     batch_size: int = 16,
 ) -> np.ndarray:
-    """Grad-CAM heatmaps ``(N, height, width)`` in [0, 1] (each map's maximum 1, or all 0).
-
-    Args:
-        model: A trained classifier.
-        images: Raw images as the model takes them.
-        classes: The class to explain per image; ``None``: the predicted one.
-        layer: The feature map's layer; ``None``: ``last_feature_map_layer``.
-        batch_size: Images per forward/backward pass.
-    """
+    """Grad-CAM heatmaps ``(N, height, width)`` in [0, 1] (each map's maximum 1, or all 0)
+    of raw ``images`` for ``classes`` (``None``: the predicted ones), weighing the output of
+    ``layer`` (``None``: ``last_feature_map_layer``)."""
     if layer is None:
         layer = last_feature_map_layer(model)
     perturbation = Perturbation(name="grad_cam_perturbation")

@@ -122,15 +122,9 @@ def build_classifier(
 ) -> keras.Model:
     """Raw 0-255 images -> normalise and augment (training only) -> ``architecture``.
 
-    Args:
-        architecture: A key of ``ARCHITECTURES``.
-        input_shape: ``(height, width, channels)`` of the raw images.
-        num_classes: Number of classes, at least 2.
-        augmentation: ``RandomAugment`` options; ``None`` or empty for none.
-        normalization: ``rescale`` (to [0, 1], then augment) or ``standardize`` (augment the
-            raw pixels, then per-channel mean and variance of ``train_images``).
-        train_images: The training split's raw images, for ``standardize``.
-        **options: The builder's options.
+    ``normalization``: ``rescale`` (to [0, 1], then augment) or ``standardize`` (augment the
+    raw pixels, then subtract each channel's mean and divide by its standard deviation over
+    ``train_images``); ``augmentation``: ``RandomAugment`` options; ``options``: the builder's.
     """
     if normalization not in NORMALIZATIONS:
         raise ValueError(

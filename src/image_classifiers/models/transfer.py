@@ -172,15 +172,9 @@ def load_base(
 ) -> keras.Model:
     """The no-top base ``base`` for ``input_shape``, trainable.
 
-    Args:
-        base: A key of ``BASES``.
-        input_shape: (height, width, 3).
-        weights: ``"imagenet"`` (downloaded by Keras, or from ``~/.keras/models/``), a path
-            to a no-top ``.h5``/``.weights.h5`` file, or ``None`` for random weights.
-
-    Raises:
-        ValueError: For an unknown base or an input shape it can't take.
-        WeightsError: When the weights can't be had; the message says how to provide them.
+    ``weights``: ``"imagenet"`` (downloaded by Keras, or found in ``~/.keras/models/``), a
+    no-top ``.h5``/``.weights.h5`` file, or ``None`` (random). ``WeightsError`` when they
+    can't be had, saying how to provide them; ``ValueError`` for a base or shape that won't do.
     """
     if base not in BASES:
         raise ValueError(f"Unknown transfer.base '{base}'. Choose one of: {', '.join(BASES)}.")
@@ -263,21 +257,9 @@ def build_transfer_model(
     dropout: float = 0.5,
     augmentation: dict[str, Any] | None = None,
 ) -> keras.Model:
-    """A classifier of raw 0-255 RGB images on a frozen pretrained base, named
-    ``transfer_<base>``.
-
-    Args:
-        input_shape: (height, width, 3).
-        num_classes: Number of classes; 2 gives one sigmoid unit.
-        base: A key of ``BASES``.
-        weights: See ``load_base``.
-        pooling: ``flatten`` (the reference for VGG16), ``avg`` or ``max`` (global pooling,
-            far fewer head parameters).
-        dense_units: Units of a ReLU layer before the dropout, or ``None``.
-        batch_norm: BatchNormalization between that dense layer (then bias-free) and its ReLU.
-        dropout: Dropout rate before the classifier (0: no dropout layer).
-        augmentation: ``RandomAugment`` options, applied to raw pixels (training only).
-    """
+    """A classifier of raw 0-255 RGB images on the frozen base ``base``, named
+    ``transfer_<base>``; the options are ``params.TransferParams``' (``weights``: see
+    ``load_base``), ``augmentation`` acts on the raw pixels in training only."""
     from image_classifiers.models import augmentation_layer
 
     pretrained = load_base(base, input_shape, weights)
