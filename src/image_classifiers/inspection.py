@@ -1,18 +1,14 @@
 """Looking inside a trained network: feature maps and Grad-CAM heatmaps, on any Keras backend.
 
-Both need tensors from inside the network, often from inside a nested model: the backbone of
-``build_classifier``'s models, or the pretrained base that ``InferenceMode`` wraps in transfer
-models. ``tapped_model`` rebuilds a model's graph with ``keras.models.clone_model`` (reusing
-the trained layers, so no weight is copied), inlining every nested model so that any layer's
-output can become an extra output.
+Both need tensors from inside nested models (``build_classifier``'s backbone, the base that
+``InferenceMode`` wraps). ``tapped_model`` rebuilds the graph with ``keras.models.clone_model``
+(reusing the trained layers), inlining nested models so any layer's output can be an output.
 
-Grad-CAM (Selvaraju et al., 2017) weighs each channel of the last convolution's feature map by
-the mean gradient of the class score with respect to it. The gradient with respect to an
-intermediate tensor is taken as the gradient with respect to a zero tensor added to it
-(``Perturbation``), which every backend's autodiff can differentiate. The class score is the
-logit: the probability head is replaced by a linear copy, since a saturated softmax or
-sigmoid has vanishing gradients and would give empty heatmaps for the most confident
-predictions.
+Grad-CAM (Selvaraju et al., 2017) weighs each channel of the last feature map by the mean
+gradient of the class score. The gradient with respect to an inner tensor is taken as the
+gradient with respect to a zero tensor added to it (``Perturbation``), which every backend's
+autodiff can do. The score is the logit: a saturated softmax or sigmoid has vanishing
+gradients and would give empty heatmaps for the most confident predictions.
 """
 
 from __future__ import annotations
@@ -31,17 +27,15 @@ logger = logging.getLogger(__name__)
 
 CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)
 _POOLINGS = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
-_PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 
 
 def _inner_model(layer: keras.layers.Layer) -> keras.Model | None:
-    """The functional model a layer stands for, if it is a container (else ``None``)."""
     if isinstance(layer, InferenceMode):
         layer = layer.layer
     if isinstance(layer, AuxiliaryHeadsModel):
         layer = layer.network
     if isinstance(layer, keras.Model):
-        if not hasattr(layer, "_run_through_graph"):  # a subclassed model: opaque
+        if not isinstance(layer, keras.Function):  # a subclassed model: opaque
             raise ValueError(
                 f"Cannot look inside '{layer.name}' ({type(layer).__name__}): only functional "
                 "models (and models nesting them) can be inspected."
@@ -54,21 +48,22 @@ def _main_path_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The layers the main output depends on, nested models' ones included, in graph order."""
 
     def walk(container: keras.Model) -> Iterator[keras.layers.Layer]:
-        if len(container.outputs) > 1:
-            # Functional models keep only the layers their outputs need: this drops the
-            # auxiliary heads (GoogLeNet's), whose convolutions the prediction never sees.
-            container = keras.Model(container.inputs, container.outputs[0])
-        for layer in container.layers:
+        # A functional model keeps only the layers its outputs need: this drops auxiliary
+        # heads (GoogLeNet's), whose convolutions the prediction never sees.
+        for layer in keras.Model(container.inputs, container.outputs[0]).layers:
             inner = _inner_model(layer)
             if inner is not None:
                 yield from walk(inner)
             elif not isinstance(layer, keras.layers.InputLayer):
                 yield layer
 
-    top = _inner_model(model)
-    if top is None:
+    return list(walk(_top_model(model)))
+
+
+def _top_model(model: keras.Model) -> keras.Model:
+    if (top := _inner_model(model)) is None:
         raise ValueError(f"'{model.name}' is a single layer, not a model.")
-    return list(walk(top))
+    return top
 
 
 def convolution_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -77,50 +72,33 @@ def convolution_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def last_feature_map_layer(model: keras.Model) -> keras.layers.Layer:
-    """The layer whose output is the last spatial feature map: Grad-CAM's default layer.
-
-    The last layer with a ``(batch, height, width, channels)`` output after the first
-    convolution, pooling aside (it only coarsens the map): the last convolution, or what
-    follows it in its block (its activation, a residual addition).
-
-    Raises:
-        ValueError: If the model has no convolution.
-    """
+    """Grad-CAM's default layer: the last one with a 4-D output after the first convolution,
+    pooling aside (the last convolution, or its activation or residual addition)."""
     layers = _main_path_layers(model)
     first = next((i for i, layer in enumerate(layers) if isinstance(layer, CONVOLUTIONS)), None)
     if first is None:
         raise ValueError(f"Model '{model.name}' has no convolution layer to look inside.")
-    spatial = [
+    return [
         layer
         for layer in layers[first:]
         if len(layer.output.shape) == 4 and not isinstance(layer, _POOLINGS)
-    ]
-    return spatial[-1]
+    ][-1]
 
 
-def _is_probability_head(layer: keras.layers.Layer) -> bool:
-    activation = getattr(layer, "activation", None)
-    return (
-        isinstance(layer, keras.layers.Dense)
-        and getattr(activation, "__name__", None) in _PROBABILITY_ACTIVATIONS
-    )
-
-
-def _linear_copy(dense: keras.layers.Dense) -> keras.layers.Dense:
-    """The same Dense layer (same weights) without its softmax/sigmoid: it outputs logits."""
-    copy = type(dense).from_config({**dense.get_config(), "activation": "linear"})
-    copy.build((None, dense.kernel.shape[0]))
-    copy.set_weights(dense.get_weights())
+def _logits(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A softmax/sigmoid Dense head's linear copy (same weights); any other layer itself."""
+    activation = getattr(getattr(layer, "activation", None), "__name__", None)
+    if not isinstance(layer, keras.layers.Dense) or activation not in ("softmax", "sigmoid"):
+        return layer
+    copy = type(layer).from_config({**layer.get_config(), "activation": "linear"})
+    copy.build((None, layer.kernel.shape[0]))
+    copy.set_weights(layer.get_weights())
     return copy
 
 
 class Perturbation(keras.layers.Layer):
-    """Adds ``self.delta`` (a tensor set just before a call, default none) to its input.
-
-    The gradient with respect to ``delta`` is the gradient with respect to the input. Not an
-    extra model input: ``clone_model`` rebuilds each nested model from its own inputs, and a
-    new input inside one would leave it disconnected.
-    """
+    """Adds ``self.delta`` (set just before a call) to its input. Not an extra model input:
+    ``clone_model`` rebuilds each nested model from its own inputs, so one would dangle."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -129,7 +107,7 @@ class Perturbation(keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         return inputs if self.delta is None else inputs + self.delta
 
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+    def compute_output_shape(self, input_shape):
         return input_shape
 
 
@@ -140,26 +118,12 @@ def tapped_model(
     perturbation: Perturbation | None = None,
     logits: bool = False,
 ) -> keras.Model:
-    """A model returning ``[output, *outputs of taps]``, sharing ``model``'s trained layers.
-
-    Args:
-        model: A functional model, or a model nesting functional models (``build_classifier``,
-            ``build_transfer_model``, ``AuxiliaryHeadsModel``); only the main output is kept.
-        taps: Layers, at any depth, whose outputs to return too (each must be called once).
-        perturbation: Applied to the output of the last tap (what the tap returns is its
-            output before the perturbation).
-        logits: Replace softmax/sigmoid heads by linear copies (output logits).
-
-    Raises:
-        ValueError: If a tap is not in the model or the model can't be looked inside.
-    """
+    """A model returning ``[main output, *outputs of taps]`` (layers at any depth, each
+    called once), sharing ``model``'s layers; ``perturbation`` is added to the last tap's
+    output, and ``logits`` replaces softmax/sigmoid heads by linear copies."""
     wanted = {id(layer) for layer in taps}
 
-    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        return _linear_copy(layer) if logits and _is_probability_head(layer) else layer
-
     def rebuild(functional: keras.Model) -> tuple[keras.Model, list[keras.layers.Layer]]:
-        """``functional`` with outputs ``[*its outputs, *taps inside it]``, and those taps."""
         captured: list[tuple[keras.layers.Layer, Any]] = []
 
         def call(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
@@ -179,13 +143,13 @@ def tapped_model(
                     outputs = perturbation(outputs)
             return outputs
 
-        new = keras.models.clone_model(functional, clone_function=clone, call_function=call)
+        # The layers themselves (no copy: the trained weights), heads as logits if asked.
+        keep = _logits if logits else lambda layer: layer
+        new = keras.models.clone_model(functional, clone_function=keep, call_function=call)
         outputs = [*new.outputs, *(tensor for _, tensor in captured)]
         return keras.Model(new.input, outputs), [layer for layer, _ in captured]
 
-    top = _inner_model(model)
-    if top is None:
-        raise ValueError(f"'{model.name}' is a single layer, not a model.")
+    top = _top_model(model)
     network, found = rebuild(top)
     missing = [layer.name for layer in taps if layer not in found]
     if missing:
@@ -197,11 +161,8 @@ def tapped_model(
 
 
 def _gradient(fn: Callable[[Any], tuple[Any, Any]], x: Any) -> tuple[np.ndarray, Any]:
-    """The gradient of ``fn(x)[0]`` (a scalar) with respect to ``x``, and ``fn(x)[1]``.
-
-    Keras 3 has no backend-agnostic gradient function (``keras.ops`` has none), so this is
-    the one place that asks each backend's own autodiff.
-    """
+    """The gradient of ``fn(x)[0]`` (a scalar) at ``x``, and ``fn(x)[1]``: the one place
+    that asks each backend's autodiff, since ``keras.ops`` has no gradient."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -242,23 +203,9 @@ def grad_cam(
     layer: keras.layers.Layer | None = None,
     batch_size: int = 16,
 ) -> np.ndarray:
-    """Grad-CAM heatmaps of ``images`` for ``classes``, one per image, at the image's size.
-
-    Args:
-        model: A trained classifier (what ``convolution_layers`` can look inside).
-        images: Raw images as the model takes them, ``(N, height, width, channels)``.
-        classes: The class to explain for each image; ``None``: the predicted class.
-        layer: The layer whose output feature map is weighed; ``None``: the last one
-            (``last_feature_map_layer``).
-        batch_size: Images per forward/backward pass.
-
-    Returns:
-        ``(N, height, width)`` float32 in [0, 1], each image's map scaled so its maximum is
-        1 (all zeros where no location speaks for the class).
-
-    Raises:
-        ValueError: If the model has no convolution.
-    """
+    """Grad-CAM heatmaps ``(N, height, width)`` in [0, 1] (each map's maximum 1, or all 0)
+    of raw ``images`` for ``classes`` (``None``: the predicted ones), weighing the output of
+    ``layer`` (``None``: ``last_feature_map_layer``)."""
     if layer is None:
         layer = last_feature_map_layer(model)
     perturbation = Perturbation(name="grad_cam_perturbation")
@@ -300,14 +247,8 @@ def grad_cam(
 def feature_maps(
     model: keras.Model, image: np.ndarray, *, layers: int = 4
 ) -> list[tuple[str, np.ndarray]]:
-    """The outputs of the first ``layers`` convolutions for one raw image.
-
-    Returns:
-        ``(layer name, (height, width, channels) array)`` per convolution, in graph order.
-
-    Raises:
-        ValueError: If the model has no convolution.
-    """
+    """``(layer name, (height, width, channels) output)`` of the first ``layers``
+    convolutions for one raw image."""
     convolutions = convolution_layers(model)[: max(1, int(layers))]
     if not convolutions:
         raise ValueError(f"Model '{model.name}' has no convolution layer to show.")

@@ -1,16 +1,12 @@
-"""Custom Keras layers: ``RandomAugment``, image augmentation that keeps training compiled.
+"""``RandomAugment``: image augmentation that keeps the training step compiled.
 
 Keras' ``RandomRotation``, ``RandomZoom`` and ``RandomTranslation`` declare
 ``supports_jit = False``, which makes ``jit_compile="auto"`` run the *whole* training step
-without XLA: on an H100 the reference mini-Xception took ~35 s per epoch that way against
-0.755 s compiled (``../shared/GPU.md``). ``RandomAugment`` does the same work with plain
-``keras.ops`` and ``keras.random``: flip, rotation, zoom and translation compose into one affine
-transform per image, applied by a single bilinear warp, then contrast and brightness. There is
-no data-dependent Python control flow, so JAX, TensorFlow and PyTorch can all compile it.
-
-The warp is written here with ``keras.ops.take`` rather than ``keras.ops.image.affine_transform``
-because TensorFlow implements the latter with ``ImageProjectiveTransformV3``, which has no XLA
-kernel (compiling it fails on TensorFlow); on JAX both give the same pixels (tested).
+without XLA: on an H100 the mini-Xception took ~35 s per epoch that way against 0.755 s
+compiled (``../shared/GPU.md``). ``RandomAugment`` composes flip, rotation, zoom and
+translation into one affine transform per image, applied by one bilinear warp written with
+``keras.ops.take`` (TensorFlow's ``affine_transform`` kernel has no XLA version), then
+contrast and brightness: no data-dependent control flow, so every backend compiles it.
 """
 
 from __future__ import annotations
@@ -32,28 +28,12 @@ _FLIP, _ROTATION, _ZOOM, _SHIFT_X, _SHIFT_Y, _CONTRAST, _BRIGHTNESS = range(7)
 class RandomAugment(keras.layers.Layer):
     """Random flip, rotation, zoom, translation, contrast and brightness, in training only.
 
-    Each factor is a number ``f`` (drawn uniformly from ``[-f, f]``) or a ``[low, high]`` pair,
-    with the meanings of the matching Keras layers:
-
-    Args:
-        horizontal_flip: Mirror half of the images left-right.
-        rotation: Fraction of a full turn (0.1 = up to +-36 degrees), as ``RandomRotation``.
-        zoom: Relative zoom; positive values zoom out, as ``RandomZoom``'s ``height_factor``
-            (the same factor is used for the width).
-        translation: Shift as a fraction of the height and width, as ``RandomTranslation``.
-        contrast: The contrast factor is ``1 + delta``, as ``RandomContrast``: each channel's
-            deviation from its mean is scaled by it.
-        brightness: ``delta * (high - low)`` of ``value_range`` is added, as
-            ``RandomBrightness``.
-        seed: Seed of the layer's ``keras.random.SeedGenerator`` (``None``: a random one).
-        value_range: ``(low, high)`` of the pixel values; contrast and brightness clip to it.
-        fill_mode: How the warp fills pixels from outside the image: ``"reflect"`` (the
-            Keras layers' default) or ``"nearest"``.
-        **kwargs: Base layer arguments (``name``, ``dtype``).
-
-    Inputs are batches ``(batch, height, width, channels)`` with a static height and width;
-    the output has the same shape and dtype. With ``training`` falsy the inputs are returned
-    unchanged.
+    Each factor is a number ``f`` (drawn from ``[-f, f]``) or a ``[low, high]`` pair, meaning
+    what it means for the matching Keras layer (``rotation`` in turns, ``zoom`` > 0 zooms
+    out, ``translation`` in fractions of the size, ``brightness`` in fractions of
+    ``value_range``, to which contrast and brightness clip). ``fill_mode`` is ``reflect`` or
+    ``nearest``. Inputs are ``(batch, height, width, channels)`` with a static size; outputs
+    keep shape and dtype.
     """
 
     def __init__(
@@ -71,30 +51,22 @@ class RandomAugment(keras.layers.Layer):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if horizontal_flip not in (True, False):
+        if horizontal_flip not in (True, False) or fill_mode not in FILL_MODES:
             raise ValueError(
-                f"RandomAugment horizontal_flip must be true or false, got {horizontal_flip!r}."
+                "RandomAugment horizontal_flip must be true or false and fill_mode one of "
+                f"{', '.join(FILL_MODES)}; got {horizontal_flip!r} and {fill_mode!r}."
             )
-        self.horizontal_flip = bool(horizontal_flip)
+        self.horizontal_flip, self.fill_mode, self.seed = bool(horizontal_flip), fill_mode, seed
         self.rotation = _factor_range(rotation, "rotation")
         self.zoom = _factor_range(zoom, "zoom")
         if self.zoom[0] <= -1:
-            raise ValueError(
-                f"RandomAugment zoom must stay above -1 (a zoom factor of 0), got {zoom}."
-            )
+            raise ValueError(f"RandomAugment zoom must stay above -1, got {zoom}.")
         self.translation = _factor_range(translation, "translation")
         self.contrast = _factor_range(contrast, "contrast")
         self.brightness = _factor_range(brightness, "brightness")
         self.value_range = _value_range(value_range)
-        if fill_mode not in FILL_MODES:
-            raise ValueError(
-                f"RandomAugment fill_mode must be one of {', '.join(FILL_MODES)}; "
-                f"got {fill_mode!r}."
-            )
-        self.fill_mode = fill_mode
-        self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self._warps = self.horizontal_flip or any(
+        self.warps = self.horizontal_flip or any(
             r != (0.0, 0.0) for r in (self.rotation, self.zoom, self.translation)
         )
 
@@ -114,7 +86,7 @@ class RandomAugment(keras.layers.Layer):
         # One draw per image for every random quantity; unused columns cost next to nothing.
         draws = keras.random.uniform((ops.shape(images)[0], 7), seed=self.seed_generator)
 
-        if self._warps:
+        if self.warps:
             images = affine_warp(images, self._transforms(draws, height, width), self.fill_mode)
         if self.contrast != (0.0, 0.0):
             factor = 1.0 + _per_image(_between(draws[:, _CONTRAST], self.contrast), 4)
@@ -132,12 +104,8 @@ class RandomAugment(keras.layers.Layer):
         return ops.cast(images, inputs.dtype)
 
     def _transforms(self, draws, height: int, width: int):
-        """One affine transform per image: flip o rotate o zoom about the centre, then shift.
-
-        Returns ``(batch, 8)`` rows ``[a0, a1, a2, b0, b1, b2, 0, 0]`` mapping each output pixel
-        ``(x, y)`` to the input point ``(a0 x + a1 y + a2, b0 x + b1 y + b2)``, the convention of
-        ``keras.ops.image.affine_transform``.
-        """
+        """Rows ``[a0, a1, a2, b0, b1, b2, 0, 0]`` (``affine_transform``'s convention): flip o
+        rotate o zoom about the centre, then shift."""
         if self.horizontal_flip:
             flip = ops.where(draws[:, _FLIP] < 0.5, -1.0, 1.0)
         else:
@@ -162,32 +130,19 @@ class RandomAugment(keras.layers.Layer):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
+        ranges = ("rotation", "zoom", "translation", "contrast", "brightness", "value_range")
         return {
             **super().get_config(),
+            **{name: list(getattr(self, name)) for name in ranges},
             "horizontal_flip": self.horizontal_flip,
-            "rotation": list(self.rotation),
-            "zoom": list(self.zoom),
-            "translation": list(self.translation),
-            "contrast": list(self.contrast),
-            "brightness": list(self.brightness),
             "seed": self.seed,
-            "value_range": list(self.value_range),
             "fill_mode": self.fill_mode,
         }
 
 
 def affine_warp(images, transforms, fill_mode: str = "reflect"):
-    """Bilinear affine warp of a batch, XLA-compilable on every Keras backend.
-
-    Same convention and result as ``keras.ops.image.affine_transform(images, transforms,
-    "bilinear", fill_mode)`` for channels-last batches and affine rows (``c0 = c1 = 0``).
-
-    Args:
-        images: ``(batch, height, width, channels)`` float tensor with static height and width.
-        transforms: ``(batch, 8)`` rows ``[a0, a1, a2, b0, b1, b2, c0, c1]``; output pixel
-            ``(x, y)`` samples the input at ``(a0 x + a1 y + a2, b0 x + b1 y + b2)``.
-        fill_mode: ``"reflect"`` (``d c b a | a b c d | d c b a``) or ``"nearest"``.
-    """
+    """``keras.ops.image.affine_transform(images, transforms, "bilinear", fill_mode)`` for
+    channels-last batches and affine rows, XLA-compilable on every backend."""
     height, width, channels = images.shape[1:]
     ys, xs = ops.meshgrid(
         ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32"), indexing="ij"
@@ -222,10 +177,8 @@ def _fill(index, size: int, fill_mode: str):
 
 
 def _per_image(values, rank: int):
-    """``(batch,)`` -> ``(batch, 1, ...)`` of ``rank`` dimensions, to broadcast over pixels.
-
-    Explicit reshapes: TensorFlow graphs (without XLA) mis-shape ``v[:, None, None]`` slices.
-    """
+    """``(batch,)`` -> ``(batch, 1, ...)``; a reshape, as TensorFlow graphs mis-shape
+    ``v[:, None, None]``."""
     return ops.reshape(values, (-1,) + (1,) * (rank - 1))
 
 

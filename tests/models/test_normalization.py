@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from image_classifiers.models import build_classifier, channel_moments
+from image_classifiers.params import ModelOptions, TrainingParams
 from image_classifiers.pipelines.model_training.nodes import build_model
 
 
@@ -65,7 +66,7 @@ def test_rescale_stays_the_default_and_bad_choices_are_named():
 def test_build_model_takes_normalization_from_the_model_options():
     images = _images(3)
     train_set = {"images": images, "labels": np.zeros(40, np.int32), "classes": ["a", "b"]}
-    options = {"architecture": "lenet", "normalization": "standardize", "dense_units": 8}
-    model = build_model(train_set, options, None, {"seed": 1})
+    options = ModelOptions(architecture="lenet", normalization="standardize", dense_units=8)
+    model = build_model(train_set, options, None, TrainingParams(seed=1))
     mean = keras.ops.convert_to_numpy(model.get_layer("standardize").mean).reshape(-1)
     np.testing.assert_allclose(mean, images.reshape(-1, 3).mean(axis=0), rtol=1e-5)

@@ -10,6 +10,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from image_classifiers.datasets import KerasModelDataset
 from image_classifiers.models import transfer
@@ -23,6 +24,7 @@ from image_classifiers.models.transfer import (
     pretrained_base,
     unfreeze_top_layers,
 )
+from image_classifiers.params import TransferParams
 
 SHAPE = (32, 32, 3)
 APPLICATION_MODULES = {
@@ -64,15 +66,26 @@ def test_every_required_base_is_offered():
     [
         ({"base": "vgg17"}, "Unknown transfer.base 'vgg17'. Choose one of: vgg16"),
         ({"base": "xception"}, "at least 71x71"),
-        ({"pooling": "mean"}, "Unknown transfer.pooling 'mean'"),
-        ({"dropout": 1.0}, "transfer.dropout must be in [0, 1)"),
-        ({"dense_units": 0}, "transfer.dense_units must be a positive integer"),
     ],
 )
 def test_build_rejects_bad_options_with_clear_messages(kwargs, message):
     with pytest.raises(ValueError) as error:
         build_transfer_model(SHAPE, 2, **{"weights": None, **kwargs})
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"pooling": "mean"}, "pooling\n  Input should be 'flatten', 'avg' or 'max'"),
+        ({"dropout": 1.0}, "dropout\n  Input should be less than 1"),
+        ({"dense_units": 0}, "dense_units\n  Input should be greater than or equal to 1"),
+    ],
+)
+def test_the_transfer_group_rejects_bad_head_options(kwargs, message):
+    # Kedro validates the group before any node builds a model.
+    with pytest.raises(ValidationError, match=message):
+        TransferParams(base="vgg16", **kwargs)
 
 
 def test_build_rejects_grayscale_input():
@@ -242,8 +255,6 @@ def test_missing_or_odd_weights_files_are_clear_errors(tmp_path):
     text.write_text("not weights")
     with pytest.raises(WeightsError, match=r"not a Keras weights file \(.h5 or .weights.h5\)"):
         load_base("vgg16", SHAPE, str(text))
-    with pytest.raises(WeightsError, match="must be 'imagenet', null or a path"):
-        load_base("vgg16", SHAPE, 3)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ AUXILIARY_AFTER = ("4a", "4d")
 
 
 def _inception(x, widths: tuple[int, ...], name: str):
-    """Four parallel branches (1x1, 3x3, 5x5, pool) concatenated along channels."""
+    """Branches 1x1, 3x3, 5x5 and pool, concatenated along channels."""
     one, three_reduce, three, five_reduce, five, pool_projection = widths
     branch_1 = conv_bn_relu(x, one, 1)
     branch_3 = conv_bn_relu(conv_bn_relu(x, three_reduce, 1), three, 3)
@@ -42,7 +42,6 @@ def _inception(x, widths: tuple[int, ...], name: str):
 
 
 def _auxiliary_head(x, num_classes: int, dense_units: int, dropout: float, name: str):
-    """Average pool 5x5/3, 1x1 conv, dense, dropout, classifier (training-only signal)."""
     x = layers.AveragePooling2D(5, strides=3, padding="same")(x)
     x = conv_bn_relu(x, 128, 1)
     x = layers.Flatten()(x)
@@ -63,21 +62,10 @@ def build_googlenet(
     aux_dropout: float = 0.7,
     stem_strides: int = 2,
 ) -> keras.Model:
-    """Build GoogLeNet.
+    """A stem, nine inception modules, global pooling, dropout, the classifier.
 
-    Args:
-        input_shape: ``(height, width, channels)`` of images scaled to [0, 1].
-        num_classes: Number of classes.
-        width_multiplier: Scales every convolution's width (0.25 for a quick CPU model).
-        dropout: Dropout rate before the main classifier.
-        aux_heads: Train with the two auxiliary classifiers; if false a plain model is built.
-        aux_weight: Weight of each auxiliary loss.
-        aux_dense_units: Width of the auxiliary heads' dense layer.
-        aux_dropout: Dropout rate in the auxiliary heads.
-        stem_strides: Stride of the 7x7 entry convolution (2 in the paper).
-
-    Returns:
-        An ``AuxiliaryHeadsModel`` if ``aux_heads``, else a functional model.
+    ``width_multiplier`` scales every convolution (0.25 for a quick CPU model); with
+    ``aux_heads`` an ``AuxiliaryHeadsModel`` is returned, else a plain functional model.
     """
 
     def scaled(width: int) -> int:
@@ -85,14 +73,12 @@ def build_googlenet(
 
     inputs = keras.Input(shape=input_shape)
 
-    # Stem: 7x7 conv, pool, 1x1 + 3x3 conv, pool.
     x = conv_bn_relu(inputs, scaled(64), 7, strides=stem_strides)
     x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     x = conv_bn_relu(x, scaled(64), 1)
     x = conv_bn_relu(x, scaled(192), 3)
     x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
 
-    # Inception modules, with auxiliary classifiers tapping the middle of the network.
     auxiliary = []
     for name, widths in MODULES.items():
         if name in POOL_BEFORE:
@@ -105,9 +91,7 @@ def build_googlenet(
                 )
             )
 
-    # Main classifier.
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(dropout)(x)
+    x = layers.Dropout(dropout)(layers.GlobalAveragePooling2D()(x))
     outputs = classifier_head(num_classes)(x)
     if not aux_heads:
         return keras.Model(inputs, outputs, name="googlenet")

@@ -1,11 +1,9 @@
-"""ResNet with pre-activation residual units (He et al., "Identity Mappings in Deep Residual
-Networks", 2016).
+"""ResNet with pre-activation units (He et al., "Identity Mappings in Deep Residual Networks").
 
-Each unit is BN -> ReLU -> conv (twice for ``depth`` 18/34, or a 1x1-3x3-1x1 bottleneck for
+Each unit is BN -> ReLU -> conv (twice for depth 18/34, a 1x1-3x3-1x1 bottleneck for
 50/101/152) added to an identity shortcut, or to a 1x1 projection of the pre-activated input
-where the width or resolution changes. Everything pads ("same"), so any image size builds; for
-small images (32x32) use the CIFAR-style stem: ``stem_kernel=3, stem_strides=1,
-stem_pool=False``.
+where the shape changes. Padded throughout; for 32x32 images use the CIFAR stem:
+``stem_kernel=3, stem_strides=1, stem_pool=False``.
 """
 
 from __future__ import annotations
@@ -23,12 +21,10 @@ DEPTHS = {
     101: (True, (3, 4, 23, 3)),
     152: (True, (3, 8, 36, 3)),
 }
-BOTTLENECK_EXPANSION = 4
 
 
 def _bn_relu(x):
-    x = layers.BatchNormalization()(x)
-    return layers.Activation("relu")(x)
+    return layers.Activation("relu")(layers.BatchNormalization()(x))
 
 
 def _conv(x, width: int, kernel: int, strides: int = 1):
@@ -37,16 +33,12 @@ def _conv(x, width: int, kernel: int, strides: int = 1):
 
 
 def _residual_unit(x, width: int, strides: int, bottleneck: bool):
-    """One pre-activation unit; ``width`` is the 3x3 convolution's width."""
-    out_width = width * BOTTLENECK_EXPANSION if bottleneck else width
+    out_width = width * 4 if bottleneck else width
     preactivated = _bn_relu(x)
-
-    # Shortcut: identity, or a projection of the pre-activated input when the shape changes.
     if strides == 1 and x.shape[-1] == out_width:
         shortcut = x
     else:
         shortcut = _conv(preactivated, out_width, 1, strides=strides)
-
     if bottleneck:
         y = _conv(preactivated, width, 1)
         y = _conv(_bn_relu(y), width, 3, strides=strides)
@@ -68,38 +60,20 @@ def build_resnet(
     stem_pool: bool = True,
     dropout: float = 0.0,
 ) -> keras.Model:
-    """Build a pre-activation ResNet.
-
-    Args:
-        input_shape: ``(height, width, channels)`` of images scaled to [0, 1].
-        num_classes: Number of classes.
-        depth: 18, 34, 50, 101 or 152 layers.
-        width: Width of the first stage; each following stage doubles it.
-        stem_kernel: Kernel size of the entry convolution (7; 3 for small images).
-        stem_strides: Stride of the entry convolution (2; 1 for small images).
-        stem_pool: Whether a 3x3/2 max pool follows the entry convolution.
-        dropout: Dropout rate before the classifier (0 = none, as in the paper).
-    """
+    """A stem, four stages (``width`` doubling, all but the first halving the resolution),
+    a last BN -> ReLU, global pooling, optional dropout, the classifier."""
     if depth not in DEPTHS:
         raise ValueError(f"resnet depth must be one of {', '.join(map(str, DEPTHS))}; got {depth}.")
     bottleneck, units_per_stage = DEPTHS[depth]
     inputs = keras.Input(shape=input_shape)
-
-    # Stem: the first unit's pre-activation normalizes its output.
-    x = _conv(inputs, width, stem_kernel, strides=stem_strides)
+    x = _conv(inputs, width, stem_kernel, strides=stem_strides)  # the first unit normalizes it
     if stem_pool:
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-
-    # Four stages; all but the first start by halving the resolution.
     for stage, units in enumerate(units_per_stage):
         for unit in range(units):
             strides = 2 if stage > 0 and unit == 0 else 1
             x = _residual_unit(x, width * 2**stage, strides, bottleneck)
-
-    # Pre-activation networks end with a last BN -> ReLU before pooling.
-    x = _bn_relu(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(_bn_relu(x))
     if dropout:
         x = layers.Dropout(dropout)(x)
-    outputs = classifier_head(num_classes)(x)
-    return keras.Model(inputs, outputs, name=f"resnet{depth}")
+    return keras.Model(inputs, classifier_head(num_classes)(x), name=f"resnet{depth}")

@@ -1,24 +1,14 @@
 """Transfer learning from a ``keras.applications`` network pretrained on ImageNet.
 
-The model takes raw 0-255 RGB images like every other model of the project::
+The model takes raw 0-255 RGB images like every model of the project::
 
     image -> RandomAugment (training only) -> the base's own preprocess_input
-          -> pretrained convolutional base (always in inference mode)
-          -> flatten / global pooling -> [dense] -> dropout -> classifier head
+          -> pretrained base (always in inference mode) -> pooling -> [dense] -> dropout -> head
 
-Two details are easy to get wrong and are handled here:
-
-- ``base(x, training=False)`` in a functional model is *not* enough in Keras 3: when the
-  outer model is called with ``training=True`` (as ``fit`` does) that value overrides the one
-  recorded in the graph, so the base's dropout layers (EfficientNet's drop-connect) would be
-  active. ``InferenceMode`` wraps the base and always calls it with ``training=False``.
-  Frozen BatchNormalization layers (``trainable=False``) use their moving statistics in Keras 3
-  whatever ``training`` says, and they stay frozen in both phases here.
-- The preprocessing lives in the model (``ApplicationPreprocessing``), so a saved model needs
-  no separate preprocessing step and ``preprocess_input`` can't be forgotten or doubled.
-
-Both layers are registered with Keras; ``image_classifiers.datasets.KerasModelDataset`` imports
-this module before loading a ``.keras`` file.
+``base(x, training=False)`` in a functional model is not enough in Keras 3: the outer
+``training=True`` of ``fit`` overrides it, and the base's dropout (EfficientNet's
+drop-connect) would be active. ``InferenceMode`` wraps the base and always calls it with
+``training=False``. Frozen BatchNormalization layers use their moving statistics anyway.
 """
 
 from __future__ import annotations
@@ -33,25 +23,21 @@ from typing import Any
 import keras
 import numpy as np
 
-from image_classifiers.layers import RandomAugment
+from image_classifiers.models.blocks import classifier_head
 
 logger = logging.getLogger(__name__)
 
-POOLINGS = ("flatten", "avg", "max")
+POOLINGS = {
+    "flatten": keras.layers.Flatten,
+    "avg": keras.layers.GlobalAveragePooling2D,
+    "max": keras.layers.GlobalMaxPooling2D,
+}
 
 
 @dataclass(frozen=True)
 class BaseSpec:
-    """How to build one ``keras.applications`` base and where its ImageNet weights live.
-
-    Attributes:
-        constructor: The ``keras.applications`` function (called with ``include_top=False``).
-        preprocess: That application's ``preprocess_input``.
-        min_size: Smallest input height/width the architecture accepts.
-        weights_file: Keras' file name of the no-top ImageNet weights (what ``weights:
-            imagenet`` downloads into ``~/.keras/models/``); ``{size}`` is the input size.
-        weights_folder: The URL Keras downloads that file from, without the file name.
-    """
+    """A ``keras.applications`` base: constructor, ``preprocess_input``, smallest input size,
+    and Keras' no-top ImageNet weights file (``{size}``: the input size) and its folder URL."""
 
     constructor: Callable[..., keras.Model]
     preprocess: Callable[[Any], Any]
@@ -60,7 +46,6 @@ class BaseSpec:
     weights_folder: str
 
     def weights_file_for(self, input_shape: tuple[int, ...]) -> str:
-        """Keras' no-top ImageNet weights file name for images of ``input_shape``."""
         height, width = input_shape[:2]
         # MobileNetV2 has weights for these square sizes and falls back to the 224 ones.
         size = height if height == width and height in (96, 128, 160, 192, 224) else 224
@@ -108,11 +93,10 @@ BASES: dict[str, BaseSpec] = {
     ),
 }
 
-# EfficientNet's ImageNet weights carry the per-channel standard deviation where its
-# Normalization layer expects a variance; with weights="imagenet" Keras compensates with an
-# extra Rescaling layer (keras/src/applications/efficientnet.py, tensorflow/tensorflow#49930).
-# A model loaded from a local file lacks that layer, so the same correction is folded into
-# the Normalization variance instead.
+# EfficientNet's ImageNet weights hold the per-channel standard deviation where its
+# Normalization layer expects a variance; with weights="imagenet" Keras adds a Rescaling layer
+# to compensate (tensorflow/tensorflow#49930). A local weights file gets the same correction,
+# folded into the variance.
 _IMAGENET_STDDEV_RGB = np.array([0.229, 0.224, 0.225], dtype="float32")
 
 
@@ -122,25 +106,19 @@ class WeightsError(ValueError):
 
 @keras.saving.register_keras_serializable(package="image_classifiers")
 class ApplicationPreprocessing(keras.layers.Layer):
-    """Applies ``keras.applications.<base>.preprocess_input`` to raw 0-255 RGB images.
-
-    Keras 3's ``preprocess_input`` works on any backend's tensors (it uses ``keras.ops``), so
-    the layer only stores the base's name and serialises as such.
-    """
+    """The base's ``preprocess_input`` (``keras.ops`` inside: any backend) as a layer, so a
+    saved model needs no preprocessing step."""
 
     def __init__(self, base: str, **kwargs: Any):
         super().__init__(**kwargs)
-        if base not in BASES:
-            raise ValueError(_unknown_base_message(base))
         self.base = base
 
     def call(self, inputs: Any) -> Any:
-        # preprocess_input divides and subtracts in place (x /= 127.5): work on a copy so the
-        # caller's tensor is never modified (a real risk with PyTorch tensors).
+        # preprocess_input works in place (x /= 127.5): never on the caller's tensor.
         images = keras.ops.copy(keras.ops.cast(inputs, self.compute_dtype))
         return BASES[self.base].preprocess(images)
 
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+    def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
@@ -149,18 +127,14 @@ class ApplicationPreprocessing(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="image_classifiers")
 class InferenceMode(keras.layers.Layer):
-    """Runs the wrapped layer (the pretrained base) with ``training=False``, always.
-
-    The wrapper's ``call`` has no ``training`` argument, so Keras doesn't pass the outer
-    model's training flag through it; the inner call's explicit ``training=False`` wins.
-    Freezing and unfreezing act on the wrapped layer's own layers.
-    """
+    """Calls the wrapped layer with ``training=False`` always: this ``call`` takes no
+    ``training`` argument, so Keras passes none through it."""
 
     def __init__(self, layer: keras.layers.Layer, **kwargs: Any):
         super().__init__(**kwargs)
         self.layer = layer
 
-    def build(self, input_shape: tuple[int | None, ...]) -> None:
+    def build(self, input_shape):
         if not self.layer.built:
             self.layer.build(input_shape)
         self.built = True
@@ -168,7 +142,7 @@ class InferenceMode(keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         return self.layer(inputs, training=False)
 
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+    def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
     def get_config(self) -> dict[str, Any]:
@@ -177,26 +151,7 @@ class InferenceMode(keras.layers.Layer):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> InferenceMode:
         config = dict(config)
-        layer = keras.saving.deserialize_keras_object(config.pop("layer"))
-        return cls(layer, **config)
-
-
-def _unknown_base_message(base: Any) -> str:
-    return f"Unknown transfer.base '{base}'. Choose one of: {', '.join(BASES)}."
-
-
-def _check_input_shape(base: str, input_shape: tuple[int, ...]) -> None:
-    spec = BASES[base]
-    if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ValueError(
-            f"transfer.base '{base}' takes RGB images (height, width, 3), got {input_shape}."
-        )
-    if min(input_shape[:2]) < spec.min_size:
-        raise ValueError(
-            f"transfer.base '{base}' needs images of at least {spec.min_size}x{spec.min_size} "
-            f"pixels, got {input_shape[0]}x{input_shape[1]}: decode larger images "
-            "(decode.image_size) or choose another base."
-        )
+        return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
 
 
 def _local_weights_hint(base: str, input_shape: tuple[int, ...]) -> str:
@@ -215,63 +170,53 @@ def _local_weights_hint(base: str, input_shape: tuple[int, ...]) -> str:
 def load_base(
     base: str, input_shape: tuple[int, ...], weights: str | None = "imagenet"
 ) -> keras.Model:
-    """The convolutional base ``base`` (no top) for images of ``input_shape``.
+    """The no-top base ``base`` for ``input_shape``, trainable.
 
-    Args:
-        base: A key of ``BASES`` (``vgg16``, ``xception``, ``resnet50``, ...).
-        input_shape: (height, width, 3).
-        weights: ``"imagenet"`` (downloaded by Keras, or taken from ``~/.keras/models/``),
-            a path to a no-top weights file (``.h5`` or ``.weights.h5``), or ``None`` for
-            random weights.
-
-    Returns:
-        The base as a functional ``keras.Model``, trainable.
-
-    Raises:
-        ValueError: For an unknown base or an input shape it can't take.
-        WeightsError: When the weights can't be downloaded, found or loaded; the message
-            says how to provide a local file.
+    ``weights``: ``"imagenet"`` (downloaded by Keras, or found in ``~/.keras/models/``), a
+    no-top ``.h5``/``.weights.h5`` file, or ``None`` (random). ``WeightsError`` when they
+    can't be had, saying how to provide them; ``ValueError`` for a base or shape that won't do.
     """
     if base not in BASES:
-        raise ValueError(_unknown_base_message(base))
-    input_shape = tuple(int(d) for d in input_shape)
-    _check_input_shape(base, input_shape)
+        raise ValueError(f"Unknown transfer.base '{base}'. Choose one of: {', '.join(BASES)}.")
     spec = BASES[base]
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(
+            f"transfer.base '{base}' takes RGB images (height, width, 3), got {input_shape}."
+        )
+    if min(input_shape[:2]) < spec.min_size:
+        raise ValueError(
+            f"transfer.base '{base}' needs images of at least {spec.min_size}x{spec.min_size} "
+            f"pixels, got {input_shape[0]}x{input_shape[1]}: decode larger images "
+            "(decode.image_size) or choose another base."
+        )
 
     def build(source: str | None) -> keras.Model:
         return spec.constructor(include_top=False, weights=source, input_shape=input_shape)
 
+    hint = _local_weights_hint(base, input_shape)
     if weights is None:
         return build(None)
     if weights == "imagenet":
         try:
             return build("imagenet")
         except Exception as exc:  # Keras raises a bare Exception for a failed download
-            # The message carries the cause; its chain (urllib internals) is for debugging.
             logger.debug("Getting the ImageNet weights failed.", exc_info=True)
             raise WeightsError(
                 f"Could not get the ImageNet weights for transfer.base '{base}': {exc} "
-                "(no network access?). " + _local_weights_hint(base, input_shape)
+                f"(no network access?). {hint}"
             ) from None
-    if not isinstance(weights, (str, Path)):
-        raise WeightsError(
-            f"transfer.weights must be 'imagenet', null or a path to a weights file, got "
-            f"{weights!r}."
-        )
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise WeightsError(
-            f"transfer.weights: no file at '{path}'. " + _local_weights_hint(base, input_shape)
-        )
+        raise WeightsError(f"transfer.weights: no file at '{path}'. {hint}")
     if path.suffix != ".h5":
         raise WeightsError(
-            f"transfer.weights '{path}' is not a Keras weights file (.h5 or .weights.h5). "
-            + _local_weights_hint(base, input_shape)
+            f"transfer.weights '{path}' is not a Keras weights file (.h5 or .weights.h5). {hint}"
         )
     model = build(None)
     try:
-        # Keras only warns about parts of a .weights.h5 file it can't match to the model;
-        # a partly loaded base would be silently wrong, so a warning counts as a failure.
+        # Keras only warns about parts of a file it can't match: a partly loaded base would
+        # be silently wrong, so a warning counts as a failure.
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
             model.load_weights(path)
@@ -280,8 +225,7 @@ def load_base(
         raise WeightsError(
             f"transfer.weights '{path}' doesn't fit transfer.base '{base}' without its top "
             f"at input shape {input_shape}: {exc}. Use the no-top weights "
-            f"({spec.weights_file_for(input_shape)}), not the full classifier's. "
-            + _local_weights_hint(base, input_shape)
+            f"({spec.weights_file_for(input_shape)}), not the full classifier's. {hint}"
         ) from None
     if base.startswith("efficientnet"):
         _correct_efficientnet_normalization(model)
@@ -290,19 +234,15 @@ def load_base(
 
 
 def _correct_efficientnet_normalization(model: keras.Model) -> None:
-    """Fold Keras' ImageNet-only EfficientNet rescaling into the Normalization layer."""
-    normalization = next(
-        (layer for layer in model.layers if isinstance(layer, keras.layers.Normalization)), None
-    )
-    if normalization is None or not hasattr(normalization, "adapt_variance"):
-        return
-    variance = keras.ops.convert_to_numpy(normalization.adapt_variance)
-    # Only Keras' ImageNet statistics carry the standard deviation as variance.
-    if not np.allclose(variance, _IMAGENET_STDDEV_RGB, atol=1e-4):
-        return
-    normalization.adapt_variance.assign(variance * _IMAGENET_STDDEV_RGB)
-    normalization.finalize_state()
-    logger.info("Applied Keras' EfficientNet ImageNet normalisation correction.")
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization) and hasattr(layer, "adapt_variance"):
+            variance = keras.ops.convert_to_numpy(layer.adapt_variance)
+            # Only Keras' ImageNet statistics carry the standard deviation as variance.
+            if np.allclose(variance, _IMAGENET_STDDEV_RGB, atol=1e-4):
+                layer.adapt_variance.assign(variance * _IMAGENET_STDDEV_RGB)
+                layer.finalize_state()
+                logger.info("Applied Keras' EfficientNet ImageNet normalisation correction.")
+            return
 
 
 def build_transfer_model(
@@ -317,87 +257,43 @@ def build_transfer_model(
     dropout: float = 0.5,
     augmentation: dict[str, Any] | None = None,
 ) -> keras.Model:
-    """A classifier of raw 0-255 RGB images on top of a frozen pretrained base.
+    """A classifier of raw 0-255 RGB images on the frozen base ``base``, named
+    ``transfer_<base>``; the options are ``params.TransferParams``' (``weights``: see
+    ``load_base``), ``augmentation`` acts on the raw pixels in training only."""
+    from image_classifiers.models import augmentation_layer
 
-    Args:
-        input_shape: (height, width, 3).
-        num_classes: Number of classes; 2 gives one sigmoid unit.
-        base: A key of ``BASES``.
-        weights: ``"imagenet"``, a path to a local no-top weights file, or ``None``.
-        pooling: How the base's feature maps become a vector: ``flatten`` (the reference
-            for VGG16), ``avg`` or ``max`` (global pooling, far fewer head parameters).
-        dense_units: Units of a ReLU layer before the dropout, or ``None`` for none.
-        batch_norm: BatchNormalization between that dense layer (then bias-free) and its
-            ReLU (the reference head for VGG16 on CIFAR-10 at 32x32).
-        dropout: Dropout rate before the classifier (0: no dropout layer).
-        augmentation: ``RandomAugment`` options (training only); ``None`` or ``{}`` for none.
-            Its value range is set to (0, 255): it runs before the preprocessing.
-
-    Returns:
-        An uncompiled model named ``transfer_<base>`` whose base is frozen.
-
-    Raises:
-        ValueError: For bad options (``WeightsError`` for weights that can't be had).
-    """
-    from image_classifiers.models import classifier_head
-
-    if pooling not in POOLINGS:
-        raise ValueError(f"Unknown transfer.pooling '{pooling}'. Choose one of: {POOLINGS}.")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"transfer.dropout must be in [0, 1), got {dropout}.")
-    if dense_units is not None and (isinstance(dense_units, bool) or int(dense_units) < 1):
-        raise ValueError(
-            f"transfer.dense_units must be a positive integer or null, got {dense_units}."
-        )
-    if num_classes < 2:
-        raise ValueError(f"A classifier needs at least 2 classes, got {num_classes}.")
-    input_shape = tuple(int(d) for d in input_shape)
     pretrained = load_base(base, input_shape, weights)
 
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    if augmentation:
-        x = RandomAugment(**{**augmentation, "value_range": (0, 255)}, name="augment")(x)
+    inputs = keras.Input(shape=pretrained.input_shape[1:], name="image")
+    x = augmentation_layer(augmentation, (0, 255))(inputs) if augmentation else inputs
     # float32 even under mixed precision: bfloat16 would round the mean-subtracted pixels.
     x = ApplicationPreprocessing(base, name="preprocess", dtype="float32")(x)
     x = InferenceMode(pretrained, name="pretrained_base")(x)
-    if pooling == "flatten":
-        x = keras.layers.Flatten(name="flatten")(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    else:
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    if dense_units and batch_norm:
-        x = keras.layers.Dense(int(dense_units), use_bias=False, name="dense")(x)
-        x = keras.layers.BatchNormalization(name="dense_bn")(x)
+    x = POOLINGS[pooling](name=f"{pooling}_pool" if pooling != "flatten" else "flatten")(x)
+    if dense_units:
+        x = keras.layers.Dense(int(dense_units), use_bias=not batch_norm, name="dense")(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name="dense_bn")(x)
         x = keras.layers.Activation("relu", name="dense_relu")(x)
-    elif dense_units:
-        x = keras.layers.Dense(int(dense_units), activation="relu", name="dense")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = classifier_head(num_classes)(x)
-    model = keras.Model(inputs, outputs, name=f"transfer_{base}")
+    model = keras.Model(inputs, classifier_head(num_classes)(x), name=f"transfer_{base}")
     freeze_base(model)
     return model
 
 
-def pretrained_base(model: keras.Model) -> keras.Model:
-    """The pretrained base inside a model built by ``build_transfer_model``.
-
-    Raises:
-        ValueError: If ``model`` has no ``InferenceMode``-wrapped base.
-    """
+def _wrapper(model: keras.Model) -> InferenceMode:
     for layer in model.layers:
         if isinstance(layer, InferenceMode):
-            return layer.layer
+            return layer
     raise ValueError(
         f"Model '{model.name}' has no pretrained base: build it with build_transfer_model."
     )
 
 
-def _wrapper(model: keras.Model) -> InferenceMode:
-    pretrained_base(model)  # the clear error if there is none
-    return next(layer for layer in model.layers if isinstance(layer, InferenceMode))
+def pretrained_base(model: keras.Model) -> keras.Model:
+    """The pretrained base inside a model built by ``build_transfer_model``."""
+    return _wrapper(model).layer
 
 
 def freeze_base(model: keras.Model) -> None:
@@ -405,43 +301,29 @@ def freeze_base(model: keras.Model) -> None:
     _wrapper(model).trainable = False
 
 
-def _is_batch_norm(layer: keras.layers.Layer) -> bool:
-    return isinstance(layer, keras.layers.BatchNormalization)
-
-
 def unfreeze_top_layers(model: keras.Model, top_k: int) -> list[str]:
     """Unfreeze the last ``top_k`` non-BatchNormalization layers of the pretrained base.
 
-    Layers count whether or not they hold weights, as in the reference (the "last 4 layers"
-    of VGG16's base are block5_conv1-3 and block5_pool). BatchNormalization layers stay
-    frozen, so they keep using, and never update, their ImageNet statistics.
-
-    Args:
-        model: A model built by ``build_transfer_model``.
-        top_k: How many layers, from the top, to unfreeze (0: none; the head alone trains).
-
-    Returns:
-        The names of the unfrozen layers, bottom to top.
-
-    Raises:
-        ValueError: If ``top_k`` is negative or larger than the base's non-BN layer count.
+    Layers count whether or not they hold weights, as in the reference (VGG16's "last 4
+    layers" are block5_conv1-3 and block5_pool). BatchNormalization layers stay frozen, on
+    their ImageNet statistics. Returns the unfrozen layers' names, bottom to top.
     """
     base = pretrained_base(model)
     layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
-    candidates = [layer for layer in layers if not _is_batch_norm(layer)]
+    candidates = [
+        layer for layer in layers if not isinstance(layer, keras.layers.BatchNormalization)
+    ]
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= len(candidates):
         raise ValueError(
             f"transfer.fine_tuning.unfreeze_top_k must be an integer in [0, {len(candidates)}] "
             f"for base '{base.name}' ({len(candidates)} layers besides BatchNormalization), "
             f"got {top_k!r}."
         )
-    # The wrapper must be trainable for any of its layers' weights to be; setting it
-    # (recursively) unfreezes everything, so every layer is set explicitly afterwards.
+    # Setting the wrapper trainable unfreezes everything, so every layer is set after it.
     _wrapper(model).trainable = True
     unfrozen = candidates[len(candidates) - top_k :] if top_k else []
-    chosen = {id(layer) for layer in unfrozen}
     for layer in layers:
-        layer.trainable = id(layer) in chosen
+        layer.trainable = any(layer is chosen for chosen in unfrozen)
     names = [layer.name for layer in unfrozen]
     logger.info("Unfroze the top %d layers of base '%s': %s.", top_k, base.name, names)
     return names

@@ -11,11 +11,20 @@ import pytest
 from matplotlib.figure import Figure
 from pydantic import ValidationError
 
+from image_classifiers.live_metrics import MlflowEpochMetrics
+from image_classifiers.params import (
+    AugmentationParams,
+    EvaluationParams,
+    ModelOptions,
+    TrainingParams,
+)
+from image_classifiers.pipelines.model_training import nodes
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
     classification_metrics,
     evaluate_model,
     plot_training_curves,
+    train_model,
 )
 
 # Uniform grey images whose pixel value v makes the "brightness model" below predict
@@ -49,7 +58,7 @@ def test_evaluate_model_on_known_predictions():
     metrics, confusion, misclassified = evaluate_model(
         brightness_model(),
         grey_set(PIXELS, LABELS),
-        {"threshold": 0.5, "misclassified_grid": 16, "batch_size": 4},
+        EvaluationParams(threshold=0.5, misclassified_grid=16, batch_size=4),
     )
     p = PIXELS / 255
     # Predicted dog above 0.5: 0 0 1 1 0 1 -> one false positive (153), one false negative (76).
@@ -85,10 +94,10 @@ def test_evaluation_averages_over_mirror_images_when_test_time_flip_is_on():
     # flip average is 0.5 for every image.
     test_set = grey_set(PIXELS, LABELS)
     test_set["images"][:, :, 2:] = 255 - test_set["images"][:, :, 2:]
-    evaluation = {"threshold": 0.5, "misclassified_grid": 4, "batch_size": 4}
+    evaluation = EvaluationParams(threshold=0.5, misclassified_grid=4, batch_size=4)
     plain, _, _ = evaluate_model(left_half_model(), test_set, evaluation)
     flipped, _, _ = evaluate_model(
-        left_half_model(), test_set, {**evaluation, "test_time_flip": True}
+        left_half_model(), test_set, evaluation.model_copy(update={"test_time_flip": True})
     )
     p = PIXELS / 255
     assert plain["test_loss"] == pytest.approx(
@@ -100,7 +109,7 @@ def test_evaluation_averages_over_mirror_images_when_test_time_flip_is_on():
 
 def test_threshold_moves_the_decision():
     metrics, _, _ = evaluate_model(
-        brightness_model(), grey_set(PIXELS, LABELS), {"threshold": 0.65}
+        brightness_model(), grey_set(PIXELS, LABELS), EvaluationParams(threshold=0.65)
     )
     # Now 153 (0.60) is a cat and 178 (0.70) still a dog: only 76 is wrong.
     assert metrics["confusion_matrix"] == [[3, 0], [1, 2]]
@@ -110,20 +119,22 @@ def test_threshold_moves_the_decision():
 
 def test_misclassified_grid_is_capped_and_says_when_nothing_is_wrong():
     _, _, grid = evaluate_model(
-        brightness_model(), grey_set(PIXELS, LABELS), {"misclassified_grid": 1}
+        brightness_model(), grey_set(PIXELS, LABELS), EvaluationParams(misclassified_grid=1)
     )
     assert len(grid.axes) == 1
     assert grid.axes[0].get_title().startswith("true: dog")  # the most confident mistake
     perfect = np.array([0, 0, 0, 1, 1, 1], dtype=np.int32)
     _, _, empty = evaluate_model(
-        brightness_model(), grey_set(np.array([10, 20, 30, 200, 220, 240]), perfect), {}
+        brightness_model(),
+        grey_set(np.array([10, 20, 30, 200, 220, 240]), perfect),
+        EvaluationParams(),
     )
     assert empty.axes == [] and "No misclassified" in empty.texts[0].get_text()
 
 
 def test_evaluate_model_rejects_images_of_another_size():
     with pytest.raises(ValueError, match="decode the test set"):
-        evaluate_model(brightness_model(size=5), grey_set(PIXELS, LABELS), {})
+        evaluate_model(brightness_model(size=5), grey_set(PIXELS, LABELS), EvaluationParams())
 
 
 def test_multiclass_metrics_are_macro_averages():
@@ -182,23 +193,21 @@ def test_build_model_reads_shape_classes_and_options():
     train_set = grey_set(PIXELS, LABELS, size=16)
     model = build_model(
         train_set,
-        {"architecture": "simple_convnet", "filters": [4, 4], "dropout": 0.1},
-        {"horizontal_flip": True},
-        {"seed": 1, "mixed_precision": True},
+        ModelOptions(architecture="simple_convnet", filters=[4, 4], dropout=0.1),
+        AugmentationParams(horizontal_flip=True),
+        TrainingParams(seed=1, mixed_precision=True),
     )
     assert model.input_shape == (None, 16, 16, 3) and model.output_shape == (None, 1)
     assert any(layer.compute_dtype == "bfloat16" for layer in model.layers)
     assert keras.config.dtype_policy().name == "float32"
 
 
-def test_build_model_needs_an_architecture():
+def test_model_options_need_a_known_architecture():
+    # Kedro validates the typed group before build_model runs.
     with pytest.raises(ValidationError, match="architecture\n  Field required"):
-        build_model(grey_set(PIXELS, LABELS), {"dropout": 0.5}, None)
-
-
-def test_unknown_architecture_is_a_clear_error():
+        ModelOptions(dropout=0.5)
     with pytest.raises(ValidationError, match="unknown architecture 'nope'; choose one of"):
-        build_model(grey_set(PIXELS, LABELS), {"architecture": "nope"}, None)
+        ModelOptions(architecture="nope")
 
 
 def test_metrics_are_json_serialisable():
@@ -211,3 +220,15 @@ def test_metrics_are_json_serialisable():
     restored = json.loads(json.dumps(metrics))
     assert restored["confusion_matrix"] == metrics["confusion_matrix"]
     assert not any(isinstance(v, float) and math.isnan(v) for v in restored.values())
+
+
+def test_train_model_sends_live_metrics_to_mlflow(monkeypatch):
+    seen = {}
+
+    def fit(model, train_set, validation_set, training, initial_epoch=0, *, callbacks=()):
+        seen["callbacks"] = callbacks
+        return model, {}
+
+    monkeypatch.setattr(nodes, "fit_model", fit)
+    train_model(brightness_model(), {}, {}, TrainingParams())
+    assert [type(callback) for callback in seen["callbacks"]] == [MlflowEpochMetrics]

@@ -13,7 +13,13 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from image_classifiers.datasets import ImageSetDataset, KerasModelDataset
-from image_classifiers.params import TrainingParams
+from image_classifiers.params import (
+    AugmentationParams,
+    EvaluationParams,
+    InspectionParams,
+    ModelOptions,
+    TrainingParams,
+)
 from image_classifiers.pipelines.model_training import create_pipeline
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -97,9 +103,16 @@ def test_pipeline_runs_with_the_project_catalog(tmp_path, monkeypatch):
     for split, n in (("train", 16), ("validation", 8), ("test", 8)):
         catalog[f"{split}_set"] = _image_set(n, seed=len(split))
     parameters = config["parameters"]
-    catalog["params:models.tiny"] = {"architecture": "simple_convnet", "filters": [4]}
-    for name in ("training", "augmentation", "evaluation", "inspection"):
-        catalog[f"params:{name}"] = parameters[name]
+    # The typed groups Kedro validates the parameters into before a run.
+    catalog["params:models.tiny"] = ModelOptions(architecture="simple_convnet", filters=[4])
+    groups = {
+        "training": TrainingParams,
+        "augmentation": AugmentationParams,
+        "evaluation": EvaluationParams,
+        "inspection": InspectionParams,
+    }
+    for name, group in groups.items():
+        catalog[f"params:{name}"] = group.model_validate(parameters[name])
 
     SequentialRunner().run(create_pipeline("tiny"), catalog)
 
@@ -136,11 +149,15 @@ def test_improved_recipe_loads_and_trains(tmp_path, monkeypatch):
     catalog = DataCatalog.from_config(project_config("smoke")["catalog"])
     for split, n in (("train", 16), ("validation", 8), ("test", 8)):
         catalog[f"{split}_set"] = _image_set(n, seed=len(split))
-    catalog["params:models.tiny"] = {"architecture": "simple_convnet", "filters": [4]}
-    catalog["params:training"] = {**parameters["training"], "epochs": 5, "batch_size": 8}
-    catalog["params:augmentation"] = parameters["augmentation"]
-    catalog["params:evaluation"] = {**parameters["evaluation"], "batch_size": 8}
-    catalog["params:inspection"] = {"grad_cam_grid": 2, "feature_map_layers": 1}
+    catalog["params:models.tiny"] = ModelOptions(architecture="simple_convnet", filters=[4])
+    catalog["params:training"] = TrainingParams.model_validate(
+        {**parameters["training"], "epochs": 5, "batch_size": 8}
+    )
+    catalog["params:augmentation"] = AugmentationParams.model_validate(parameters["augmentation"])
+    catalog["params:evaluation"] = EvaluationParams.model_validate(
+        {**parameters["evaluation"], "batch_size": 8}
+    )
+    catalog["params:inspection"] = InspectionParams(grad_cam_grid=2, feature_map_layers=1)
 
     SequentialRunner().run(create_pipeline("tiny"), catalog)
 

@@ -11,15 +11,20 @@ import pytest
 from pydantic import ValidationError
 from transfer_helpers import image_set, tiny_base
 
+from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.models.transfer import pretrained_base, unfreeze_top_layers
-from image_classifiers.params import TrainingParams
+from image_classifiers.params import AugmentationParams, TrainingParams, TransferParams
 from image_classifiers.pipelines.transfer_learning import nodes
 from image_classifiers.training import fit_model
 
-TRAINING = {"epochs": 100, "batch_size": 8, "learning_rate": 0.001, "seed": 7}
+TRAINING = TrainingParams(epochs=100, batch_size=8, learning_rate=0.001, seed=7)
 
 
-def _transfer(base: str, **phases) -> dict:
+def _transfer(base: str, **phases) -> TransferParams:
+    return TransferParams(**_transfer_dict(base, **phases))
+
+
+def _transfer_dict(base: str, **phases) -> dict:
     return {
         "base": base,
         "weights": None,
@@ -43,22 +48,21 @@ def _changed(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> set
 # ---- parameters --------------------------------------------------------------------------
 def test_phase_parameters_override_the_shared_training_ones():
     transfer = _transfer("vgg16")
-    extraction = nodes.phase_training(TRAINING, transfer, "feature_extraction")
-    assert extraction == TrainingParams(**{**TRAINING, "epochs": 4, "learning_rate": 0.01})
-    tuning = nodes.phase_training(TRAINING, transfer, "fine_tuning")
-    assert tuning == TrainingParams(**{**TRAINING, "epochs": 2, "learning_rate": 0.001})
-    assert TRAINING["epochs"] == 100  # the shared dict is left alone
+    extraction = transfer.phase_training(TRAINING, "feature_extraction")
+    assert extraction == TRAINING.model_copy(update={"epochs": 4, "learning_rate": 0.01})
+    tuning = transfer.phase_training(TRAINING, "fine_tuning")
+    assert tuning == TRAINING.model_copy(update={"epochs": 2, "learning_rate": 0.001})
+    assert TRAINING.epochs == 100  # the shared parameters are left alone
 
 
 def test_a_misspelt_phase_key_is_an_error_not_ignored():
-    transfer = _transfer("vgg16", fine_tuning={"unfreeze_top_k": 4, "learning_rat": 1e-5})
     with pytest.raises(ValidationError, match=r"fine_tuning\n  Value error, unknown key 'lea"):
-        nodes.phase_training(TRAINING, transfer, "fine_tuning")
+        _transfer("vgg16", fine_tuning={"unfreeze_top_k": 4, "learning_rat": 1e-5})
 
 
-def test_build_node_rejects_unknown_transfer_keys():
+def test_unknown_transfer_keys_are_refused():
     with pytest.raises(ValidationError, match=r"unknown key 'bas' \(did you mean 'base'\?\)"):
-        nodes.build_transfer_model(image_set(4, 0), {"bas": "vgg16"}, None, TRAINING)
+        TransferParams(bas="vgg16")
 
 
 # ---- histories and plot -------------------------------------------------------------------
@@ -80,7 +84,7 @@ def test_training_curves_mark_where_fine_tuning_starts():
         nodes.label_phase({"loss": [1], "val_loss": [1.5], "accuracy": [0.7],
                            "val_accuracy": [0.65]}, "fine_tuning", 3),
     )  # fmt: skip
-    figure = nodes.plot_transfer_curves(history)
+    figure = nodes.plot_training_curves(history)
     assert len(figure.axes) == 2
     for axes in figure.axes:
         boundaries = [line for line in axes.get_lines() if line.get_label() == "Fine-tuning starts"]
@@ -94,13 +98,15 @@ def test_feature_extraction_trains_the_head_only_and_the_loss_falls(
     tiny_base_registered, tmp_path, weights
 ):
     train, validation = image_set(16, 0), image_set(8, 1)
-    transfer = _transfer("tiny")
+    transfer = _transfer_dict("tiny")
     if weights == "local file":
         keras.utils.set_random_seed(11)
         pretrained = tiny_base(input_shape=(32, 32, 3))
         transfer["weights"] = str(tmp_path / "tiny_notop.weights.h5")
         pretrained.save_weights(transfer["weights"])
-    model = nodes.build_transfer_model(train, transfer, {"horizontal_flip": True}, TRAINING)
+    transfer = TransferParams(**transfer)
+    augmentation = AugmentationParams(horizontal_flip=True)
+    model = nodes.build_transfer_model(train, transfer, augmentation, TRAINING)
     if weights == "local file":
         for got, want in zip(
             pretrained_base(model).get_weights(), pretrained.get_weights(), strict=True
@@ -127,7 +133,7 @@ def test_fine_tuning_trains_the_top_layers_and_leaves_batch_norm_alone(tiny_base
     assert unfreeze_top_layers(model, 3) == ["dropout", "conv2", "relu2"]
     before = {name: _weights(base.get_layer(name)) for name in ("conv1", "bn1", "conv2", "bn2")}
 
-    fit_model(model, train, image_set(8, 1), {**TRAINING, "epochs": 2})
+    fit_model(model, train, image_set(8, 1), TRAINING.model_copy(update={"epochs": 2}))
 
     after = {name: _weights(base.get_layer(name)) for name in before}
     assert _changed(before["conv2"], after["conv2"]) == {"conv2/kernel", "conv2/bias"}
@@ -136,8 +142,9 @@ def test_fine_tuning_trains_the_top_layers_and_leaves_batch_norm_alone(tiny_base
 
 
 def _fake_fit(val_loss: float, new_value: float):
-    def fit(model, train_set, validation_set, training, initial_epoch=0):
+    def fit(model, train_set, validation_set, training, initial_epoch=0, *, callbacks=()):
         assert initial_epoch == 2 and training.learning_rate == 1e-5
+        assert [type(callback) for callback in callbacks] == [MlflowEpochMetrics]
         for weight in model.get_layer("predictions").weights:
             weight.assign(np.full(weight.shape, new_value, dtype="float32"))
         return model, {"loss": [0.4], "val_loss": [val_loss], "learning_rate": [1e-5]}

@@ -13,12 +13,27 @@ from kedro.runner import SequentialRunner
 from transfer_helpers import image_set
 
 from image_classifiers.datasets import KerasModelDataset
+from image_classifiers.params import (
+    AugmentationParams,
+    EvaluationParams,
+    InspectionParams,
+    TrainingParams,
+    TransferParams,
+)
 from image_classifiers.pipelines.model_training.pipeline import evaluation_pipeline
 from image_classifiers.pipelines.transfer_learning import create_pipeline
 from image_classifiers.training import cross_entropy, predict_probabilities
 
 PROJECT = Path(__file__).resolve().parents[3]
-PARAMETERS = {"transfer", "training", "augmentation", "evaluation", "inspection"}
+# The typed groups Kedro validates the parameters into before a run.
+GROUPS = {
+    "transfer": TransferParams,
+    "training": TrainingParams,
+    "augmentation": AugmentationParams,
+    "evaluation": EvaluationParams,
+    "inspection": InspectionParams,
+}
+PARAMETERS = set(GROUPS)
 BASE = "vgg16"  # the default: no runtime parameter needed, the smallest traced graph
 
 
@@ -94,8 +109,8 @@ def test_smoke_run_with_a_real_base(tmp_path, monkeypatch):
     parameters = config["parameters"]
     assert parameters["transfer"]["weights"] is None  # smoke: nothing to download
     assert parameters["transfer"]["base"] == BASE
-    for name in PARAMETERS:
-        catalog[f"params:{name}"] = parameters[name]
+    for name, group in GROUPS.items():
+        catalog[f"params:{name}"] = group.model_validate(parameters[name])
 
     SequentialRunner().run(create_pipeline(), catalog)
 

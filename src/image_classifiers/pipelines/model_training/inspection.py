@@ -1,13 +1,12 @@
 """The node that looks inside a trained model: feature maps and Grad-CAM heatmaps.
 
 The computations live in ``image_classifiers.inspection``; this module picks the images and
-draws the figures (without pyplot, like the other nodes' figures).
+draws them.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import keras
@@ -18,15 +17,9 @@ from image_classifiers.inspection import feature_maps, grad_cam
 from image_classifiers.params import EvaluationParams, InspectionParams
 from image_classifiers.training import predict_probabilities, predicted_labels
 
-from .nodes import show_image, test_split_for
+from .nodes import image_grid, message_figure, show_image, test_split_for
 
 logger = logging.getLogger(__name__)
-
-
-def _message_figure(text: str) -> Figure:
-    figure = Figure(figsize=(5, 2))
-    figure.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
-    return figure
 
 
 def grad_cam_order(
@@ -52,62 +45,53 @@ def inspect_model(
 ) -> tuple[Figure, Figure]:
     """The feature maps of the first convolutions and a grid of Grad-CAM heatmaps.
 
-    Args:
-        model: A trained classifier taking raw images.
-        test_set: Decoded test split.
-        inspection: ``feature_map_layers`` (first convolutions shown), ``feature_map_channels``
-            (channels per convolution), ``feature_map_image`` (index of the test image),
-            ``grad_cam_grid`` (test images, misclassified first), ``batch_size``; a model
-            from Kedro, or a (partial) dict.
-        evaluation: ``threshold`` for two classes, as in ``evaluate_model``.
-
-    Returns:
-        The feature-map figure and the Grad-CAM figure. A model that can't be looked inside
-        (no convolution, a subclassed model) gets figures saying why, and a warning.
-
-    Raises:
-        ValueError: For a feature-map image or a test set that doesn't fit the model.
+    A model that can't be looked inside (no convolution, a subclassed model) gets figures
+    saying why, and a warning: it must not fail the run that trained it.
     """
-    inspection = InspectionParams.coerce(inspection)
     images, labels, classes = test_split_for(model, test_set)
-    if inspection.feature_map_image >= len(images):
+    index = inspection.feature_map_image
+    if index >= len(images):
         raise ValueError(
-            f"inspection.feature_map_image is {inspection.feature_map_image} but the test set "
-            f"has {len(images)} images."
+            f"inspection.feature_map_image is {index} but the test set has {len(images)} images."
         )
     try:
-        maps = feature_maps(
-            model, images[inspection.feature_map_image], layers=inspection.feature_map_layers
-        )
-        feature_figure = plot_feature_maps(
-            images[inspection.feature_map_image], maps, channels=inspection.feature_map_channels
-        )
+        maps = feature_maps(model, images[index], layers=inspection.feature_map_layers)
         probabilities = predict_probabilities(model, images, inspection.batch_size)
-        predictions = predicted_labels(probabilities, EvaluationParams.coerce(evaluation).threshold)
+        predictions = predicted_labels(probabilities, evaluation.threshold)
         confidence = probabilities[np.arange(len(predictions)), predictions]
         shown = grad_cam_order(labels, predictions, confidence)[: inspection.grad_cam_grid]
         heatmaps = grad_cam(
             model, images[shown], predictions[shown], batch_size=inspection.batch_size
         )
-    except ValueError as exc:  # the model can't be looked inside: say so, don't fail training
+    except ValueError as exc:
         logger.warning("Cannot inspect model '%s': %s", model.name, exc)
-        return _message_figure(f"No feature maps: {exc}"), _message_figure(f"No Grad-CAM: {exc}")
-    cam_figure = plot_grad_cam(
-        images[shown], heatmaps, labels[shown], predictions[shown], confidence[shown], classes
-    )
+        return message_figure(f"No feature maps: {exc}"), message_figure(f"No Grad-CAM: {exc}")
+    wrong = int(np.sum(predictions[shown] != labels[shown]))
     logger.info(
         "Inspected %s: feature maps of %d convolutions, Grad-CAM of %d test images "
         "(%d misclassified).",
         model.name,
         len(maps),
         len(shown),
-        int(np.sum(predictions[shown] != labels[shown])),
+        wrong,
     )
-    return feature_figure, cam_figure
+    feature_figure = plot_feature_maps(images[index], maps, inspection.feature_map_channels)
+    if len(shown) == 0:
+        return feature_figure, message_figure("No Grad-CAM images (inspection.grad_cam_grid is 0)")
+    titles = [
+        f"true: {classes[labels[i]]}{'' if labels[i] == predictions[i] else ' ✗'}\n"
+        f"pred: {classes[predictions[i]]} ({confidence[i]:.2f})"
+        for i in shown
+    ]
+    suptitle = (
+        f"Grad-CAM for the predicted class: {len(shown)} test images "
+        f"({wrong} misclassified, shown first)"
+    )
+    return feature_figure, image_grid(images[shown], titles, suptitle, heatmaps)
 
 
 def plot_feature_maps(
-    image: np.ndarray, maps: list[tuple[str, np.ndarray]], *, channels: int = 8
+    image: np.ndarray, maps: list[tuple[str, np.ndarray]], channels: int
 ) -> Figure:
     """One row per convolution: the input image, then its first ``channels`` channels."""
     shown = max(1, min(channels, max(m.shape[-1] for _, m in maps)))
@@ -123,36 +107,4 @@ def plot_feature_maps(
             axes.set_title(f"{name}[{channel}]", fontsize=7)
             axes.axis("off")
     figure.suptitle(f"Feature maps of the first {len(maps)} convolutions")
-    return figure
-
-
-def plot_grad_cam(  # noqa: PLR0917 (parallel arrays of the shown images)
-    images: np.ndarray,
-    heatmaps: np.ndarray,
-    labels: np.ndarray,
-    predictions: np.ndarray,
-    confidence: np.ndarray,
-    classes: list[str],
-) -> Figure:
-    """Each image under its Grad-CAM heatmap for the predicted class, titled true/pred."""
-    if len(images) == 0:
-        return _message_figure("No Grad-CAM images (inspection.grad_cam_grid is 0)")
-    columns = math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / columns)
-    figure = Figure(figsize=(2.2 * columns, 2.5 * rows), layout="constrained")
-    for position, image in enumerate(images):
-        axes = figure.add_subplot(rows, columns, position + 1)
-        show_image(axes, image)
-        axes.imshow(heatmaps[position], cmap="jet", alpha=0.4, vmin=0, vmax=1)
-        mark = "" if labels[position] == predictions[position] else " ✗"
-        axes.set_title(
-            f"true: {classes[labels[position]]}{mark}\n"
-            f"pred: {classes[predictions[position]]} ({confidence[position]:.2f})",
-            fontsize=9,
-        )
-    wrong = int(np.sum(labels != predictions))
-    figure.suptitle(
-        f"Grad-CAM for the predicted class: {len(images)} test images "
-        f"({wrong} misclassified, shown first)"
-    )
     return figure

@@ -1,13 +1,15 @@
 """Nodes that build, train and evaluate one image classifier.
 
-Figures are ``matplotlib.figure.Figure`` objects made without pyplot: no global figure
-state, no display needed (they render with Agg when the catalog saves them).
+``evaluate_model``, ``inspect_model`` (``inspection.py``) and ``plot_training_curves`` make
+the evaluation every training pipeline shares. Figures are made without pyplot: no global
+state, no display (Agg renders them when the catalog saves them).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -22,6 +24,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.models import build_classifier
 from image_classifiers.params import (
     AugmentationParams,
@@ -41,50 +44,49 @@ from image_classifiers.training import (
 logger = logging.getLogger(__name__)
 
 
+def build_for_data(
+    build: Callable[..., keras.Model],
+    train_set: dict[str, Any],
+    augmentation: AugmentationParams | None,
+    training: TrainingParams | None,
+) -> keras.Model:
+    """``build(input_shape, num_classes, augmentation=...)`` for the training split, in
+    ``model_build_scope(training)`` (the seed and mixed precision act at build time)."""
+    check_image_set("train_set", train_set)
+    shape = tuple(train_set["images"].shape[1:])
+    num_classes = len(train_set["classes"])
+    with model_build_scope(training):
+        model = build(shape, num_classes, augmentation=augmentation and augmentation.model_dump())
+    logger.info(
+        "Built %s for %s images, %d classes: %s parameters.",
+        model.name,
+        "x".join(map(str, shape)),
+        num_classes,
+        f"{model.count_params():,}",
+    )
+    return model
+
+
 def build_model(
     train_set: dict[str, Any],
     model_options: ModelOptions,
     augmentation: AugmentationParams | None,
     training: TrainingParams | None = None,
 ) -> keras.Model:
-    """Build the classifier named in ``model_options`` for the training data's shape.
+    """The classifier ``models.<name>`` describes, for the training data; uncompiled, taking
+    raw uint8 images (``standardize`` reads the training split's channel statistics)."""
 
-    Args:
-        train_set: Decoded training split; gives the input shape and the classes.
-        model_options: ``models.<name>`` parameters: ``architecture``, optionally
-            ``normalization`` (``rescale`` | ``standardize``, see ``build_classifier``),
-            plus the builder's options.
-        augmentation: ``augmentation`` parameters (training-only random transforms); None
-            for none.
-        training: ``training`` parameters; the seed and mixed precision act at build time.
-        (Dicts are accepted too, e.g. from tests: they are validated the same way.)
-
-    Returns:
-        An uncompiled model taking raw uint8 images.
-    """
-    model_options = ModelOptions.coerce(model_options)
-    architecture = model_options.architecture
-    augmentation = None if augmentation is None else AugmentationParams.coerce(augmentation)
-    check_image_set("train_set", train_set)
-    input_shape = tuple(train_set["images"].shape[1:])
-    num_classes = len(train_set["classes"])
-    with model_build_scope(training):
-        model = build_classifier(
-            architecture,
-            input_shape,
+    def build(shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> keras.Model:
+        return build_classifier(
+            model_options.architecture,
+            shape,
             num_classes,
-            augmentation=augmentation and augmentation.model_dump(),
             train_images=train_set["images"],
+            **kwargs,
             **model_options.options,
         )
-    logger.info(
-        "Built %s for %s images, %d classes: %s parameters.",
-        architecture,
-        "x".join(map(str, input_shape)),
-        num_classes,
-        f"{model.count_params():,}",
-    )
-    return model
+
+    return build_for_data(build, train_set, augmentation, training)
 
 
 def train_model(
@@ -93,22 +95,14 @@ def train_model(
     validation_set: dict[str, Any],
     training: TrainingParams,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Train ``model``; the weights of the epoch with the lowest ``val_loss`` are kept.
-
-    Returns:
-        The trained model and its per-epoch history (see ``training.fit_model``).
-    """
-    return fit_model(model, train_set, validation_set, training)
+    """Train ``model`` (``training.fit_model``), sending each epoch's metrics to MLflow."""
+    return fit_model(model, train_set, validation_set, training, callbacks=[MlflowEpochMetrics()])
 
 
 def test_split_for(
     model: keras.Model, test_set: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The test split's images, integer labels and class names, checked against ``model``.
-
-    Raises:
-        ValueError: If the split is unusable or its images are not the model's input shape.
-    """
+    """The test split's images, integer labels and class names, checked against ``model``."""
     check_image_set("test_set", test_set)
     images, labels = test_set["images"], np.asarray(test_set["labels"], dtype=np.int32)
     if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
@@ -124,21 +118,11 @@ def evaluate_model(
 ) -> tuple[dict[str, Any], Figure, Figure]:
     """Score ``model`` on the test split.
 
-    Args:
-        model: A trained classifier taking raw uint8 images.
-        test_set: Decoded test split.
-        evaluation: ``threshold`` (two classes: probability above which the second class
-            is predicted), ``misclassified_grid`` (images in the grid), ``batch_size``,
-            ``test_time_flip`` (average each image's prediction with its mirror image's).
-
     Returns:
-        Metrics (``test_loss``, ``test_accuracy``, ``test_precision``, ``test_recall``,
-        ``test_f1``, ``test_roc_auc``, ``num_test_images``, ``confusion_matrix`` ...), the
-        confusion-matrix figure and a grid of misclassified test images.
+        ``classification_metrics`` plus ``threshold``, the confusion-matrix figure and a grid
+        of the most confidently misclassified test images.
     """
-    evaluation = EvaluationParams.coerce(evaluation)
     images, labels, classes = test_split_for(model, test_set)
-    threshold = evaluation.threshold
     probabilities = predict_probabilities(
         model, images, evaluation.batch_size, flip_average=evaluation.test_time_flip
     )
@@ -147,66 +131,58 @@ def evaluate_model(
             f"The model predicts {probabilities.shape[-1]} classes but test_set has "
             f"{len(classes)} ({classes})."
         )
-    predictions = predicted_labels(probabilities, threshold)
+    predictions = predicted_labels(probabilities, evaluation.threshold)
     metrics = classification_metrics(labels, probabilities, predictions, classes)
-    metrics["threshold"] = threshold
+    metrics["threshold"] = evaluation.threshold
+    auc = metrics["test_roc_auc"]
     logger.info(
         "Test: loss %.4f, accuracy %.4f, F1 %.4f, ROC AUC %s on %d images.",
         metrics["test_loss"],
         metrics["test_accuracy"],
         metrics["test_f1"],
-        "n/a" if metrics["test_roc_auc"] is None else f"{metrics['test_roc_auc']:.4f}",
+        "n/a" if auc is None else f"{auc:.4f}",
         metrics["num_test_images"],
     )
-    confusion = plot_confusion_matrix(np.array(metrics["confusion_matrix"]), classes)
-    misclassified = plot_misclassified(
-        images,
-        labels,
-        probabilities,
-        predictions,
-        classes,
-        limit=evaluation.misclassified_grid,
+    confidence = probabilities[np.arange(len(predictions)), predictions]
+    wrong = np.flatnonzero(predictions != labels)
+    shown = wrong[np.argsort(-confidence[wrong], kind="stable")][: evaluation.misclassified_grid]
+    if len(shown):
+        titles = [
+            f"true: {classes[labels[i]]}\npred: {classes[predictions[i]]} ({confidence[i]:.2f})"
+            for i in shown
+        ]
+        suptitle = f"{len(shown)} of {len(wrong)} misclassified test images"
+        misclassified = image_grid(images[shown], titles, suptitle)
+    else:
+        misclassified = message_figure("No misclassified test images")
+    return (
+        metrics,
+        plot_confusion_matrix(np.array(metrics["confusion_matrix"]), classes),
+        misclassified,
     )
-    return metrics, confusion, misclassified
 
 
 def classification_metrics(
     labels: np.ndarray, probabilities: np.ndarray, predictions: np.ndarray, classes: list[str]
 ) -> dict[str, Any]:
-    """Loss, accuracy, precision, recall, F1, ROC AUC and confusion matrix.
+    """Loss, accuracy, precision, recall, F1, ROC AUC and confusion matrix, JSON-ready.
 
-    Two classes: precision/recall/F1 of the second class (the positive one), AUC of its
-    probability. More: macro averages and one-vs-rest macro AUC.
-
-    Args:
-        labels: True class indices (N,).
-        probabilities: Class probabilities (N, num_classes).
-        predictions: Predicted class indices (N,).
-        classes: Class names, in index order.
-
-    Returns:
-        A JSON-serialisable dict; ``test_roc_auc`` is None when the test set holds a single
-        class (the AUC is undefined then).
+    Two classes: the second class's precision/recall/F1 and AUC. More: macro averages and a
+    one-vs-rest macro AUC. ``test_roc_auc`` is None for a test set of one class.
     """
     indices = list(range(len(classes)))
     binary = len(classes) == 2
     precision, recall, f1, _ = precision_recall_fscore_support(
-        labels,
-        predictions,
-        labels=indices,
-        average="binary" if binary else "macro",
+        labels, predictions, labels=indices, average="binary" if binary else "macro",
         zero_division=0,
-    )
+    )  # fmt: skip
     if len(np.unique(labels)) < 2:
         logger.warning("The test set holds a single class: ROC AUC is undefined.")
         auc = None
     elif binary:
         auc = float(roc_auc_score(labels, probabilities[:, 1]))
     else:
-        auc = float(
-            roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=indices)
-        )
-    matrix = confusion_matrix(labels, predictions, labels=indices)
+        auc = float(roc_auc_score(labels, probabilities, multi_class="ovr", labels=indices))
     return {
         "test_loss": cross_entropy(probabilities, labels),
         "test_accuracy": float(np.mean(predictions == labels)),
@@ -217,7 +193,7 @@ def classification_metrics(
         "num_test_images": len(labels),
         "num_misclassified": int(np.sum(predictions != labels)),
         "classes": list(classes),
-        "confusion_matrix": matrix.tolist(),
+        "confusion_matrix": confusion_matrix(labels, predictions, labels=indices).tolist(),
     }
 
 
@@ -233,67 +209,61 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list[str]) -> Figure:
     return figure
 
 
+def message_figure(text: str) -> Figure:
+    """A figure that says ``text`` (where there is nothing to draw)."""
+    figure = Figure(figsize=(5, 2))
+    figure.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    return figure
+
+
 def show_image(axes: Axes, image: np.ndarray) -> None:
     """Draw one raw image: RGB as is, a single channel in grey."""
     if image.ndim == 3 and image.shape[-1] == 1:
         axes.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
     else:
-        axes.imshow(image.astype("uint8") if image.dtype != np.uint8 else image)
+        axes.imshow(image.astype("uint8"))
     axes.axis("off")
 
 
-def plot_misclassified(
-    images: np.ndarray,
-    labels: np.ndarray,
-    probabilities: np.ndarray,
-    predictions: np.ndarray,
-    classes: list[str],
-    *,
-    limit: int = 16,
+def image_grid(
+    images: np.ndarray, titles: list[str], suptitle: str, heatmaps: np.ndarray | None = None
 ) -> Figure:
-    """A grid of the most confidently misclassified images, titled true/predicted/prob."""
-    wrong = np.flatnonzero(predictions != labels)
-    confidence = probabilities[wrong, predictions[wrong]]
-    shown = wrong[np.argsort(-confidence, kind="stable")][: max(0, limit)]
-    if len(shown) == 0:
-        figure = Figure(figsize=(4, 2))
-        figure.text(0.5, 0.5, "No misclassified test images", ha="center", va="center")
-        return figure
-    columns = math.ceil(math.sqrt(len(shown)))
-    rows = math.ceil(len(shown) / columns)
+    """Images in a near-square grid, each titled, under its heatmap if given."""
+    columns = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
     figure = Figure(figsize=(2.2 * columns, 2.5 * rows), layout="constrained")
-    for position, index in enumerate(shown, start=1):
-        axes = figure.add_subplot(rows, columns, position)
-        show_image(axes, images[index])
-        predicted = predictions[index]
-        axes.set_title(
-            f"true: {classes[labels[index]]}\n"
-            f"pred: {classes[predicted]} ({probabilities[index, predicted]:.2f})",
-            fontsize=9,
-        )
-    figure.suptitle(f"{len(shown)} of {len(wrong)} misclassified test images")
+    for position, image in enumerate(images):
+        axes = figure.add_subplot(rows, columns, position + 1)
+        show_image(axes, image)
+        if heatmaps is not None:
+            axes.imshow(heatmaps[position], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+        axes.set_title(titles[position], fontsize=9)
+    figure.suptitle(suptitle)
     return figure
 
 
-def plot_training_curves(history: dict[str, list[float]]) -> Figure:
-    """Accuracy and loss per epoch, training vs validation (dots vs line, as in the book)."""
-    figure = Figure(figsize=(11, 4), layout="constrained")
+def plot_training_curves(history: dict[str, list[Any]]) -> Figure:
+    """Accuracy and loss per epoch, training (dots) vs validation (line), the best epoch,
+    and where fine-tuning starts when the history names its ``phase`` (transfer learning)."""
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     if len(epochs) == 0:
-        figure.text(0.5, 0.5, "No epochs trained", ha="center", va="center")
-        return figure
+        return message_figure("No epochs trained")
+    figure = Figure(figsize=(11, 4), layout="constrained")
     best = int(np.nanargmin(history["val_loss"])) + 1 if history.get("val_loss") else None
+    phases = list(history.get("phase", []))
+    tuned = phases.index("fine_tuning") if "fine_tuning" in phases[1:] else None
     for position, metric in enumerate(("accuracy", "loss"), start=1):
         axes = figure.add_subplot(1, 2, position)
         axes.plot(epochs, history[metric], "bo", markersize=3, label=f"Training {metric}")
         if history.get(f"val_{metric}"):
-            # A line needs two epochs; mark a lone one so it still shows.
-            marker = "x" if len(epochs) == 1 else None
+            marker = "x" if len(epochs) == 1 else None  # a line needs two epochs
             axes.plot(
                 epochs, history[f"val_{metric}"], "b", marker=marker, label=f"Validation {metric}"
             )
         if best is not None:
             axes.axvline(best, color="grey", linestyle="--", label=f"Best epoch ({best})")
+        if tuned is not None:
+            axes.axvline(tuned + 0.5, color="tab:red", linestyle=":", label="Fine-tuning starts")
         axes.set_title(f"Training and validation {metric}")
         axes.set_xlabel("Epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
