@@ -11,7 +11,7 @@ from kedro.io import DatasetError
 
 from image_classifiers.datasets.bundles import (
     ImageSetBundleDataset,
-    KerasModelBundleDataset,
+    KerasModelsDataset,
     LoadedClassifierDataset,
 )
 from image_classifiers.serving import LoadedClassifier
@@ -73,7 +73,7 @@ def test_a_failed_bundle_save_keeps_the_previous_one(tmp_path):
 
     assert dataset.load()["files"] == incoming(3, 2)["files"]
     assert [p.name for p in tmp_path.iterdir()] == ["images"]  # no temporary folder left
-    with pytest.raises(DatasetError, match="No image set bundle"):
+    with pytest.raises(DatasetError, match="Nothing saved at"):
         ImageSetBundleDataset(str(tmp_path / "missing")).load()
 
 
@@ -83,27 +83,19 @@ def small_model() -> keras.Model:
     return model
 
 
-def test_a_model_bundle_keeps_the_weights_and_its_fields(tmp_path):
-    dataset = KerasModelBundleDataset(str(tmp_path / "challenger"))
+def test_models_load_as_they_were_saved_and_none_replaces_them(tmp_path):
+    dataset = KerasModelsDataset(str(tmp_path / "challengers"))
     model = small_model()
-    history = {"loss": [0.7, 0.6], "val_accuracy": [0.5, 0.75]}
-    dataset.save({"model": model, "history": history, "train_images": 20})
+    dataset.save({"tiny": model})
 
     loaded = dataset.load()
 
-    assert loaded["history"] == history and loaded["train_images"] == 20
+    assert list(loaded) == ["tiny"]
     x = np.ones((2, 4), dtype="float32")
-    np.testing.assert_allclose(loaded["model"].predict(x, verbose=0), model.predict(x, verbose=0))
-
-
-def test_no_model_replaces_the_previous_one(tmp_path):
+    np.testing.assert_allclose(loaded["tiny"].predict(x, verbose=0), model.predict(x, verbose=0))
     # A run that trains nothing must not hand the last run's challenger to the next node.
-    dataset = KerasModelBundleDataset(str(tmp_path / "challenger"))
-    dataset.save({"model": small_model(), "history": {}, "train_images": 20})
-    dataset.save({"model": None, "history": {}, "train_images": 0})
-
-    assert dataset.load() == {"model": None, "history": {}, "train_images": 0}
-    assert not (tmp_path / "challenger" / "model.keras").exists()
+    dataset.save({})
+    assert dataset.load() == {}
 
 
 def test_a_loaded_classifier_keeps_its_classes_and_threshold(tmp_path):

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from retrain_project import CLASSES, image_set, jpeg
 
+from image_classifiers.params import RetrainParams, TrainingParams
 from image_classifiers.pipelines.retrain.nodes import (
     archive_incoming,
     collect_images,
     decide_promotion,
     promotion_rule,
+    register_challenger,
     train_challenger,
 )
-
-RETRAIN = {"on_bad_image": "skip"}
 
 
 @pytest.fixture
@@ -30,8 +30,8 @@ def splits():
 def collect(splits, source: Path, processed: Path | None = None, **options):
     train, validation, test = splits
     processed = processed or source.parent / "no-pool-yet"
-    retrain = {**RETRAIN, "incoming_dir": str(source), "processed_dir": str(processed)}
-    return collect_images(train, validation, test, {**retrain, **options})
+    retrain = RetrainParams(incoming_dir=str(source), processed_dir=str(processed), **options)
+    return collect_images(train, validation, test, retrain)
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -120,7 +120,6 @@ def test_an_archive_is_read_and_moved_as_a_whole(splits, tmp_path):
 
 # ---- decide_promotion ----------------------------------------------------------------------
 RULE = {"metric": "test_accuracy", "min_improvement": 0.01, "min_score": 0.6}
-NEW = {"files": ["x.jpg"]}
 LOSS_RULE = {"metric": "test_loss", "greater_is_better": False, "min_score": 1}
 
 
@@ -132,41 +131,33 @@ LOSS_RULE = {"metric": "test_loss", "greater_is_better": False, "min_score": 1}
         (0.90, 0.85, {}, "promote"),
         (0.855, 0.85, {}, "keep"),  # better, but by less than the margin
         (0.85, 0.85, {"min_improvement": 0.0}, "keep"),  # ties keep the champion
-        (
-            0.30,
-            0.40,
-            {"metric": "test_loss", "greater_is_better": False, "min_score": 1},
-            "promote",
-        ),
-        (0.40, 0.30, {"metric": "test_loss", "greater_is_better": False, "min_score": 1}, "keep"),
+        (0.30, 0.40, LOSS_RULE, "promote"),
+        (0.40, 0.30, LOSS_RULE, "keep"),
     ],
 )
 def test_promotion_rule(challenger, champion, rule, action):
-    rule = {**RULE, **rule}
-    metric = rule["metric"]
-    champion_metrics = {} if champion is None else {metric: champion, "version": "3"}
-    decision = promotion_rule({metric: challenger}, champion_metrics, rule)
+    rule = RetrainParams(**{**RULE, **rule})
+    champion_metrics = {} if champion is None else {rule.metric: champion, "version": "3"}
+    decision = promotion_rule({rule.metric: challenger}, champion_metrics, rule)
     assert decision["action"] == action, decision["reason"]
     assert decision["challenger_score"] == challenger
     assert decision["champion_score"] == champion
 
 
-def test_no_challenger_skips_and_unknown_metric_fails():
-    assert promotion_rule(None, {}, RULE)["action"] == "skip"
-    skipped = decide_promotion({"model": None}, {}, {}, RULE)
-    assert skipped["action"] == "skip" and skipped["challenger_metrics"] == {}
+def test_unknown_metric_fails():
     with pytest.raises(ValueError, match=r"retrain\.metric 'test_f2'"):
-        promotion_rule({"test_accuracy": 0.9}, {}, {**RULE, "metric": "test_f2"})
+        promotion_rule({"test_accuracy": 0.9}, {}, RetrainParams(**{**RULE, "metric": "test_f2"}))
 
 
 def test_a_first_challenger_below_min_score_says_why_it_is_no_champion():
-    decision = promotion_rule({"test_accuracy": 0.5}, {}, RULE)
+    decision = promotion_rule({"test_accuracy": 0.5}, {}, RetrainParams(**RULE))
     assert decision["action"] == "keep" and decision["champion_version"] is None
     assert "no champion yet" in decision["reason"]
     assert "retrain.min_score=0" in decision["reason"]
 
 
-def test_only_new_images_or_force_train_a_challenger(splits, tmp_path):
+def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_path, caplog):
+    caplog.set_level("INFO")
     images = collect(splits, tmp_path / "nothing-here")
     arguments = {
         "train_set": splits[0],
@@ -174,11 +165,23 @@ def test_only_new_images_or_force_train_a_challenger(splits, tmp_path):
         "validation_set": splits[1],
         "models": {},  # never looked at when nothing is trained
         "augmentation": None,
-        "training": {},
+        "training": TrainingParams(),
     }
-    assert train_challenger(**arguments, retrain=RULE)["model"] is None
+    retrain = RetrainParams(**RULE)
+    challengers = train_challenger(**arguments, retrain=retrain)
+    assert challengers == {}
+    assert "No new images: no challenger is trained" in caplog.text
+    # The later nodes map over no challenger: no champion is loaded, nothing is registered.
+    decisions = decide_promotion(challengers, splits[2], None, retrain)
+    assert decisions == {}
+    assert (
+        register_challenger(
+            challengers=challengers, decisions={}, images=images, evaluation=None, retrain=retrain
+        )
+        == {}
+    )
     with pytest.raises(ValueError, match=r"retrain\.model is 'tiny'"):  # forced: it trains
-        train_challenger(**arguments, retrain={**RULE, "force": True, "model": "tiny"})
+        train_challenger(**arguments, retrain=RetrainParams(**RULE, force=True, model="tiny"))
 
 
 # ---- the pool ------------------------------------------------------------------------------
@@ -219,19 +222,11 @@ def test_files_are_moved_aside_by_kind_and_a_rerun_finds_them_gone(splits, tmp_p
         "rejected": [{"file": "bird/c.jpg", "path": str(rejected), "reason": "no class"}],
         "pool": {"files": ["old.jpg"]},
     }
-    registration = {
-        "action": "keep",
-        "reason": "r",
-        "metric": "test_accuracy",
-        "version": "2",
-        "mlflow_run_id": None,
-        "challenger_score": 0.5,
-        "champion_score": 0.9,
-        "champion_version": "1",
-    }
-    retrain = {"processed_dir": str(tmp_path / "processed")}
+    images["sha256"] = ["a" * 64]
+    registrations = {"tiny": {"action": "keep", "version": "2"}}
+    retrain = RetrainParams(processed_dir=str(tmp_path / "processed"))
 
-    report = archive_incoming(images, registration, retrain)
+    report = archive_incoming(images, registrations, retrain)
 
     done = tmp_path / "processed" / "r9"
     assert (done / "cat" / "a.jpg").read_bytes() == jpeg(0, 7)
@@ -239,8 +234,9 @@ def test_files_are_moved_aside_by_kind_and_a_rerun_finds_them_gone(splits, tmp_p
     assert (done / "rejected" / "bird" / "c.jpg").read_bytes() == b"c"
     assert not any(p.is_file() for p in incoming_dir.rglob("*"))
     assert report["processed_dir"] == str(done) and report["new_per_class"] == {"cat": 1}
-    assert report["pool_images"] == 2 and report["action"] == "keep"
+    assert report["pool_images"] == 2 and report["challengers"] == registrations
+    assert report["added"] == [{"file": "cat/a.jpg", "sha256": "a" * 64}]
     # Run again (e.g. after a crash right after moving): nothing left to move, no error.
-    assert archive_incoming(images, registration, retrain)["processed_dir"] is None
+    assert archive_incoming(images, registrations, retrain)["processed_dir"] is None
     # The next run finds the moved file in the pool, and only that one.
     assert collect(splits, incoming_dir, tmp_path / "processed")["pool"]["files"] == ["cat/a.jpg"]
