@@ -1,4 +1,4 @@
-"""The files between the retrain and predict nodes (image_classifiers.datasets.bundles): what a
+"""The files between the retrain nodes (image_classifiers.datasets.bundles): what a
 node saves is what the next one loads, in another process too, and a failed save keeps the
 previous bundle."""
 
@@ -12,9 +12,7 @@ from kedro.io import DatasetError
 from image_classifiers.datasets.bundles import (
     ImageSetBundleDataset,
     KerasModelsDataset,
-    LoadedClassifierDataset,
 )
-from image_classifiers.serving import LoadedClassifier
 
 
 def incoming(n_new: int, n_pool: int) -> dict:
@@ -96,22 +94,3 @@ def test_models_load_as_they_were_saved_and_none_replaces_them(tmp_path):
     # A run that trains nothing must not hand the last run's challenger to the next node.
     dataset.save({})
     assert dataset.load() == {}
-
-
-def test_a_loaded_classifier_keeps_its_classes_and_threshold(tmp_path):
-    dataset = LoadedClassifierDataset(str(tmp_path / "model"))
-    classifier = LoadedClassifier(
-        small_model(), "models:/cats@champion", ["cat", "dog"], 0.4, {"image_size": [8, 8]}
-    )
-    dataset.save(classifier)
-
-    loaded = dataset.load()
-
-    assert isinstance(loaded, LoadedClassifier)
-    assert (loaded.source, loaded.classes, loaded.threshold, loaded.details) == (
-        "models:/cats@champion",
-        ["cat", "dog"],
-        0.4,
-        {"image_size": [8, 8]},
-    )
-    assert loaded.model.input_shape == (None, 4)

@@ -150,12 +150,6 @@ def test_load_classifier_from_registry_and_file(champion, tmp_path):
         serving.load_classifier("models:/no_such_model@champion")
 
 
-def test_alias_version(champion):
-    assert str(serving.alias_version(MODEL_NAME, "champion").version) == "1"
-    assert serving.alias_version(MODEL_NAME, "challenger") is None
-    assert serving.alias_version("no_such_model", "champion") is None
-
-
 def test_probability_frame_checks_classes():
     with pytest.raises(ValueError, match="predicts 2 classes but 3"):
         serving.probability_frame(np.zeros((1, 2)), ["a", "b", "c"])

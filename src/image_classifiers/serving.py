@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,8 @@ KERAS_ARTIFACT = "keras_model"
 LABEL_COLUMN = "label"
 PROBABILITY_PREFIX = "probability_"
 _NOT_FOUND = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
-#: At most this many bad rows are described in an error message.
-_MAX_REPORTED_ROWS = 5
 #: Keras backend of the served model's environment (see :func:`serving_requirements`).
 SERVING_BACKEND = "jax"
-#: Training registers its Keras-flavor models as ``<model>_keras`` (catalog).
-KERAS_NAME_SUFFIX = "_keras"
 #: Registered-model tag marking a name whose versions all take encoded images.
 SERVING_TAG = "image_classifiers.input"
 SERVING_TAG_VALUE = "encoded_images"
@@ -143,8 +139,8 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
         """Decode, resize and classify every row's image.
 
         Raises:
-            MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400) for a request without an
-                ``image`` column or with rows that are not base64-encoded images.
+            MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400) for rows that are not
+                base64-encoded images.
         """
         from image_classifiers.training import predict_probabilities
 
@@ -152,14 +148,8 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
         probabilities = predict_probabilities(self.model, images, self.batch_size)
         return probability_frame(probabilities, self.classes, self.threshold)
 
-    def _decode(self, model_input: Any) -> np.ndarray:
-        if not isinstance(model_input, pd.DataFrame) or IMAGE_COLUMN not in model_input:
-            columns = list(model_input.columns) if isinstance(model_input, pd.DataFrame) else []
-            raise MlflowException.invalid_parameter_value(
-                f"The request needs a column '{IMAGE_COLUMN}' of base64-encoded JPEG or PNG "
-                f'files, e.g. {{"dataframe_split": {{"columns": ["{IMAGE_COLUMN}"], '
-                f'"data": [["<base64>"]]}}}}; got columns {columns}.'
-            )
+    def _decode(self, model_input: pd.DataFrame) -> np.ndarray:
+        # MLflow checks the columns against the signature (a missing `image` is an error).
         height, width = self.image_size
         values = model_input[IMAGE_COLUMN].tolist()
         images = np.empty((len(values), height, width, 3), dtype=np.uint8)
@@ -170,8 +160,7 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
             except ValueError as exc:
                 problems.append(f"row {row}: {exc}")
         if problems:
-            shown = "; ".join(problems[:_MAX_REPORTED_ROWS])
-            more = len(problems) - _MAX_REPORTED_ROWS
+            shown, more = "; ".join(problems[:5]), len(problems) - 5
             raise MlflowException.invalid_parameter_value(
                 f"{len(problems)} of {len(values)} '{IMAGE_COLUMN}' values are not "
                 f"base64-encoded images: {shown}{f'; and {more} more' if more > 0 else ''}. "
@@ -287,7 +276,6 @@ class LoadedClassifier:
     source: str
     classes: list[str] | None = None
     threshold: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def load_classifier(source: str | Path) -> LoadedClassifier:
@@ -332,51 +320,7 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
                 "project (log_classifier or the Keras flavor)."
             )
         model = load_model_file(keras_files[0], compile=False)
-        config = _pyfunc_model_config(local)
-    return LoadedClassifier(
-        model,
-        text,
-        classes=config.get("classes"),
-        threshold=config.get("threshold"),
-        details=config,
-    )
-
-
-def _pyfunc_model_config(model_dir: Path) -> dict[str, Any]:
-    """The ``model_config`` of a pyfunc logged by :func:`log_classifier`, else ``{}``."""
-    from mlflow.models import Model
-
-    if not (model_dir / "MLmodel").is_file():
-        return {}
-    flavor = Model.load(str(model_dir / "MLmodel")).flavors.get("python_function", {})
-    return dict(flavor.get("config") or {})
-
-
-def newest_trained_model(name: str) -> Any | None:
-    """The newest version of ``name``, else of any ``<model>_keras`` training registered.
-
-    What ``predict`` uses while ``name`` has no champion yet (right after ``xception_cats``).
-    """
-    client = mlflow.MlflowClient()
-    for query in (f"name = '{name}'", f"name LIKE '%{KERAS_NAME_SUFFIX}'"):
-        versions = client.search_model_versions(
-            filter_string=query, order_by=["creation_timestamp DESC"], max_results=100
-        )
-        # LIKE's "_" matches any character: keep names that really end in "_keras".
-        found = [v for v in versions if v.name == name or v.name.endswith(KERAS_NAME_SUFFIX)]
-        if found:
-            return found[0]
-    return None
-
-
-def alias_version(name: str, alias: str) -> Any | None:
-    """The registered model version ``name@alias``, or ``None`` if there is none yet."""
-    client = mlflow.MlflowClient()
-    try:
-        registered = client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code == _NOT_FOUND:
-            return None
-        raise
-    version = registered.aliases.get(alias)
-    return None if version is None else client.get_model_version(name, version)
+        # The model_config of a pyfunc logged by log_classifier ({} for the Keras flavor).
+        flavors = mlflow.models.Model.load(str(local)).flavors
+        config = flavors.get("python_function", {}).get("config") or {}
+    return LoadedClassifier(model, text, config.get("classes"), config.get("threshold"))

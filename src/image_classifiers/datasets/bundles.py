@@ -1,4 +1,4 @@
-"""Folders for what the retrain and predict nodes hand each other, so that every edge is a
+"""Folders for what the retrain nodes hand each other, so that every edge is a
 file and any node can run in a process of its own (Dagster's multiprocess executor).
 
 Each save writes a sibling folder and swaps it in (``atomic_folder``): a reader or a crash
@@ -7,7 +7,6 @@ never meets a half-written one.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -89,23 +88,3 @@ class KerasModelsDataset(_FolderDataset):
         with atomic_folder(self._path) as tmp:
             for name, model in data.items():
                 model.save(tmp / f"{name}.keras")
-
-
-class LoadedClassifierDataset(_FolderDataset):
-    """A ``serving.LoadedClassifier``: ``model.keras`` and the other fields in ``fields.json``."""
-
-    def load(self) -> Any:
-        from image_classifiers.models import load_model_file
-        from image_classifiers.serving import LoadedClassifier
-
-        folder = self._folder()
-        fields = json.loads((folder / _FIELDS).read_text())
-        return LoadedClassifier(load_model_file(folder / "model.keras", compile=False), **fields)
-
-    def save(self, data: Any) -> None:
-        fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
-        with atomic_folder(self._path) as tmp:
-            data.model.save(tmp / "model.keras")
-            (tmp / _FIELDS).write_text(
-                json.dumps({k: v for k, v in fields.items() if k != "model"})
-            )

@@ -52,6 +52,10 @@ def model_file(tmp_path_factory) -> Path:
     return path
 
 
+def predict(model_file: Path, **options) -> pd.DataFrame:
+    return predict_images(PredictParams(model=str(model_file), classes=CLASSES, **options))
+
+
 # ---- sources -------------------------------------------------------------------------------
 def test_folder_is_read_recursively_and_clutter_skipped(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
@@ -128,8 +132,7 @@ def test_path_traversal_members_are_reported_not_read(tmp_path, model_file, capl
     assert all(files[n].data is None and files[n].error == UNSAFE_MEMBER for n in unsafe)
     assert caplog.text.count("Skipped archive member") == 3
 
-    classifier = load_prediction_model(PredictParams(model=str(model_file), classes=CLASSES))
-    predictions = predict_images(classifier, PredictParams(source=str(archive))).set_index("file")
+    predictions = predict(model_file, source=str(archive)).set_index("file")
     assert predictions.loc[unsafe, "error"].tolist() == [UNSAFE_MEMBER] * 3
     assert pd.isna(predictions.loc["cat/ok.jpg", "error"])
 
@@ -140,8 +143,7 @@ def test_predictions_one_row_per_file_with_errors(make_archive, model_file):
         indices=range(5),
         extra_members={"train/cat.99.jpg": b"<html>quota exceeded</html>", "train/x.csv": b"a,b"},
     )
-    classifier = load_prediction_model(PredictParams(model=str(model_file), classes=CLASSES))
-    predictions = predict_images(classifier, PredictParams(source=str(archive), batch_size=4))
+    predictions = predict(model_file, source=str(archive), batch_size=4)
 
     assert list(predictions.columns) == [
         "file",
@@ -163,7 +165,7 @@ def test_predictions_one_row_per_file_with_errors(make_archive, model_file):
         zipfile.ZipFile(io.BytesIO(outer.read("train.zip"))) as z,
     ):
         image = decode_image(z.read("train/dog.3.jpg"), (32, 32))
-    expected = predict_probabilities(classifier.model, image[None])[0, 1]
+    expected = predict_probabilities(load_model_file(model_file), image[None])[0, 1]
     row = predictions.set_index("file").loc["train.zip/train/dog.3.jpg"]
     assert row["probability_dog"] == pytest.approx(float(expected), abs=1e-5)
 
@@ -176,15 +178,13 @@ def test_predictions_one_row_per_file_with_errors(make_archive, model_file):
 def test_a_batch_of_only_bad_files_is_not_fatal(tmp_path, model_file):
     (tmp_path / "a.jpg").write_bytes(b"")
     (tmp_path / "b.jpg").write_bytes(jpeg(9))
-    classifier = load_prediction_model(PredictParams(model=str(model_file), classes=CLASSES))
-    predictions = predict_images(classifier, PredictParams(source=str(tmp_path), batch_size=1))
+    predictions = predict(model_file, source=str(tmp_path), batch_size=1)
     assert predictions["file"].tolist() == ["a.jpg", "b.jpg"]
     assert "empty" in predictions.loc[0, "error"] and pd.isna(predictions.loc[1, "error"])
 
 
 def test_empty_folder_gives_an_empty_table(tmp_path, model_file):
-    classifier = load_prediction_model(PredictParams(model=str(model_file), classes=CLASSES))
-    predictions = predict_images(classifier, PredictParams(source=str(tmp_path)))
+    predictions = predict(model_file, source=str(tmp_path))
     assert predictions.empty and "probability_dog" in predictions.columns
 
 

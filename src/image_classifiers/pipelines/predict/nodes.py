@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 
@@ -21,7 +22,6 @@ from image_classifiers.serving import (
     ModelNotFoundError,
     load_classifier,
     model_image_size,
-    newest_trained_model,
     probability_column,
     probability_frame,
 )
@@ -40,7 +40,9 @@ def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
     """Load ``predict.model``: a registry URI or a ``.keras`` file.
 
     A serving model (``models:/<name>@champion``) brings its classes and threshold; a bare
-    ``.keras`` file takes ``predict.classes``. ``predict.threshold`` always wins.
+    ``.keras`` file takes ``predict.classes``; ``predict.threshold`` always wins. Not
+    kedro-mlflow's ``MlflowModelRegistryDataset``: the model may be a local file, and while
+    there is no champion yet the newest trained model stands in.
 
     Raises:
         ValueError: If ``predict.model`` is missing or no class names are known.
@@ -88,8 +90,15 @@ def _newest_instead_of(source: str) -> str | None:
     match = re.fullmatch(r"models:/([^/@]+)@[^/@]+", source)
     if match is None:
         return None
-    newest = newest_trained_model(match.group(1))
-    if newest is None:
+    client, name = mlflow.MlflowClient(), match.group(1)
+    # A serving version of the name (a challenger not promoted), else a training's <model>_keras
+    # ("_" in LIKE matches any character: the names are checked again).
+    for query in (f"name = '{name}'", "name LIKE '%_keras'"):
+        versions = client.search_model_versions(query, order_by=["creation_timestamp DESC"])
+        newest = next((v for v in versions if v.name == name or v.name.endswith("_keras")), None)
+        if newest is not None:
+            break
+    else:
         return None
     uri = f"models:/{newest.name}/{newest.version}"
     logger.warning(
@@ -103,8 +112,9 @@ def _newest_instead_of(source: str) -> str | None:
     return uri
 
 
-def predict_images(classifier: LoadedClassifier, predict: PredictParams) -> pd.DataFrame:
-    """Classify every image of ``predict.source`` (a folder or a zip, nested zips included).
+def predict_images(predict: PredictParams) -> pd.DataFrame:
+    """Classify every image of ``predict.source`` (a folder or a zip, nested zips included)
+    with the model of :func:`load_prediction_model`.
 
     Decoded in threads and classified a batch at a time, so memory stays flat however many
     images there are. A file that cannot be decoded gets a row with its ``error``.
@@ -113,6 +123,7 @@ def predict_images(classifier: LoadedClassifier, predict: PredictParams) -> pd.D
         Columns ``file``, ``probability_<class>`` per class, ``label``, ``error``; one row
         per image file, in file-name order.
     """
+    classifier = load_prediction_model(predict)
     source = predict.source
     batch_size = predict.batch_size
     workers = predict.decode_workers or available_cpus()

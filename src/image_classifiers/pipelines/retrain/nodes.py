@@ -36,7 +36,7 @@ from image_classifiers.params import (
 )
 from image_classifiers.pipelines.model_training.nodes import build_model, evaluate_model
 from image_classifiers.pipelines.predict.sources import ImageFile, iter_image_files
-from image_classifiers.serving import alias_version, load_classifier, log_classifier
+from image_classifiers.serving import ModelNotFoundError, load_classifier, log_classifier
 from image_classifiers.training import fit_model
 
 logger = logging.getLogger(__name__)
@@ -277,11 +277,12 @@ def _champion_metrics(
 ) -> dict[str, Any]:
     """The current champion's metrics on the test set, with its ``version`` (``{}``: none)."""
     name, alias = retrain.registered_model_name, retrain.champion_alias
-    version = alias_version(name, alias)
-    if version is None:
+    try:
+        champion = load_classifier(f"models:/{name}@{alias}")
+    except ModelNotFoundError:
         logger.info("No champion yet ('%s@%s' does not exist).", name, alias)
         return {}
-    champion = load_classifier(f"models:/{name}@{alias}")
+    version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
     try:
         metrics, *_figures = evaluate_model(champion.model, test_set, evaluation)
     except ValueError as exc:
