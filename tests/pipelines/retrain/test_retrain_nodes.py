@@ -7,7 +7,6 @@ import io
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from retrain_project import CLASSES, image_set, jpeg
 
@@ -46,15 +45,18 @@ def test_classes_from_folders_or_kaggle_names(splits, tmp_path):
     write(tmp_path / "batch7" / "cat.12.jpg", jpeg(0, 2))
     write(tmp_path / "cat" / "b.png", jpeg(0, 3))  # a JPEG named .png is still read
 
-    incoming = collect(splits, tmp_path)
+    images, delivery = collect(splits, tmp_path)
 
-    assert incoming["files"] == ["batch7/cat.12.jpg", "cat/b.png", "dog/a.jpg"]
-    assert incoming["labels"].tolist() == [0, 0, 1]
-    assert incoming["images"].shape == (3, 32, 32, 3)  # train_set's size
-    assert incoming["classes"] == list(CLASSES)
-    assert [s["path"] for s in incoming["sources"]] == [
-        str(tmp_path / name) for name in incoming["files"]
+    assert images["files"] == ["batch7/cat.12.jpg", "cat/b.png", "dog/a.jpg"]
+    assert images["labels"].tolist() == [0, 0, 1]
+    assert images["images"].shape == (3, 32, 32, 3)  # train_set's size
+    assert images["classes"] == delivery["classes"] == list(CLASSES)
+    assert [(r["file"], r["label"]) for r in delivery["added"]] == [
+        ("batch7/cat.12.jpg", 0),
+        ("cat/b.png", 0),
+        ("dog/a.jpg", 1),
     ]
+    assert [r["path"] for r in delivery["added"]] == [str(tmp_path / f) for f in images["files"]]
 
 
 def test_unusable_files_are_rejected_with_a_reason(splits, tmp_path):
@@ -63,10 +65,10 @@ def test_unusable_files_are_rejected_with_a_reason(splits, tmp_path):
     write(tmp_path / "dog" / "page.jpg", b"<html>Too many users</html>")
     write(tmp_path / "dog" / "ok.jpg", jpeg(1, 4))
 
-    incoming = collect(splits, tmp_path)
+    images, delivery = collect(splits, tmp_path)
 
-    assert incoming["files"] == ["dog/ok.jpg"]
-    reasons = {r["file"]: r["reason"] for r in incoming["rejected"]}
+    assert images["files"] == ["dog/ok.jpg"]
+    reasons = {r["file"]: r["reason"] for r in delivery["rejected"]}
     assert "folder named after its class (cat, dog)" in reasons["bird/x.jpg"]
     assert "empty" in reasons["cat/empty.jpg"]
     assert "HTML" in reasons["dog/page.jpg"]
@@ -89,11 +91,14 @@ def test_known_files_and_fixed_split_pictures_are_not_added(splits, tmp_path):
     Image.fromarray(splits[2]["images"][1]).save(buffer, format="PNG")
     write(incoming / "dog" / "from-test.png", buffer.getvalue())
 
-    incoming = collect(splits, incoming, tmp_path / "processed")
+    images, delivery = collect(splits, incoming, tmp_path / "processed")
 
-    assert incoming["pool"]["sha256"] == [hashlib.sha256(known).hexdigest()]
-    assert incoming["files"] == ["cat/twice-a.jpg"]  # the same file twice counts once
-    reasons = {d["file"]: d["reason"] for d in incoming["duplicates"]}
+    assert delivery["pool"] == [
+        {"file": "dog/first.jpg", "sha256": hashlib.sha256(known).hexdigest()}
+    ]
+    assert images["files"] == ["dog/first.jpg", "cat/twice-a.jpg"]  # the pool, then the new
+    assert [r["file"] for r in delivery["added"]] == ["cat/twice-a.jpg"]  # twice counts once
+    reasons = {d["file"]: d["reason"] for d in delivery["duplicates"]}
     assert reasons == {
         "cat/twice-b.jpg": "already in the training pool",
         "dog/from-test.png": "the same picture is in test_set",
@@ -103,8 +108,8 @@ def test_known_files_and_fixed_split_pictures_are_not_added(splits, tmp_path):
 
 
 def test_missing_incoming_folder_means_nothing_new(splits, tmp_path):
-    incoming = collect(splits, tmp_path / "nothing-here")
-    assert incoming["files"] == [] and incoming["images"].shape == (0, 32, 32, 3)
+    images, delivery = collect(splits, tmp_path / "nothing-here")
+    assert delivery["added"] == [] and images["images"].shape == (0, 32, 32, 3)
 
 
 def test_an_archive_is_read_and_moved_as_a_whole(splits, tmp_path):
@@ -113,9 +118,11 @@ def test_an_archive_is_read_and_moved_as_a_whole(splits, tmp_path):
         z.writestr("cat/a.jpg", jpeg(0, 1))
         z.writestr("dog/b.jpg", jpeg(1, 2))
         z.writestr("__MACOSX/dog/._b.jpg", b"junk")
-    incoming = collect(splits, tmp_path / "unused", archive=str(archive))
-    assert incoming["files"] == ["cat/a.jpg", "dog/b.jpg"]
-    assert incoming["sources"] == [{"file": "delivery.zip", "path": str(archive)}]
+    _images, delivery = collect(splits, tmp_path / "unused", archive=str(archive))
+    assert [r["file"] for r in delivery["added"]] == ["cat/a.jpg", "dog/b.jpg"]
+    assert all("path" not in r for r in delivery["added"])  # inside the archive
+    report = archive_incoming(delivery, {}, RetrainParams(processed_dir=str(tmp_path / "done")))
+    assert (Path(report["processed_dir"]) / "delivery.zip").is_file() and not archive.exists()
 
 
 # ---- decide_promotion ----------------------------------------------------------------------
@@ -158,10 +165,11 @@ def test_a_first_challenger_below_min_score_says_why_it_is_no_champion():
 
 def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_path, caplog):
     caplog.set_level("INFO")
-    images = collect(splits, tmp_path / "nothing-here")
+    images, delivery = collect(splits, tmp_path / "nothing-here")
     arguments = {
         "train_set": splits[0],
         "images": images,
+        "delivery": delivery,
         "validation_set": splits[1],
         "models": {},  # never looked at when nothing is trained
         "augmentation": None,
@@ -174,12 +182,10 @@ def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_pa
     # The later nodes map over no challenger: no champion is loaded, nothing is registered.
     decisions = decide_promotion(challengers, splits[2], None, retrain)
     assert decisions == {}
-    assert (
-        register_challenger(
-            challengers=challengers, decisions={}, images=images, evaluation=None, retrain=retrain
-        )
-        == {}
+    registered = register_challenger(
+        challengers=challengers, decisions={}, delivery=delivery, evaluation=None, retrain=retrain
     )
+    assert registered == {}
     with pytest.raises(ValueError, match=r"retrain\.model is 'tiny'"):  # forced: it trains
         train_challenger(**arguments, retrain=RetrainParams(**RULE, force=True, model="tiny"))
 
@@ -198,11 +204,12 @@ def test_the_pool_is_what_earlier_runs_moved_in_decoded_at_todays_size(splits, t
         z.writestr("dog/broken.jpg", b"set aside when it came in, and again now")
         z.writestr("cat/a-again.jpg", jpeg(0, 1, size=64))  # a duplicate of r1's a.jpg
 
-    pool = collect(splits, tmp_path / "incoming", processed)["pool"]
+    images, delivery = collect(splits, tmp_path / "incoming", processed)
 
-    assert pool["files"] == ["cat/a.jpg", "delivery.zip/cat/b.jpg", "delivery.zip/dog/c.jpg"]
-    assert pool["labels"].tolist() == [0, 0, 1]
-    assert pool["images"].shape == (3, 32, 32, 3)  # train_set's size, whatever the files'
+    pooled = ["cat/a.jpg", "delivery.zip/cat/b.jpg", "delivery.zip/dog/c.jpg"]
+    assert [r["file"] for r in delivery["pool"]] == images["files"] == pooled
+    assert images["labels"].tolist() == [0, 0, 1]
+    assert images["images"].shape == (3, 32, 32, 3)  # train_set's size, whatever the files'
 
 
 # ---- archive_incoming ----------------------------------------------------------------------
@@ -211,22 +218,20 @@ def test_files_are_moved_aside_by_kind_and_a_rerun_finds_them_gone(splits, tmp_p
     used = write(incoming_dir / "cat" / "a.jpg", jpeg(0, 7))
     duplicate = write(incoming_dir / "dog" / "b.jpg", b"b")
     rejected = write(incoming_dir / "bird" / "c.jpg", b"c")
-    images = {
+    added = {"file": "cat/a.jpg", "sha256": "a" * 64, "label": 0, "path": str(used)}
+    delivery = {
         "run_id": "r9",
         "source": str(incoming_dir),
         "classes": list(CLASSES),
-        "files": ["cat/a.jpg"],
-        "labels": np.array([0]),
-        "sources": [{"file": "cat/a.jpg", "path": str(used)}],
+        "added": [added],
         "duplicates": [{"file": "dog/b.jpg", "path": str(duplicate), "reason": "known"}],
         "rejected": [{"file": "bird/c.jpg", "path": str(rejected), "reason": "no class"}],
-        "pool": {"files": ["old.jpg"]},
+        "pool": [{"file": "old.jpg", "sha256": "b" * 64}],
     }
-    images["sha256"] = ["a" * 64]
     registrations = {"tiny": {"action": "keep", "version": "2"}}
     retrain = RetrainParams(processed_dir=str(tmp_path / "processed"))
 
-    report = archive_incoming(images, registrations, retrain)
+    report = archive_incoming(delivery, registrations, retrain)
 
     done = tmp_path / "processed" / "r9"
     assert (done / "cat" / "a.jpg").read_bytes() == jpeg(0, 7)
@@ -235,8 +240,9 @@ def test_files_are_moved_aside_by_kind_and_a_rerun_finds_them_gone(splits, tmp_p
     assert not any(p.is_file() for p in incoming_dir.rglob("*"))
     assert report["processed_dir"] == str(done) and report["new_per_class"] == {"cat": 1}
     assert report["pool_images"] == 2 and report["challengers"] == registrations
-    assert report["added"] == [{"file": "cat/a.jpg", "sha256": "a" * 64}]
+    assert report["added"] == [added]
     # Run again (e.g. after a crash right after moving): nothing left to move, no error.
-    assert archive_incoming(images, registrations, retrain)["processed_dir"] is None
+    assert archive_incoming(delivery, registrations, retrain)["processed_dir"] is None
     # The next run finds the moved file in the pool, and only that one.
-    assert collect(splits, incoming_dir, tmp_path / "processed")["pool"]["files"] == ["cat/a.jpg"]
+    _images, again = collect(splits, incoming_dir, tmp_path / "processed")
+    assert [r["file"] for r in again["pool"]] == ["cat/a.jpg"] and again["added"] == []

@@ -58,7 +58,8 @@ def pool_hashes(root: Path) -> list[str]:
     retrain = RetrainParams(incoming_dir=str(root / "nowhere"), processed_dir=PROCESSED)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        return nodes.collect_images(*splits, retrain)["pool"]["sha256"]
+        _images, delivery = nodes.collect_images(*splits, retrain)
+        return [r["sha256"] for r in delivery["pool"]]
 
 
 def versions(client: mlflow.MlflowClient) -> list[str]:

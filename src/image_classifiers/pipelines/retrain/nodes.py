@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 PROMOTE, KEEP = "promote", "keep"
 #: Sub-folders of a run's processed folder that hold files not added to the pool.
 SET_ASIDE = ("duplicates", "rejected")
+SPLITS = ("train_set", "validation_set", "test_set")
 
 
 # ---- 1. collect ------------------------------------------------------------------------------
@@ -52,7 +53,7 @@ def collect_images(
     validation_set: dict[str, Any],
     test_set: dict[str, Any],
     retrain: RetrainParams,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The pool and the new labeled images, validated and decoded at ``train_set``'s size.
 
     A file's class is its folder (``incoming/dog/x.jpg``) or its Kaggle prefix
@@ -61,9 +62,10 @@ def collect_images(
     (``duplicates``): a rerun adds nothing twice and no test image leaks into training.
 
     Returns:
-        ``images``, ``labels``, ``classes``, ``files``, ``sha256`` of the new images, the
-        ``sources`` to move into the pool, ``rejected``, ``duplicates``, ``run_id`` (this run's
-        processed folder) and ``pool`` (``images``, ``labels``, ``files``, ``sha256``).
+        The image set of the pool and then the new images, and the delivery: ``run_id``
+        (this run's processed folder), ``source``, ``classes``, ``pool`` and ``added`` (one
+        record per image: ``file``, ``sha256``, ``label``, ``path`` on disk if any),
+        ``duplicates`` and ``rejected`` (``file``, ``reason``, ``path``).
 
     Raises:
         ValueError: With ``on_bad_image: fail``, if any new file is unreadable or unlabeled.
@@ -71,55 +73,54 @@ def collect_images(
     classes = [str(c) for c in train_set["classes"]]
     size = tuple(int(v) for v in train_set["images"].shape[1:3])
     source = Path(retrain.archive or retrain.incoming_dir)
-    fixed = _pixel_hashes(train_set, validation_set, test_set)
-    pool = _read_pool(Path(retrain.processed_dir), classes, size, fixed)
-    result: dict[str, Any] = {
+    fixed = {
+        _pixel_hash(image): name
+        for name, split in zip(SPLITS, (train_set, validation_set, test_set), strict=True)
+        for image in split["images"]
+    }
+    runs = sorted(p for p in Path(retrain.processed_dir).glob("*") if p.is_dir())
+    pooled = (
+        f for run in runs for f in iter_image_files(run) if f.name.split("/")[0] not in SET_ASIDE
+    )
+    ignored: dict[str, list] = {"rejected": [], "duplicates": []}  # told when they came in
+    pool, pool_images = _accept(pooled, classes, size, fixed, known=set(), report=ignored)
+    delivery: dict[str, Any] = {
         "run_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}",
         "source": str(source),
         "classes": classes,
-        "pool": pool,
+        "pool": [{"file": r["file"], "sha256": r["sha256"]} for r in pool],
         "rejected": [],
         "duplicates": [],
     }
     files = iter_image_files(source) if source.exists() else []
-    new = _accept(files, classes, size, fixed, known=set(pool["sha256"]), report=result)
-    if result["rejected"] and retrain.on_bad_image == "fail":
-        shown = "; ".join(f"{r['file']}: {r['reason']}" for r in result["rejected"][:5])
+    known = {r["sha256"] for r in pool}
+    added, new_images = _accept(files, classes, size, fixed, known=known, report=delivery)
+    delivery["added"] = added
+    if delivery["rejected"] and retrain.on_bad_image == "fail":
+        shown = "; ".join(f"{r['file']}: {r['reason']}" for r in delivery["rejected"][:5])
         raise ValueError(
-            f"{len(result['rejected'])} incoming files cannot be used ({shown}). Fix or "
+            f"{len(delivery['rejected'])} incoming files cannot be used ({shown}). Fix or "
             "remove them, or set retrain.on_bad_image: skip to set them aside."
         )
-    if source.is_file():  # an archive is moved aside as a whole
-        new["sources"] = [{"file": source.name, "path": str(source)}]
-    result.update(new)
-    counts = Counter(classes[i] for i in result["labels"])
+    counts = Counter(classes[r["label"]] for r in added)
     logger.info(
         "Incoming from '%s': %d new images (%s), %d already known, %d rejected; pool: %d.",
         source,
-        len(result["files"]),
+        len(added),
         ", ".join(f"{c}: {counts[c]}" for c in classes),
-        len(result["duplicates"]),
-        len(result["rejected"]),
-        len(pool["files"]),
+        len(delivery["duplicates"]),
+        len(delivery["rejected"]),
+        len(pool),
     )
-    for item in result["rejected"][:10]:
+    for item in delivery["rejected"][:10]:
         logger.warning("Set aside %s: %s", item["file"], item["reason"])
-    return result
-
-
-def _read_pool(
-    processed: Path, classes: list[str], size: tuple[int, int], fixed: dict[str, str]
-) -> dict[str, Any]:
-    """Every image earlier runs moved into ``processed/<run id>/``, by the rules new files meet."""
-    runs = sorted(p for p in processed.iterdir() if p.is_dir()) if processed.is_dir() else []
-    files = [
-        f for run in runs for f in iter_image_files(run) if f.name.split("/")[0] not in SET_ASIDE
-    ]
-    pool = _accept(
-        files, classes, size, fixed, known=set(), report={"rejected": [], "duplicates": []}
-    )
-    del pool["sources"]
-    return pool
+    images = {
+        "images": np.concatenate([pool_images, new_images]),
+        "labels": np.asarray([r["label"] for r in pool + added], dtype=np.int32),
+        "classes": classes,
+        "files": [r["file"] for r in pool + added],
+    }
+    return images, delivery
 
 
 def _accept(
@@ -130,12 +131,13 @@ def _accept(
     *,
     known: set[str],
     report: dict[str, Any],
-) -> dict[str, Any]:
-    """The decoded images of ``files`` that are usable and new; the others go to ``report``."""
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The records and decoded images of ``files`` that are usable and new; the others go
+    to ``report``."""
+    records: list[dict[str, Any]] = []
     images: list[np.ndarray] = []
-    accepted: dict[str, list[Any]] = {"files": [], "labels": [], "sha256": [], "sources": []}
     for file in files:
-        record = {"file": file.name}
+        record: dict[str, Any] = {"file": file.name}
         if file.location is not None:
             record["path"] = str(file.location)
         label = _class_of(file, classes)
@@ -160,15 +162,8 @@ def _accept(
             continue
         known.add(digest)  # the same file twice in one delivery counts once
         images.append(image)
-        accepted["files"].append(file.name)
-        accepted["labels"].append(classes.index(label))
-        accepted["sha256"].append(digest)
-        accepted["sources"].append(record)
-    return {
-        **accepted,
-        "images": np.stack(images) if images else np.zeros((0, *size, 3), dtype=np.uint8),
-        "labels": np.asarray(accepted["labels"], dtype=np.int32),
-    }
+        records.append({**record, "sha256": digest, "label": classes.index(label)})
+    return records, np.stack(images) if images else np.zeros((0, *size, 3), dtype=np.uint8)
 
 
 def _class_of(file: ImageFile, classes: list[str]) -> str | None:
@@ -189,20 +184,12 @@ def _pixel_hash(image: np.ndarray) -> str:
     return hashlib.sha256(image.tobytes()).hexdigest()  # tobytes is C-ordered for any view
 
 
-def _pixel_hashes(*image_sets: dict[str, Any]) -> dict[str, str]:
-    names = ("train_set", "validation_set", "test_set")
-    return {
-        _pixel_hash(image): name
-        for name, image_set in zip(names, image_sets, strict=True)
-        for image in image_set["images"]
-    }
-
-
 # ---- 2. train --------------------------------------------------------------------------------
 def train_challenger(
     *,
     train_set: dict[str, Any],
     images: dict[str, Any],
+    delivery: dict[str, Any],
     validation_set: dict[str, Any],
     models: dict[str, Any],
     augmentation: AugmentationParams | None,
@@ -212,41 +199,34 @@ def train_challenger(
     """The challengers by model name: ``{}`` unless new images came in or ``retrain.force``.
 
     The one place that decides whether this run trains (see ``pipeline.py``). The model is
-    ``models[retrain.model]``, trained on ``train_set`` + the pool + the new images with
+    ``models[retrain.model]``, trained on ``train_set`` + the pool and new ``images`` with
     ``training`` except the keys ``retrain.training`` sets.
     """
-    if not len(images["files"]) and not retrain.force:
+    if not delivery["added"] and not retrain.force:
         logger.info(
             "No new images: no challenger is trained and nothing is registered "
             "(retrain.force=true trains one anyway)."
         )
         return {}
     options = training.merged(retrain.training)
-    combined = training_set(train_set, images)
+    combined = {
+        "images": np.concatenate([train_set["images"], images["images"]]),
+        "labels": np.concatenate([train_set["labels"], images["labels"]]).astype(np.int32),
+        "classes": list(train_set["classes"]),
+        "files": [*map(str, train_set["files"]), *images["files"]],
+    }
     logger.info(
-        "Training challenger '%s' on %d images (%d from train_set, %d from the pool, %d new).",
+        "Training challenger '%s' on %d images: train_set, %d in the pool, %d new.",
         retrain.model,
         len(combined["labels"]),
-        len(train_set["labels"]),
-        len(images["pool"]["labels"]),
-        len(images["labels"]),
+        len(delivery["pool"]),
+        len(delivery["added"]),
     )
     model = build_model(combined, retrain.model_options(models), augmentation, options)
     model, _history = fit_model(
         model, combined, validation_set, options, callbacks=[MlflowEpochMetrics()]
     )
     return {retrain.model: model}
-
-
-def training_set(train_set: dict[str, Any], images: dict[str, Any]) -> dict[str, Any]:
-    """``train_set``, the pool and the new images as one image set."""
-    parts = [p for p in (train_set, images["pool"], images) if len(p["files"])]
-    return {
-        "images": np.concatenate([np.asarray(p["images"]) for p in parts]),
-        "labels": np.concatenate([np.asarray(p["labels"], dtype=np.int32) for p in parts]),
-        "classes": list(train_set["classes"]),
-        "files": [str(f) for p in parts for f in p["files"]],
-    }
 
 
 # ---- 3. decide -------------------------------------------------------------------------------
@@ -350,7 +330,7 @@ def register_challenger(
     *,
     challengers: dict[str, keras.Model],
     decisions: dict[str, dict[str, Any]],
-    images: dict[str, Any],
+    delivery: dict[str, Any],
     evaluation: EvaluationParams,
     retrain: RetrainParams,
 ) -> dict[str, dict[str, Any]]:
@@ -363,8 +343,7 @@ def register_challenger(
     Returns:
         Per challenger: the decision (without the metrics), ``version`` and ``mlflow_run_id``.
     """
-    name, client = retrain.registered_model_name, mlflow.MlflowClient()
-    run = mlflow.active_run()
+    name, run = retrain.registered_model_name, mlflow.active_run()
     registrations = {}
     for model_name, model in challengers.items():
         decision = {k: v for k, v in decisions[model_name].items() if k != "challenger_metrics"}
@@ -372,16 +351,16 @@ def register_challenger(
             model.save(Path(tmp) / "challenger.keras")
             info = log_classifier(
                 Path(tmp) / "challenger.keras",
-                list(images["classes"]),
+                delivery["classes"],
                 name="challenger",
                 registered_model_name=name,
                 threshold=evaluation.threshold,
                 batch_size=evaluation.batch_size,
             )
-        version = str(info.registered_model_version)
+        version, client = str(info.registered_model_version), mlflow.MlflowClient()
         tags = {f"retrain.{k}": str(v) for k, v in decision.items() if k != "reason"}
-        tags["retrain.new_images"] = str(len(images["files"]))
-        for key, value in {**tags, "retrain.incoming_run": images["run_id"]}.items():
+        tags["retrain.new_images"] = str(len(delivery["added"]))
+        for key, value in {**tags, "retrain.incoming_run": delivery["run_id"]}.items():
             client.set_model_version_tag(name, version, key, value)
         client.set_registered_model_alias(name, retrain.challenger_alias, version)
         if decision["action"] == PROMOTE:
@@ -391,9 +370,9 @@ def register_challenger(
         scores = {role: decision[f"{role}_score"] for role in ("challenger", "champion")}
         mlflow.log_metrics(
             {
-                "retrain.new_images": len(images["files"]),
-                "retrain.duplicates": len(images["duplicates"]),
-                "retrain.rejected": len(images["rejected"]),
+                "retrain.new_images": len(delivery["added"]),
+                "retrain.duplicates": len(delivery["duplicates"]),
+                "retrain.rejected": len(delivery["rejected"]),
                 **{
                     f"retrain.{r}.{decision['metric']}": s
                     for r, s in scores.items()
@@ -411,41 +390,37 @@ def register_challenger(
 
 # ---- 5. archive: the new files join the pool -------------------------------------------------
 def archive_incoming(
-    images: dict[str, Any], registrations: dict[str, dict[str, Any]], retrain: RetrainParams
+    delivery: dict[str, Any], registrations: dict[str, dict[str, Any]], retrain: RetrainParams
 ) -> dict[str, Any]:
     """Move the files this run used or set aside into its processed folder; report the run.
 
     Takes the registrations so that files move only once the challenger trained on them is
     registered. Added files go to ``<processed_dir>/<run id>/`` (the pool the next run
-    reads), duplicates and rejected files to its ``duplicates/`` and ``rejected/``.
+    reads; an archive as a whole), duplicates and rejected files to its ``duplicates/`` and
+    ``rejected/``.
 
     Returns:
         The run's report (the catalog also logs it to MLflow).
     """
-    target = Path(retrain.processed_dir) / images["run_id"]
-    moved = 0
-    for group, items in (
-        ("", images["sources"]),
-        ("duplicates", images["duplicates"]),
-        ("rejected", images["rejected"]),
-    ):
-        for item in items:
+    target = Path(retrain.processed_dir) / delivery["run_id"]
+    source = Path(delivery["source"])
+    moved = _move_aside(source, target / source.name) if source.is_file() else 0
+    for group in ("added", *SET_ASIDE):
+        for item in delivery[group]:
             if "path" in item:
-                moved += _move_aside(Path(item["path"]), target / group / item["file"])
+                folder = target if group == "added" else target / group
+                moved += _move_aside(Path(item["path"]), folder / item["file"])
     if moved:
         logger.info("Moved %d incoming files to %s.", moved, target)
+    classes = delivery["classes"]
     return {
-        "run_id": images["run_id"],
-        "source": images["source"],
+        "run_id": delivery["run_id"],
+        "source": delivery["source"],
         "processed_dir": str(target) if moved else None,
-        "new_images": len(images["files"]),
-        "new_per_class": dict(Counter(images["classes"][i] for i in images["labels"])),
-        "duplicates": images["duplicates"],
-        "rejected": images["rejected"],
-        "pool_images": len(images["pool"]["files"]) + len(images["files"]),
-        "added": [
-            {"file": f, "sha256": h} for f, h in zip(images["files"], images["sha256"], strict=True)
-        ],
+        "new_images": len(delivery["added"]),
+        "new_per_class": dict(Counter(classes[r["label"]] for r in delivery["added"])),
+        "pool_images": len(delivery["pool"]) + len(delivery["added"]),
+        **{key: delivery[key] for key in ("added", "duplicates", "rejected")},
         "challengers": registrations,
     }
 

@@ -27,7 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 collect_images,
                 ["train_set", "validation_set", "test_set", "params:retrain"],
-                "retrain_images",
+                ["retrain_images", "retrain_delivery"],
                 name="collect_images",
             ),
             Node(
@@ -35,6 +35,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 {
                     "train_set": "train_set",
                     "images": "retrain_images",
+                    "delivery": "retrain_delivery",
                     "validation_set": "validation_set",
                     "models": "params:models",
                     "augmentation": "params:augmentation",
@@ -55,7 +56,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 {
                     "challengers": "retrain_challengers",
                     "decisions": "retrain_decisions",
-                    "images": "retrain_images",
+                    "delivery": "retrain_delivery",
                     "evaluation": "params:evaluation",
                     "retrain": "params:retrain",
                 },
@@ -64,7 +65,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 archive_incoming,
-                ["retrain_images", "retrain_registrations", "params:retrain"],
+                ["retrain_delivery", "retrain_registrations", "params:retrain"],
                 "retrain_report",
                 name="archive_incoming",
             ),
