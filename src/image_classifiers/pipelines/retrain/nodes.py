@@ -344,6 +344,7 @@ def register_challenger(
         Per challenger: the decision (without the metrics), ``version`` and ``mlflow_run_id``.
     """
     name, run = retrain.registered_model_name, mlflow.active_run()
+    run_id = run.info.run_id if run else None
     registrations = {}
     for model_name, model in challengers.items():
         decision = {k: v for k, v in decisions[model_name].items() if k != "challenger_metrics"}
@@ -358,33 +359,22 @@ def register_challenger(
                 batch_size=evaluation.batch_size,
             )
         version, client = str(info.registered_model_version), mlflow.MlflowClient()
-        tags = {f"retrain.{k}": str(v) for k, v in decision.items() if k != "reason"}
-        tags["retrain.new_images"] = str(len(delivery["added"]))
-        for key, value in {**tags, "retrain.incoming_run": delivery["run_id"]}.items():
+        tags = {f"retrain.{k}": str(v) for k, v in decision.items()}
+        tags |= {"retrain.version": version, "retrain.incoming_run": delivery["run_id"]}
+        for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
         client.set_registered_model_alias(name, retrain.challenger_alias, version)
         if decision["action"] == PROMOTE:
             client.set_registered_model_alias(name, retrain.champion_alias, version)
         logger.info("Registered %s version %s: %s.", name, version, decision["reason"])
-        mlflow.set_tags({**tags, "retrain.version": version, "retrain.reason": decision["reason"]})
+        mlflow.set_tags(tags)
+        counts = {k: len(delivery[k]) for k in SET_ASIDE} | {"new_images": len(delivery["added"])}
         scores = {role: decision[f"{role}_score"] for role in ("challenger", "champion")}
         mlflow.log_metrics(
-            {
-                "retrain.new_images": len(delivery["added"]),
-                "retrain.duplicates": len(delivery["duplicates"]),
-                "retrain.rejected": len(delivery["rejected"]),
-                **{
-                    f"retrain.{r}.{decision['metric']}": s
-                    for r, s in scores.items()
-                    if s is not None
-                },
-            }
+            {f"retrain.{k}": v for k, v in counts.items()}
+            | {f"retrain.{r}.{decision['metric']}": v for r, v in scores.items() if v is not None}
         )
-        registrations[model_name] = {
-            **decision,
-            "version": version,
-            "mlflow_run_id": run and run.info.run_id,
-        }
+        registrations[model_name] = {**decision, "version": version, "mlflow_run_id": run_id}
     return registrations
 
 
