@@ -255,7 +255,11 @@ def decide_promotion(
 def _champion_metrics(
     test_set: dict[str, Any], evaluation: EvaluationParams, retrain: RetrainParams
 ) -> dict[str, Any]:
-    """The current champion's metrics on the test set, with its ``version`` (``{}``: none)."""
+    """The current champion's metrics on the test set, with its ``version`` (``{}``: none).
+
+    Loaded here, not by kedro-mlflow's ``MlflowModelRegistryDataset`` as a node input: a
+    catalog input must exist, and there is no champion before the first promotion.
+    """
     name, alias = retrain.registered_model_name, retrain.champion_alias
     try:
         champion = load_classifier(f"models:/{name}@{alias}")
