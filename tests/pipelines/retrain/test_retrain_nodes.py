@@ -7,10 +7,12 @@ import io
 import zipfile
 from pathlib import Path
 
+import mlflow
 import pytest
 from retrain_project import CLASSES, image_set, jpeg
 
-from image_classifiers.params import RetrainParams, TrainingParams
+from image_classifiers.models import build_classifier
+from image_classifiers.params import EvaluationParams, RetrainParams, TrainingParams
 from image_classifiers.pipelines.retrain.nodes import (
     archive_incoming,
     collect_images,
@@ -19,6 +21,7 @@ from image_classifiers.pipelines.retrain.nodes import (
     register_challenger,
     train_challenger,
 )
+from image_classifiers.serving import log_classifier
 
 
 @pytest.fixture
@@ -188,6 +191,33 @@ def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_pa
     assert registered == {}
     with pytest.raises(ValueError, match=r"retrain\.model is 'tiny'"):  # forced: it trains
         train_challenger(**arguments, retrain=RetrainParams(**RULE, force=True, model="tiny"))
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    """A temporary SQLite tracking store and registry."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    yield
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.mark.slow
+def test_a_champion_that_cannot_be_scored_says_what_to_do(splits, tmp_path, registry):
+    def tiny(size: int):
+        return build_classifier("simple_convnet", (size, size, 3), 2, filters=(4,), dropout=0.0)
+
+    tiny(16).save(tmp_path / "champion.keras")  # trained on other images than test_set's
+    with mlflow.start_run():
+        info = log_classifier(tmp_path / "champion.keras", CLASSES, registered_model_name="cats")
+    mlflow.MlflowClient().set_registered_model_alias("cats", "champion", "1")
+    assert info.registered_model_version == 1
+
+    retrain = RetrainParams(registered_model_name="cats")
+    with pytest.raises(ValueError, match="champion cats version 1 cannot be scored on the test"):
+        decide_promotion({"tiny": tiny(32)}, splits[2], EvaluationParams(), retrain)
 
 
 # ---- the pool ------------------------------------------------------------------------------
