@@ -204,6 +204,7 @@ def empty_registry(tmp_path, monkeypatch):
     """A temporary SQLite tracking store and registry (a fresh clone's, before any run)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # the store puts artifacts in ./mlruns
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)

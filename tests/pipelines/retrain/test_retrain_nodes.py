@@ -198,6 +198,7 @@ def registry(tmp_path, monkeypatch):
     """A temporary SQLite tracking store and registry."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # the store puts artifacts in ./mlruns
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     yield
