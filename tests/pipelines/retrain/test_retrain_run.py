@@ -105,7 +105,11 @@ def test_retrain_promotes_then_keeps_and_never_counts_twice(project, monkeypatch
     assert len(list(processed.rglob("*.jpg"))) == 8  # ... and kept
     run = client.get_run(first["mlflow_run_id"])
     assert run.data.tags["retrain.action"] == "promote"
-    assert run.data.metrics["retrain.new_images"] == 8
+    assert (
+        run.data.metrics["retrain.new_images"]
+        == 8
+        == 2 * run.data.metrics["retrain.new_images.cat"]
+    )
     assert run.data.metrics["retrain.challenger.test_accuracy"] >= 0.75
     assert {a.path for a in client.list_artifacts(run.info.run_id, "retrain")} == {
         "retrain/decisions.json",

@@ -373,6 +373,8 @@ def register_challenger(
         logger.info("Registered %s version %s: %s.", name, version, decision["reason"])
         mlflow.set_tags(tags)
         counts = {k: len(delivery[k]) for k in SET_ASIDE} | {"new_images": len(delivery["added"])}
+        per_class = Counter(delivery["classes"][r["label"]] for r in delivery["added"])
+        counts |= {f"new_images.{c}": per_class[c] for c in delivery["classes"]}
         scores = {role: decision[f"{role}_score"] for role in ("challenger", "champion")}
         mlflow.log_metrics(
             {f"retrain.{k}": v for k, v in counts.items()}
