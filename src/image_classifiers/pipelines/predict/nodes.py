@@ -124,8 +124,7 @@ def predict_images(predict: PredictParams) -> pd.DataFrame:
         per image file, in file-name order.
     """
     classifier = load_prediction_model(predict)
-    source = predict.source
-    batch_size = predict.batch_size
+    source, batch_size = predict.source, predict.batch_size
     workers = predict.decode_workers or available_cpus()
     image_size = model_image_size(classifier.model, predict.image_size)
     columns = [
