@@ -60,7 +60,9 @@ def tracking_store(tmp_path_factory):
     previous_uri = mlflow.get_tracking_uri()
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment_name="serving-test")
+    # Artifacts under the temporary folder too (a SQLite store's default is ./mlruns).
+    artifacts = (root / "artifacts").as_uri()
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("serving-test", artifacts))
     yield uri
     mlflow.set_tracking_uri(previous_uri)
     if previous_env is None:
