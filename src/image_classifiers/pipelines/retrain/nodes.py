@@ -300,16 +300,14 @@ def promotion_rule(
     def better(a: float, b: float, by: float = 0.0) -> bool:
         return a >= b + by if higher else a <= b - by
 
-    misses_floor = floor is not None and not better(challenger, float(floor))
-    if misses_floor and champion is None:
-        action, reason = (
-            KEEP,
-            f"no champion yet, and the challenger's {metric} {challenger:.4f} misses "
-            f"retrain.min_score {floor}, so it is no first champion; lower min_score (e.g. "
-            '--params="retrain.min_score=0") or train longer (retrain.training.epochs)',
-        )
-    elif misses_floor:
-        action, reason = KEEP, f"challenger {metric} {challenger:.4f} misses min_score {floor}"
+    if floor is not None and not better(challenger, float(floor)):
+        action = KEEP
+        reason = f"challenger {metric} {challenger:.4f} misses retrain.min_score {floor}"
+        if champion is None:
+            reason += (
+                ", and there is no champion yet: lower min_score (e.g. "
+                '--params="retrain.min_score=0") or train longer (retrain.training.epochs)'
+            )
     elif champion is None:
         action, reason = PROMOTE, "no champion yet"
     elif better(challenger, champion, margin) and challenger != champion:
