@@ -1,23 +1,13 @@
 """Serve a trained classifier: an MLflow pyfunc that takes encoded images, not pixel arrays.
 
-A client of ``mlflow models serve`` sends what it has -- JPEG or PNG files -- base64-encoded
-in a column ``image``::
+A client of ``mlflow models serve`` sends JPEG or PNG files base64-encoded in a column
+``image`` and gets ``probability_<class>`` per class and the ``label`` per image. The model
+decodes with the data pipeline's ``decode_image`` and the Keras model rescales pixels
+itself, so what is served is what was trained and evaluated. A bad request is an
+``INVALID_PARAMETER_VALUE`` error, which the scoring server answers with HTTP 400.
 
-    curl -s http://127.0.0.1:5000/invocations -H 'Content-Type: application/json' \\
-      -d '{"dataframe_split": {"columns": ["image"], "data": [["/9j/4AAQSkZJRg..."]]}}'
-
-and gets one row per image: ``probability_<class>`` for every class and the ``label``.
-The model decodes with the data pipeline's :func:`image_classifiers.images.decode_image`
-(same RGB conversion, same resize to the Keras model's input size) and the Keras model
-rescales 0-255 pixels itself, so what is served is exactly what was trained and evaluated.
-
-A bad request -- no ``image`` column, bad base64, bytes that are not an image -- raises
-:class:`mlflow.exceptions.MlflowException` with ``INVALID_PARAMETER_VALUE``, which the
-scoring server answers with HTTP 400 and the message (which rows, why).
-
-The same module loads a Keras model back from a model URI or a ``.keras`` file
-(:func:`load_classifier`) for batch prediction and champion/challenger evaluation, and turns
-probabilities into the output table (:func:`probability_frame`).
+The module also loads a Keras model back from a model URI or a ``.keras`` file
+(:func:`load_classifier`) for batch prediction and champion/challenger evaluation.
 """
 
 import base64
@@ -27,7 +17,7 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -37,7 +27,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.types import ColSpec, Schema
 
 logger = logging.getLogger(__name__)
@@ -49,12 +39,8 @@ KERAS_ARTIFACT = "keras_model"
 LABEL_COLUMN = "label"
 PROBABILITY_PREFIX = "probability_"
 _NOT_FOUND = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
-#: At most this many bad rows are described in an error message.
-_MAX_REPORTED_ROWS = 5
 #: Keras backend of the served model's environment (see :func:`serving_requirements`).
 SERVING_BACKEND = "jax"
-#: Training registers its Keras-flavor models as ``<model>_keras`` (catalog).
-KERAS_NAME_SUFFIX = "_keras"
 #: Registered-model tag marking a name whose versions all take encoded images.
 SERVING_TAG = "image_classifiers.input"
 SERVING_TAG_VALUE = "encoded_images"
@@ -69,11 +55,6 @@ def probability_frame(
     probabilities: np.ndarray, classes: list[str], threshold: float = 0.5
 ) -> pd.DataFrame:
     """One row per image: ``probability_<class>`` for every class, then ``label``.
-
-    Args:
-        probabilities: ``(N, num_classes)`` as ``training.predict_probabilities`` returns.
-        classes: Class names, in the model's index order.
-        threshold: Two classes: probability of the second above which it is the label.
 
     Raises:
         ValueError: If the number of columns and of classes differ.
@@ -111,11 +92,6 @@ class ModelNotFoundError(LookupError):
 
 
 # ---- the pyfunc ----------------------------------------------------------------------------
-def _bad_request(message: str) -> MlflowException:
-    # INVALID_PARAMETER_VALUE is answered with HTTP 400 by `mlflow models serve`.
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
-
-
 def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
     """One request cell (base64 text, a ``data:`` URL or raw bytes) -> ``(H, W, 3)`` uint8.
 
@@ -136,16 +112,14 @@ def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
         data = bytes(value)
     else:
         raise ValueError(f"expected a base64 string, got {type(value).__name__}")
-    # UnreadableImageError is a ValueError whose message names the reason.
-    return decode_image(data, image_size)
+    return decode_image(data, image_size)  # UnreadableImageError: a ValueError
 
 
 class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     """Encoded images in, class probabilities and labels out (see the module docstring).
 
-    Everything it needs comes from the logged model: the ``.keras`` file (artifact
-    ``keras_model``) and ``model_config`` ``{"classes": [...], "threshold": 0.5,
-    "batch_size": 32}``.
+    Its ``.keras`` file is the artifact ``keras_model``; ``model_config`` gives ``classes``,
+    ``threshold`` and ``batch_size``.
     """
 
     def load_context(self, context: Any) -> None:
@@ -153,11 +127,11 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
         _choose_keras_backend(config.get("keras_backend"))
         from image_classifiers.models import load_model_file
 
-        self._model = load_model_file(context.artifacts[KERAS_ARTIFACT], compile=False)
-        self._classes = [str(c) for c in config["classes"]]
-        self._threshold = float(config.get("threshold", 0.5))
-        self._batch_size = int(config.get("batch_size", 32))
-        self._image_size = model_image_size(self._model, config.get("image_size"))
+        self.model = load_model_file(context.artifacts[KERAS_ARTIFACT], compile=False)
+        self.classes = [str(c) for c in config["classes"]]
+        self.threshold = float(config.get("threshold", 0.5))
+        self.batch_size = int(config.get("batch_size", 32))
+        self.image_size = model_image_size(self.model, config.get("image_size"))
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -165,24 +139,18 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
         """Decode, resize and classify every row's image.
 
         Raises:
-            MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400) for a request without an
-                ``image`` column or with rows that are not base64-encoded images.
+            MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400) for rows that are not
+                base64-encoded images.
         """
         from image_classifiers.training import predict_probabilities
 
         images = self._decode(model_input)
-        probabilities = predict_probabilities(self._model, images, self._batch_size)
-        return probability_frame(probabilities, self._classes, self._threshold)
+        probabilities = predict_probabilities(self.model, images, self.batch_size)
+        return probability_frame(probabilities, self.classes, self.threshold)
 
-    def _decode(self, model_input: Any) -> np.ndarray:
-        if not isinstance(model_input, pd.DataFrame) or IMAGE_COLUMN not in model_input:
-            columns = list(model_input.columns) if isinstance(model_input, pd.DataFrame) else []
-            raise _bad_request(
-                f"The request needs a column '{IMAGE_COLUMN}' of base64-encoded JPEG or PNG "
-                f'files, e.g. {{"dataframe_split": {{"columns": ["{IMAGE_COLUMN}"], '
-                f'"data": [["<base64>"]]}}}}; got columns {columns}.'
-            )
-        height, width = self._image_size
+    def _decode(self, model_input: pd.DataFrame) -> np.ndarray:
+        # MLflow checks the columns against the signature (a missing `image` is an error).
+        height, width = self.image_size
         values = model_input[IMAGE_COLUMN].tolist()
         images = np.empty((len(values), height, width, 3), dtype=np.uint8)
         problems = []
@@ -192,9 +160,8 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
             except ValueError as exc:
                 problems.append(f"row {row}: {exc}")
         if problems:
-            shown = "; ".join(problems[:_MAX_REPORTED_ROWS])
-            more = len(problems) - _MAX_REPORTED_ROWS
-            raise _bad_request(
+            shown, more = "; ".join(problems[:5]), len(problems) - 5
+            raise MlflowException.invalid_parameter_value(
                 f"{len(problems)} of {len(values)} '{IMAGE_COLUMN}' values are not "
                 f"base64-encoded images: {shown}{f'; and {more} more' if more > 0 else ''}. "
                 "Send each file's bytes base64-encoded (e.g. base64.b64encode(open(path, "
@@ -204,12 +171,8 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
 
 
 def _choose_keras_backend(backend: str | None) -> None:
-    """Use the backend the model was logged for, unless the caller chose one already.
-
-    Only before Keras is imported (the backend is fixed then), only when ``KERAS_BACKEND``
-    is not set, and only if that backend is installed: the environment ``mlflow models
-    serve`` builds from the requirements has it, a local one may not.
-    """
+    """Use the backend the model was logged for, if Keras is not imported yet, the caller
+    chose none (``KERAS_BACKEND``) and it is installed (a fresh serving environment has it)."""
     undecided = "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ
     # Each backend's distribution and module are named after it (jax, tensorflow, torch).
     if backend and undecided and importlib.util.find_spec(backend) is not None:
@@ -240,12 +203,9 @@ def example_request() -> pd.DataFrame:
 def serving_requirements(backend: str = SERVING_BACKEND) -> list[str]:
     """pip requirements of the served model, pinned to what is installed here.
 
-    The loader needs Keras with one backend, Pillow, pandas, NumPy and MLflow's scoring
-    server, nothing else: no Kedro (it imports only ``image_classifiers.serving``,
-    ``images``, ``training``, ``layers`` and ``models`` from the package, which travels in
-    ``code_paths``). ``mlflow-skinny`` has the scoring server without the tracking server's
-    dependencies, and JAX is far lighter to install than TensorFlow (the ``.keras`` file is
-    the same for every backend), so a fresh environment installs in about a minute.
+    No Kedro (the loader imports only ``serving``, ``images``, ``training``, ``layers`` and
+    ``models``); ``mlflow-skinny`` and JAX instead of MLflow and TensorFlow (the ``.keras``
+    file is the same for every backend): a fresh environment installs in about a minute.
     """
     requirements = []
     for package in ("mlflow-skinny", "keras", backend, "pillow", "pandas", "numpy"):
@@ -265,18 +225,10 @@ def log_classifier(
     threshold: float = 0.5,
     batch_size: int = 32,
 ) -> Any:
-    """Log a ``.keras`` file as a serving-ready pyfunc in the active run (and register it).
+    """Log a ``.keras`` file as a serving pyfunc in the active run (and register it).
 
     The package's source goes along (``code_paths``) so that ``mlflow models serve`` can
     import ``image_classifiers`` wherever it runs.
-
-    Args:
-        keras_path: The trained model's ``.keras`` file.
-        classes: Class names in the model's index order.
-        name: Name of the logged model within the run.
-        registered_model_name: Registers a new version of this model when given.
-        threshold: Two classes: probability of the second above which it is the label.
-        batch_size: Images per inference step when serving.
 
     Returns:
         MLflow's ``ModelInfo`` (``model_uri``, ``registered_model_version`` ...).
@@ -324,16 +276,13 @@ class LoadedClassifier:
     source: str
     classes: list[str] | None = None
     threshold: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def load_classifier(source: str | Path) -> LoadedClassifier:
-    """Load the Keras model behind ``source``.
+    """Load the Keras model behind a ``.keras`` file or an MLflow model URI.
 
-    ``source`` is a local ``.keras`` file, or an MLflow model URI (``models:/<name>@champion``,
-    ``models:/<name>/<version>``, ``runs:/<run id>/model``) of a model logged either by
-    :func:`log_classifier` (its classes and threshold come along) or with MLflow's Keras
-    flavor.
+    A model logged by :func:`log_classifier` brings its classes and threshold; one logged
+    with MLflow's Keras flavor does not.
 
     Raises:
         FileNotFoundError: If a local path does not exist.
@@ -371,54 +320,7 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
                 "project (log_classifier or the Keras flavor)."
             )
         model = load_model_file(keras_files[0], compile=False)
-        config = _pyfunc_model_config(local)
-    return LoadedClassifier(
-        model,
-        text,
-        classes=config.get("classes"),
-        threshold=config.get("threshold"),
-        details=config,
-    )
-
-
-def _pyfunc_model_config(model_dir: Path) -> dict[str, Any]:
-    """The ``model_config`` of a pyfunc logged by :func:`log_classifier`, else ``{}``."""
-    from mlflow.models import Model
-
-    if not (model_dir / "MLmodel").is_file():
-        return {}
-    flavor = Model.load(str(model_dir / "MLmodel")).flavors.get("python_function", {})
-    return dict(flavor.get("config") or {})
-
-
-def newest_trained_model(name: str) -> Any | None:
-    """The newest version of ``name``, else of any Keras model training registered.
-
-    What ``predict`` uses while ``name`` has no champion yet (right after ``xception_cats``):
-    a serving version of ``name`` if there is one (``retrain`` registered a challenger that
-    was not promoted), else the newest ``<model>_keras`` version the training pipelines
-    registered. ``None`` if the registry holds neither.
-    """
-    client = mlflow.MlflowClient()
-    for query in (f"name = '{name}'", f"name LIKE '%{KERAS_NAME_SUFFIX}'"):
-        versions = client.search_model_versions(
-            filter_string=query, order_by=["creation_timestamp DESC"], max_results=100
-        )
-        # LIKE's "_" matches any character: keep names that really end in "_keras".
-        found = [v for v in versions if v.name == name or v.name.endswith(KERAS_NAME_SUFFIX)]
-        if found:
-            return found[0]
-    return None
-
-
-def alias_version(name: str, alias: str) -> Any | None:
-    """The registered model version ``name@alias``, or ``None`` if there is none yet."""
-    client = mlflow.MlflowClient()
-    try:
-        registered = client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code == _NOT_FOUND:
-            return None
-        raise
-    version = registered.aliases.get(alias)
-    return None if version is None else client.get_model_version(name, version)
+        # The model_config of a pyfunc logged by log_classifier ({} for the Keras flavor).
+        flavors = mlflow.models.Model.load(str(local)).flavors
+        config = flavors.get("python_function", {}).get("config") or {}
+    return LoadedClassifier(model, text, config.get("classes"), config.get("threshold"))

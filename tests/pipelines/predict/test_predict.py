@@ -18,6 +18,7 @@ from PIL import Image
 from image_classifiers.errors import is_user_error
 from image_classifiers.images import decode_image
 from image_classifiers.models import build_classifier, load_model_file
+from image_classifiers.params import PredictParams
 from image_classifiers.pipelines.predict import create_pipeline
 from image_classifiers.pipelines.predict.nodes import (
     load_prediction_model,
@@ -49,6 +50,10 @@ def model_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     model.save(path)
     return path
+
+
+def predict(model_file: Path, **options) -> pd.DataFrame:
+    return predict_images(PredictParams(model=str(model_file), classes=CLASSES, **options))
 
 
 # ---- sources -------------------------------------------------------------------------------
@@ -127,8 +132,7 @@ def test_path_traversal_members_are_reported_not_read(tmp_path, model_file, capl
     assert all(files[n].data is None and files[n].error == UNSAFE_MEMBER for n in unsafe)
     assert caplog.text.count("Skipped archive member") == 3
 
-    classifier = load_prediction_model({"model": str(model_file), "classes": CLASSES})
-    predictions = predict_images(classifier, {"source": str(archive)}).set_index("file")
+    predictions = predict(model_file, source=str(archive)).set_index("file")
     assert predictions.loc[unsafe, "error"].tolist() == [UNSAFE_MEMBER] * 3
     assert pd.isna(predictions.loc["cat/ok.jpg", "error"])
 
@@ -139,8 +143,7 @@ def test_predictions_one_row_per_file_with_errors(make_archive, model_file):
         indices=range(5),
         extra_members={"train/cat.99.jpg": b"<html>quota exceeded</html>", "train/x.csv": b"a,b"},
     )
-    classifier = load_prediction_model({"model": str(model_file), "classes": CLASSES})
-    predictions = predict_images(classifier, {"source": str(archive), "batch_size": 4})
+    predictions = predict(model_file, source=str(archive), batch_size=4)
 
     assert list(predictions.columns) == [
         "file",
@@ -162,7 +165,7 @@ def test_predictions_one_row_per_file_with_errors(make_archive, model_file):
         zipfile.ZipFile(io.BytesIO(outer.read("train.zip"))) as z,
     ):
         image = decode_image(z.read("train/dog.3.jpg"), (32, 32))
-    expected = predict_probabilities(classifier.model, image[None])[0, 1]
+    expected = predict_probabilities(load_model_file(model_file), image[None])[0, 1]
     row = predictions.set_index("file").loc["train.zip/train/dog.3.jpg"]
     assert row["probability_dog"] == pytest.approx(float(expected), abs=1e-5)
 
@@ -175,25 +178,23 @@ def test_predictions_one_row_per_file_with_errors(make_archive, model_file):
 def test_a_batch_of_only_bad_files_is_not_fatal(tmp_path, model_file):
     (tmp_path / "a.jpg").write_bytes(b"")
     (tmp_path / "b.jpg").write_bytes(jpeg(9))
-    classifier = load_prediction_model({"model": str(model_file), "classes": CLASSES})
-    predictions = predict_images(classifier, {"source": str(tmp_path), "batch_size": 1})
+    predictions = predict(model_file, source=str(tmp_path), batch_size=1)
     assert predictions["file"].tolist() == ["a.jpg", "b.jpg"]
     assert "empty" in predictions.loc[0, "error"] and pd.isna(predictions.loc[1, "error"])
 
 
 def test_empty_folder_gives_an_empty_table(tmp_path, model_file):
-    classifier = load_prediction_model({"model": str(model_file), "classes": CLASSES})
-    predictions = predict_images(classifier, {"source": str(tmp_path)})
+    predictions = predict(model_file, source=str(tmp_path))
     assert predictions.empty and "probability_dog" in predictions.columns
 
 
 def test_model_parameters_are_checked(model_file):
     with pytest.raises(ValueError, match=r"Set predict\.model"):
-        load_prediction_model({"model": None})
+        load_prediction_model(PredictParams(model=None))
     with pytest.raises(ValueError, match=r"set predict\.classes"):
-        load_prediction_model({"model": str(model_file), "classes": []})
+        load_prediction_model(PredictParams(model=str(model_file), classes=[]))
     classifier = load_prediction_model(
-        {"model": str(model_file), "classes": CLASSES, "threshold": 0.9}
+        PredictParams(model=str(model_file), classes=CLASSES, threshold=0.9)
     )
     assert classifier.threshold == 0.9
 
@@ -203,6 +204,7 @@ def empty_registry(tmp_path, monkeypatch):
     """A temporary SQLite tracking store and registry (a fresh clone's, before any run)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # the store puts artifacts in ./mlruns
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
@@ -214,7 +216,7 @@ def empty_registry(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_no_champion_yet_means_the_newest_trained_model(empty_registry, model_file, caplog):
-    champion = {"model": "models:/cats_vs_dogs@champion", "classes": CLASSES}
+    champion = PredictParams(model="models:/cats_vs_dogs@champion", classes=CLASSES)
     with pytest.raises(ModelNotFoundError, match="train one first") as error:
         load_prediction_model(champion)  # nothing trained yet: the advice, as one message
     assert is_user_error(error.value)
@@ -242,7 +244,8 @@ def test_pipeline_writes_predictions_csv(make_archive, model_file, tmp_path, mon
     catalog = DataCatalog.from_config(config["catalog"])
     parameters = config["parameters"]["predict"]
     archive = make_archive(indices=range(6))
-    catalog["params:predict"] = {**parameters, "source": str(archive), "model": str(model_file)}
+    predict = {**parameters, "source": str(archive), "model": str(model_file)}
+    catalog["params:predict"] = PredictParams(**predict)
 
     SequentialRunner().run(create_pipeline(), catalog)
 

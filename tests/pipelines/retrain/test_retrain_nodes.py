@@ -7,19 +7,21 @@ import io
 import zipfile
 from pathlib import Path
 
-import numpy as np
+import mlflow
 import pytest
 from retrain_project import CLASSES, image_set, jpeg
 
+from image_classifiers.models import build_classifier
+from image_classifiers.params import EvaluationParams, RetrainParams, TrainingParams
 from image_classifiers.pipelines.retrain.nodes import (
     archive_incoming,
     collect_images,
     decide_promotion,
     promotion_rule,
+    register_challenger,
     train_challenger,
 )
-
-RETRAIN = {"on_bad_image": "skip"}
+from image_classifiers.serving import log_classifier
 
 
 @pytest.fixture
@@ -30,8 +32,8 @@ def splits():
 def collect(splits, source: Path, processed: Path | None = None, **options):
     train, validation, test = splits
     processed = processed or source.parent / "no-pool-yet"
-    retrain = {**RETRAIN, "incoming_dir": str(source), "processed_dir": str(processed)}
-    return collect_images(train, validation, test, {**retrain, **options})
+    retrain = RetrainParams(incoming_dir=str(source), processed_dir=str(processed), **options)
+    return collect_images(train, validation, test, retrain)
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -46,15 +48,18 @@ def test_classes_from_folders_or_kaggle_names(splits, tmp_path):
     write(tmp_path / "batch7" / "cat.12.jpg", jpeg(0, 2))
     write(tmp_path / "cat" / "b.png", jpeg(0, 3))  # a JPEG named .png is still read
 
-    incoming = collect(splits, tmp_path)
+    images, delivery = collect(splits, tmp_path)
 
-    assert incoming["files"] == ["batch7/cat.12.jpg", "cat/b.png", "dog/a.jpg"]
-    assert incoming["labels"].tolist() == [0, 0, 1]
-    assert incoming["images"].shape == (3, 32, 32, 3)  # train_set's size
-    assert incoming["classes"] == list(CLASSES)
-    assert [s["path"] for s in incoming["sources"]] == [
-        str(tmp_path / name) for name in incoming["files"]
+    assert images["files"] == ["batch7/cat.12.jpg", "cat/b.png", "dog/a.jpg"]
+    assert images["labels"].tolist() == [0, 0, 1]
+    assert images["images"].shape == (3, 32, 32, 3)  # train_set's size
+    assert images["classes"] == delivery["classes"] == list(CLASSES)
+    assert [(r["file"], r["label"]) for r in delivery["added"]] == [
+        ("batch7/cat.12.jpg", 0),
+        ("cat/b.png", 0),
+        ("dog/a.jpg", 1),
     ]
+    assert [r["path"] for r in delivery["added"]] == [str(tmp_path / f) for f in images["files"]]
 
 
 def test_unusable_files_are_rejected_with_a_reason(splits, tmp_path):
@@ -63,10 +68,10 @@ def test_unusable_files_are_rejected_with_a_reason(splits, tmp_path):
     write(tmp_path / "dog" / "page.jpg", b"<html>Too many users</html>")
     write(tmp_path / "dog" / "ok.jpg", jpeg(1, 4))
 
-    incoming = collect(splits, tmp_path)
+    images, delivery = collect(splits, tmp_path)
 
-    assert incoming["files"] == ["dog/ok.jpg"]
-    reasons = {r["file"]: r["reason"] for r in incoming["rejected"]}
+    assert images["files"] == ["dog/ok.jpg"]
+    reasons = {r["file"]: r["reason"] for r in delivery["rejected"]}
     assert "folder named after its class (cat, dog)" in reasons["bird/x.jpg"]
     assert "empty" in reasons["cat/empty.jpg"]
     assert "HTML" in reasons["dog/page.jpg"]
@@ -89,11 +94,14 @@ def test_known_files_and_fixed_split_pictures_are_not_added(splits, tmp_path):
     Image.fromarray(splits[2]["images"][1]).save(buffer, format="PNG")
     write(incoming / "dog" / "from-test.png", buffer.getvalue())
 
-    incoming = collect(splits, incoming, tmp_path / "processed")
+    images, delivery = collect(splits, incoming, tmp_path / "processed")
 
-    assert incoming["pool"]["sha256"] == [hashlib.sha256(known).hexdigest()]
-    assert incoming["files"] == ["cat/twice-a.jpg"]  # the same file twice counts once
-    reasons = {d["file"]: d["reason"] for d in incoming["duplicates"]}
+    assert delivery["pool"] == [
+        {"file": "dog/first.jpg", "sha256": hashlib.sha256(known).hexdigest()}
+    ]
+    assert images["files"] == ["dog/first.jpg", "cat/twice-a.jpg"]  # the pool, then the new
+    assert [r["file"] for r in delivery["added"]] == ["cat/twice-a.jpg"]  # twice counts once
+    reasons = {d["file"]: d["reason"] for d in delivery["duplicates"]}
     assert reasons == {
         "cat/twice-b.jpg": "already in the training pool",
         "dog/from-test.png": "the same picture is in test_set",
@@ -103,8 +111,8 @@ def test_known_files_and_fixed_split_pictures_are_not_added(splits, tmp_path):
 
 
 def test_missing_incoming_folder_means_nothing_new(splits, tmp_path):
-    incoming = collect(splits, tmp_path / "nothing-here")
-    assert incoming["files"] == [] and incoming["images"].shape == (0, 32, 32, 3)
+    images, delivery = collect(splits, tmp_path / "nothing-here")
+    assert delivery["added"] == [] and images["images"].shape == (0, 32, 32, 3)
 
 
 def test_an_archive_is_read_and_moved_as_a_whole(splits, tmp_path):
@@ -113,14 +121,15 @@ def test_an_archive_is_read_and_moved_as_a_whole(splits, tmp_path):
         z.writestr("cat/a.jpg", jpeg(0, 1))
         z.writestr("dog/b.jpg", jpeg(1, 2))
         z.writestr("__MACOSX/dog/._b.jpg", b"junk")
-    incoming = collect(splits, tmp_path / "unused", archive=str(archive))
-    assert incoming["files"] == ["cat/a.jpg", "dog/b.jpg"]
-    assert incoming["sources"] == [{"file": "delivery.zip", "path": str(archive)}]
+    _images, delivery = collect(splits, tmp_path / "unused", archive=str(archive))
+    assert [r["file"] for r in delivery["added"]] == ["cat/a.jpg", "dog/b.jpg"]
+    assert all("path" not in r for r in delivery["added"])  # inside the archive
+    report = archive_incoming(delivery, {}, RetrainParams(processed_dir=str(tmp_path / "done")))
+    assert (Path(report["processed_dir"]) / "delivery.zip").is_file() and not archive.exists()
 
 
 # ---- decide_promotion ----------------------------------------------------------------------
 RULE = {"metric": "test_accuracy", "min_improvement": 0.01, "min_score": 0.6}
-NEW = {"files": ["x.jpg"]}
 LOSS_RULE = {"metric": "test_loss", "greater_is_better": False, "min_score": 1}
 
 
@@ -132,53 +141,84 @@ LOSS_RULE = {"metric": "test_loss", "greater_is_better": False, "min_score": 1}
         (0.90, 0.85, {}, "promote"),
         (0.855, 0.85, {}, "keep"),  # better, but by less than the margin
         (0.85, 0.85, {"min_improvement": 0.0}, "keep"),  # ties keep the champion
-        (
-            0.30,
-            0.40,
-            {"metric": "test_loss", "greater_is_better": False, "min_score": 1},
-            "promote",
-        ),
-        (0.40, 0.30, {"metric": "test_loss", "greater_is_better": False, "min_score": 1}, "keep"),
+        (0.30, 0.40, LOSS_RULE, "promote"),
+        (0.40, 0.30, LOSS_RULE, "keep"),
     ],
 )
 def test_promotion_rule(challenger, champion, rule, action):
-    rule = {**RULE, **rule}
-    metric = rule["metric"]
-    champion_metrics = {} if champion is None else {metric: champion, "version": "3"}
-    decision = promotion_rule({metric: challenger}, champion_metrics, rule)
+    rule = RetrainParams(**{**RULE, **rule})
+    champion_metrics = {} if champion is None else {rule.metric: champion, "version": "3"}
+    decision = promotion_rule({rule.metric: challenger}, champion_metrics, rule)
     assert decision["action"] == action, decision["reason"]
     assert decision["challenger_score"] == challenger
     assert decision["champion_score"] == champion
 
 
-def test_no_challenger_skips_and_unknown_metric_fails():
-    assert promotion_rule(None, {}, RULE)["action"] == "skip"
-    skipped = decide_promotion({"model": None}, {}, {}, RULE)
-    assert skipped["action"] == "skip" and skipped["challenger_metrics"] == {}
+def test_unknown_metric_fails():
     with pytest.raises(ValueError, match=r"retrain\.metric 'test_f2'"):
-        promotion_rule({"test_accuracy": 0.9}, {}, {**RULE, "metric": "test_f2"})
+        promotion_rule({"test_accuracy": 0.9}, {}, RetrainParams(**{**RULE, "metric": "test_f2"}))
 
 
 def test_a_first_challenger_below_min_score_says_why_it_is_no_champion():
-    decision = promotion_rule({"test_accuracy": 0.5}, {}, RULE)
+    decision = promotion_rule({"test_accuracy": 0.5}, {}, RetrainParams(**RULE))
     assert decision["action"] == "keep" and decision["champion_version"] is None
     assert "no champion yet" in decision["reason"]
     assert "retrain.min_score=0" in decision["reason"]
 
 
-def test_only_new_images_or_force_train_a_challenger(splits, tmp_path):
-    images = collect(splits, tmp_path / "nothing-here")
+def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_path, caplog):
+    caplog.set_level("INFO")
+    images, delivery = collect(splits, tmp_path / "nothing-here")
     arguments = {
         "train_set": splits[0],
         "images": images,
+        "delivery": delivery,
         "validation_set": splits[1],
         "models": {},  # never looked at when nothing is trained
         "augmentation": None,
-        "training": {},
+        "training": TrainingParams(),
     }
-    assert train_challenger(**arguments, retrain=RULE)["model"] is None
+    retrain = RetrainParams(**RULE)
+    challengers = train_challenger(**arguments, retrain=retrain)
+    assert challengers == {}
+    assert "No new images: no challenger is trained" in caplog.text
+    # The later nodes map over no challenger: no champion is loaded, nothing is registered.
+    decisions = decide_promotion(challengers, splits[2], None, retrain)
+    assert decisions == {}
+    registered = register_challenger(
+        challengers=challengers, decisions={}, delivery=delivery, evaluation=None, retrain=retrain
+    )
+    assert registered == {}
     with pytest.raises(ValueError, match=r"retrain\.model is 'tiny'"):  # forced: it trains
-        train_challenger(**arguments, retrain={**RULE, "force": True, "model": "tiny"})
+        train_challenger(**arguments, retrain=RetrainParams(**RULE, force=True, model="tiny"))
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    """A temporary SQLite tracking store and registry."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # the store puts artifacts in ./mlruns
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    yield
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.mark.slow
+def test_a_champion_that_cannot_be_scored_says_what_to_do(splits, tmp_path, registry):
+    def tiny(size: int):
+        return build_classifier("simple_convnet", (size, size, 3), 2, filters=(4,), dropout=0.0)
+
+    tiny(16).save(tmp_path / "champion.keras")  # trained on other images than test_set's
+    with mlflow.start_run():
+        info = log_classifier(tmp_path / "champion.keras", CLASSES, registered_model_name="cats")
+    mlflow.MlflowClient().set_registered_model_alias("cats", "champion", "1")
+    assert info.registered_model_version == 1
+
+    retrain = RetrainParams(registered_model_name="cats")
+    with pytest.raises(ValueError, match="champion cats version 1 cannot be scored on the test"):
+        decide_promotion({"tiny": tiny(32)}, splits[2], EvaluationParams(), retrain)
 
 
 # ---- the pool ------------------------------------------------------------------------------
@@ -195,11 +235,12 @@ def test_the_pool_is_what_earlier_runs_moved_in_decoded_at_todays_size(splits, t
         z.writestr("dog/broken.jpg", b"set aside when it came in, and again now")
         z.writestr("cat/a-again.jpg", jpeg(0, 1, size=64))  # a duplicate of r1's a.jpg
 
-    pool = collect(splits, tmp_path / "incoming", processed)["pool"]
+    images, delivery = collect(splits, tmp_path / "incoming", processed)
 
-    assert pool["files"] == ["cat/a.jpg", "delivery.zip/cat/b.jpg", "delivery.zip/dog/c.jpg"]
-    assert pool["labels"].tolist() == [0, 0, 1]
-    assert pool["images"].shape == (3, 32, 32, 3)  # train_set's size, whatever the files'
+    pooled = ["cat/a.jpg", "delivery.zip/cat/b.jpg", "delivery.zip/dog/c.jpg"]
+    assert [r["file"] for r in delivery["pool"]] == images["files"] == pooled
+    assert images["labels"].tolist() == [0, 0, 1]
+    assert images["images"].shape == (3, 32, 32, 3)  # train_set's size, whatever the files'
 
 
 # ---- archive_incoming ----------------------------------------------------------------------
@@ -208,30 +249,20 @@ def test_files_are_moved_aside_by_kind_and_a_rerun_finds_them_gone(splits, tmp_p
     used = write(incoming_dir / "cat" / "a.jpg", jpeg(0, 7))
     duplicate = write(incoming_dir / "dog" / "b.jpg", b"b")
     rejected = write(incoming_dir / "bird" / "c.jpg", b"c")
-    images = {
+    added = {"file": "cat/a.jpg", "sha256": "a" * 64, "label": 0, "path": str(used)}
+    delivery = {
         "run_id": "r9",
         "source": str(incoming_dir),
         "classes": list(CLASSES),
-        "files": ["cat/a.jpg"],
-        "labels": np.array([0]),
-        "sources": [{"file": "cat/a.jpg", "path": str(used)}],
+        "added": [added],
         "duplicates": [{"file": "dog/b.jpg", "path": str(duplicate), "reason": "known"}],
         "rejected": [{"file": "bird/c.jpg", "path": str(rejected), "reason": "no class"}],
-        "pool": {"files": ["old.jpg"]},
+        "pool": [{"file": "old.jpg", "sha256": "b" * 64}],
     }
-    registration = {
-        "action": "keep",
-        "reason": "r",
-        "metric": "test_accuracy",
-        "version": "2",
-        "mlflow_run_id": None,
-        "challenger_score": 0.5,
-        "champion_score": 0.9,
-        "champion_version": "1",
-    }
-    retrain = {"processed_dir": str(tmp_path / "processed")}
+    registrations = {"tiny": {"action": "keep", "version": "2"}}
+    retrain = RetrainParams(processed_dir=str(tmp_path / "processed"))
 
-    report = archive_incoming(images, registration, retrain)
+    report = archive_incoming(delivery, registrations, retrain)
 
     done = tmp_path / "processed" / "r9"
     assert (done / "cat" / "a.jpg").read_bytes() == jpeg(0, 7)
@@ -239,8 +270,10 @@ def test_files_are_moved_aside_by_kind_and_a_rerun_finds_them_gone(splits, tmp_p
     assert (done / "rejected" / "bird" / "c.jpg").read_bytes() == b"c"
     assert not any(p.is_file() for p in incoming_dir.rglob("*"))
     assert report["processed_dir"] == str(done) and report["new_per_class"] == {"cat": 1}
-    assert report["pool_images"] == 2 and report["action"] == "keep"
+    assert report["pool_images"] == 2 and report["challengers"] == registrations
+    assert report["added"] == [added]
     # Run again (e.g. after a crash right after moving): nothing left to move, no error.
-    assert archive_incoming(images, registration, retrain)["processed_dir"] is None
+    assert archive_incoming(delivery, registrations, retrain)["processed_dir"] is None
     # The next run finds the moved file in the pool, and only that one.
-    assert collect(splits, incoming_dir, tmp_path / "processed")["pool"]["files"] == ["cat/a.jpg"]
+    _images, again = collect(splits, incoming_dir, tmp_path / "processed")
+    assert [r["file"] for r in again["pool"]] == ["cat/a.jpg"] and again["added"] == []

@@ -18,6 +18,7 @@ from retrain_project import (
 )
 
 from image_classifiers.datasets import ImageSetDataset
+from image_classifiers.params import RetrainParams
 from image_classifiers.pipelines.retrain import nodes
 
 pytestmark = pytest.mark.slow
@@ -45,13 +46,20 @@ def report(root: Path) -> dict:
     return json.loads((root / "data/08_reporting/retrain/report.json").read_text())
 
 
+def challenger(root: Path) -> dict:
+    """The report's one challenger (the tiny project's retrain.model)."""
+    (registration,) = report(root)["challengers"].values()
+    return registration
+
+
 def pool_hashes(root: Path) -> list[str]:
     """SHA-256 of every image in the pool, read the way the next run reads it."""
     splits = [ImageSetDataset(str(root / "data/05_model_input" / s)).load() for s in SPLITS]
-    retrain = {"incoming_dir": str(root / "nowhere"), "processed_dir": str(PROCESSED)}
+    retrain = RetrainParams(incoming_dir=str(root / "nowhere"), processed_dir=PROCESSED)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        return nodes.collect_images(*splits, retrain)["pool"]["sha256"]
+        _images, delivery = nodes.collect_images(*splits, retrain)
+        return [r["sha256"] for r in delivery["pool"]]
 
 
 def versions(client: mlflow.MlflowClient) -> list[str]:
@@ -78,40 +86,49 @@ def latest_run(client: mlflow.MlflowClient):
 
 
 def test_retrain_promotes_then_keeps_and_never_counts_twice(project, monkeypatch):
-    # 0. Nothing delivered: says so, trains nothing, registers nothing.
+    # 0. Nothing delivered: trains nothing, registers nothing, and says so.
     run_retrain(project)
-    assert report(project)["action"] == "skip" and report(project)["new_images"] == 0
+    assert report(project)["challengers"] == {} and report(project)["new_images"] == 0
     client = mlflow.MlflowClient()
     assert client.search_registered_models(f"name='{MODEL_NAME}'") == []
 
     # 1. First delivery: no champion yet, so a good challenger becomes the champion.
     add_incoming(project, 8, seed=1)
     run_retrain(project)
-    first = report(project)
+    first, delivery = challenger(project), report(project)
     assert first["action"] == "promote", first["reason"]
-    assert first["new_images"] == 8 and first["new_per_class"] == {"cat": 4, "dog": 4}
+    assert delivery["new_images"] == 8 and delivery["new_per_class"] == {"cat": 4, "dog": 4}
     assert champion(client) == first["version"] == "1"
     assert len(pool_hashes(project)) == 8
     assert incoming_files(project) == []  # moved aside after success ...
-    processed = Path(first["processed_dir"])
+    processed = Path(delivery["processed_dir"])
     assert len(list(processed.rglob("*.jpg"))) == 8  # ... and kept
     run = client.get_run(first["mlflow_run_id"])
     assert run.data.tags["retrain.action"] == "promote"
-    assert run.data.metrics["retrain.new_images"] == 8
+    assert (
+        run.data.metrics["retrain.new_images"]
+        == 8
+        == 2 * run.data.metrics["retrain.new_images.cat"]
+    )
     assert run.data.metrics["retrain.challenger.test_accuracy"] >= 0.75
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "retrain")} == {
+        "retrain/decisions.json",
+        "retrain/report.json",
+    }
+    assert run.data.metrics["loss"] > 0  # per epoch, live (MlflowEpochMetrics)
 
     # 2. The same files delivered again: recognised, set aside, nothing trained or added.
     deliver_again(processed, project / "data/01_raw/incoming")
     run_retrain(project)
     again = report(project)
-    assert again["action"] == "skip" and again["new_images"] == 0
+    assert again["challengers"] == {} and again["new_images"] == 0
     assert len(again["duplicates"]) == 8 and len(pool_hashes(project)) == 8
     assert incoming_files(project) == [] and versions(client) == ["1"]
 
     # 3. A weaker challenger (0 epochs: untrained) does not replace the champion.
     add_incoming(project, 8, seed=2)
     run_retrain(project, UNTRAINED)
-    weak = report(project)
+    weak = challenger(project)
     assert weak["action"] == "keep", weak["reason"]
     assert weak["challenger_score"] < weak["champion_score"] + 0.01
     assert champion(client) == "1" and weak["version"] == "2"
@@ -137,7 +154,6 @@ def test_retrain_promotes_then_keeps_and_never_counts_twice(project, monkeypatch
 
     # 5. The rerun adds the delivery exactly once.
     run_retrain(project, UNTRAINED)
-    rerun = report(project)
-    assert rerun["new_images"] == 4 and rerun["action"] == "keep"
+    assert report(project)["new_images"] == 4 and challenger(project)["action"] == "keep"
     assert len(pool_hashes(project)) == 20 == len(set(pool_hashes(project)))
     assert incoming_files(project) == []

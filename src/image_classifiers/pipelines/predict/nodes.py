@@ -6,10 +6,11 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 
@@ -21,7 +22,6 @@ from image_classifiers.serving import (
     ModelNotFoundError,
     load_classifier,
     model_image_size,
-    newest_trained_model,
     probability_column,
     probability_frame,
 )
@@ -37,16 +37,16 @@ _PROGRESS_SECONDS = 10.0
 
 
 def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
-    """Load the model named by ``predict.model``: a registry URI or a ``.keras`` file.
+    """Load ``predict.model``: a registry URI or a ``.keras`` file.
 
-    The class names and threshold come with a model logged by this project
-    (``models:/<name>@champion``); a bare ``.keras`` file takes ``predict.classes`` and
-    ``predict.threshold``. Explicit ``predict.threshold`` always wins.
+    A serving model (``models:/<name>@champion``) brings its classes and threshold; a bare
+    ``.keras`` file takes ``predict.classes``; ``predict.threshold`` always wins. Not
+    kedro-mlflow's ``MlflowModelRegistryDataset``: the model may be a local file, and while
+    there is no champion yet the newest trained model stands in.
 
     Raises:
         ValueError: If ``predict.model`` is missing or no class names are known.
     """
-    predict = PredictParams.coerce(predict)
     source = predict.model
     if not source:
         raise ValueError(
@@ -85,14 +85,20 @@ def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
 def _newest_instead_of(source: str) -> str | None:
     """For a missing ``models:/<name>@<alias>``: the newest trained model's URI, or None.
 
-    Right after the main job there is no champion yet (only ``retrain`` makes one): predict
-    then uses the newest model training registered, and says so.
+    Right after ``xception_cats`` there is no champion yet (only ``retrain`` makes one).
     """
     match = re.fullmatch(r"models:/([^/@]+)@[^/@]+", source)
     if match is None:
         return None
-    newest = newest_trained_model(match.group(1))
-    if newest is None:
+    client, name = mlflow.MlflowClient(), match.group(1)
+    # A serving version of the name (a challenger not promoted), else a training's <model>_keras
+    # ("_" in LIKE matches any character: the names are checked again).
+    for query in (f"name = '{name}'", "name LIKE '%_keras'"):
+        versions = client.search_model_versions(query, order_by=["creation_timestamp DESC"])
+        newest = next((v for v in versions if v.name == name or v.name.endswith("_keras")), None)
+        if newest is not None:
+            break
+    else:
         return None
     uri = f"models:/{newest.name}/{newest.version}"
     logger.warning(
@@ -106,25 +112,19 @@ def _newest_instead_of(source: str) -> str | None:
     return uri
 
 
-def predict_images(classifier: LoadedClassifier, predict: PredictParams) -> pd.DataFrame:
-    """Classify every image of ``predict.source`` (a folder or a zip, nested zips included).
+def predict_images(predict: PredictParams) -> pd.DataFrame:
+    """Classify every image of ``predict.source`` (a folder or a zip, nested zips included)
+    with the model of :func:`load_prediction_model`.
 
-    Images are decoded in batches (in threads) at the model's input size and classified a
-    batch at a time, so memory stays flat however many there are. A file that cannot be
-    decoded gets a row with its ``error`` and no probabilities; it does not stop the run.
-
-    Args:
-        classifier: From :func:`load_prediction_model`.
-        predict: ``source``, ``batch_size``, ``decode_workers`` (null: one per core),
-            ``image_size`` (``PredictParams``; a dict is validated).
+    Decoded in threads and classified a batch at a time, so memory stays flat however many
+    images there are. A file that cannot be decoded gets a row with its ``error``.
 
     Returns:
         Columns ``file``, ``probability_<class>`` per class, ``label``, ``error``; one row
         per image file, in file-name order.
     """
-    predict = PredictParams.coerce(predict)
-    source = predict.source
-    batch_size = predict.batch_size
+    classifier = load_prediction_model(predict)
+    source, batch_size = predict.source, predict.batch_size
     workers = predict.decode_workers or available_cpus()
     image_size = model_image_size(classifier.model, predict.image_size)
     columns = [
@@ -141,17 +141,21 @@ def predict_images(classifier: LoadedClassifier, predict: PredictParams) -> pd.D
         batch_size,
     )
     frames = []
-    progress = _Progress()
+    start = last = time.monotonic()
+    failed = 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for batch in _batches(iter_image_files(source), batch_size):
             decoded = list(pool.map(lambda f: _decode(f, image_size), batch))
             frames.append(_classify_batch(classifier, batch, decoded, batch_size))
-            progress.update(len(batch), sum(image is None for image in decoded))
+            failed += sum(isinstance(image, str) for image in decoded)
+            if time.monotonic() - last >= _PROGRESS_SECONDS:
+                last = time.monotonic()
+                _log_progress(sum(map(len, frames)), failed, start, "so far")
     if not frames:
-        logger.warning("No image files (%s) in '%s'.", ", ".join(_EXTENSIONS_HINT), source)
+        logger.warning("No image files (.jpg, .png, ...) in '%s'.", source)
         return pd.DataFrame(columns=columns)
-    predictions = pd.concat(frames, ignore_index=True)[columns]
-    progress.finish()
+    predictions = pd.concat(frames, ignore_index=True).reindex(columns=columns)
+    _log_progress(len(predictions), failed, start, "in all")
     return predictions
 
 
@@ -178,13 +182,8 @@ def summarize_predictions(predictions: pd.DataFrame) -> dict[str, Any]:
     return summary
 
 
-# ---- helpers -------------------------------------------------------------------------------
-_EXTENSIONS_HINT = (".jpg", ".png", "...")
-
-
-def _batches(files: Iterable[ImageFile], size: int) -> Iterator[list[ImageFile]]:
-    iterator = iter(files)
-    while batch := list(itertools.islice(iterator, size)):
+def _batches(files: Iterator[ImageFile], size: int) -> Iterator[list[ImageFile]]:
+    while batch := list(itertools.islice(files, size)):
         yield batch
 
 
@@ -204,50 +203,26 @@ def _classify_batch(
     decoded: list[np.ndarray | str],
     batch_size: int,
 ) -> pd.DataFrame:
-    good = [i for i, image in enumerate(decoded) if isinstance(image, np.ndarray)]
-    frame = pd.DataFrame(
-        {FILE_COLUMN: [f.name for f in batch], ERROR_COLUMN: [None] * len(batch)}
-    ).astype({ERROR_COLUMN: object})
-    for i, image in enumerate(decoded):
-        if not isinstance(image, np.ndarray):
-            frame.at[i, ERROR_COLUMN] = image
-    if good:
-        images = np.stack([decoded[i] for i in good])
-        probabilities = predict_probabilities(classifier.model, images, batch_size)
-        scored = probability_frame(probabilities, classifier.classes, classifier.threshold)
-        scored.index = good
-        frame = frame.join(scored)
-    else:
-        for column in (*map(probability_column, classifier.classes), LABEL_COLUMN):
-            frame[column] = None
-    return frame
+    good = [i for i, image in enumerate(decoded) if not isinstance(image, str)]
+    errors = [image if isinstance(image, str) else None for image in decoded]
+    frame = pd.DataFrame({FILE_COLUMN: [f.name for f in batch], ERROR_COLUMN: errors}, dtype=object)
+    if not good:
+        return frame  # the probability columns are added empty (reindex)
+    probabilities = predict_probabilities(
+        classifier.model, np.stack([decoded[i] for i in good]), batch_size
+    )
+    scored = probability_frame(probabilities, classifier.classes, classifier.threshold)
+    scored.index = good
+    return frame.join(scored)
 
 
-class _Progress:
-    """Logs images done, rate and failures every few seconds (and once at the end)."""
-
-    def __init__(self) -> None:
-        self.start = self.last = time.monotonic()
-        self.done = self.failed = 0
-
-    def update(self, done: int, failed: int) -> None:
-        self.done += done
-        self.failed += failed
-        now = time.monotonic()
-        if now - self.last >= _PROGRESS_SECONDS:
-            self.last = now
-            self._log("so far")
-
-    def finish(self) -> None:
-        self._log("in all")
-
-    def _log(self, when: str) -> None:
-        elapsed = time.monotonic() - self.start
-        logger.info(
-            "Predicted %d images %s (%d unreadable) in %.1f s, %.0f images/s.",
-            self.done,
-            when,
-            self.failed,
-            elapsed,
-            self.done / elapsed if elapsed else 0.0,
-        )
+def _log_progress(done: int, failed: int, start: float, when: str) -> None:
+    elapsed = time.monotonic() - start
+    logger.info(
+        "Predicted %d images %s (%d unreadable) in %.1f s, %.0f images/s.",
+        done,
+        when,
+        failed,
+        elapsed,
+        done / elapsed if elapsed else 0.0,
+    )

@@ -1,26 +1,15 @@
-"""The predict pipeline: load a model (registry or .keras) -> classify a folder or zip."""
+"""The predict pipeline: a model (registry or .keras) classifies a folder or zip of images."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import load_prediction_model, predict_images, summarize_predictions
+from .nodes import predict_images, summarize_predictions
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Load the model -> predict every image -> summary of labels and unreadable files."""
+    """Predict every image -> summary of labels and unreadable files."""
     return Pipeline(
         [
-            Node(
-                load_prediction_model,
-                "params:predict",
-                "prediction_model",
-                name="load_prediction_model",
-            ),
-            Node(
-                predict_images,
-                ["prediction_model", "params:predict"],
-                "predictions",
-                name="predict_images",
-            ),
+            Node(predict_images, "params:predict", "predictions", name="predict_images"),
             Node(
                 summarize_predictions,
                 "predictions",

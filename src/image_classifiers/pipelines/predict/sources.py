@@ -1,8 +1,7 @@
-"""Read image files from a folder or a zip archive (zips inside it included), one at a time.
+"""Image files of a folder or a zip (zips inside it included), one at a time, as bytes.
 
-Both batch prediction and retraining take "a folder or an archive of images". Nothing is
-extracted to disk: files are read and handed over as bytes, so the 5,000-image sample
-(outer zip -> ``train.zip`` -> ``train/*.jpg``) is read as it is.
+Nothing is extracted to disk, so the Kaggle sample (zip -> ``train.zip`` -> ``*.jpg``) is
+read as it is, by batch prediction and retraining alike.
 """
 
 from __future__ import annotations
@@ -33,11 +32,8 @@ class ImageSourceError(ValueError):
 
 @dataclass(frozen=True)
 class ImageFile:
-    """One image file: its name relative to the source, and its bytes or why they are missing.
-
-    ``location`` is the file on disk for a folder source (what retraining moves aside), or
-    ``None`` inside an archive.
-    """
+    """An image file's name in the source, its bytes or why they are missing, and its path
+    on disk (``location``, what retraining moves aside; ``None`` inside an archive)."""
 
     name: str
     data: bytes | None
@@ -60,8 +56,8 @@ def is_image_name(name: str) -> bool:
 def iter_image_files(source: str | Path) -> Iterator[ImageFile]:
     """Every image file of a folder (recursively) or of a ``.zip`` (nested zips opened).
 
-    Files come in sorted name order. A file that cannot be read (or a nested zip that is
-    corrupt) is yielded with ``data=None`` and ``error`` set instead of stopping the reading.
+    In name order; an unreadable file or corrupt nested zip comes with ``data=None`` and its
+    ``error`` instead of stopping the reading.
 
     Raises:
         ImageSourceError: If ``source`` does not exist or is neither a folder nor a zip.

@@ -14,18 +14,20 @@ from .nodes import (
 def create_pipeline(**kwargs) -> Pipeline:
     """Collect -> train the challenger -> decide -> register -> archive into the pool.
 
-    Each node takes what the one before produced: the images (pool and new), the challenger
-    (``None`` when nothing is new: the one place that decides whether to train), the decision,
-    the registration. The incoming folder changes only in the last node, which files the
-    run's images into the pool (``retrain.processed_dir``), so a failure anywhere before
-    leaves incoming files and pool as they were.
+    Kedro runs every node of a pipeline (it has no conditional nodes, kedro-org/kedro#2410),
+    so "nothing new: stop here" is carried by the data's shape, not by a flag: the
+    challengers are a mapping of model name to model, empty when no new image came in, and
+    each later node maps over it. An empty run trains, scores, registers and logs nothing
+    (``train_challenger`` says so in one line) and only files the delivery's duplicates and
+    rejects aside. The incoming folder changes only in the last node, after registration, so
+    a failure anywhere before leaves incoming files and pool as they were.
     """
     return Pipeline(
         [
             Node(
                 collect_images,
                 ["train_set", "validation_set", "test_set", "params:retrain"],
-                "retrain_images",
+                ["retrain_images", "retrain_delivery"],
                 name="collect_images",
             ),
             Node(
@@ -33,36 +35,37 @@ def create_pipeline(**kwargs) -> Pipeline:
                 {
                     "train_set": "train_set",
                     "images": "retrain_images",
+                    "delivery": "retrain_delivery",
                     "validation_set": "validation_set",
                     "models": "params:models",
                     "augmentation": "params:augmentation",
                     "training": "params:training",
                     "retrain": "params:retrain",
                 },
-                "retrain_challenger",
+                "retrain_challengers",
                 name="train_challenger",
             ),
             Node(
                 decide_promotion,
-                ["retrain_challenger", "test_set", "params:evaluation", "params:retrain"],
-                "retrain_decision",
+                ["retrain_challengers", "test_set", "params:evaluation", "params:retrain"],
+                "retrain_decisions",
                 name="decide_promotion",
             ),
             Node(
                 register_challenger,
                 {
-                    "challenger": "retrain_challenger",
-                    "decision": "retrain_decision",
-                    "images": "retrain_images",
+                    "challengers": "retrain_challengers",
+                    "decisions": "retrain_decisions",
+                    "delivery": "retrain_delivery",
                     "evaluation": "params:evaluation",
                     "retrain": "params:retrain",
                 },
-                "retrain_registration",
+                "retrain_registrations",
                 name="register_challenger",
             ),
             Node(
                 archive_incoming,
-                ["retrain_images", "retrain_registration", "params:retrain"],
+                ["retrain_delivery", "retrain_registrations", "params:retrain"],
                 "retrain_report",
                 name="archive_incoming",
             ),
