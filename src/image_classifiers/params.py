@@ -596,7 +596,6 @@ class RetrainParams(Params):
     )
     champion_alias: str = Field("champion", min_length=1)
     challenger_alias: str = Field("challenger", min_length=1)
-    experiment: str | None = Field(None, description="only when kedro-mlflow is off")
 
     def model_options(self, models: Mapping[str, Any] | None) -> ModelOptions:
         """``models[retrain.model]``, validated: the challenger's architecture and options.

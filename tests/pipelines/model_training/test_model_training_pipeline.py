@@ -134,8 +134,8 @@ def test_improved_recipe_loads_and_trains(tmp_path, monkeypatch):
     book = project_config("local")["parameters"]
     # The environment replaces single keys (soft merge) and keeps the rest of conf/base and
     # of the defaults (image_classifiers.params).
-    training = TrainingParams.coerce(parameters["training"])
-    book_training = TrainingParams.coerce(book["training"])
+    training = TrainingParams.model_validate(parameters["training"])
+    book_training = TrainingParams.model_validate(book["training"])
     assert training.optimizer == "adamw" and book_training.optimizer == "rmsprop"
     assert training.schedule == "cosine" and training.warmup_epochs > 0
     assert training.label_smoothing > 0 and parameters["evaluation"]["test_time_flip"]

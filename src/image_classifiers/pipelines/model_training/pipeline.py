@@ -1,7 +1,5 @@
 """The model_training pipeline: build -> train -> evaluate one classifier per namespace."""
 
-from collections.abc import Callable
-
 from kedro.pipeline import Node, Pipeline
 
 from .inspection import inspect_model
@@ -12,7 +10,7 @@ SHARED_PARAMETERS = ("training", "augmentation", "evaluation", "inspection")
 DEFAULT_MODEL = "mini_xception"
 
 
-def evaluation_pipeline(plot_curves: Callable = plot_training_curves) -> Pipeline:
+def evaluation_pipeline() -> Pipeline:
     """What every trained ``model`` gets: test metrics and figures, inspection, curves;
     shared by model_training, transfer_learning (both phases) and the experiments."""
     model = ["model", "test_set"]
@@ -28,7 +26,10 @@ def evaluation_pipeline(plot_curves: Callable = plot_training_curves) -> Pipelin
                 name="inspect_model",
             ),
             Node(
-                plot_curves, "training_history", "training_curves_plot", name="plot_training_curves"
+                plot_training_curves,
+                "training_history",
+                "training_curves_plot",
+                name="plot_training_curves",
             ),
         ]
     )

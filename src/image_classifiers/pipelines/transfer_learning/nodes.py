@@ -16,7 +16,7 @@ import keras
 from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.models import transfer as transfer_models
 from image_classifiers.params import AugmentationParams, TrainingParams, TransferParams
-from image_classifiers.pipelines.model_training.nodes import build_for_data, plot_training_curves
+from image_classifiers.pipelines.model_training.nodes import build_for_data
 from image_classifiers.training import fit_model
 
 logger = logging.getLogger(__name__)
@@ -24,9 +24,6 @@ logger = logging.getLogger(__name__)
 FEATURE_EXTRACTION, FINE_TUNING = "feature_extraction", "fine_tuning"
 # Keys of ``transfer:`` that configure the model (the rest are the two phases).
 MODEL_KEYS = {"base", "weights", "pooling", "dense_units", "batch_norm", "dropout"}
-
-# transfer_learning/pipeline.py's name for the shared plot (it marks where fine-tuning starts).
-plot_transfer_curves = plot_training_curves
 
 
 def build_transfer_model(

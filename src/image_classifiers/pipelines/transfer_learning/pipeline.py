@@ -45,7 +45,7 @@ def create_pipeline(namespace: str = NAMESPACE, run_after: Sequence[str] = (), *
             ["model", "training_history"],
             name="fine_tune_model",
         ),
-        evaluation_pipeline(nodes.plot_transfer_curves),
+        evaluation_pipeline(),
     ]
     return Pipeline(
         steps,
