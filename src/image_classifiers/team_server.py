@@ -1,11 +1,10 @@
 """Runs started at once against a team MLflow server (scripts/mlflow_server.sh).
 
-kedro-mlflow looks the experiment up and creates it when it is missing; two ``kedro run``
-started at once on a server that lacks it both try to create it and one fails with
-``RESOURCE_ALREADY_EXISTS`` (MLflow's own ``set_experiment`` has the same race:
-mlflow/mlflow#4123, #10334). ``ServerExperimentHook`` creates it first and takes "already
-exists" for success, so kedro-mlflow then finds it. A SQLite store is created under a file
-lock by hooks.TrackingStoreHook; this hook acts on ``http(s)://`` tracking URIs only.
+kedro-mlflow creates a missing experiment; two ``kedro run`` started at once on a server
+that lacks it both try, and one fails with ``RESOURCE_ALREADY_EXISTS`` (MLflow's own
+``set_experiment`` has the same race: mlflow/mlflow#4123, #10334). ``ServerExperimentHook``
+creates it first and takes "already exists" for success. ``http(s)://`` URIs only: a SQLite
+store is created under a file lock (hooks.TrackingStoreHook).
 """
 
 from __future__ import annotations
@@ -24,41 +23,33 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 logger = logging.getLogger(__name__)
 
 
-def is_server_uri(uri: str | None) -> bool:
-    """Whether ``uri`` names a tracking server (rather than a file or a database)."""
-    return bool(uri) and str(uri).startswith(("http://", "https://"))
-
-
 def ensure_experiment(uri: str, name: str, tags: dict[str, Any] | None = None) -> None:
     """Create experiment ``name`` on the server at ``uri`` unless it exists (race-free)."""
     client = mlflow.MlflowClient(tracking_uri=uri)
     if client.get_experiment_by_name(name) is not None:
         return
     try:
-        # No artifact location: the server's (proxied) default applies.
-        client.create_experiment(name, tags=tags)
+        client.create_experiment(name, tags=tags)  # the server's own artifact location
         logger.info("Created MLflow experiment '%s' on %s.", name, uri)
     except MlflowException as exc:
         if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
-        logger.debug("Experiment '%s' was created by a run started at the same time.", name)
 
 
 class ServerExperimentHook:
     """Creates the experiment on a tracking server before kedro-mlflow looks it up."""
 
-    @hook_impl(tryfirst=True)  # kedro-mlflow creates the experiment in its own implementation
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's own setup in this hook
     def after_context_created(self, context: Any) -> None:
         try:
             config = KedroMlflowConfig.model_validate(context.config_loader["mlflow"] or {})
         except (KeyError, MissingConfigException):  # no mlflow.yml: kedro-mlflow's defaults
             config = KedroMlflowConfig()
         uri = os.environ.get("MLFLOW_TRACKING_URI") or config.server.mlflow_tracking_uri
-        if not is_server_uri(uri):
+        if not str(uri).startswith(("http://", "https://")):
             return
         experiment = config.tracking.experiment
         try:
             ensure_experiment(uri, experiment.name, experiment.create_experiment_kwargs.tags)
-        except MlflowException as exc:
-            # E.g. credentials that kedro-mlflow sets only later: it reports them itself.
+        except MlflowException as exc:  # e.g. credentials kedro-mlflow sets only later
             logger.debug("Could not create the experiment ahead of kedro-mlflow: %s", exc)

@@ -237,7 +237,7 @@ class _ArtifactLogging:
     def save(self, data: Any) -> None:
         super().save(data)  # type: ignore[misc]
         if mlflow.active_run() is not None:
-            mlflow.log_artifact(str(self._get_save_path()))  # type: ignore[attr-defined]
+            mlflow.log_artifact(str(self._filepath))  # type: ignore[attr-defined]
 
 
 class MlflowFigureDataset(_ArtifactLogging, AtomicMatplotlibDataset):

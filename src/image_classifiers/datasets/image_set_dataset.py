@@ -20,13 +20,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
 from image_classifiers.images import read_rows
+
+from .atomic import atomic_folder
 
 ImageSet = dict[str, Any]
 _REQUIRED_KEYS = ("images", "labels", "classes", "files")
@@ -80,22 +81,15 @@ class ImagesFileWriter:
     def __enter__(self) -> ImagesFileWriter:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
 def staged_images_file(directory: str | Path) -> Path:
     """A new, empty ``.npy`` file in ``directory`` to write a split's pixels into.
 
-    Load it with ``np.load(path, mmap_mode="r")`` after writing and save the image set with
-    those images: ``ImageSetDataset.save`` then moves the file into place (a rename when
-    ``directory`` is on the dataset's file system) instead of copying the pixels. Delete it
-    yourself if the set is never saved.
+    An image set saved with this file memory-mapped (``np.load(path, mmap_mode="r")``) is
+    published by moving the file, not copying it. Delete it if the set is never saved.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -156,21 +150,17 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
         missing = [key for key in _REQUIRED_KEYS if key not in data]
         if missing:
             raise DatasetError(f"Image set is missing keys {missing}; expected {_REQUIRED_KEYS}.")
-        images = data["images"]
-        if not isinstance(images, np.ndarray):
-            images = np.asarray(images)
+        images = (
+            data["images"] if isinstance(data["images"], np.ndarray) else np.asarray(data["images"])
+        )
         labels = np.asarray(data["labels"], dtype=np.int32)
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise DatasetError(
                 f"Expected uint8 images (N, H, W, C) and N labels, got {images.dtype} "
                 f"{images.shape} and {labels.shape}."
             )
-        # Write into a sibling temp folder and swap it in, so a crash never leaves a
-        # half-written set that a later run would load as if it were complete.
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self._path.name}-", dir=self._path.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published folder should not be
-        try:
+        # A crash never leaves a half-written set that a later run would load as complete.
+        with atomic_folder(self._path) as tmp:
             staged = _staged_file(images)
             if staged is not None:
                 shutil.move(staged, tmp / "images.npy")  # a rename on the same file system
@@ -180,11 +170,6 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
             np.save(tmp / "labels.npy", labels)
             meta = {"classes": list(data["classes"]), "files": [str(f) for f in data["files"]]}
             (tmp / "meta.json").write_text(json.dumps(meta))
-            if self._path.exists():
-                shutil.rmtree(self._path)
-            os.replace(tmp, self._path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _exists(self) -> bool:
         return (self._path / "meta.json").is_file()
