@@ -3,7 +3,7 @@
 kedro-mlflow opens one MLflow run per ``kedro run``, logs the parameters each node reads
 and saves its catalog datasets into the active run. It neither creates a SQLite store
 safely when two runs start at once (``TrackingStoreHook``), nor gives each model a run of
-its own (``ModelRunsHook``), nor flattens typed parameter groups (``TypedParamsHook``).
+its own, nor flattens typed parameter groups (``ModelRunsHook``).
 ``tests/test_tracking.py`` fails if the kedro-mlflow behaviour they build on changes.
 """
 
@@ -47,15 +47,14 @@ class TrackingStoreHook:
 class ModelRunsHook:
     """One MLflow run per model namespace, nested in kedro-mlflow's pipeline run.
 
-    While a node of a top-level namespace (``mini_xception.train_model``) runs and its
-    outputs are saved, that model's run (``<pipeline>.<model>``) is the active one, so the
-    catalog's kedro-mlflow datasets and the live epoch metrics log there. It also gets the
-    node's parameters (the model's own again as ``model.*``), the image sets it reads as
-    MLflow datasets, the data quality report and system metrics. kedro-mlflow's
-    ``before_node_run`` re-enters its pipeline run with ``start_run``, which fails while
-    another run is active: the model's run is left before it and re-entered after it.
-    Needs the sequential runner with synchronous saves (Kedro's default); otherwise every
-    node logs to the pipeline's run.
+    While a node of a top-level namespace (``mini_xception.train_model``) runs and saves, its
+    model's run (``<pipeline>.<model>``) is the active one, so the catalog's kedro-mlflow
+    datasets and the live epoch metrics log there. The run also gets the node's parameters
+    (the model's own again as ``model.*``), its image sets as MLflow datasets, the data
+    quality report and system metrics. kedro-mlflow's ``before_node_run`` logs the node's
+    parameters to the active run: the model's run is left before it and entered after it,
+    so the pipeline's run gets them too. Needs Kedro's default sequential runner with
+    synchronous saves; otherwise every node logs to the pipeline's run.
     """
 
     def __init__(self, excluded_namespaces: Iterable[str] = ()):
@@ -102,11 +101,18 @@ class ModelRunsHook:
         self._end_model_run(RunStatus.FINISHED)
 
     @hook_impl(trylast=True)  # after kedro-mlflow has logged the node's parameters
-    def before_node_run(
-        self, node: Node, catalog: Any, inputs: dict[str, Any], is_async: bool
-    ) -> None:
-        model = self.model_namespace(node)
-        if self._tags is not None and model is not None and not is_async:
+    def before_node_run(self, node: Node, inputs: dict[str, Any], is_async: bool) -> None:
+        if self._tags is None:
+            return
+        # kedro-mlflow flattens dicts only; a typed group (params.py) would be one string.
+        typed = {
+            name.removeprefix("params:"): value.model_dump(mode="json")
+            for name, value in inputs.items()
+            if name.startswith("params:") and isinstance(value, BaseModel)
+        }
+        if typed:
+            mlflow.log_params(flatten_params(typed))
+        if (model := self.model_namespace(node)) is not None and not is_async:
             self._enter(model, inputs)
 
     @hook_impl
@@ -135,14 +141,17 @@ class ModelRunsHook:
         if model in self._runs:
             mlflow.start_run(self._runs[model], nested=True, log_system_metrics=system_metrics)
         else:
+            archive = _load_if_written(self._catalog, "raw_archive") or {}
+            checksum = {"dataset_sha256": archive["sha256"]} if archive.get("sha256") else {}
             run = mlflow.start_run(
                 run_name=f"{self._tags['kedro_pipeline']}.{model}",
                 nested=True,
-                tags={**self._tags, **_dataset_tags(self._catalog), "model": model},
+                tags={**self._tags, **checksum, "model": model},
                 log_system_metrics=system_metrics,
             )
             self._runs[model] = run.info.run_id
-            if (report := _load_if_exists(self._catalog, "data_quality_report")) is not None:
+            # The images the data pipeline skipped or could not read.
+            if (report := _load_if_written(self._catalog, "data_quality_report")) is not None:
                 mlflow.log_dict(report, "data_quality.json")
         for name, value in inputs.items():
             if (model, name) not in self._logged:
@@ -173,36 +182,13 @@ class ModelRunsHook:
             log_image_set(*self._image_sets[name])
 
 
-class TypedParamsHook:
-    """Logs a typed parameter group (pydantic) field by field, as kedro-mlflow logs a dict
-    (kedro-mlflow flattens only dicts: it would log one string instead)."""
-
-    @hook_impl
-    def before_node_run(self, inputs: dict[str, Any]) -> None:
-        if mlflow.active_run() is None:
-            return
-        params: dict[str, Any] = {}
-        for name, value in inputs.items():
-            if name.startswith("params:") and isinstance(value, BaseModel):
-                params.update(flatten_params(value.model_dump(mode="json"), prefix=name[7:]))
-        if params:
-            mlflow.log_params(params)
-
-
-def _load_if_exists(catalog: Any, name: str) -> Any:
-    """Load ``name`` from the catalog, or ``None`` if it is not declared or not written yet."""
+def _load_if_written(catalog: Any, name: str) -> Any:
+    """``name`` from the catalog, or ``None`` if it is not declared or not written yet."""
     try:
         return catalog.load(name) if catalog.exists(name) else None
     except Exception as exc:  # tracking extras must never fail a training run
         logger.debug("Could not load '%s' for tracking: %s", name, exc)
         return None
-
-
-def _dataset_tags(catalog: Any) -> dict[str, str]:
-    """The checksum of the raw archive the model was trained from, when it is known."""
-    archive = _load_if_exists(catalog, "raw_archive")
-    checksum = archive.get("sha256") if isinstance(archive, dict) else None
-    return {"dataset_sha256": str(checksum)} if checksum else {}
 
 
 # ---- until compare_architectures is one namespace per model (the pipelines helper's work):

@@ -61,16 +61,11 @@ def model_summary(model: Any) -> str:
 
 
 def mlflow_records(model: Any, metrics: dict[str, Any]) -> tuple[Any, dict[str, Any], str]:
-    """Node: what a trained model's MLflow run gets beside the local files.
-
-    Args:
-        model: The trained model (the local ``.keras`` file keeps it whole).
-        metrics: Its test metrics (``metrics.json``).
+    """Node: what a model's MLflow run gets beside the ``.keras`` file and metrics.json.
 
     Returns:
-        The model to log (:func:`inference_model`), the metrics with ``param_count`` as a
-        metric history (:func:`~image_classifiers.tracking.metric_history`), and the
-        model's summary text (``model_summary.txt``).
+        The model to log (:func:`inference_model`), the test metrics and ``param_count`` as
+        a metric history, and the model's summary text.
     """
     history = metric_history({**metrics, "param_count": int(model.count_params())})
     return inference_model(model), history, model_summary(model)

@@ -8,7 +8,7 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from image_classifiers.errors import ConciseErrorsHook
-from image_classifiers.hooks import ModelRunsHook, TrackingStoreHook, TypedParamsHook
+from image_classifiers.hooks import ModelRunsHook, TrackingStoreHook
 from image_classifiers.params_hooks import ParamsCrossCheckHook
 from image_classifiers.team_server import ServerExperimentHook
 from image_classifiers.tracking import artifacts_beside, sqlite_store
@@ -46,7 +46,6 @@ CONFIG_LOADER_ARGS["merge_strategy"] = {
 # ConciseErrorsHook: an error with advice for the user ends `kedro run` with its message
 # alone, without a traceback (image_classifiers/errors.py). ServerExperimentHook: runs
 # started at once on a tracking server share one experiment (team_server.py).
-# TypedParamsHook: typed parameter groups (image_classifiers/params.py) logged key by key;
 # ParamsCrossCheckHook: compare_architectures' model list and retrain.model checked against
 # the models group.
 HOOKS = (
@@ -54,6 +53,5 @@ HOOKS = (
     TrackingStoreHook(),
     ServerExperimentHook(),
     ModelRunsHook(),
-    TypedParamsHook(),
     ConciseErrorsHook(),
 )

@@ -98,40 +98,14 @@ def git_commit(project_path: Path) -> dict[str, str]:
     return {"mlflow.source.git.commit": sha.strip(), "git_dirty": str(bool(status.strip())).lower()}
 
 
-def describe_device() -> str:
-    """Where the Keras backend computes, e.g. ``"cpu"`` or ``"gpu:NVIDIA H100"``."""
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            import jax
-
-            device = jax.devices()[0]
-            return "cpu" if device.platform == "cpu" else f"{device.platform}:{device.device_kind}"
-        if backend == "torch":
-            import torch
-
-            return f"gpu:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if not gpus:
-            return "cpu"
-        return f"gpu:{tf.config.experimental.get_device_details(gpus[0]).get('device_name', '')}"
-    except Exception as exc:  # a tag must never fail a training run
-        logger.debug("Could not describe the %s device: %s", backend, exc)
-        return "unknown"
-
-
 def environment_tags() -> dict[str, str]:
-    """Tags of every model run: Keras version and backend, and the compute device."""
+    """Tags of every model run: Keras version and backend, and the first compute device."""
     import keras
 
     return {
         "keras_backend": keras.backend.backend(),
         "keras_version": keras.__version__,
-        "device": describe_device(),
+        "device": keras.distribution.list_devices()[0],  # e.g. "cpu:0", "gpu:0"
     }
 
 

@@ -6,11 +6,9 @@ Layout of ``filepath`` (a folder)::
     labels.npy   int32, shape (N,)
     meta.json    {"classes": [...], "files": [...]}
 
-Memory-mapping means training reads the pixels without decoding a JPEG per epoch and
-without holding any split in RAM: a split may be larger than the machine's memory.
-Writing never needs a whole split in RAM either: ``ImagesFileWriter`` appends images to a
-``.npy`` file chunk by chunk, and an image set whose pixels were written that way into a
-``staged_images_file`` is published by moving that file, not by copying it.
+Memory-mapped, a split may be larger than RAM and no JPEG is decoded per epoch. Writing
+never holds a whole split either: ``ImagesFileWriter`` appends chunk by chunk, and pixels
+written into a ``staged_images_file`` are published by moving that file, not copying it.
 """
 
 from __future__ import annotations
@@ -40,9 +38,9 @@ _STAGED: set[str] = set()
 class ImagesFileWriter:
     """Appends uint8 images ``(n, H, W, C)`` to a ``.npy`` file without holding them all.
 
-    The header is written first for zero images and rewritten with the final count on
-    close; NumPy pads the header so its length does not depend on that count. Plain file
-    writes (no writable memory map) keep the written pixels out of this process's memory.
+    The header, written for zero images, is rewritten with the count on close (NumPy pads
+    it to a fixed length). Plain writes, not a writable memory map, keep the pixels out of
+    this process's memory.
     """
 
     def __init__(self, path: str | Path, image_shape: tuple[int, ...]):
@@ -124,13 +122,7 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
     """Saves and loads an image set dict ``{"images", "labels", "classes", "files"}``."""
 
     def __init__(self, filepath: str, mmap: bool = True, metadata: dict | None = None):
-        """Create the dataset.
-
-        Args:
-            filepath: Folder that holds ``images.npy``, ``labels.npy`` and ``meta.json``.
-            mmap: Load ``images.npy`` memory-mapped (read-only) instead of into RAM.
-            metadata: Free-form metadata (used by kedro-viz), ignored by the dataset.
-        """
+        """Create the dataset (``mmap``: load ``images.npy`` memory-mapped, read-only)."""
         self._path = Path(filepath)
         self._mmap = mmap
         self.metadata = metadata
