@@ -1,9 +1,9 @@
 """Hooks for what kedro-mlflow cannot do, on its and MLflow's public APIs.
 
 kedro-mlflow opens one MLflow run per ``kedro run``, logs the parameters each node reads
-and saves its catalog datasets into the active run. It neither creates a SQLite store
-safely when two runs start at once (``TrackingStoreHook``), nor gives each model a run of
-its own, nor flattens typed parameter groups (``ModelRunsHook``).
+and saves its catalog datasets into the active run. It neither creates a store and its
+experiment safely when two runs start at once (``TrackingStoreHook``), nor gives each model
+a run of its own, nor flattens typed parameter groups (``ModelRunsHook``).
 ``tests/test_tracking.py`` fails if the kedro-mlflow behaviour they build on changes.
 """
 
@@ -24,24 +24,25 @@ from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from pydantic import BaseModel
 
 from image_classifiers.tracking import (
-    create_store,
     environment_tags,
     flatten_params,
     git_commit,
     image_set_input,
     is_image_set,
     log_image_set,
+    prepare_store,
 )
 
 logger = logging.getLogger(__name__)
 
 
 class TrackingStoreHook:
-    """Creates the SQLite store under a file lock: kedro-mlflow's setup races on a new one."""
+    """Creates the store and experiment first: kedro-mlflow's setup races when two runs
+    start at once on a new SQLite store or on a server without the experiment."""
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow's own setup in this hook
     def after_context_created(self, context: Any) -> None:
-        create_store(context.config_loader["mlflow"], context)
+        prepare_store(context.config_loader["mlflow"], context)
 
 
 class ModelRunsHook:

@@ -10,7 +10,6 @@ from omegaconf.resolvers import oc
 from image_classifiers.errors import ConciseErrorsHook
 from image_classifiers.hooks import ModelRunsHook, TrackingStoreHook
 from image_classifiers.params_hooks import ParamsCrossCheckHook
-from image_classifiers.team_server import ServerExperimentHook
 from image_classifiers.tracking import artifacts_beside, sqlite_store
 
 # Kedro 1.7's config loader still calls OmegaConf.register_new_resolver, which OmegaConf 2.4
@@ -41,17 +40,15 @@ CONFIG_LOADER_ARGS["merge_strategy"] = {
 }
 
 # kedro-mlflow (registered automatically as a plugin) opens one MLflow run per kedro run and
-# its catalog datasets log into the active run; these hooks create a SQLite store safely and
-# add one nested run per model (hooks.py). See docs/tracking.md.
+# its catalog datasets log into the active run; these hooks create the store and experiment
+# safely and add one nested run per model (hooks.py). See docs/tracking.md.
 # ConciseErrorsHook: an error with advice for the user ends `kedro run` with its message
-# alone, without a traceback (image_classifiers/errors.py). ServerExperimentHook: runs
-# started at once on a tracking server share one experiment (team_server.py).
+# alone, without a traceback (image_classifiers/errors.py).
 # ParamsCrossCheckHook: compare_architectures' model list and retrain.model checked against
 # the models group.
 HOOKS = (
     ParamsCrossCheckHook(),
     TrackingStoreHook(),
-    ServerExperimentHook(),
     ModelRunsHook(),
     ConciseErrorsHook(),
 )

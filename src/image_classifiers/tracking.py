@@ -3,8 +3,8 @@
 Everything a pipeline writes to MLflow goes through kedro-mlflow's catalog datasets
 (``conf/base/catalog_*.yml``); this module has what those entries and ``hooks.py`` need:
 the ``mlflow.yml`` resolvers (``${sqlite_store:mlflow.db}``, ``${artifacts_beside:<uri>}``),
-``create_store`` (a SQLite store created under a file lock), run tags, image sets as MLflow
-datasets, and ``metric_history``, the layout ``MlflowMetricsHistoryDataset`` saves.
+``prepare_store`` (for runs started at once on a new store or server), run tags, image
+sets as MLflow datasets, and ``metric_history``, the layout ``MlflowMetricsHistoryDataset`` saves.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from filelock import FileLock
 from kedro.utils import find_kedro_project
 from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from image_classifiers.datasets.atomic import AtomicCSVDataset, AtomicMatplotlibDataset
 
@@ -61,20 +62,41 @@ def artifacts_beside(uri: str | None) -> str | None:
     return None if database is None else (database.resolve().parent / ARTIFACTS_DIR).as_posix()
 
 
-def create_store(mlflow_conf: dict[str, Any], context: Any) -> None:
-    """Create a SQLite store and its experiment with kedro-mlflow's setup, under a file lock.
+def prepare_store(mlflow_conf: dict[str, Any], context: Any) -> None:
+    """Create the store and experiment before kedro-mlflow does, safe for runs started at once.
 
-    Two ``kedro run`` started at once on a fresh store would both run MLflow's migrations
-    and create the experiment, and one would fail. A server serialises this itself.
+    On a fresh SQLite store, two ``kedro run`` would both run MLflow's migrations and create
+    the experiment, and one fail: here the first does it with kedro-mlflow's own setup under
+    a file lock. On a server both would create the missing experiment and one fail with
+    ``RESOURCE_ALREADY_EXISTS`` (as MLflow's ``set_experiment``: mlflow/mlflow#4123): here
+    "already exists" counts as success.
     """
     config = KedroMlflowConfig.model_validate(mlflow_conf)
     # kedro-mlflow reads MLFLOW_TRACKING_URI when mlflow.yml leaves the URI empty.
-    database = sqlite_file(config.server.mlflow_tracking_uri or os.environ.get(TRACKING_URI_VAR))
-    if database is None:
+    uri = config.server.mlflow_tracking_uri or os.environ.get(TRACKING_URI_VAR)
+    if str(uri).startswith(("http://", "https://")):
+        experiment = config.tracking.experiment
+        try:
+            ensure_experiment(uri, experiment.name, experiment.create_experiment_kwargs.tags)
+        except MlflowException as exc:  # e.g. credentials kedro-mlflow sets only later
+            logger.debug("Could not create the experiment ahead of kedro-mlflow: %s", exc)
+    elif (database := sqlite_file(uri)) is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{database}.lock"):
+            config.setup(context)
+
+
+def ensure_experiment(uri: str, name: str, tags: dict[str, Any] | None = None) -> None:
+    """Create experiment ``name`` on the server at ``uri`` unless it exists (race-free)."""
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    if client.get_experiment_by_name(name) is not None:
         return
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{database}.lock"):
-        config.setup(context)
+    try:
+        client.create_experiment(name, tags=tags)  # the server's own artifact location
+        logger.info("Created MLflow experiment '%s' on %s.", name, uri)
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
 
 
 # ---- run tags ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from project_copies import without_mlflow
 from transfer_helpers import image_set
 
 from image_classifiers.datasets import KerasModelDataset
@@ -84,7 +85,7 @@ def test_smoke_run_with_a_real_base(tmp_path, monkeypatch):
     for name in PARAMETERS:
         catalog[f"params:{name}"] = parameters[name]
 
-    SequentialRunner().run(create_pipeline(), catalog)
+    SequentialRunner().run(without_mlflow(create_pipeline(), catalog), catalog)
 
     reports = tmp_path / "data/08_reporting/transfer"
     for png in (
