@@ -346,6 +346,7 @@ def test_the_mlflow_records_of_a_model_log_it_unregistered_with_its_metrics(stor
     assert "Total params: 193" in summary
     with mlflow.start_run() as run:
         _keras_flavor().save(logged_model)
+        ModelRunsHook().after_dataset_saved("tiny.mlflow_model", logged_model)
         MlflowMetricsHistoryDataset().save(history)
     data = store.get_run(run.info.run_id).data
     assert data.metrics == {"param_count": 193, "test_accuracy": 0.5}
@@ -354,6 +355,9 @@ def test_the_mlflow_records_of_a_model_log_it_unregistered_with_its_metrics(stor
         experiment_ids=[run.info.experiment_id], output_format="list"
     )
     assert logged.source_run_id == run.info.run_id
+    # The generic pyfunc interface checks inputs against the signature the hook set.
+    signature = mlflow.models.get_model_info(logged.model_uri).signature
+    assert signature.inputs.inputs[0].shape == (-1, 8, 8, 3)
     requirements = Path(mlflow.pyfunc.get_model_dependencies(logged.model_uri)).read_text()
     assert "keras<4,>=3.15" in requirements.splitlines()
     images = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 3)).astype("float32")

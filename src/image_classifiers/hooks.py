@@ -23,6 +23,7 @@ from mlflow.entities import RunStatus
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from pydantic import BaseModel
 
+from image_classifiers.model_logging import keras_signature
 from image_classifiers.tracking import (
     environment_tags,
     flatten_params,
@@ -52,10 +53,10 @@ class ModelRunsHook:
     model's run (``<pipeline>.<model>``) is the active one, so the catalog's kedro-mlflow
     datasets and the live epoch metrics log there. The run also gets the node's parameters
     (the model's own again as ``model.*``), its image sets as MLflow datasets, the data
-    quality report and system metrics. kedro-mlflow's ``before_node_run`` logs the node's
-    parameters to the active run: the model's run is left before it and entered after it,
-    so the pipeline's run gets them too. Needs Kedro's default sequential runner with
-    synchronous saves; otherwise every node logs to the pipeline's run.
+    quality report, system metrics and its logged model's signature. kedro-mlflow's
+    ``before_node_run`` logs the node's parameters to the active run: the model's run is
+    left before it and entered after it, so the pipeline's run gets them too. Needs Kedro's
+    default sequential runner with synchronous saves; otherwise all logs to the pipeline's.
     """
 
     def __init__(self, excluded_namespaces: Iterable[str] = ()):
@@ -121,6 +122,13 @@ class ModelRunsHook:
         if model := self.model_namespace(node):
             self._pending[model] -= 1
 
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        """Sign a Keras model a catalog entry ``*.mlflow_model`` logged: kedro-mlflow's
+        ``save_args`` cannot build a signature, and pyfunc checks inputs against it."""
+        if dataset_name.endswith("mlflow_model") and (logged := mlflow.last_logged_model()):
+            mlflow.models.set_signature(logged.model_uri, keras_signature(data))
+
     @hook_impl(tryfirst=True)  # before kedro-mlflow ends the pipeline's run
     def after_pipeline_run(self) -> None:
         self._end_model_run(RunStatus.FINISHED)
@@ -142,8 +150,9 @@ class ModelRunsHook:
         if model in self._runs:
             mlflow.start_run(self._runs[model], nested=True, log_system_metrics=system_metrics)
         else:
-            archive = _load_if_written(self._catalog, "raw_archive") or {}
-            checksum = {"dataset_sha256": archive["sha256"]} if archive.get("sha256") else {}
+            archive = _load_if_written(self._catalog, "raw_archive")
+            sha256 = archive.get("sha256") if isinstance(archive, dict) else None
+            checksum = {"dataset_sha256": sha256} if sha256 else {}
             run = mlflow.start_run(
                 run_name=f"{self._tags['kedro_pipeline']}.{model}",
                 nested=True,

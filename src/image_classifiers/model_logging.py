@@ -2,7 +2,8 @@
 
 ``mlflow_records`` turns a node's model and metrics into what the catalog's
 ``MlflowModelTrackingDataset`` (flavor ``mlflow.keras``, registered as ``<model>_keras``),
-``MlflowMetricsHistoryDataset`` and ``MlflowArtifactDataset`` entries save.
+``MlflowMetricsHistoryDataset`` and ``MlflowArtifactDataset`` entries save;
+``keras_signature`` is the signature ``hooks.ModelRunsHook`` gives a logged model.
 """
 
 from __future__ import annotations
@@ -71,8 +72,6 @@ def mlflow_records(model: Any, metrics: dict[str, Any]) -> tuple[Any, dict[str, 
     return inference_model(model), history, model_summary(model)
 
 
-# ---- until compare_architectures is one namespace per model (the pipelines helper's work):
-# its train_architectures node logs each model itself. Delete with its last import.
 def keras_signature(model: Any) -> ModelSignature:
     """Tensor signature of a one-input Keras model: batch dimension -1, shapes from the model."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
@@ -92,6 +91,8 @@ def keras_signature(model: Any) -> ModelSignature:
     )
 
 
+# ---- until compare_architectures is one namespace per model (the pipelines helper's work):
+# its train_architectures node logs each model itself. Delete with its last import.
 def log_keras_model(model: Any, registered_model_name: str | None = None) -> None:
     """Log ``model`` to the active run as the catalog's entries do (registered unless
     ``registered_model_name`` is empty; never under a serving model's name)."""
