@@ -76,10 +76,7 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
         yield tmp
         if target.exists() and not target.is_dir():
             target.unlink()
-        if target.exists():
-            _replace(tmp, target)
-        else:
-            os.replace(tmp, target)
+        _replace(tmp, target)
     finally:
         _remove(tmp)
 
