@@ -58,3 +58,14 @@ def run_pipeline(
             session.run(pipeline_names=[pipeline])
     finally:
         bootstrap_project(PROJECT)  # later tests see the real project's pipelines
+
+
+def without_mlflow(pipeline: Any, catalog: Any) -> Any:
+    """``pipeline``, after turning off its catalog's kedro-mlflow logging, for a run outside
+    ``kedro run`` (no MLflow run to log to: the datasets would open a stray one)."""
+    from kedro_mlflow.io.catalog.switch_catalog_logging import switch_catalog_logging
+
+    for name in pipeline.datasets():  # dataset factories resolve lazily
+        catalog.get(name, fallback_to_runtime_pattern=True)
+    switch_catalog_logging(catalog, False)
+    return pipeline

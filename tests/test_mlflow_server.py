@@ -22,7 +22,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from postgres_cluster import PostgresUnavailable, mlflow_server, postgres_database
 
-from image_classifiers.team_server import ensure_experiment
+from image_classifiers.tracking import ensure_experiment
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("psycopg", reason='the PostgreSQL driver: pip install "psycopg[binary]"')

@@ -28,6 +28,9 @@ from kedro.io import DataCatalog, DatasetError
 from kedro.pipeline import Pipeline, node
 from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
 from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
+from kedro_mlflow.io.artifacts import MlflowArtifactDataset
+from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
+from kedro_mlflow.io.models import MlflowModelTrackingDataset
 from matplotlib.figure import Figure
 from mlflow.exceptions import MlflowException
 from project_copies import copy_project
@@ -35,17 +38,20 @@ from project_copies import copy_project
 from image_classifiers import settings
 from image_classifiers.hooks import ModelRunsHook
 from image_classifiers.live_metrics import MlflowEpochMetrics
-from image_classifiers.model_logging import MlflowKerasModelDataset, keras_signature
+from image_classifiers.model_logging import (
+    keras_signature,
+    log_keras_model,
+    mlflow_records,
+)
 from image_classifiers.models import build_classifier
 from image_classifiers.serving import SERVING_TAG, SERVING_TAG_VALUE
 from image_classifiers.tracking import (
     MlflowCSVDataset,
     MlflowFigureDataset,
-    MlflowJSONMetricsDataset,
     flatten_params,
     git_commit,
     log_image_set,
-    metrics_from,
+    metric_history,
 )
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -198,7 +204,7 @@ def test_kedro_mlflow_opens_no_run_for_a_pipeline_with_tracking_disabled(tmp_pat
 
 # ---- metrics -------------------------------------------------------------------------------
 def test_numbers_become_metrics_and_lists_of_numbers_histories():
-    metrics = metrics_from(
+    history = metric_history(
         {
             "loss": [0.7, 0.5, np.float32(0.4)],
             "test_accuracy": 0.75,
@@ -207,17 +213,17 @@ def test_numbers_become_metrics_and_lists_of_numbers_histories():
             "confusion_matrix": [[3, 1], [1, 3]],
             "test_roc_auc": None,
             "mixed_precision": True,
-        },
-        prefix="p_",
+        }
     )
-    assert [(m.key, m.value, m.step) for m in metrics] == [
-        ("p_loss", 0.7, 0),
-        ("p_loss", 0.5, 1),
-        ("p_loss", pytest.approx(0.4), 2),
-        ("p_test_accuracy", 0.75, 0),
-        ("p_num_test_images", 8.0, 0),
-    ]
-    assert [m.key for m in metrics_from({"a": 1, "b": 2}, keys=["b"])] == ["b"]
+    assert history == {
+        "loss": [
+            {"value": 0.7, "step": 0},
+            {"value": 0.5, "step": 1},
+            {"value": pytest.approx(0.4), "step": 2},
+        ],
+        "test_accuracy": [{"value": 0.75, "step": 0}],
+        "num_test_images": [{"value": 8.0, "step": 0}],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -241,28 +247,54 @@ def store(store_uri: str, request: pytest.FixtureRequest) -> Iterator[mlflow.Mlf
         mlflow.set_tracking_uri(previous)
 
 
-def test_json_metrics_dataset_writes_the_file_and_logs_history(tmp_path, store):
-    dataset = MlflowJSONMetricsDataset(filepath=str(tmp_path / "history.json"))
-    history = {"loss": [0.9, 0.6, 0.5], "val_loss": [1.0, 0.8, 0.7], "note": "kept"}
-    with mlflow.start_run() as run:
-        dataset.save(history)
-    assert dataset.load() == history
-    logged = store.get_metric_history(run.info.run_id, "val_loss")
-    assert [(m.step, m.value) for m in logged] == [(0, 1.0), (1, 0.8), (2, 0.7)]
-    assert set(store.get_run(run.info.run_id).data.metrics) == {"loss", "val_loss"}
+def test_kedro_mlflow_datasets_log_into_the_active_run(tmp_path, store):
+    """What ModelRunsHook relies on: the catalog's kedro-mlflow datasets (no run_id given)
+    log into whatever run is active when they save, here a nested model run."""
+    figure = Figure()
+    figure.add_subplot().plot([0, 1], [1, 0])
+    plot = MlflowArtifactDataset(
+        dataset={
+            "type": "image_classifiers.datasets.atomic.AtomicMatplotlibDataset",
+            "filepath": str(tmp_path / "curve.png"),
+        }
+    )
+    metrics = MlflowMetricsHistoryDataset(prefix="feature_extraction")
+    with mlflow.start_run() as parent, mlflow.start_run(nested=True) as model_run:
+        plot.save(figure)
+        metrics.save(metric_history({"test_accuracy": 0.5, "loss": [0.9, 0.7], "note": "x"}))
+    assert [a.path for a in store.list_artifacts(model_run.info.run_id)] == ["curve.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]  # atomic: no temp left
+    logged = store.get_metric_history(model_run.info.run_id, "feature_extraction.loss")
+    assert [(m.step, m.value) for m in logged] == [(0, 0.9), (1, 0.7)]
+    assert set(store.get_run(model_run.info.run_id).data.metrics) == {
+        "feature_extraction.loss",
+        "feature_extraction.test_accuracy",
+    }
+    assert store.get_run(parent.info.run_id).data.metrics == {}
+    assert store.list_artifacts(parent.info.run_id) == []
 
 
-def test_json_metrics_dataset_without_a_run_saves_but_opens_no_run(tmp_path, store):
-    dataset = MlflowJSONMetricsDataset(filepath=str(tmp_path / "metrics.json"))
-    dataset.save({"test_accuracy": 0.5})
-    assert dataset.load() == {"test_accuracy": 0.5}
+def test_kedro_mlflow_logs_a_nodes_parameters_to_whichever_run_is_active(tmp_path, monkeypatch):
+    """Why ModelRunsHook leaves a model's run before kedro-mlflow's before_node_run: that
+    hook's start_run of its pipeline run quietly fails while a model run is active, and the
+    node's parameters would then land in the model's run only, not in the pipeline's."""
+    project = copy_project(tmp_path / "project")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    hook = _kedro_mlflow_hook(project)
+    run_params = {**_RUN_PARAMS, "pipeline_names": ["demo"]}
+    catalog, pipeline = DataCatalog(), Pipeline([])
+    hook.before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+    parent = mlflow.active_run()
+    model_run = mlflow.start_run(nested=True)
+    step = node(lambda x: x, "params:training", "out", name="n")
+    inputs = {"params:training": {"epochs": 3}}
+    hook.before_node_run(node=step, catalog=catalog, inputs=inputs, is_async=False)
+    assert mlflow.active_run().info.run_id == model_run.info.run_id
+    mlflow.end_run()
+    hook.after_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
     assert mlflow.active_run() is None
-    assert mlflow.search_runs(output_format="list") == []  # in this test's experiment
-
-
-def test_json_metrics_dataset_rejects_what_is_not_a_dict(tmp_path):
-    with pytest.raises(DatasetError, match="dict of metric names"):
-        MlflowJSONMetricsDataset(filepath=str(tmp_path / "m.json")).save([0.1, 0.2])
+    assert mlflow.get_run(model_run.info.run_id).data.params == {"training.epochs": "3"}
+    assert mlflow.get_run(parent.info.run_id).data.params == {}
 
 
 def test_figure_and_csv_datasets_log_their_files_as_artifacts(tmp_path, store):
@@ -301,19 +333,33 @@ def test_signature_refuses_a_model_with_two_inputs():
         keras_signature(model)
 
 
-def test_keras_model_dataset_logs_an_unregistered_model_with_its_summary(tmp_path, store):
-    dataset = MlflowKerasModelDataset(filepath=str(tmp_path / "tiny.keras"))
+def _keras_flavor(**save_args: Any) -> MlflowModelTrackingDataset:
+    """The catalog's "{name}.mlflow_model" entry."""
+    requirements = ["keras>=3.15,<4", "tensorflow>=2.21,<2.22"]
+    args = {"name": "model", "pip_requirements": requirements, **save_args}
+    return MlflowModelTrackingDataset(flavor="mlflow.keras", save_args=args)
+
+
+def test_the_mlflow_records_of_a_model_log_it_unregistered_with_its_metrics(store):
     model = _tiny_model()
+    logged_model, history, summary = mlflow_records(model, {"test_accuracy": 0.5})
+    assert "Total params: 193" in summary
     with mlflow.start_run() as run:
-        dataset.save(model)
-    assert dataset.load().count_params() == model.count_params() == 193
+        _keras_flavor().save(logged_model)
+        ModelRunsHook().after_dataset_saved("tiny.mlflow_model", logged_model)
+        MlflowMetricsHistoryDataset().save(history)
     data = store.get_run(run.info.run_id).data
-    assert data.metrics["param_count"] == 193
+    assert data.metrics == {"param_count": 193, "test_accuracy": 0.5}
     assert store.search_registered_models() == []
     (logged,) = mlflow.search_logged_models(
         experiment_ids=[run.info.experiment_id], output_format="list"
     )
     assert logged.source_run_id == run.info.run_id
+    # The generic pyfunc interface checks inputs against the signature the hook set.
+    signature = mlflow.models.get_model_info(logged.model_uri).signature
+    assert signature.inputs.inputs[0].shape == (-1, 8, 8, 3)
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(logged.model_uri)).read_text()
+    assert "keras<4,>=3.15" in requirements.splitlines()
     images = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(
         mlflow.keras.load_model(logged.model_uri).predict(images, verbose=0),
@@ -394,6 +440,30 @@ def test_model_runs_are_per_top_level_namespace_unless_excluded():
     assert hook.model_namespace(node(identity, "a", "b")) is None
 
 
+def test_the_transfer_model_is_named_alike_wherever_its_base_is_set(tmp_path, store):
+    """A base set in conf/local changes no file or registered name (it used to leave an
+    Xception in transfer_vgg16.keras); the model's run records it instead."""
+    project = copy_project(tmp_path / "project")
+    (project / "conf" / "local" / "parameters.yml").write_text("transfer: {base: xception}\n")
+    bootstrap_project(project)
+    try:
+        with KedroSession.create(project_path=project) as session:
+            context = session.load_context()
+            catalog, params = context.catalog, context.params
+    finally:
+        bootstrap_project(PROJECT)
+    assert params["transfer"].base == "xception"
+    assert catalog.get("transfer.model")._path == project / "data/06_models/transfer.keras"
+    save_args = catalog.get("transfer.mlflow_model")._describe()["save_args"]
+    assert save_args["registered_model_name"] == "transfer_keras"
+    hook = ModelRunsHook()
+    with mlflow.start_run() as run:
+        hook._log_input("transfer", "params:transfer", params["transfer"])
+    logged = store.get_run(run.info.run_id).data
+    assert logged.tags["architecture"] == "xception"
+    assert logged.params["model.base"] == logged.params["transfer.base"] == "xception"
+
+
 def test_the_comparison_notebook_is_valid_nbformat_without_outputs():
     notebook = json.loads((PROJECT / "notebooks" / "compare_architectures.ipynb").read_text())
     assert (notebook["nbformat"], notebook["nbformat_minor"]) == (4, 5)
@@ -407,15 +477,11 @@ def test_the_comparison_notebook_is_valid_nbformat_without_outputs():
     assert any("mlflow.search_runs" in source for source in sources)
 
 
-def test_a_keras_model_is_never_registered_under_a_serving_name(tmp_path, store):
+def test_a_keras_model_is_never_registered_under_a_serving_name(store):
     store.create_registered_model("cats", tags={SERVING_TAG: SERVING_TAG_VALUE})
-    dataset = MlflowKerasModelDataset(
-        filepath=str(tmp_path / "k.keras"), registered_model_name="cats"
-    )
     with mlflow.start_run(), pytest.raises(DatasetError, match="name of a serving model"):
-        dataset.save(_tiny_model())
+        log_keras_model(_tiny_model(), registered_model_name="cats")
     assert store.search_model_versions("name='cats'") == []
-    assert (tmp_path / "k.keras").is_file()
 
 
 def test_a_logged_from_scratch_model_loads_without_the_projects_layers(
@@ -425,7 +491,7 @@ def test_a_logged_from_scratch_model_loads_without_the_projects_layers(
         "simple_convnet", (16, 16, 3), 2, filters=(4,), augmentation={"zoom": 0.2}
     )
     with mlflow.start_run() as run:
-        MlflowKerasModelDataset(filepath=str(tmp_path / "m.keras")).save(model)
+        _keras_flavor().save(mlflow_records(model, {})[0])
     # As in a process that never imported image_classifiers.layers: Keras knows no
     # custom class (before, this load failed with "Could not locate class 'RandomAugment'").
     for name in [k for k in keras.saving.get_custom_objects() if k.startswith("image_classifiers")]:

@@ -8,13 +8,8 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from image_classifiers.errors import ConciseErrorsHook
-from image_classifiers.hooks import (
-    ModelRunsHook,
-    TrackingStoreHook,
-    TypedParamsHook,
-)
+from image_classifiers.hooks import ModelRunsHook, TrackingStoreHook
 from image_classifiers.params_hooks import ParamsCrossCheckHook
-from image_classifiers.team_server import ServerExperimentHook
 from image_classifiers.tracking import artifacts_beside, sqlite_store
 
 # Kedro 1.7's config loader still calls OmegaConf.register_new_resolver, which OmegaConf 2.4
@@ -44,19 +39,16 @@ CONFIG_LOADER_ARGS["merge_strategy"] = {
     "mlflow": "soft",
 }
 
-# kedro-mlflow (registered automatically as a plugin) opens one MLflow run per kedro run;
-# these create a SQLite store safely and add one nested run per model. See docs/tracking.md.
+# kedro-mlflow (registered automatically as a plugin) opens one MLflow run per kedro run and
+# its catalog datasets log into the active run; these hooks create the store and experiment
+# safely and add one nested run per model (hooks.py). See docs/tracking.md.
 # ConciseErrorsHook: an error with advice for the user ends `kedro run` with its message
-# alone, without a traceback (image_classifiers/errors.py). ServerExperimentHook: runs
-# started at once on a tracking server share one experiment (team_server.py).
-# TypedParamsHook: typed parameter groups (image_classifiers/params.py) logged key by key;
+# alone, without a traceback (image_classifiers/errors.py).
 # ParamsCrossCheckHook: compare_architectures' model list and retrain.model checked against
 # the models group.
 HOOKS = (
     ParamsCrossCheckHook(),
     TrackingStoreHook(),
-    ServerExperimentHook(),
     ModelRunsHook(),
-    TypedParamsHook(),
     ConciseErrorsHook(),
 )

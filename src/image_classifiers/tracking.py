@@ -1,20 +1,10 @@
-"""MLflow tracking helpers and the catalog datasets kedro-mlflow does not provide.
+"""MLflow helpers for the Kedro layer: where the store is, run tags, the data a model saw.
 
-kedro-mlflow (configured in ``conf/base/mlflow.yml``) opens one MLflow run per ``kedro run``,
-logs node parameters and saves its ``Mlflow*`` datasets to the active run. This module adds:
-
-* Two config resolvers for ``mlflow.yml`` (registered in ``settings.py``):
-  ``${sqlite_store:mlflow.db}``, a SQLite store at the project root, and
-  ``${artifacts_beside:<uri>}``, the folder ``mlartifacts`` beside a SQLite store's file;
-  and ``create_store``, which creates a SQLite store under a file lock (``hooks.py``).
-* Run tags, and ``log_image_sets``: the splits a model saw, as MLflow datasets.
-* ``MlflowJSONMetricsDataset`` -- a JSON file like ``json.JSONDataset`` that, when a dict
-  of numbers is saved, also logs it as MLflow metrics: a number becomes one metric, a list
-  of numbers a metric history with one step per element. kedro-mlflow's metric datasets
-  need another layout and keep no file.
-* ``MlflowFigureDataset`` and ``MlflowCSVDataset`` -- matplotlib figures and CSV files
-  that are also logged as artifacts, like kedro-mlflow's ``MlflowArtifactDataset`` but
-  without opening a stray run when saved outside ``kedro run`` (see ``active_run_id``).
+Everything a pipeline writes to MLflow goes through kedro-mlflow's catalog datasets
+(``conf/base/catalog_*.yml``); this module has what those entries and ``hooks.py`` need:
+the ``mlflow.yml`` resolvers (``${sqlite_store:mlflow.db}``, ``${artifacts_beside:<uri>}``),
+``prepare_store`` (for runs started at once on a new store or server), run tags, image
+sets as MLflow datasets, and ``metric_history``, the layout ``MlflowMetricsHistoryDataset`` saves.
 """
 
 from __future__ import annotations
@@ -25,7 +15,6 @@ import os
 import subprocess
 import time
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -33,17 +22,12 @@ from urllib.parse import unquote
 import mlflow
 import numpy as np
 from filelock import FileLock
-from kedro.io import DatasetError
 from kedro.utils import find_kedro_project
 from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
-from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
-from image_classifiers.datasets.atomic import (
-    AtomicCSVDataset,
-    AtomicJSONDataset,
-    AtomicMatplotlibDataset,
-)
+from image_classifiers.datasets.atomic import AtomicCSVDataset, AtomicMatplotlibDataset
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +40,8 @@ _SQLITE_PREFIX = "sqlite:///"
 def sqlite_store(file_name: str = "mlflow.db") -> str:
     """Resolver ``${sqlite_store:mlflow.db}``: a SQLite store file at the project root.
 
-    The project is found from the working directory, as the ``kedro`` command finds it, so
-    that ``kedro run`` from a sub-folder or a notebook in ``notebooks/`` uses the same store.
+    The root is found from the working directory, as ``kedro`` finds it, so a notebook in
+    ``notebooks/`` uses the same store.
     """
     root = find_kedro_project(Path.cwd()) or Path.cwd()
     return f"{_SQLITE_PREFIX}{(root / file_name).resolve().as_posix()}"
@@ -72,102 +56,78 @@ def sqlite_file(uri: str | None) -> Path | None:
 
 
 def artifacts_beside(uri: str | None) -> str | None:
-    """Resolver ``${artifacts_beside:<uri>}``: ``mlartifacts/`` beside a SQLite store's file.
-
-    MLflow would put a SQLite store's artifacts in ``./mlruns`` of the working directory;
-    ``None`` for a server, which decides its own artifact location.
-    """
+    """Resolver ``${artifacts_beside:<uri>}``: ``mlartifacts/`` beside a SQLite store's file
+    (MLflow would use ``./mlruns`` of the working directory); ``None`` for a server."""
     database = sqlite_file(uri)
     return None if database is None else (database.resolve().parent / ARTIFACTS_DIR).as_posix()
 
 
-def create_store(mlflow_conf: dict[str, Any], context: Any) -> None:
-    """Create (or open) a SQLite store and its experiment under a file lock.
+def prepare_store(mlflow_conf: dict[str, Any], context: Any) -> None:
+    """Create the store and experiment before kedro-mlflow does, safe for runs started at once.
 
-    Two ``kedro run`` started at once on a fresh store would both create MLflow's tables
-    (alembic migrations) and the experiment, and one of them fail. Under the lock, the
-    first creates them with kedro-mlflow's own setup; the second then finds them.
-    A server serialises this itself: nothing to do.
-
-    Args:
-        mlflow_conf: The merged ``mlflow`` configuration, as kedro-mlflow reads it.
-        context: The Kedro context (kedro-mlflow's setup reads its credentials).
+    On a fresh SQLite store, two ``kedro run`` would both run MLflow's migrations and create
+    the experiment, and one fail: here the first does it with kedro-mlflow's own setup under
+    a file lock. On a server both would create the missing experiment and one fail with
+    ``RESOURCE_ALREADY_EXISTS`` (as MLflow's ``set_experiment``: mlflow/mlflow#4123): here
+    "already exists" counts as success.
     """
     config = KedroMlflowConfig.model_validate(mlflow_conf)
     # kedro-mlflow reads MLFLOW_TRACKING_URI when mlflow.yml leaves the URI empty.
-    database = sqlite_file(config.server.mlflow_tracking_uri or os.environ.get(TRACKING_URI_VAR))
-    if database is None:
+    uri = config.server.mlflow_tracking_uri or os.environ.get(TRACKING_URI_VAR)
+    if str(uri).startswith(("http://", "https://")):
+        experiment = config.tracking.experiment
+        try:
+            ensure_experiment(uri, experiment.name, experiment.create_experiment_kwargs.tags)
+        except MlflowException as exc:  # e.g. credentials kedro-mlflow sets only later
+            logger.debug("Could not create the experiment ahead of kedro-mlflow: %s", exc)
+    elif (database := sqlite_file(uri)) is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{database}.lock"):
+            config.setup(context)
+
+
+def ensure_experiment(uri: str, name: str, tags: dict[str, Any] | None = None) -> None:
+    """Create experiment ``name`` on the server at ``uri`` unless it exists (race-free)."""
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    if client.get_experiment_by_name(name) is not None:
         return
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{database}.lock"):
-        config.setup(context)
+    try:
+        client.create_experiment(name, tags=tags)  # the server's own artifact location
+        logger.info("Created MLflow experiment '%s' on %s.", name, uri)
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
 
 
 # ---- run tags ----------------------------------------------------------------------------
 def git_commit(project_path: Path) -> dict[str, str]:
-    """The project's git commit (and whether the working tree has changes), if it is a repo."""
+    """The project's git commit (the tag the MLflow UI shows) and whether the tree is dirty."""
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=project_path,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=project_path,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout
+        sha, status = (
+            subprocess.run(
+                ["git", *args],
+                cwd=project_path,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+            ).stdout
+            for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "--untracked-files=no"])
+        )
     except (OSError, subprocess.SubprocessError):
         logger.debug("No git commit to tag: '%s' is not a git checkout.", project_path)
         return {}
-    # mlflow.source.git.commit is the tag the MLflow UI shows as the run's version.
-    return {"mlflow.source.git.commit": sha, "git_dirty": str(bool(status.strip())).lower()}
-
-
-def describe_device() -> str:
-    """Where the current Keras backend computes, e.g. ``"cpu"`` or ``"gpu:NVIDIA H100"``."""
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            import jax
-
-            device = jax.devices()[0]
-            return "cpu" if device.platform == "cpu" else f"{device.platform}:{device.device_kind}"
-        if backend == "torch":
-            import torch
-
-            if torch.cuda.is_available():
-                return f"gpu:{torch.cuda.get_device_name(0)}"
-            return "cpu"
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            gpus = tf.config.list_physical_devices("GPU")
-            if not gpus:
-                return "cpu"
-            name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "")
-            return f"gpu:{name or len(gpus)}"
-    except Exception as exc:  # a tag must never fail a training run
-        logger.debug("Could not describe the %s device: %s", backend, exc)
-    return "unknown"
+    return {"mlflow.source.git.commit": sha.strip(), "git_dirty": str(bool(status.strip())).lower()}
 
 
 def environment_tags() -> dict[str, str]:
-    """Tags every training run gets: Keras version and backend, and the compute device."""
+    """Tags of every model run: Keras version and backend, and the first compute device."""
     import keras
 
     return {
         "keras_backend": keras.backend.backend(),
         "keras_version": keras.__version__,
-        "device": describe_device(),
+        "device": keras.distribution.list_devices()[0],  # e.g. "cpu:0", "gpu:0"
     }
 
 
@@ -183,17 +143,40 @@ def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = ".") -> 
     return flat
 
 
+# ---- metrics -------------------------------------------------------------------------------
+def is_number(value: Any) -> bool:
+    """A real number (not a bool): what MLflow takes as a metric value."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def metric_history(metrics: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
+    """``metrics`` as ``MlflowMetricsHistoryDataset`` saves them: a number is step 0, a list
+    of numbers one step per element; anything else (a confusion matrix) stays in the file."""
+    history = {}
+    for key, value in metrics.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        if values and all(is_number(v) for v in values):
+            history[key] = [{"value": float(v), "step": step} for step, v in enumerate(values)]
+    return history
+
+
 # ---- the data a model saw -------------------------------------------------------------------
 # Context of an MLflow dataset input, from the split in its catalog name ("train_set", ...).
 _SPLIT_CONTEXTS = {"train": "training", "validation": "validation", "test": "testing"}
+# How SQL stores word a unique-key clash (PostgreSQL, SQLite, MySQL).
+_DUPLICATE_KEY = ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry")
+
+
+def is_image_set(value: Any) -> bool:
+    """Whether a node input is a decoded image set (``ImageSetDataset``)."""
+    return isinstance(value, dict) and "images" in value and "labels" in value
 
 
 def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
-    """A decoded image set as an MLflow dataset (name, source, digest) and its context.
+    """A decoded image set as an MLflow dataset and its context (training, testing...).
 
-    The digest is of every pixel and label (SHA-256; about half a second per 200 MB here),
-    so two runs show the same digest only for the same data. The source is the folder of a
-    memory-mapped split (``ImageSetDataset``), else the code that made the arrays.
+    The digest is SHA-256 of every pixel and label (about 0.5 s per 200 MB), so runs share
+    a digest only for the same data. The source is a memory-mapped split's folder.
     """
     images, labels = image_set["images"], np.asarray(image_set["labels"])
     digest = hashlib.sha256()
@@ -214,18 +197,12 @@ def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
     return dataset, _SPLIT_CONTEXTS.get(split, split)
 
 
-# How SQL stores word a unique-key clash (PostgreSQL, SQLite, MySQL).
-_DUPLICATE_KEY = ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry")
-
-
 def log_image_set(dataset: Any, context: str, attempts: int = 3) -> None:
     """``mlflow.log_input``, retried when another run inserted the same dataset meanwhile.
 
-    MLflow's SQL store looks the dataset (experiment, name, digest) up, then inserts it if it
-    was missing, in one transaction but without a lock: two runs of one experiment that log
-    the same data at the same moment can both miss it, and the second insert fails with a
-    unique-key error (seen on a PostgreSQL server with two ``kedro run`` at once). The
-    transaction is rolled back whole, so a retry finds the other run's row and links it.
+    MLflow's SQL store looks a dataset up, then inserts it, without a lock: two runs logging
+    the same data at once can both miss it and the second insert fail on the unique key
+    (seen on PostgreSQL). The transaction is rolled back whole, so a retry links the row.
     """
     for attempt in range(1, attempts + 1):
         try:
@@ -238,130 +215,30 @@ def log_image_set(dataset: Any, context: str, attempts: int = 3) -> None:
             time.sleep(0.1 * attempt)
 
 
-def is_image_set(value: Any) -> bool:
-    """Whether a node input is a decoded image set (``ImageSetDataset``)."""
-    return isinstance(value, dict) and "images" in value and "labels" in value
-
-
-# ---- datasets ------------------------------------------------------------------------------
-def active_run_id(what: str) -> str | None:
-    """The run a dataset's save logs to: the active one; ``None`` (and a log line) if none.
-
-    Never opens a run: outside ``kedro run`` (a notebook's ``catalog.save``, a test running
-    a pipeline directly) there is no active run and only the local file is written. A stray
-    run left open here would be adopted by the next ``kedro run`` in the same process.
-    For pipelines listed in ``disable_tracking.pipelines`` kedro-mlflow opens no run, so
-    nothing is logged either.
-    """
-    run = mlflow.active_run()
-    if run is None:
-        logger.info("No active MLflow run: %s was saved but not logged to MLflow.", what)
-        return None
-    return run.info.run_id
-
-
-def is_number(value: Any) -> bool:
-    """A real number (not a bool): what MLflow takes as a metric value."""
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-
-
-def metrics_from(
-    data: dict[str, Any], prefix: str = "", keys: Iterable[str] | None = None
-) -> list[Metric]:
-    """MLflow metrics from a dict: numbers -> step 0, lists of numbers -> one step each.
-
-    Anything else (strings, nested dicts, matrices) is not a metric and is skipped; the
-    wrapped dataset still stores it. ``keys`` limits the metrics to those keys.
-    """
-    timestamp = int(time.time() * 1000)
-    wanted = None if keys is None else set(keys)
-    metrics = []
-    for key, value in data.items():
-        if wanted is not None and key not in wanted:
-            continue
-        if is_number(value):
-            metrics.append(Metric(f"{prefix}{key}", float(value), timestamp, 0))
-        elif isinstance(value, list | tuple) and value and all(is_number(v) for v in value):
-            metrics.extend(
-                Metric(f"{prefix}{key}", float(v), timestamp, step) for step, v in enumerate(value)
-            )
-        else:
-            logger.debug("'%s' is not a number or a list of numbers; not logged as a metric.", key)
-    return metrics
-
-
-def log_metrics(
-    run_id: str, data: dict[str, Any], prefix: str = "", keys: Iterable[str] | None = None
-) -> None:
-    """Log the numbers (and lists of numbers) in ``data`` to run ``run_id`` (``metrics_from``)."""
-    metrics = metrics_from(data, prefix, keys)
-    # MLflow accepts at most 1000 metrics per batch.
-    for start in range(0, len(metrics), 1000):
-        mlflow.MlflowClient().log_batch(run_id, metrics=metrics[start : start + 1000])
-
-
-class MlflowJSONMetricsDataset(AtomicJSONDataset):
-    """A JSON file holding a dict of numbers, whose saves are also logged as MLflow metrics.
-
-    Takes ``json.JSONDataset``'s arguments (not ``version``), plus ``prefix`` (prepended to
-    every metric name) and ``keys`` (log only these). Example::
-
-        "{model_name}.metrics":
-          type: image_classifiers.tracking.MlflowJSONMetricsDataset
-          filepath: data/08_reporting/{model_name}/metrics.json
-
-    ``{"test_accuracy": 0.9}`` logs one value (step 0); a list of numbers, a metric history
-    with one step per element. Other entries are kept in the file only. Loading reads the
-    file, not MLflow.
-    """
-
-    def __init__(self, *, prefix: str = "", keys: list[str] | None = None, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._prefix = prefix
-        self._keys = keys
-
-    def save(self, data: dict[str, Any]) -> None:
-        if not isinstance(data, dict):
-            raise DatasetError(
-                f"{type(self).__name__} saves a dict of metric names to numbers or lists of "
-                f"numbers, got {type(data).__name__}."
-            )
-        super().save(data)
-        run_id = active_run_id(f"'{self._filepath}'")
-        if run_id is None:
-            return
-        log_metrics(run_id, data, self._prefix, self._keys)
-
-    def _describe(self) -> dict[str, Any]:
-        return {**super()._describe(), "prefix": self._prefix, "keys": self._keys}
+# ---- until compare_architectures is one namespace per model (the pipelines helper's work):
+# its node logs each model's metrics itself and its catalog still names these two classes.
+# Delete with their last use (the catalog's MlflowArtifactDataset replaces them).
+def log_metrics(run_id: str, data: dict[str, Any], keys: list[str] | None = None) -> None:
+    """Log the numbers (and lists of numbers) in ``data`` to run ``run_id``."""
+    client = mlflow.MlflowClient()
+    for key, steps in metric_history(data).items():
+        if keys is None or key in keys:
+            for step in steps:
+                client.log_metric(run_id, key, step["value"], step=step["step"])
 
 
 class _ArtifactLogging:
-    """Mixin for a file dataset: after the file is saved, log it as an artifact of the run.
-
-    What kedro-mlflow's ``MlflowArtifactDataset`` does, except that it never opens a run
-    (see ``active_run_id``).
-    """
+    """After the file is saved, log it as an artifact of the active run (if any)."""
 
     def save(self, data: Any) -> None:
         super().save(data)  # type: ignore[misc]
-        if self._protocol != "file":  # type: ignore[attr-defined]
-            logger.info("%s is not a local file: not logged to MLflow.", self._filepath)
-            return
-        path = Path(self._get_save_path())  # type: ignore[attr-defined]
-        run_id = active_run_id(f"'{path}'")
-        if run_id is None:
-            return
-        client = mlflow.MlflowClient()
-        if path.is_dir():  # a list or dict of figures is saved as a folder of images
-            client.log_artifacts(run_id, str(path), artifact_path=path.name)
-        else:
-            client.log_artifact(run_id, str(path))
+        if mlflow.active_run() is not None:
+            mlflow.log_artifact(str(self._filepath))  # type: ignore[attr-defined]
 
 
 class MlflowFigureDataset(_ArtifactLogging, AtomicMatplotlibDataset):
-    """``matplotlib.MatplotlibDataset`` whose saved images are also logged as run artifacts."""
+    """``matplotlib.MatplotlibDataset`` whose saved image is also a run artifact."""
 
 
 class MlflowCSVDataset(_ArtifactLogging, AtomicCSVDataset):
-    """``pandas.CSVDataset`` whose saved file is also logged as a run artifact."""
+    """``pandas.CSVDataset`` whose saved file is also a run artifact."""

@@ -1,13 +1,10 @@
 """File datasets whose saves are atomic: a reader sees the old file or the new one, never a part.
 
-kedro-datasets' ``pandas.CSVDataset``, ``json.JSONDataset`` and ``matplotlib.MatplotlibDataset``
-write straight into the target file, so a run that reads it while another rewrites it (two
-``kedro run`` at once, a dashboard polling ``predictions.csv``) can read half a file, and a
-crash mid-write leaves one. ``AtomicSaveMixin`` makes the dataset write a hidden sibling
-(``.<name>.<random>.tmp<suffix>``, same folder, so the same file system) and rename it over
-the target (``os.replace``: atomic on POSIX). Local files only; other protocols save as the
-parent does. Kedro's versioning would not help: a reader of the latest version can still see
-it while it is being written.
+kedro-datasets' file datasets write straight into the target, so a reader during a rewrite
+(two ``kedro run`` at once, a dashboard polling ``predictions.csv``) or a crash mid-write can
+leave half a file. ``_AtomicFile`` has the dataset write a hidden sibling, then renames it
+over the target (``os.replace``: atomic on POSIX); local files only. Kedro's versioning
+would not help: a reader of the latest version can still see it while it is written.
 """
 
 from __future__ import annotations
@@ -21,37 +18,47 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kedro.io.core import get_filepath_str
+from kedro.io import AbstractDataset
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
 
 
-class AtomicSaveMixin:
-    """Put before a kedro-datasets file dataset in the bases: its saves become atomic."""
+class _AtomicFile(AbstractDataset[Any, Any]):
+    """A kedro-datasets file dataset (``wrapped``, same arguments) whose saves are atomic:
+    it writes a temporary sibling, then renames it over ``filepath``."""
 
-    _atomic_save_path: PurePosixPath | None = None
+    wrapped: type[AbstractDataset]
 
-    def _get_save_path(self) -> PurePosixPath:
-        # The parent's save() asks for the path to write: during a save, the temporary one.
-        if self._atomic_save_path is not None:
-            return self._atomic_save_path
-        return super()._get_save_path()  # type: ignore[misc]
+    def __init__(self, *, filepath: str, metadata: dict | None = None, **kwargs: Any):
+        self._filepath = PurePosixPath(filepath)  # also where MlflowArtifactDataset looks
+        self._kwargs = kwargs
+        self.metadata = metadata
+
+    def _at(self, path: Any) -> AbstractDataset:
+        return self.wrapped(filepath=str(path), **self._kwargs)
+
+    def load(self) -> Any:
+        return self._at(self._filepath).load()
 
     def save(self, data: Any) -> None:
-        if self._protocol != "file":  # type: ignore[attr-defined]
-            super().save(data)  # type: ignore[misc]
+        if "://" in str(self._filepath):  # not a local file: no rename to make it atomic
+            self._at(self._filepath).save(data)
             return
-        target = Path(get_filepath_str(super()._get_save_path(), "file"))  # type: ignore[misc]
+        target = Path(self._filepath)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
-        self._atomic_save_path = PurePosixPath(tmp.as_posix())
         try:
-            super().save(data)  # type: ignore[misc]
+            self._at(tmp).save(data)
             _replace(tmp, target)
         finally:
-            self._atomic_save_path = None
             _remove(tmp)
+
+    def _exists(self) -> bool:
+        return self._at(self._filepath).exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), **self._kwargs}
 
 
 @contextmanager
@@ -69,10 +76,7 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
         yield tmp
         if target.exists() and not target.is_dir():
             target.unlink()
-        if target.exists():
-            _replace(tmp, target)
-        else:
-            os.replace(tmp, target)
+        _replace(tmp, target)
     finally:
         _remove(tmp)
 
@@ -96,13 +100,19 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-class AtomicCSVDataset(AtomicSaveMixin, CSVDataset):
+class AtomicCSVDataset(_AtomicFile):
     """``pandas.CSVDataset`` with atomic saves (same arguments)."""
 
+    wrapped = CSVDataset
 
-class AtomicJSONDataset(AtomicSaveMixin, JSONDataset):
+
+class AtomicJSONDataset(_AtomicFile):
     """``json.JSONDataset`` with atomic saves (same arguments)."""
 
+    wrapped = JSONDataset
 
-class AtomicMatplotlibDataset(AtomicSaveMixin, MatplotlibDataset):
+
+class AtomicMatplotlibDataset(_AtomicFile):
     """``matplotlib.MatplotlibDataset`` with atomic saves (same arguments)."""
+
+    wrapped = MatplotlibDataset

@@ -6,11 +6,9 @@ Layout of ``filepath`` (a folder)::
     labels.npy   int32, shape (N,)
     meta.json    {"classes": [...], "files": [...]}
 
-Memory-mapping means training reads the pixels without decoding a JPEG per epoch and
-without holding any split in RAM: a split may be larger than the machine's memory.
-Writing never needs a whole split in RAM either: ``ImagesFileWriter`` appends images to a
-``.npy`` file chunk by chunk, and an image set whose pixels were written that way into a
-``staged_images_file`` is published by moving that file, not by copying it.
+Memory-mapped, a split may be larger than RAM and no JPEG is decoded per epoch. Writing
+never holds a whole split either: ``ImagesFileWriter`` appends chunk by chunk, and pixels
+written into a ``staged_images_file`` are published by moving that file, not copying it.
 """
 
 from __future__ import annotations
@@ -20,13 +18,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
 from image_classifiers.images import read_rows
+
+from .atomic import atomic_folder
 
 ImageSet = dict[str, Any]
 _REQUIRED_KEYS = ("images", "labels", "classes", "files")
@@ -39,9 +38,9 @@ _STAGED: set[str] = set()
 class ImagesFileWriter:
     """Appends uint8 images ``(n, H, W, C)`` to a ``.npy`` file without holding them all.
 
-    The header is written first for zero images and rewritten with the final count on
-    close; NumPy pads the header so its length does not depend on that count. Plain file
-    writes (no writable memory map) keep the written pixels out of this process's memory.
+    The header, written for zero images, is rewritten with the count on close (NumPy pads
+    it to a fixed length). Plain writes, not a writable memory map, keep the pixels out of
+    this process's memory.
     """
 
     def __init__(self, path: str | Path, image_shape: tuple[int, ...]):
@@ -80,22 +79,15 @@ class ImagesFileWriter:
     def __enter__(self) -> ImagesFileWriter:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
 def staged_images_file(directory: str | Path) -> Path:
     """A new, empty ``.npy`` file in ``directory`` to write a split's pixels into.
 
-    Load it with ``np.load(path, mmap_mode="r")`` after writing and save the image set with
-    those images: ``ImageSetDataset.save`` then moves the file into place (a rename when
-    ``directory`` is on the dataset's file system) instead of copying the pixels. Delete it
-    yourself if the set is never saved.
+    An image set saved with this file memory-mapped (``np.load(path, mmap_mode="r")``) is
+    published by moving the file, not copying it. Delete it if the set is never saved.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -130,13 +122,7 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
     """Saves and loads an image set dict ``{"images", "labels", "classes", "files"}``."""
 
     def __init__(self, filepath: str, mmap: bool = True, metadata: dict | None = None):
-        """Create the dataset.
-
-        Args:
-            filepath: Folder that holds ``images.npy``, ``labels.npy`` and ``meta.json``.
-            mmap: Load ``images.npy`` memory-mapped (read-only) instead of into RAM.
-            metadata: Free-form metadata (used by kedro-viz), ignored by the dataset.
-        """
+        """Create the dataset (``mmap``: load ``images.npy`` memory-mapped, read-only)."""
         self._path = Path(filepath)
         self._mmap = mmap
         self.metadata = metadata
@@ -156,21 +142,17 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
         missing = [key for key in _REQUIRED_KEYS if key not in data]
         if missing:
             raise DatasetError(f"Image set is missing keys {missing}; expected {_REQUIRED_KEYS}.")
-        images = data["images"]
-        if not isinstance(images, np.ndarray):
-            images = np.asarray(images)
+        images = (
+            data["images"] if isinstance(data["images"], np.ndarray) else np.asarray(data["images"])
+        )
         labels = np.asarray(data["labels"], dtype=np.int32)
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise DatasetError(
                 f"Expected uint8 images (N, H, W, C) and N labels, got {images.dtype} "
                 f"{images.shape} and {labels.shape}."
             )
-        # Write into a sibling temp folder and swap it in, so a crash never leaves a
-        # half-written set that a later run would load as if it were complete.
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self._path.name}-", dir=self._path.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published folder should not be
-        try:
+        # A crash never leaves a half-written set that a later run would load as complete.
+        with atomic_folder(self._path) as tmp:
             staged = _staged_file(images)
             if staged is not None:
                 shutil.move(staged, tmp / "images.npy")  # a rename on the same file system
@@ -180,11 +162,6 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
             np.save(tmp / "labels.npy", labels)
             meta = {"classes": list(data["classes"]), "files": [str(f) for f in data["files"]]}
             (tmp / "meta.json").write_text(json.dumps(meta))
-            if self._path.exists():
-                shutil.rmtree(self._path)
-            os.replace(tmp, self._path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _exists(self) -> bool:
         return (self._path / "meta.json").is_file()

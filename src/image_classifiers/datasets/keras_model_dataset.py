@@ -14,13 +14,7 @@ class KerasModelDataset(AbstractDataset[Any, Any]):
     """Saves and loads a ``keras.Model`` as a single ``.keras`` file."""
 
     def __init__(self, filepath: str, compile: bool = True, metadata: dict | None = None):
-        """Create the dataset.
-
-        Args:
-            filepath: Path of the ``.keras`` file.
-            compile: Restore the optimizer and loss when loading.
-            metadata: Free-form metadata (used by kedro-viz), ignored by the dataset.
-        """
+        """Create the dataset (``compile``: restore the optimizer and loss when loading)."""
         self._path = Path(filepath)
         self._compile = compile
         self.metadata = metadata

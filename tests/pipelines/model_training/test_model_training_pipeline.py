@@ -11,6 +11,7 @@ import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from project_copies import without_mlflow
 
 from image_classifiers.datasets import ImageSetDataset, KerasModelDataset
 from image_classifiers.params import (
@@ -114,7 +115,7 @@ def test_pipeline_runs_with_the_project_catalog(tmp_path, monkeypatch):
     for name, group in groups.items():
         catalog[f"params:{name}"] = group.model_validate(parameters[name])
 
-    SequentialRunner().run(create_pipeline("tiny"), catalog)
+    SequentialRunner().run(without_mlflow(create_pipeline("tiny"), catalog), catalog)
 
     reports = tmp_path / "data/08_reporting/tiny"
     pngs = ("training_curves", "confusion_matrix", "misclassified", "feature_maps", "grad_cam")
@@ -159,7 +160,7 @@ def test_improved_recipe_loads_and_trains(tmp_path, monkeypatch):
     )
     catalog["params:inspection"] = InspectionParams(grad_cam_grid=2, feature_map_layers=1)
 
-    SequentialRunner().run(create_pipeline("tiny"), catalog)
+    SequentialRunner().run(without_mlflow(create_pipeline("tiny"), catalog), catalog)
 
     reports = tmp_path / "data/08_reporting/tiny"
     history = json.loads((reports / "training_history.json").read_text())
