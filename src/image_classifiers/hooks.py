@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import mlflow
@@ -71,7 +69,6 @@ class ModelRunsHook:
         self._pending: Counter[str] = Counter()  # model -> its nodes not run yet
         self._logged: set[tuple[str, str]] = set()  # (model, input) already logged
         self._image_sets: dict[str, tuple[Any, str]] = {}  # the digest reads every pixel
-        _serving.set(self if tags is not None else None)
 
     def model_namespace(self, node: Node) -> str | None:
         """The model a node belongs to: its top-level namespace, unless excluded."""
@@ -199,25 +196,3 @@ def _load_if_written(catalog: Any, name: str) -> Any:
     except Exception as exc:  # tracking extras must never fail a training run
         logger.debug("Could not load '%s' for tracking: %s", name, exc)
         return None
-
-
-# ---- until compare_architectures is one namespace per model (the pipelines helper's work):
-# its train_architectures node opens each model's run itself. Delete with its last import.
-_serving: ContextVar[ModelRunsHook | None] = ContextVar("model_runs", default=None)
-
-
-@contextmanager
-def model_run(model: str, inputs: Mapping[str, Any]) -> Iterator[str | None]:
-    """Run the body in ``model``'s own run, as a model namespace's nodes run (``None``
-    and nothing logged outside a tracked ``kedro run``)."""
-    hook = _serving.get()
-    if hook is None or hook._tags is None:
-        yield None
-        return
-    run_id = hook._enter(model, inputs)
-    try:
-        yield run_id
-    except BaseException:
-        hook._end_model_run(RunStatus.FAILED)
-        raise
-    hook._end_model_run(RunStatus.FINISHED)

@@ -11,13 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import mlflow
 import numpy as np
-from kedro.io import DatasetError
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from image_classifiers.serving import is_serving_model
 from image_classifiers.tracking import metric_history
 
 logger = logging.getLogger(__name__)
@@ -88,26 +85,4 @@ def keras_signature(model: Any) -> ModelSignature:
     return ModelSignature(
         inputs=Schema([spec(inputs, getattr(inputs, "name", None) or "image")]),
         outputs=Schema([spec(outputs, None)]),
-    )
-
-
-# ---- until compare_architectures is one namespace per model (the pipelines helper's work):
-# its train_architectures node logs each model itself. Delete with its last import.
-def log_keras_model(model: Any, registered_model_name: str | None = None) -> None:
-    """Log ``model`` to the active run as the catalog's entries do (registered unless
-    ``registered_model_name`` is empty; never under a serving model's name)."""
-    if registered_model_name and is_serving_model(registered_model_name):
-        raise DatasetError(
-            f"'{registered_model_name}' is the name of a serving model (its versions take "
-            "encoded images); register a Keras-flavor model as '<model>_keras'."
-        )
-    logged, history, summary = mlflow_records(model, {})
-    mlflow.log_text(summary, "model_summary.txt")
-    mlflow.log_metric("param_count", history["param_count"][0]["value"])
-    mlflow.keras.log_model(
-        logged,
-        name="model",
-        signature=keras_signature(model),
-        pip_requirements=["keras>=3.15,<4", "tensorflow>=2.21,<2.22"],  # as the catalog's
-        registered_model_name=registered_model_name,
     )

@@ -27,8 +27,6 @@ from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
-from image_classifiers.datasets.atomic import AtomicCSVDataset, AtomicMatplotlibDataset
-
 logger = logging.getLogger(__name__)
 
 ARTIFACTS_DIR = "mlartifacts"
@@ -213,32 +211,3 @@ def log_image_set(dataset: Any, context: str, attempts: int = 3) -> None:
                 raise
             logger.info("Dataset %s was logged by another run meanwhile; linking it.", dataset.name)
             time.sleep(0.1 * attempt)
-
-
-# ---- until compare_architectures is one namespace per model (the pipelines helper's work):
-# its node logs each model's metrics itself and its catalog still names these two classes.
-# Delete with their last use (the catalog's MlflowArtifactDataset replaces them).
-def log_metrics(run_id: str, data: dict[str, Any], keys: list[str] | None = None) -> None:
-    """Log the numbers (and lists of numbers) in ``data`` to run ``run_id``."""
-    client = mlflow.MlflowClient()
-    for key, steps in metric_history(data).items():
-        if keys is None or key in keys:
-            for step in steps:
-                client.log_metric(run_id, key, step["value"], step=step["step"])
-
-
-class _ArtifactLogging:
-    """After the file is saved, log it as an artifact of the active run (if any)."""
-
-    def save(self, data: Any) -> None:
-        super().save(data)  # type: ignore[misc]
-        if mlflow.active_run() is not None:
-            mlflow.log_artifact(str(self._filepath))  # type: ignore[attr-defined]
-
-
-class MlflowFigureDataset(_ArtifactLogging, AtomicMatplotlibDataset):
-    """``matplotlib.MatplotlibDataset`` whose saved image is also a run artifact."""
-
-
-class MlflowCSVDataset(_ArtifactLogging, AtomicCSVDataset):
-    """``pandas.CSVDataset`` whose saved file is also a run artifact."""

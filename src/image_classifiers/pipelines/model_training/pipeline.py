@@ -2,6 +2,8 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from image_classifiers.model_logging import mlflow_records
+
 from .inspection import inspect_model
 from .nodes import build_model, evaluate_model, plot_training_curves, train_model
 
@@ -19,6 +21,13 @@ def evaluation_pipeline() -> Pipeline:
     return Pipeline(
         [
             Node(evaluate_model, [*model, "params:evaluation"], reports, name="evaluate_model"),
+            # The model's MLflow run: the model (Keras flavor, registered), metrics, summary.
+            Node(
+                mlflow_records,
+                ["model", "metrics"],
+                ["mlflow_model", "mlflow_metrics", "model_summary"],
+                name="log_to_mlflow",
+            ),
             Node(
                 inspect_model,
                 [*model, "params:inspection", "params:evaluation"],

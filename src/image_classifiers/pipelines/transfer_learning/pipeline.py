@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from kedro.pipeline import Node, Pipeline
 
 from image_classifiers.pipelines.model_training.pipeline import evaluation_pipeline
+from image_classifiers.tracking import metric_history
 
 from . import nodes
 
@@ -39,6 +40,12 @@ def create_pipeline(namespace: str = NAMESPACE, run_after: Sequence[str] = (), *
             name="train_feature_extractor",
         ),
         phase_1_evaluation,
+        Node(
+            metric_history,
+            "feature_extraction_metrics",
+            "feature_extraction_mlflow_metrics",
+            name="log_feature_extraction_metrics",
+        ),
         Node(
             nodes.fine_tune_model,
             ["feature_extraction_model", *splits, *phase, "feature_extraction_history"],
