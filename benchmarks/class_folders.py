@@ -38,8 +38,8 @@ from typing import Any
 from _results import write_results
 from repack_class_folders import repack
 
-from image_classifiers.images import available_cpus
-from image_classifiers.params import (
+from image_classifiers.core.images import available_cpus
+from image_classifiers.core.params import (
     DecodeParams,
     DownloadParams,
     ExtractParams,

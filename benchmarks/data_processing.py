@@ -26,13 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from image_classifiers.core.data.download import download_archive
+from image_classifiers.core.data.extract import extract_images
+from image_classifiers.core.data.split import split_kaggle_names
+from image_classifiers.core.images import available_cpus
+from image_classifiers.core.params import DecodeParams, DownloadParams, ExtractParams, SplitParams
 from image_classifiers.datasets import ImageSetDataset
-from image_classifiers.images import available_cpus
-from image_classifiers.params import DecodeParams, DownloadParams, ExtractParams, SplitParams
-from image_classifiers.pipelines.data_processing.download import download_archive
-from image_classifiers.pipelines.data_processing.extract import extract_images
 from image_classifiers.pipelines.data_processing.nodes import decode_split
-from image_classifiers.pipelines.data_processing.split import split_kaggle_names
 
 CLASSES = ["cat", "dog"]
 RANGES = {"train": [0, 1000], "validation": [1000, 1500], "test": [1500, 2500]}

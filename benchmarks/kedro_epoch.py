@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         import keras
 
-        from image_classifiers.images import available_cpus
+        from image_classifiers.core.images import available_cpus
 
         result = {
             "benchmark": "kedro run epoch vs plain Keras port, mini-Xception, CPU",

@@ -132,11 +132,11 @@ def child(files: list[str], workdir: Path, args: argparse.Namespace) -> dict[str
     import keras
     import pandas as pd
 
+    from image_classifiers.core.models import build_classifier
+    from image_classifiers.core.params import DecodeParams
+    from image_classifiers.core.training import ImageBatches, compile_model
     from image_classifiers.datasets import ImageSetDataset
-    from image_classifiers.models import build_classifier
-    from image_classifiers.params import DecodeParams
     from image_classifiers.pipelines.data_processing.nodes import decode_split
-    from image_classifiers.training import ImageBatches, compile_model
 
     result: dict[str, Any] = {"images": len(files), "rss_mb_after_imports": _peak_rss_mb()}
     with _MemorySampler() as sampler:

@@ -2,7 +2,7 @@
 
 Reproduces the book's run (2,000 train / 1,000 validation / 2,000 test images at 180x180,
 batch 32, RMSprop 1e-3, flip + rotation 0.1 + zoom 0.2, 100 epochs) with the project's own
-code: ``image_classifiers.images.decode_images`` to decode, ``models.build_classifier`` to
+code: ``image_classifiers.core.images.decode_images`` to decode, ``models.build_classifier`` to
 build and ``training.fit_model`` to train, so what it times is what ``kedro run`` runs. It
 needs neither Kedro nor TensorFlow (the GPU machine has JAX only).
 
@@ -107,7 +107,7 @@ def recipe_parameters(recipe: str) -> dict[str, dict]:
 
 def load_splits(args: argparse.Namespace) -> dict[str, dict]:
     """Decode the three splits from the (nested) archive with the data pipeline's decoder."""
-    from image_classifiers.images import decode_images
+    from image_classifiers.core.images import decode_images
 
     with zipfile.ZipFile(args.archive) as outer:
         inner = (
@@ -165,8 +165,8 @@ def device_description() -> str:
 def run(args: argparse.Namespace) -> dict:
     import keras
 
-    from image_classifiers.models import build_classifier
-    from image_classifiers.training import (
+    from image_classifiers.core.models import build_classifier
+    from image_classifiers.core.training import (
         ImageBatches,
         cross_entropy,
         fit_model,

@@ -20,7 +20,7 @@ import json, os, sys
 import numpy as np
 import keras
 from keras.src.trainers.trainer import model_supports_jit
-from image_classifiers.models import AuxiliaryHeadsModel, build_classifier
+from image_classifiers.core.models import AuxiliaryHeadsModel, build_classifier
 
 backend = keras.backend.backend()
 rng = np.random.default_rng(0)

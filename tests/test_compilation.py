@@ -35,9 +35,9 @@ class CompileLog(logging.Handler):
 logging.getLogger("jax").addHandler(CompileLog())
 
 import keras
-from image_classifiers import training
-from image_classifiers.models import build_classifier
-from image_classifiers.params import TrainingParams
+from image_classifiers.core import training
+from image_classifiers.core.models import build_classifier
+from image_classifiers.core.params import TrainingParams
 
 after_epoch = []
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from image_classifiers.models import build_classifier
+from image_classifiers.core.models import build_classifier
 
 CONF = Path(__file__).parents[1] / "conf" / "base" / "parameters_model_training.yml"
 MODELS = yaml.safe_load(CONF.read_text())["models"]

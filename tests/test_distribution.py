@@ -15,8 +15,8 @@ import keras
 import pytest
 from backend_env import backend_env
 
-from image_classifiers.params import TrainingParams
-from image_classifiers.training import data_parallel
+from image_classifiers.core.params import TrainingParams
+from image_classifiers.core.training import data_parallel
 
 # Loss per epoch of the 2-device run vs the 1-device run: the same global batches and
 # weights, only the order of the float32 sums over the batch differs.
@@ -29,8 +29,8 @@ import keras
 import numpy as np
 from keras.src.backend.jax import distribution_lib as jax_distribution_lib
 
-from image_classifiers.params import TrainingParams
-from image_classifiers.training import fit_model, model_build_scope, predict_probabilities
+from image_classifiers.core.params import TrainingParams
+from image_classifiers.core.training import fit_model, model_build_scope, predict_probabilities
 
 # Record the sharding of every batch Keras hands to the devices (the x of each step).
 shardings = []
@@ -137,8 +137,8 @@ def test_data_parallel_on_a_backend_keras_cannot_distribute_says_so():
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_a_batch_the_devices_cannot_split_is_refused():
     code = (
-        "from image_classifiers.params import TrainingParams\n"
-        "from image_classifiers.training import data_parallel\n"
+        "from image_classifiers.core.params import TrainingParams\n"
+        "from image_classifiers.core.training import data_parallel\n"
         "try:\n"
         "    data_parallel(TrainingParams(distribution='auto', batch_size=7))\n"
         "except ValueError as error:\n"

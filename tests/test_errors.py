@@ -12,10 +12,10 @@ import pytest
 from kedro.io import AbstractDataset, DataCatalog, DatasetError
 from project_copies import copy_project, run_pipeline
 
+from image_classifiers.core.data.download import ArchiveDownloadError
+from image_classifiers.core.params import TrainingParams
 from image_classifiers.datasets import ImageSetDataset
 from image_classifiers.errors import TRACEBACK_VARIABLE, concise_excepthook, is_user_error
-from image_classifiers.params import TrainingParams
-from image_classifiers.pipelines.data_processing.download import ArchiveDownloadError
 
 
 def raised(call, *args, **kwargs) -> BaseException:

@@ -16,14 +16,14 @@ import textwrap
 import pytest
 from backend_env import backend_env
 
-from image_classifiers import host_memory
+from image_classifiers.core import host_memory
 
 SCRIPT = textwrap.dedent(
     """
     import ctypes, json, resource, sys
     import keras, numpy as np
-    from image_classifiers.params import TrainingParams
-    from image_classifiers.training import ImageBatches, fit_model, predict_probabilities
+    from image_classifiers.core.params import TrainingParams
+    from image_classifiers.core.training import ImageBatches, fit_model, predict_probabilities
 
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p

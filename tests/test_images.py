@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from image_classifiers.images import UnreadableImageError, decode_image, decode_images
+from image_classifiers.core.images import UnreadableImageError, decode_image, decode_images
 
 
 def _encode(pixels: np.ndarray, fmt: str = "JPEG", mode: str | None = None) -> bytes:

@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from backend_env import backend_env
 
-from image_classifiers.inspection import (
+from image_classifiers.core.inspection import (
     convolution_layers,
     feature_maps,
     grad_cam,
     last_feature_map_layer,
     tapped_model,
 )
-from image_classifiers.models import build_classifier
-from image_classifiers.models.transfer import build_transfer_model
+from image_classifiers.core.models import build_classifier
+from image_classifiers.core.models.transfer import build_transfer_model
 
 SIZE = 24
 SQUARE = 6
@@ -161,7 +161,7 @@ import json, sys
 import keras, numpy as np
 sys.path.insert(0, sys.argv[2])
 from test_inspection import planted_images
-from image_classifiers.inspection import feature_maps, grad_cam
+from image_classifiers.core.inspection import feature_maps, grad_cam
 model = keras.saving.load_model(sys.argv[1])
 images, labels, _ = planted_images(6, seed=3)
 print(json.dumps({

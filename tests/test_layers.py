@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from keras.src.trainers.trainer import model_supports_jit
 
-from image_classifiers.layers import RandomAugment, affine_warp
+from image_classifiers.core.layers import RandomAugment, affine_warp
 
 ALL_ON = {
     "horizontal_flip": True,

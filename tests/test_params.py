@@ -1,4 +1,4 @@
-"""Typed parameters (image_classifiers.params): validation, defaults, command-line values."""
+"""Typed parameters (image_classifiers.core.params): validation, defaults, command-line values."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from project_copies import PROJECT, copy_project
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from image_classifiers import params as p
+from image_classifiers.core import params as p
 
 # Every typed group and the parameter file that documents its defaults.
 GROUPS = {

@@ -28,9 +28,9 @@ from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from image_classifiers import serving
-from image_classifiers.images import decode_image
-from image_classifiers.models import build_classifier
-from image_classifiers.training import predict_probabilities
+from image_classifiers.core.images import decode_image
+from image_classifiers.core.models import build_classifier
+from image_classifiers.core.training import predict_probabilities
 
 CLASSES = ["cat", "dog"]
 MODEL_NAME = "tiny_classifier"
@@ -166,8 +166,9 @@ def test_the_served_code_imports_no_kedro():
     that pulls in Kedro breaks serving from a fresh environment (the slow test below)."""
     code = (
         "import sys\n"
-        "import image_classifiers.serving, image_classifiers.training, image_classifiers.images\n"
-        "import image_classifiers.models, image_classifiers.models.transfer\n"
+        "import image_classifiers.serving, image_classifiers.core.training\n"
+        "import image_classifiers.core.images\n"
+        "import image_classifiers.core.models, image_classifiers.core.models.transfer\n"
         "found = sorted({m.split('.')[0] for m in sys.modules} & FORBIDDEN)\n"
         "assert not found, found\n"
     ).replace("FORBIDDEN", repr({"kedro", "kedro_datasets", "kedro_mlflow", "tensorflow"}))

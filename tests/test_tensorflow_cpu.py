@@ -15,14 +15,14 @@ import keras
 import numpy as np
 import pytest
 
-from image_classifiers.models import ARCHITECTURES, build_backbone
+from image_classifiers.core.models import ARCHITECTURES, build_backbone
 
 SCRIPT = textwrap.dedent(
     """
     import os
     import numpy as np
     import image_classifiers
-    from image_classifiers.models import build_classifier
+    from image_classifiers.core.models import build_classifier
 
     # The package leaves TensorFlow's default, oneDNN on, so this trains with its kernels.
     assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ

@@ -36,6 +36,7 @@ from mlflow.exceptions import MlflowException
 from project_copies import copy_project
 
 from image_classifiers import settings
+from image_classifiers.core.models import build_classifier
 from image_classifiers.hooks import ModelRunsHook
 from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.model_logging import (
@@ -43,7 +44,6 @@ from image_classifiers.model_logging import (
     log_keras_model,
     mlflow_records,
 )
-from image_classifiers.models import build_classifier
 from image_classifiers.serving import SERVING_TAG, SERVING_TAG_VALUE
 from image_classifiers.tracking import (
     MlflowCSVDataset,
@@ -492,7 +492,7 @@ def test_a_logged_from_scratch_model_loads_without_the_projects_layers(
     )
     with mlflow.start_run() as run:
         _keras_flavor().save(mlflow_records(model, {})[0])
-    # As in a process that never imported image_classifiers.layers: Keras knows no
+    # As in a process that never imported image_classifiers.core.layers: Keras knows no
     # custom class (before, this load failed with "Could not locate class 'RandomAugment'").
     for name in [k for k in keras.saving.get_custom_objects() if k.startswith("image_classifiers")]:
         monkeypatch.delitem(keras.saving.get_custom_objects(), name)

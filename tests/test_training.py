@@ -1,4 +1,4 @@
-"""Tests for image_classifiers.training: compile options, fitting, batches, errors."""
+"""Tests for image_classifiers.core.training: compile options, fitting, batches, errors."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from image_classifiers.params import TrainingParams
-from image_classifiers.training import (
+from image_classifiers.core.params import TrainingParams
+from image_classifiers.core.training import (
     ImageBatches,
     compile_model,
     cross_entropy,

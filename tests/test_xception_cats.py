@@ -17,7 +17,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from project_copies import copy_project
 
-from image_classifiers.models.transfer import WeightsError
+from image_classifiers.core.models.transfer import WeightsError
 from image_classifiers.pipeline_registry import register_pipelines
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -55,7 +55,7 @@ def is_user_error(error: BaseException) -> bool:
     data pipeline first"). Kedro's catalog re-raises a dataset's error as a new
     ``DatasetError`` (``"train_set: <message>"``) from the original: such a wrapper counts
     when what it wraps does. A parameter that failed validation is one too: Kedro's
-    ``ParameterValidationError`` (typed parameters, ``image_classifiers.params``) or a
+    ``ParameterValidationError`` (typed parameters, ``image_classifiers.core.params``) or a
     pydantic ``ValidationError``; and so is a configuration value that names a key that
     does not exist (``image_folders.model=nope`` -> ``${models.${image_folders.model}}``:
     OmegaConf's message names the missing key and the one that points at it).

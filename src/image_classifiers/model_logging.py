@@ -26,12 +26,12 @@ def inference_model(model: Any) -> Any:
     ``RandomAugment`` is the identity at inference; without it a from-scratch model holds
     only Keras' own layers and loads with plain ``mlflow.keras.load_model`` anywhere. Other
     custom parts (transfer learning, GoogLeNet's heads) stay: load those with
-    ``image_classifiers.models.load_model_file``. The layers are shared, not copied.
+    ``image_classifiers.core.models.load_model_file``. The layers are shared, not copied.
     """
     import keras
 
-    from image_classifiers.layers import RandomAugment
-    from image_classifiers.models import AuxiliaryHeadsModel
+    from image_classifiers.core.layers import RandomAugment
+    from image_classifiers.core.models import AuxiliaryHeadsModel
 
     if isinstance(model, AuxiliaryHeadsModel) or not any(
         isinstance(layer, RandomAugment) for layer in model.layers

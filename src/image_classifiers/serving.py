@@ -59,7 +59,7 @@ def probability_frame(
     Raises:
         ValueError: If the number of columns and of classes differ.
     """
-    from image_classifiers.training import predicted_labels
+    from image_classifiers.core.training import predicted_labels
 
     if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
         raise ValueError(
@@ -98,7 +98,7 @@ def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
     Raises:
         ValueError: If the cell is empty, not base64, or not an image (the reason says which).
     """
-    from image_classifiers.images import decode_image
+    from image_classifiers.core.images import decode_image
 
     if isinstance(value, str):
         text = value.strip()
@@ -125,7 +125,7 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         config = dict(context.model_config or {})
         _choose_keras_backend(config.get("keras_backend"))
-        from image_classifiers.models import load_model_file
+        from image_classifiers.core.models import load_model_file
 
         self.model = load_model_file(context.artifacts[KERAS_ARTIFACT], compile=False)
         self.classes = [str(c) for c in config["classes"]]
@@ -142,7 +142,7 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
             MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400) for rows that are not
                 base64-encoded images.
         """
-        from image_classifiers.training import predict_probabilities
+        from image_classifiers.core.training import predict_probabilities
 
         images = self._decode(model_input)
         probabilities = predict_probabilities(self.model, images, self.batch_size)
@@ -289,7 +289,7 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
         ModelNotFoundError: If the registry has no such model, version or alias.
         ValueError: If the logged model holds no ``.keras`` file.
     """
-    from image_classifiers.models import load_model_file
+    from image_classifiers.core.models import load_model_file
 
     text = str(source)
     if ":/" not in text:  # a local file, not a URI

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from image_classifiers.layers import RandomAugment
-from image_classifiers.models import (
+from image_classifiers.core.layers import RandomAugment
+from image_classifiers.core.models import (
     ARCHITECTURES,
     AuxiliaryHeadsModel,
     build_backbone,

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from image_classifiers.models import AuxiliaryHeadsModel, build_classifier
+from image_classifiers.core.models import AuxiliaryHeadsModel, build_classifier
 
 
 def two_head_network() -> keras.Model:

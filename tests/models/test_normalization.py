@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from image_classifiers.models import build_classifier, channel_moments
-from image_classifiers.params import ModelOptions, TrainingParams
+from image_classifiers.core.models import build_classifier, channel_moments
+from image_classifiers.core.params import ModelOptions, TrainingParams
 from image_classifiers.pipelines.model_training.nodes import build_model
 
 

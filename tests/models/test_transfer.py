@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from image_classifiers.datasets import KerasModelDataset
-from image_classifiers.models import transfer
-from image_classifiers.models.transfer import (
+from image_classifiers.core.models import transfer
+from image_classifiers.core.models.transfer import (
     BASES,
     ApplicationPreprocessing,
     InferenceMode,
@@ -24,7 +23,8 @@ from image_classifiers.models.transfer import (
     pretrained_base,
     unfreeze_top_layers,
 )
-from image_classifiers.params import TransferParams
+from image_classifiers.core.params import TransferParams
+from image_classifiers.datasets import KerasModelDataset
 
 SHAPE = (32, 32, 3)
 APPLICATION_MODULES = {

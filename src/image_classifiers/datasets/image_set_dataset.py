@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
-from image_classifiers.images import read_rows
+from image_classifiers.core.images import read_rows
 
 from .atomic import atomic_folder
 

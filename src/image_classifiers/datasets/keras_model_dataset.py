@@ -21,7 +21,7 @@ class KerasModelDataset(AbstractDataset[Any, Any]):
 
     def load(self) -> Any:
         # Registers the project's custom layers with Keras before deserialising.
-        from image_classifiers.models import load_model_file
+        from image_classifiers.core.models import load_model_file
 
         if not self._path.is_file():
             raise DatasetError(f"No model at '{self._path}'. Train one first (kedro run).")

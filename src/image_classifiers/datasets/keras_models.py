@@ -23,7 +23,7 @@ class KerasModelsDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         self.metadata = metadata
 
     def load(self) -> dict[str, Any]:
-        from image_classifiers.models import load_model_file  # registers the custom layers
+        from image_classifiers.core.models import load_model_file  # registers the custom layers
 
         if not self._path.is_dir():
             raise DatasetError(f"No models at '{self._path}'; run the node that saves them.")

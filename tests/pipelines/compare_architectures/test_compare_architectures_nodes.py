@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from image_classifiers.params import ModelOptions
+from image_classifiers.core.params import ModelOptions
 from image_classifiers.pipelines.compare_architectures.nodes import (
     COMPARISON_COLUMNS,
     compare_architectures,

@@ -26,7 +26,7 @@ from tiny_project import (
     run_pipeline,
 )
 
-from image_classifiers import training
+from image_classifiers.core import training
 from image_classifiers.datasets import KerasModelDataset
 from image_classifiers.pipelines.compare_architectures.nodes import COMPARISON_COLUMNS
 from image_classifiers.pipelines.model_training import nodes as model_training_nodes

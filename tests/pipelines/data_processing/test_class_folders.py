@@ -11,14 +11,14 @@ import pytest
 from data_runs import run_data_pipeline
 from fixture_archives import jpeg_bytes
 
-from image_classifiers.datasets import ImageSetDataset
-from image_classifiers.params import DownloadParams, SourceParams, SplitParams
-from image_classifiers.pipelines.data_processing.nodes import SourceError, download_data
-from image_classifiers.pipelines.data_processing.split import (
+from image_classifiers.core.data.split import (
     SplitError,
     find_class_folders,
     split_class_folders,
 )
+from image_classifiers.core.params import DownloadParams, SourceParams, SplitParams
+from image_classifiers.datasets import ImageSetDataset
+from image_classifiers.pipelines.data_processing.nodes import SourceError, download_data
 
 FRACTIONS = {"train": 0.5, "validation": 0.25, "test": 0.25}
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from image_classifiers.core.images import read_rows
+from image_classifiers.core.params import DecodeParams
 from image_classifiers.datasets import ImageSetDataset
-from image_classifiers.images import read_rows
-from image_classifiers.params import DecodeParams
 from image_classifiers.pipelines.data_processing.nodes import (
     DecodeError,
     decode_split,

@@ -12,11 +12,11 @@ import pytest
 from gdown.exceptions import FileURLRetrievalError
 from pydantic import ValidationError
 
-from image_classifiers.params import DownloadParams
-from image_classifiers.pipelines.data_processing.download import (
+from image_classifiers.core.data.download import (
     ArchiveDownloadError,
     download_archive,
 )
+from image_classifiers.core.params import DownloadParams
 
 
 @pytest.fixture

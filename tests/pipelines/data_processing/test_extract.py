@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from image_classifiers.params import ExtractParams
-from image_classifiers.pipelines.data_processing.extract import (
+from image_classifiers.core.data.extract import (
     STAMP_FILE,
     ArchiveExtractError,
     extract_images,
 )
+from image_classifiers.core.params import ExtractParams
 
 
 def _record(archive: Path, source: str = "cached") -> dict:

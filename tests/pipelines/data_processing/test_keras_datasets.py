@@ -19,15 +19,15 @@ from fixture_archives import (
 from kedro.validation import ParameterValidationError
 from pydantic import ValidationError
 
-from image_classifiers.datasets import ImageSetDataset
-from image_classifiers.params import DownloadParams, SourceParams
-from image_classifiers.pipelines.data_processing.keras_datasets import (
+from image_classifiers.core.data.keras_datasets import (
     CLASS_NAMES,
     KerasDatasetError,
     fetch_keras_dataset,
     read_local_file,
 )
-from image_classifiers.pipelines.data_processing.split import SplitError
+from image_classifiers.core.data.split import SplitError
+from image_classifiers.core.params import DownloadParams, SourceParams
+from image_classifiers.datasets import ImageSetDataset
 
 WRITERS = {
     "mnist": lambda folder: write_mnist_npz(folder / "mnist.npz"),

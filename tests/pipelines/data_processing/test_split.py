@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from image_classifiers.params import SplitParams
-from image_classifiers.pipelines.data_processing.split import (
+from image_classifiers.core.data.split import (
     SplitError,
     compact_ranges,
     split_kaggle_names,
 )
+from image_classifiers.core.params import SplitParams
 
 RANGES = {"train": [0, 4], "validation": [4, 6], "test": [6, 9]}
 

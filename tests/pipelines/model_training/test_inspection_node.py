@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from image_classifiers.models import build_classifier
-from image_classifiers.params import EvaluationParams, InspectionParams
+from image_classifiers.core.models import build_classifier
+from image_classifiers.core.params import EvaluationParams, InspectionParams
 from image_classifiers.pipelines.model_training.inspection import grad_cam_order, inspect_model
 
 

@@ -11,13 +11,13 @@ import pytest
 from matplotlib.figure import Figure
 from pydantic import ValidationError
 
-from image_classifiers.live_metrics import MlflowEpochMetrics
-from image_classifiers.params import (
+from image_classifiers.core.params import (
     AugmentationParams,
     EvaluationParams,
     ModelOptions,
     TrainingParams,
 )
+from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.pipelines.model_training import nodes
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,

@@ -13,14 +13,14 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from project_copies import without_mlflow
 
-from image_classifiers.datasets import ImageSetDataset, KerasModelDataset
-from image_classifiers.params import (
+from image_classifiers.core.params import (
     AugmentationParams,
     EvaluationParams,
     InspectionParams,
     ModelOptions,
     TrainingParams,
 )
+from image_classifiers.datasets import ImageSetDataset, KerasModelDataset
 from image_classifiers.pipelines.model_training import create_pipeline
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -134,7 +134,7 @@ def test_improved_recipe_loads_and_trains(tmp_path, monkeypatch):
     parameters = project_config("improved")["parameters"]
     book = project_config("local")["parameters"]
     # The environment replaces single keys (soft merge) and keeps the rest of conf/base and
-    # of the defaults (image_classifiers.params).
+    # of the defaults (image_classifiers.core.params).
     training = TrainingParams.model_validate(parameters["training"])
     book_training = TrainingParams.model_validate(book["training"])
     assert training.optimizer == "adamw" and book_training.optimizer == "rmsprop"

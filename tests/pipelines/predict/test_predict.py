@@ -15,10 +15,11 @@ from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 from PIL import Image
 
+from image_classifiers.core.images import decode_image
+from image_classifiers.core.models import build_classifier, load_model_file
+from image_classifiers.core.params import PredictParams
+from image_classifiers.core.training import predict_probabilities
 from image_classifiers.errors import is_user_error
-from image_classifiers.images import decode_image
-from image_classifiers.models import build_classifier, load_model_file
-from image_classifiers.params import PredictParams
 from image_classifiers.pipelines.predict import create_pipeline
 from image_classifiers.pipelines.predict.nodes import (
     load_prediction_model,
@@ -31,7 +32,6 @@ from image_classifiers.pipelines.predict.sources import (
     iter_image_files,
 )
 from image_classifiers.serving import ModelNotFoundError
-from image_classifiers.training import predict_probabilities
 
 PROJECT = Path(__file__).resolve().parents[3]
 CLASSES = ["cat", "dog"]

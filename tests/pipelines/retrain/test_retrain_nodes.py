@@ -11,8 +11,8 @@ import mlflow
 import pytest
 from retrain_project import CLASSES, image_set, jpeg
 
-from image_classifiers.models import build_classifier
-from image_classifiers.params import EvaluationParams, RetrainParams, TrainingParams
+from image_classifiers.core.models import build_classifier
+from image_classifiers.core.params import EvaluationParams, RetrainParams, TrainingParams
 from image_classifiers.pipelines.retrain.nodes import (
     archive_incoming,
     collect_images,

@@ -17,8 +17,8 @@ from retrain_project import (
     run_retrain,
 )
 
+from image_classifiers.core.params import RetrainParams
 from image_classifiers.datasets import ImageSetDataset
-from image_classifiers.params import RetrainParams
 from image_classifiers.pipelines.retrain import nodes
 
 pytestmark = pytest.mark.slow

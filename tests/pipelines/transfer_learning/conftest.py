@@ -6,7 +6,7 @@ import keras
 import pytest
 from transfer_helpers import tiny_base
 
-from image_classifiers.models.transfer import BASES, BaseSpec
+from image_classifiers.core.models.transfer import BASES, BaseSpec
 
 
 @pytest.fixture

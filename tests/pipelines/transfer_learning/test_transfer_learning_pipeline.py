@@ -13,17 +13,17 @@ from kedro.runner import SequentialRunner
 from project_copies import without_mlflow
 from transfer_helpers import image_set
 
-from image_classifiers.datasets import KerasModelDataset
-from image_classifiers.params import (
+from image_classifiers.core.params import (
     AugmentationParams,
     EvaluationParams,
     InspectionParams,
     TrainingParams,
     TransferParams,
 )
+from image_classifiers.core.training import cross_entropy, predict_probabilities
+from image_classifiers.datasets import KerasModelDataset
 from image_classifiers.pipelines.model_training.pipeline import evaluation_pipeline
 from image_classifiers.pipelines.transfer_learning import create_pipeline
-from image_classifiers.training import cross_entropy, predict_probabilities
 
 PROJECT = Path(__file__).resolve().parents[3]
 # The typed groups Kedro validates the parameters into before a run.

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, NullFormatter, ScalarFormatter
 
-from image_classifiers.params import ModelOptions
+from image_classifiers.core.params import ModelOptions
 
 logger = logging.getLogger(__name__)
 

@@ -20,26 +20,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from image_classifiers.datasets.image_set_dataset import ImagesFileWriter, staged_images_file
-from image_classifiers.images import available_cpus, decode_images
-from image_classifiers.params import (
-    DecodeParams,
-    DownloadParams,
-    ExtractParams,
-    SourceParams,
-    SplitParams,
-)
-
-from .download import download_archive
-from .extract import extract_images
-from .keras_datasets import (
+from image_classifiers.core.data.download import download_archive
+from image_classifiers.core.data.extract import extract_images
+from image_classifiers.core.data.keras_datasets import (
     extract_keras_dataset,
     fetch_keras_dataset,
     is_array_row,
     read_array_rows,
     split_keras_dataset,
 )
-from .split import split_class_folders, split_kaggle_names
+from image_classifiers.core.data.split import split_class_folders, split_kaggle_names
+from image_classifiers.core.images import available_cpus, decode_images
+from image_classifiers.core.params import (
+    DecodeParams,
+    DownloadParams,
+    ExtractParams,
+    SourceParams,
+    SplitParams,
+)
+from image_classifiers.datasets.image_set_dataset import ImagesFileWriter, staged_images_file
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,9 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from image_classifiers.core.data.split import SUBSETS
+
 from .nodes import download_data, extract_data, make_split_decoder, report_data_quality, split_data
-from .split import SUBSETS
 
 #: The data pipeline's outputs that other pipelines read (within the same namespace).
 OUTPUTS = tuple(f"{subset}_set" for subset in SUBSETS)

@@ -1,6 +1,6 @@
 """The node that looks inside a trained model: feature maps and Grad-CAM heatmaps.
 
-The computations live in ``image_classifiers.inspection``; this module picks the images and
+The computations live in ``image_classifiers.core.inspection``; this module picks the images and
 draws them.
 """
 
@@ -13,9 +13,9 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from image_classifiers.inspection import feature_maps, grad_cam
-from image_classifiers.params import EvaluationParams, InspectionParams
-from image_classifiers.training import predict_probabilities, predicted_labels
+from image_classifiers.core.inspection import feature_maps, grad_cam
+from image_classifiers.core.params import EvaluationParams, InspectionParams
+from image_classifiers.core.training import predict_probabilities, predicted_labels
 
 from .nodes import image_grid, message_figure, show_image, test_split_for
 

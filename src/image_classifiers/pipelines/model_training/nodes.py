@@ -24,15 +24,14 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from image_classifiers.live_metrics import MlflowEpochMetrics
-from image_classifiers.models import build_classifier
-from image_classifiers.params import (
+from image_classifiers.core.models import build_classifier
+from image_classifiers.core.params import (
     AugmentationParams,
     EvaluationParams,
     ModelOptions,
     TrainingParams,
 )
-from image_classifiers.training import (
+from image_classifiers.core.training import (
     check_image_set,
     cross_entropy,
     fit_model,
@@ -40,6 +39,7 @@ from image_classifiers.training import (
     predict_probabilities,
     predicted_labels,
 )
+from image_classifiers.live_metrics import MlflowEpochMetrics
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from image_classifiers.images import UnreadableImageError, available_cpus, decode_image
-from image_classifiers.params import PredictParams
+from image_classifiers.core.images import UnreadableImageError, available_cpus, decode_image
+from image_classifiers.core.params import PredictParams
+from image_classifiers.core.training import predict_probabilities
 from image_classifiers.serving import (
     LABEL_COLUMN,
     LoadedClassifier,
@@ -25,7 +26,6 @@ from image_classifiers.serving import (
     probability_column,
     probability_frame,
 )
-from image_classifiers.training import predict_probabilities
 
 from .sources import ImageFile, iter_image_files
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from image_classifiers.pipelines.data_processing.extract import is_ignored, safe_member_path
+from image_classifiers.core.data.extract import is_ignored, safe_member_path
 
 logger = logging.getLogger(__name__)
 

@@ -26,18 +26,18 @@ import keras
 import mlflow
 import numpy as np
 
-from image_classifiers.images import UnreadableImageError, decode_image
-from image_classifiers.live_metrics import MlflowEpochMetrics
-from image_classifiers.params import (
+from image_classifiers.core.images import UnreadableImageError, decode_image
+from image_classifiers.core.params import (
     AugmentationParams,
     EvaluationParams,
     RetrainParams,
     TrainingParams,
 )
+from image_classifiers.core.training import fit_model
+from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.pipelines.model_training.nodes import build_model, evaluate_model
 from image_classifiers.pipelines.predict.sources import ImageFile, iter_image_files
 from image_classifiers.serving import ModelNotFoundError, load_classifier, log_classifier
-from image_classifiers.training import fit_model
 
 logger = logging.getLogger(__name__)
 

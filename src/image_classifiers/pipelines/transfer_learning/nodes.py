@@ -13,11 +13,11 @@ from typing import Any
 
 import keras
 
+from image_classifiers.core.models import transfer as transfer_models
+from image_classifiers.core.params import AugmentationParams, TrainingParams, TransferParams
+from image_classifiers.core.training import fit_model
 from image_classifiers.live_metrics import MlflowEpochMetrics
-from image_classifiers.models import transfer as transfer_models
-from image_classifiers.params import AugmentationParams, TrainingParams, TransferParams
 from image_classifiers.pipelines.model_training.nodes import build_for_data
-from image_classifiers.training import fit_model
 
 logger = logging.getLogger(__name__)
 

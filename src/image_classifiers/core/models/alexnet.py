@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from image_classifiers.models.blocks import classifier_head, conv_bn_relu
+from image_classifiers.core.models.blocks import classifier_head, conv_bn_relu
 
 
 def build_alexnet(

@@ -17,18 +17,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from image_classifiers.layers import RandomAugment
-from image_classifiers.models.alexnet import build_alexnet
-from image_classifiers.models.auxiliary import AuxiliaryHeadsModel
-from image_classifiers.models.blocks import classifier_head
-from image_classifiers.models.googlenet import build_googlenet
-from image_classifiers.models.lenet import build_lenet, build_small_cnn
-from image_classifiers.models.mini_xception import build_mini_xception
-from image_classifiers.models.residual_convnet import build_residual_convnet
-from image_classifiers.models.resnet import build_resnet
-from image_classifiers.models.simple_convnet import build_simple_convnet
-from image_classifiers.models.vgg16 import build_vgg16
-from image_classifiers.models.vgg_cifar import build_vgg_cifar
+from image_classifiers.core.layers import RandomAugment
+from image_classifiers.core.models.alexnet import build_alexnet
+from image_classifiers.core.models.auxiliary import AuxiliaryHeadsModel
+from image_classifiers.core.models.blocks import classifier_head
+from image_classifiers.core.models.googlenet import build_googlenet
+from image_classifiers.core.models.lenet import build_lenet, build_small_cnn
+from image_classifiers.core.models.mini_xception import build_mini_xception
+from image_classifiers.core.models.residual_convnet import build_residual_convnet
+from image_classifiers.core.models.resnet import build_resnet
+from image_classifiers.core.models.simple_convnet import build_simple_convnet
+from image_classifiers.core.models.vgg16 import build_vgg16
+from image_classifiers.core.models.vgg_cifar import build_vgg_cifar
 
 __all__ = [
     "ARCHITECTURES",
@@ -62,7 +62,7 @@ def load_model_file(path: str | Path, compile: bool = True) -> keras.Model:
     Keras never imports the module a file names, so the modules registering the project's
     custom layers are imported first.
     """
-    import image_classifiers.models.transfer  # noqa: F401  (registers its layers)
+    import image_classifiers.core.models.transfer  # noqa: F401  (registers its layers)
 
     return keras.saving.load_model(path, compile=compile)
 

@@ -34,9 +34,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from image_classifiers.host_memory import RestoreMallocThresholds
-from image_classifiers.images import read_rows
-from image_classifiers.params import TrainingParams
+from image_classifiers.core.host_memory import RestoreMallocThresholds
+from image_classifiers.core.images import read_rows
+from image_classifiers.core.params import TrainingParams
 
 logger = logging.getLogger(__name__)
 

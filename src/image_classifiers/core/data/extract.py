@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from image_classifiers.params import ExtractParams
+from image_classifiers.core.params import ExtractParams
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from image_classifiers.params import SplitParams
+from image_classifiers.core.params import SplitParams
 
 from .extract import atomic_dir, is_ignored
 

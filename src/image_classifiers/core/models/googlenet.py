@@ -10,8 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from image_classifiers.models.auxiliary import AuxiliaryHeadsModel
-from image_classifiers.models.blocks import classifier_head, conv_bn_relu
+from image_classifiers.core.models.auxiliary import AuxiliaryHeadsModel
+from image_classifiers.core.models.blocks import classifier_head, conv_bn_relu
 
 # Widths of each module's branches, as in table 1 of the paper:
 # (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection).

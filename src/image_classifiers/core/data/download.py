@@ -19,7 +19,7 @@ import gdown
 import requests
 from gdown.exceptions import DownloadError, FileURLRetrievalError
 
-from image_classifiers.params import DownloadParams
+from image_classifiers.core.params import DownloadParams
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from image_classifiers.images import RESAMPLING_FILTERS
-from image_classifiers.params import DownloadParams, ExtractParams, SplitParams
+from image_classifiers.core.images import RESAMPLING_FILTERS
+from image_classifiers.core.params import DownloadParams, ExtractParams, SplitParams
 
 from .extract import STAMP_FILE, atomic_dir
 from .split import MANIFEST_COLUMNS, SplitError, assign, log_counts

@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from image_classifiers.models.blocks import classifier_head
+from image_classifiers.core.models.blocks import classifier_head
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ def build_transfer_model(
     """A classifier of raw 0-255 RGB images on the frozen base ``base``, named
     ``transfer_<base>``; the options are ``params.TransferParams``' (``weights``: see
     ``load_base``), ``augmentation`` acts on the raw pixels in training only."""
-    from image_classifiers.models import augmentation_layer
+    from image_classifiers.core.models import augmentation_layer
 
     pretrained = load_base(base, input_shape, weights)
 

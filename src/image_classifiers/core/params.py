@@ -5,7 +5,7 @@ its ``params:<group>`` validated: Kedro (>= 1.3) checks the typed parameters of 
 being run *before any node runs*, so a misspelt key or a bad value stops ``kedro run`` at
 once with a message naming the key and what it allows. Nodes do not validate again.
 
-The defaults live here, in one place; ``python -m image_classifiers.params [group ...]``
+The defaults live here, in one place; ``python -m image_classifiers.core.params [group ...]``
 prints them with what each key means. ``conf/base`` sets only the project's own choices.
 Python callers build a group with the keys they change (``TrainingParams(epochs=3)``).
 
@@ -40,7 +40,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from image_classifiers.images import RESAMPLING_FILTERS
+from image_classifiers.core.images import RESAMPLING_FILTERS
 
 # Strict numbers: YAML and Kedro's --params parser already give ints, floats and bools, so
 # anything else (true for a count, "0.1" for a rate) is a mistake, not something to coerce.
@@ -199,7 +199,7 @@ def overrides_of(model: type[Params], **extra: Any) -> type[Overrides]:
 
 
 def _keras_dataset_names() -> tuple[str, ...]:
-    from image_classifiers.pipelines.data_processing.keras_datasets import KERAS_DATASETS
+    from image_classifiers.core.data.keras_datasets import KERAS_DATASETS
 
     return KERAS_DATASETS
 
@@ -350,7 +350,7 @@ class DecodeParams(Params):
 
 
 class TrainingParams(Params):
-    """``training``: optimizer, schedule and loop of ``image_classifiers.training.fit_model``."""
+    """``training``: optimizer, schedule and loop of ``core.training.fit_model``."""
 
     optimizer: Annotated[Literal["rmsprop", "adam", "adamw"], BeforeValidator(_lower)] = "rmsprop"
     learning_rate: Float = Field(1e-3, gt=0)
@@ -443,7 +443,7 @@ class InspectionParams(Params):
 @cache
 def _builder_options_model(architecture: str) -> type[Params]:
     """A model of the keyword options ``architecture``'s builder takes (types, defaults)."""
-    from image_classifiers.models import ARCHITECTURES
+    from image_classifiers.core.models import ARCHITECTURES
 
     builder: Callable[..., Any] = ARCHITECTURES[architecture]
     hints = get_type_hints(builder)
@@ -453,7 +453,7 @@ def _builder_options_model(architecture: str) -> type[Params]:
 
 
 def _architecture_names() -> tuple[str, ...]:
-    from image_classifiers.models import ARCHITECTURES
+    from image_classifiers.core.models import ARCHITECTURES
 
     return tuple(sorted(ARCHITECTURES))
 
@@ -513,7 +513,7 @@ _NESTED = {"default_factory": dict, "validate_default": True}
 
 
 def _base_names() -> tuple[str, ...]:
-    from image_classifiers.models.transfer import BASES
+    from image_classifiers.core.models.transfer import BASES
 
     return tuple(BASES)
 
@@ -664,6 +664,6 @@ def describe(group: type[BaseModel], indent: str = "  ") -> list[str]:
 
 
 if __name__ == "__main__":
-    # python -m image_classifiers.params [group ...]: the defaults, read from the models.
+    # python -m image_classifiers.core.params [group ...]: the defaults, read from the models.
     for key in sys.argv[1:] or GROUPS:
         sys.stdout.write("\n".join([f"{key}:", *describe(GROUPS[key])]) + "\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from image_classifiers.models.blocks import classifier_head
+from image_classifiers.core.models.blocks import classifier_head
 
 STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (width, convolutions)
 

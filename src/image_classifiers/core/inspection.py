@@ -20,8 +20,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from image_classifiers.models import AuxiliaryHeadsModel
-from image_classifiers.models.transfer import InferenceMode
+from image_classifiers.core.models import AuxiliaryHeadsModel
+from image_classifiers.core.models.transfer import InferenceMode
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from image_classifiers.models.blocks import classifier_head
+from image_classifiers.core.models.blocks import classifier_head
 
 
 def _conv_pool_dense(input_shape, num_classes, filters, kernel, *, dense_units, dropout, name):

@@ -1,0 +1,1 @@
+"""Raw data to decoded splits: download, extract, split, decode; the dataset sources."""
