@@ -46,8 +46,11 @@ def _isolated_mlflow_state():
 
         while mlflow.active_run() is not None:
             mlflow.end_run()
+        from mlflow.tracking import fluent
+
         tracking_utils._tracking_uri = None
         registry_utils._registry_uri = None
+        fluent._active_experiment_id = None  # set_experiment's choice, an id of that store
     for name, value in env.items():
         if value is None:
             os.environ.pop(name, None)

@@ -111,13 +111,14 @@ def test_retrain_then_predict_jobs_run_in_process(deployment):
 
     assert result.success
     report = json.loads((root / "data/08_reporting/retrain/report.json").read_text())
-    assert report["action"] == "promote" and report["new_images"] == 8
+    (challenger,) = report["challengers"].values()
+    assert challenger["action"] == "promote" and report["new_images"] == 8
     assert helpers.incoming_files(root) == []
     client = mlflow.MlflowClient()
     aliases = client.get_registered_model(helpers.MODEL_NAME).aliases
-    assert str(aliases["champion"]) == report["version"]
+    assert str(aliases["champion"]) == challenger["version"]
     # kedro-mlflow's hooks ran inside the Dagster job: the run has the pipeline's parameters.
-    run = client.get_run(report["mlflow_run_id"])
+    run = client.get_run(challenger["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.params["retrain.model"] == "tiny"
     assert run.data.tags["dagster_run_id"] == result.run_id  # every op logged into it
 
@@ -270,7 +271,8 @@ def test_retrain_job_on_the_multiprocess_executor_logs_as_kedro_run(tmp_path, mo
     assert set(steps) == op_names
     assert len(set(steps.values())) == len(steps) and os.getpid() not in steps.values()
     report = json.loads((by_dagster / "data/08_reporting/retrain/report.json").read_text())
-    assert report["action"] == "promote" and helpers.incoming_files(by_dagster) == []
+    (challenger,) = report["challengers"].values()
+    assert challenger["action"] == "promote" and helpers.incoming_files(by_dagster) == []
 
     expected, found = mlflow_summary(uris[by_kedro]), mlflow_summary(uris[by_dagster])
     assert [run["name"] for run in found["runs"]] == [run["name"] for run in expected["runs"]]

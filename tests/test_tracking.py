@@ -19,12 +19,11 @@ from typing import Any
 import keras
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
-from kedro.io import DataCatalog, DatasetError
+from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline, node
 from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
 from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
@@ -41,13 +40,9 @@ from image_classifiers.hooks import ModelRunsHook
 from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.model_logging import (
     keras_signature,
-    log_keras_model,
     mlflow_records,
 )
-from image_classifiers.serving import SERVING_TAG, SERVING_TAG_VALUE
 from image_classifiers.tracking import (
-    MlflowCSVDataset,
-    MlflowFigureDataset,
     flatten_params,
     git_commit,
     log_image_set,
@@ -297,21 +292,6 @@ def test_kedro_mlflow_logs_a_nodes_parameters_to_whichever_run_is_active(tmp_pat
     assert mlflow.get_run(parent.info.run_id).data.params == {}
 
 
-def test_figure_and_csv_datasets_log_their_files_as_artifacts(tmp_path, store):
-    figure = Figure()
-    figure.add_subplot().plot([0, 1], [1, 0])
-    plot = MlflowFigureDataset(filepath=str(tmp_path / "reports" / "curve.png"))
-    table = MlflowCSVDataset(filepath=str(tmp_path / "table.csv"), save_args={"index": False})
-    with mlflow.start_run() as run:
-        plot.save(figure)
-        table.save(pd.DataFrame({"model": ["a"], "params": [3]}))
-    assert {a.path for a in store.list_artifacts(run.info.run_id)} == {"curve.png", "table.csv"}
-    assert table.load().to_dict("records") == [{"model": "a", "params": 3}]
-    # Without a run: the files are written and no stray run is opened.
-    plot.save(figure)
-    assert mlflow.active_run() is None
-
-
 # ---- models -----------------------------------------------------------------------------
 def _tiny_model() -> keras.Model:
     inputs = keras.Input((8, 8, 3), name="image")
@@ -475,13 +455,6 @@ def test_the_comparison_notebook_is_valid_nbformat_without_outputs():
             sources.append("".join(cell["source"]))
             compile(sources[-1], cell["id"], "exec")
     assert any("mlflow.search_runs" in source for source in sources)
-
-
-def test_a_keras_model_is_never_registered_under_a_serving_name(store):
-    store.create_registered_model("cats", tags={SERVING_TAG: SERVING_TAG_VALUE})
-    with mlflow.start_run(), pytest.raises(DatasetError, match="name of a serving model"):
-        log_keras_model(_tiny_model(), registered_model_name="cats")
-    assert store.search_model_versions("name='cats'") == []
 
 
 def test_a_logged_from_scratch_model_loads_without_the_projects_layers(

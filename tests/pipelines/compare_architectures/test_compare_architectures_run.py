@@ -64,11 +64,11 @@ def tracked_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def live_history() -> Iterator[dict[str, list[int]]]:
     """Run name -> how many epochs of ``loss`` MLflow held as each epoch ended.
 
-    Read in the training's epoch monitor, the callback that runs just before the one
+    Read in ExactValidation, the first epoch-end callback, which runs before the one
     sending the epoch to MLflow.
     """
     seen: dict[str, list[int]] = {}
-    original = training._EpochMonitor.on_epoch_end
+    original = training.ExactValidation.on_epoch_end
 
     def probe(self, epoch, logs=None):
         original(self, epoch, logs)
@@ -77,7 +77,7 @@ def live_history() -> Iterator[dict[str, list[int]]]:
         seen.setdefault(run.info.run_name, []).append(len(history))
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training._EpochMonitor, "on_epoch_end", probe)
+        patch.setattr(training.ExactValidation, "on_epoch_end", probe)
         yield seen
 
 

@@ -15,6 +15,7 @@ from image_classifiers.core.models.transfer import pretrained_base, unfreeze_top
 from image_classifiers.core.params import AugmentationParams, TrainingParams, TransferParams
 from image_classifiers.core.training import fit_model
 from image_classifiers.live_metrics import MlflowEpochMetrics
+from image_classifiers.pipelines.model_training.nodes import plot_training_curves
 from image_classifiers.pipelines.transfer_learning import nodes
 
 TRAINING = TrainingParams(epochs=100, batch_size=8, learning_rate=0.001, seed=7)
@@ -84,7 +85,7 @@ def test_training_curves_mark_where_fine_tuning_starts():
         nodes.label_phase({"loss": [1], "val_loss": [1.5], "accuracy": [0.7],
                            "val_accuracy": [0.65]}, "fine_tuning", 3),
     )  # fmt: skip
-    figure = nodes.plot_training_curves(history)
+    figure = plot_training_curves(history)
     assert len(figure.axes) == 2
     for axes in figure.axes:
         boundaries = [line for line in axes.get_lines() if line.get_label() == "Fine-tuning starts"]
