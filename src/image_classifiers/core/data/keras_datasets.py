@@ -1,10 +1,8 @@
 """The ``keras_datasets`` source: MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 as arrays.
 
 From ``keras.datasets.<name>.load_data()``, or, on an air-gapped machine, from the file Keras
-would have downloaded (``download.local_path``), read without Keras' network code. The
-extract step writes the arrays once (``x_train.npy`` ..., grayscale keeps one channel); the
-split refers to their rows (``<target_dir>/x_train.npy#<row>``) and the decode step reads
-them memory-mapped, so no image file is ever written.
+would have downloaded (``download.local_path``). The extract step writes the arrays once; the
+split refers to their rows (``x_train.npy#<row>``), so no image file is ever written.
 """
 
 # ruff: noqa: SIM905 (split strings: as list literals, ruff format puts one name per line)
@@ -80,11 +78,7 @@ class KerasDatasetError(ValueError):
 
 
 def fetch_keras_dataset(download: DownloadParams, name: str) -> dict[str, Any]:
-    """Check the local file (or have Keras download the dataset) and describe it.
-
-    Returns:
-        ``{"dataset", "path", "sha256", "source", "train", "test"}`` (image counts).
-    """
+    """Check the local file (or have Keras download the dataset) and describe it."""
     path = Path(download.local_path).expanduser() if download.local_path else None
     arrays = _load(path, name)
     digest = None
@@ -111,11 +105,7 @@ def fetch_keras_dataset(download: DownloadParams, name: str) -> dict[str, Any]:
 
 
 def extract_keras_dataset(raw: dict[str, Any], extract: ExtractParams) -> dict[str, Any]:
-    """Write the dataset's arrays into ``extract.target_dir`` (once; a stamp skips reruns).
-
-    Returns:
-        ``{"path", "dataset", "classes", "train", "test"}``.
-    """
+    """Write the dataset's arrays into ``extract.target_dir`` (once; a stamp skips reruns)."""
     name, target = raw["dataset"], Path(extract.target_dir)
     stamp = {"dataset": name, "path": raw.get("path"), "sha256": raw.get("sha256")}
     record = {"path": str(target), "dataset": name, "classes": CLASS_NAMES[name]}
@@ -191,15 +181,8 @@ def read_array_rows(files: list[str], image_size: tuple[int, int], resample: str
 
 
 def read_local_file(path: Path, name: str) -> Arrays:
-    """Read a dataset file (or folder) in the format Keras downloads for ``name``.
-
-    Returns:
-        ``{"x_train", "y_train", "x_test", "y_test"}``: images ``(N, H, W, C)`` uint8,
-        labels ``(N,)`` int64.
-
-    Raises:
-        KerasDatasetError: If ``path`` is missing or not in that format.
-    """
+    """Read a dataset file (or folder) in the format Keras downloads for ``name``: images
+    ``(N, H, W, C)`` uint8, labels ``(N,)`` int64."""
     expected = _expected(name)
     if not path.exists():
         raise KerasDatasetError(

@@ -1,17 +1,13 @@
 """Assign every image to one subset, by index ranges or by stratified fractions, and copy.
 
-Two layouts are read from a folder (the keras_datasets source reuses :func:`assign`):
-
-- ``kaggle_names``: ``<class>.<N>.<ext>`` anywhere below it; a range ``[start, stop)`` takes
-  the files whose ``N`` lies in it, like the book's ``make_subset``.
-- ``class_folders``: one folder per class (``PetImages/Cat/...``, the layout of
-  ``keras.utils.image_dataset_from_directory``), found by walking down while a folder holds
-  nothing but one sub-folder; a class's images may sit at any depth below it, and a range
-  counts positions in natural order (``2.jpg`` before ``10.jpg``).
+- ``kaggle_names``: ``<class>.<N>.<ext>`` anywhere below the folder; a range ``[start, stop)``
+  takes the files whose ``N`` lies in it, like the book's ``make_subset``.
+- ``class_folders``: one folder per class (the layout of ``image_dataset_from_directory``),
+  found by walking down single sub-folders; a range counts positions in natural order.
 
 With ``split.fractions`` each class is shuffled from ``split.seed`` and cut alike, so every
-subset keeps the class balance. Files are copied byte for byte into
-``<target_dir>/<subset>/<class>/``, which is replaced as a whole once every copy succeeded.
+subset keeps the class balance. Files are copied into ``<target_dir>/<subset>/<class>/``,
+which is replaced as a whole once every copy succeeded.
 """
 
 from __future__ import annotations
@@ -21,6 +17,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import groupby
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,12 +45,7 @@ class SplitError(ValueError):
 def split_kaggle_names(
     extracted: dict[str, Any], split: SplitParams
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Split ``<class>.<N>.<ext>`` files; ``split.classes`` lists the file-name prefixes.
-
-    Returns:
-        The manifest (``file``, ``class``, ``subset``: one row per copied file, in subset,
-        class, index order) and the class names in label order.
-    """
+    """Split ``<class>.<N>.<ext>`` files; ``split.classes`` lists the file-name prefixes."""
     if split.classes is None:
         raise SplitError(
             "split.classes must list the file-name prefixes (e.g. [cat, dog] for cat.0.jpg)."
@@ -85,14 +77,8 @@ def assign(
 ) -> list[tuple[str, str, T]]:
     """``(subset, class, member)`` for each chosen member, in subset, class, key order.
 
-    Args:
-        members: Per class, its members by key (``N`` of the file name, or position).
-        split: ``ranges`` (of keys) or ``fractions`` (per class, with ``seed``).
-        where: Where the members come from, for messages.
-        subsets: The subset names this source's split may use.
-
-    Raises:
-        SplitError: Unknown subset names, fractions not adding up to 1, missing members.
+    ``members``: per class, its members by key (``N`` of the file name, or position);
+    ``where``: where they come from, for messages.
     """
     parts = split.fractions or split.ranges
     unknown = sorted(set(parts) - set(subsets))
@@ -186,12 +172,7 @@ def _index_images(folder: Path, classes: list[str]) -> dict[str, dict[int, Path]
 
 
 def find_class_folders(root: Path, extensions: Iterable[str]) -> tuple[Path, dict[str, list[Path]]]:
-    """The folder whose sub-folders are the classes, and each class's images (natural order).
-
-    Raises:
-        SplitError: No folder, images outside class folders, fewer than two classes, or a
-            class folder without images.
-    """
+    """The folder whose sub-folders are the classes, and each class's images (natural order)."""
     if not root.is_dir():
         raise SplitError(
             f"'{root}' does not exist or is not a folder; run the extract step first "
@@ -274,10 +255,7 @@ def _chosen_classes(
 
 def compact_ranges(indices: Iterable[int]) -> str:
     """``[1, 2, 3, 7, 9, 10]`` -> ``"1–3, 7, 9–10"``."""
-    spans: list[list[int]] = []
-    for i in sorted(indices):
-        if spans and i == spans[-1][1] + 1:
-            spans[-1][1] = i
-        else:
-            spans.append([i, i])
-    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in spans)
+    # In a run of consecutive numbers, number minus position is the same.
+    numbered = enumerate(sorted(indices))
+    runs = [[i for _, i in run] for _, run in groupby(numbered, key=lambda p: p[1] - p[0])]
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs)
