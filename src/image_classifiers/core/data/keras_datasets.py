@@ -69,6 +69,7 @@ _CIFAR = {  # the folder in the archive, the training batches, the test batch, t
     "cifar100": ("cifar-100-python", ["train"], "test", "fine_labels"),
 }
 _ROW = re.compile(r"\.npy#\d+$")
+_UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, pickle.UnpicklingError)
 
 Arrays = dict[str, np.ndarray]
 
@@ -168,16 +169,14 @@ def read_array_rows(files: list[str], image_size: tuple[int, int], resample: str
     images = np.stack([arrays[path][int(row)] for path, row in refs])
     if images.shape[1:3] == tuple(image_size):
         return images
-    height, width = image_size
-    resized = [
-        Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize(
+    (height, width), channels = image_size, images.shape[-1]
+    resized = [  # PIL takes a grayscale image without its channel axis
+        Image.fromarray(image[..., 0] if channels == 1 else image).resize(
             (width, height), resample=RESAMPLING_FILTERS[resample]
         )
         for image in images
     ]
-    return np.stack([np.asarray(image) for image in resized]).reshape(
-        len(images), height, width, images.shape[-1]
-    )
+    return np.stack(resized).reshape(len(images), height, width, channels)
 
 
 def read_local_file(path: Path, name: str) -> Arrays:
@@ -202,21 +201,15 @@ def read_local_file(path: Path, name: str) -> Arrays:
                         f"it lacks the arrays {missing} (it holds {data.files})"
                     )
                 arrays = {key: data[key] for key in ARRAY_FILES}
-    except (
-        OSError,
-        ValueError,  # KerasDatasetError too
-        EOFError,
-        KeyError,
-        tarfile.TarError,
-        zipfile.BadZipFile,
-        pickle.UnpicklingError,
-    ) as exc:
-        if isinstance(exc, tarfile.TarError):
-            why = "it is not a tar archive"
-        else:
-            why = str(exc) if isinstance(exc, KerasDatasetError) else f"{type(exc).__name__}: {exc}"
-        raise KerasDatasetError(f"download.local_path '{path}' is not {expected}: {why}.") from None
-    return _checked(arrays, name)
+    except tarfile.TarError:
+        why = "it is not a tar archive"
+    except KerasDatasetError as exc:
+        why = str(exc)
+    except _UNREADABLE as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    else:
+        return _checked(arrays, name)
+    raise KerasDatasetError(f"download.local_path '{path}' is not {expected}: {why}.")
 
 
 def _expected(name: str) -> str:
@@ -261,21 +254,20 @@ def _read_cifar(path: Path, folder: str, train: list[str], test: str, label_key:
     }
 
 
+_PICKLE_ALLOWED = {  # numpy 2 renamed numpy.core to numpy._core: pickles name either
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     """CIFAR batches are pickled dicts of NumPy arrays: allow that and nothing else, since a
     pickle can run arbitrary code and a local file may come from anywhere."""
 
-    ALLOWED = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-        }
-    )
-
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
+        if (module, name) in _PICKLE_ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
 

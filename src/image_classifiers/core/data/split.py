@@ -61,7 +61,16 @@ def split_class_folders(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Split one folder per class; ``split.classes`` null means every class folder, sorted."""
     folder, found = find_class_folders(Path(extracted["path"]), extracted["extensions"])
-    classes = _chosen_classes(split.classes, found, folder)
+    classes = sorted(found) if split.classes is None else split.classes
+    missing = [c for c in classes if c not in found]
+    if missing:
+        raise SplitError(
+            f"split.classes {classes} must name class folders of '{folder}', which holds "
+            f"{sorted(found)} (no folder for {missing}). Or set split.classes=null to use "
+            "them all."
+        )
+    if left_out := sorted(set(found) - set(classes)):
+        logger.info("Class folders not in split.classes, left out: %s", left_out)
     members = {c: dict(enumerate(found[c])) for c in classes}
     plan = assign(members, split, f"'{folder}'")
     # Images of a class may sit in sub-folders, so their names alone can collide.
@@ -233,24 +242,6 @@ def _images_under(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
             if name.lower().endswith(suffixes) and not is_ignored(name)
         )
     return [folder / name for name in sorted(found, key=_natural_key)]
-
-
-def _chosen_classes(
-    wanted: list[str] | None, found: dict[str, list[Path]], folder: Path
-) -> list[str]:
-    if wanted is None:
-        return sorted(found)
-    missing = [c for c in wanted if c not in found]
-    if missing:
-        raise SplitError(
-            f"split.classes {wanted} must name class folders of '{folder}', which holds "
-            f"{sorted(found)} (no folder for {missing}). Or set split.classes=null to use "
-            "them all."
-        )
-    left_out = sorted(set(found) - set(wanted))
-    if left_out:
-        logger.info("Class folders not in split.classes, left out: %s", left_out)
-    return list(wanted)
 
 
 def compact_ranges(indices: Iterable[int]) -> str:

@@ -110,8 +110,7 @@ def decode_split(
         )
     files = rows["file"].astype(str).tolist()
     labels = rows["class"].map({name: i for i, name in enumerate(classes)}).to_numpy(np.int32)
-    height, width = decode.image_size
-    logger.info("Decoding %d %s images to %dx%d...", len(files), subset, height, width)
+    logger.info("Decoding %d %s images to %dx%d...", len(files), subset, *decode.image_size)
     start = time.perf_counter()
 
     def progress(done: int) -> None:
