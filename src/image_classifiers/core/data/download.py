@@ -67,8 +67,7 @@ def download_archive(download: DownloadParams) -> dict[str, Any]:
 
 def _verify_archive(path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
     """``{"path", "sha256", "size"}`` of a zip that opens (a truncated file lacks the central
-    directory at its end) and has the expected checksum, or InvalidArchiveError saying why.
-    """
+    directory at its end) and has the expected checksum, or InvalidArchiveError saying why."""
     if not path.is_file():
         raise InvalidArchiveError(f"'{path}' does not exist or is not a file")
     size = path.stat().st_size

@@ -131,8 +131,7 @@ def split_keras_dataset(
     extracted: dict[str, Any], split: SplitParams
 ) -> tuple[pd.DataFrame, list[str]]:
     """The dataset's own test set is the test split; train and validation come from its
-    training set. ``split.classes``: null for the dataset's names, or as many new names.
-    """
+    training set. ``split.classes``: null for the dataset's names, or as many new names."""
     dataset, folder = extracted["dataset"], Path(extracted["path"])
     names = CLASS_NAMES[dataset]
     if split.classes is not None and len(split.classes) != len(names):

@@ -86,8 +86,7 @@ def assign(
 ) -> list[tuple[str, str, T]]:
     """``(subset, class, member)`` for each chosen member, in subset, class, key order.
 
-    ``members``: per class, its members by key (``N`` of the file name, or position);
-    ``where``: where they come from, for messages.
+    ``members``: per class, its members by key (``N`` of the file name, or position).
     """
     parts = split.fractions or split.ranges
     unknown = sorted(set(parts) - set(subsets))

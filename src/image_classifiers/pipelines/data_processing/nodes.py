@@ -93,10 +93,8 @@ def split_data(
 def decode_split(
     split_manifest: pd.DataFrame, decode: DecodeParams, classes: list[str], subset: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Decode one subset of the manifest into a memory-mapped uint8 array.
-
-    Returns ``(image_set, quality)``; a class's label is its position in ``classes``.
-    """
+    """Decode one subset of the manifest into a memory-mapped uint8 array: ``(image_set,
+    quality)``; a class's label is its position in ``classes``."""
     rows = split_manifest[split_manifest["subset"] == subset]
     if rows.empty:
         raise DecodeError(
