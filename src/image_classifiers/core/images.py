@@ -1,9 +1,7 @@
 """Decode image files into fixed-size RGB ``uint8`` arrays, once, so training never touches a JPEG.
 
-Whatever a real image folder holds ends up as an ``(height, width, 3)`` RGB array or as an
-:class:`UnreadableImageError` naming the file and the reason: grayscale, CMYK, 16-bit and
-transparent images are converted, a PNG named ``.jpg`` is read by its content, and empty,
-truncated or non-image files are refused.
+Grayscale, CMYK, 16-bit and transparent images are converted, a PNG named ``.jpg`` is read by
+its content; empty, truncated or non-image files raise :class:`UnreadableImageError`.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ import operator
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +42,6 @@ def decode_image(
     Resized to exactly ``(height, width)``, without keeping the aspect ratio or applying EXIF
     orientation, as ``keras.utils.image_dataset_from_directory`` does; transparent pixels
     are put on white.
-
-    Raises:
-        UnreadableImageError: If the file is missing, empty, truncated or not an image.
-        ValueError: A bad ``image_size`` or ``resample``.
     """
     height, width = _checked_size(image_size)
     if resample not in RESAMPLING_FILTERS:
@@ -88,17 +83,8 @@ def decode_images(
 
     Threads, not processes: PIL releases the GIL while it decodes and resizes, so threads use
     every core and write straight into the result, with no pixels pickled between processes.
-
-    Args:
-        files: Image paths, in the order wanted.
-        image_size: ``(height, width)`` of every image.
-        resample: A name from :data:`RESAMPLING_FILTERS`.
-        workers: Threads; ``None`` means one per available CPU core.
-        progress: Called as ``progress(done, total)`` after each image, in this thread.
-
-    Returns:
-        ``(images, kept, failures)``: the decoded images in ``files`` order, the indices into
-        ``files`` they come from, and an error for every file that failed.
+    Returns ``(images, kept, failures)``: ``kept`` indexes ``files``; ``progress(done, total)``
+    is called after each image.
     """
     height, width = _checked_size(image_size)
     images = np.empty((len(files), height, width, 3), dtype=np.uint8)
@@ -142,19 +128,15 @@ def read_rows(images: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
         return np.array(images[rows])
     indices = np.arange(len(images))[rows]
     out = np.empty((len(indices), *images.shape[1:]), dtype=images.dtype)
-    with open(filename, "rb", buffering=0) as file:
-        # Runs of consecutive rows (inference reads a slice) are one read each.
-        breaks = np.flatnonzero(np.diff(indices) != 1) + 1
-        for run in np.split(np.arange(len(indices)), breaks):
-            if len(run) == 0:
-                continue
-            file.seek(images.offset + int(indices[run[0]]) * images.strides[0])
-            view = memoryview(out[run[0] : run[-1] + 1]).cast("B")
-            while view:
-                read = file.readinto(view)
-                if not read:
-                    raise OSError(f"'{filename}' is shorter than its header says.")
-                view = view[read:]
+    with open(filename, "rb") as file:
+        # Runs of consecutive rows (inference reads a slice) are one read each; a buffered
+        # readinto reads until the view is full or the file ends.
+        starts = np.flatnonzero(np.diff(indices, prepend=-2) != 1)
+        for start, stop in pairwise([*starts, len(indices)]):
+            file.seek(images.offset + int(indices[start]) * images.strides[0])
+            view = memoryview(out[start:stop]).cast("B")
+            if file.readinto(view) < len(view):
+                raise OSError(f"'{filename}' is shorter than its header says.")
     return out
 
 

@@ -33,15 +33,8 @@ class InvalidArchiveError(ValueError):
 
 
 def download_archive(download: DownloadParams) -> dict[str, Any]:
-    """Make sure a verified copy of the raw archive is on disk and describe it.
-
-    Returns:
-        ``{"path", "sha256", "size", "source"}``; ``source`` is ``"local_path"``,
-        ``"cached"`` (downloaded by an earlier run) or the URL / Drive id fetched.
-
-    Raises:
-        ArchiveDownloadError: With what to do, when the archive cannot be had.
-    """
+    """Make sure a verified copy of the raw archive is on disk and describe it: ``source`` is
+    ``"local_path"``, ``"cached"`` (downloaded by an earlier run) or the URL / Drive id."""
     if download.local_path:
         path = Path(download.local_path).expanduser()
         if not path.exists():
@@ -74,8 +67,7 @@ def download_archive(download: DownloadParams) -> dict[str, Any]:
 
 def _verify_archive(path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
     """``{"path", "sha256", "size"}`` of a zip that opens (a truncated file lacks the central
-    directory at its end) and has the expected checksum, or InvalidArchiveError saying why.
-    """
+    directory at its end) and has the expected checksum, or InvalidArchiveError saying why."""
     if not path.is_file():
         raise InvalidArchiveError(f"'{path}' does not exist or is not a file")
     size = path.stat().st_size

@@ -1,11 +1,9 @@
 """Extract the images of a (nested) zip: outer zip -> ``train.zip`` -> ``train/*.jpg``.
 
-Only image files are written (the real archive also holds ``test1.zip``, unlabelled, and a
-CSV); macOS metadata (``__MACOSX/``, ``._*``) and other dot-files are skipped; zips inside
-are unpacked in place, as unzipping by hand would, at most ``MAX_NESTING`` deep; and an entry
-whose path would leave the target folder (zip-slip: ``../x``, ``/etc/x``) fails the whole
-extraction. The target is replaced only when everything is out, with a stamp that lets the
-next run skip the work.
+Only image files are written; dot-files and macOS metadata are skipped; zips inside are
+unpacked in place, at most ``MAX_NESTING`` deep; an entry whose path would leave the target
+(zip-slip) fails the whole extraction. The target is replaced only when everything is out,
+with a stamp that lets the next run skip the work.
 """
 
 from __future__ import annotations
@@ -36,19 +34,8 @@ class ArchiveExtractError(RuntimeError):
 
 
 def extract_images(raw_archive: dict[str, Any], extract: ExtractParams) -> dict[str, Any]:
-    """Extract the image files of the archive into ``extract.target_dir``.
-
-    Args:
-        raw_archive: The record of the download node (``path``, ``sha256``, ``source``).
-        extract: ``inner_archive`` (the member zip that holds the images, or null for the
-            archive itself), ``extensions`` and ``target_dir``.
-
-    Returns:
-        ``{"path", "archive", "archive_sha256", "inner_archive", "extensions", "files"}``.
-
-    Raises:
-        ArchiveExtractError: Corrupt/truncated archive, zip-slip entry, missing inner archive.
-    """
+    """Extract the image files of the archive (or of its ``extract.inner_archive`` member)
+    into ``extract.target_dir``."""
     archive, target = Path(raw_archive["path"]), Path(extract.target_dir)
     inner = extract.inner_archive
     stamp = {
@@ -111,11 +98,8 @@ def safe_member_path(name: str) -> PurePosixPath | None:
 
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """A fresh folder beside ``target`` that replaces it, by renames, if the block succeeds.
-
-    Readers see the old complete folder or the new complete one; on an error the old one
-    stays and the new one is deleted.
-    """
+    """A fresh folder beside ``target`` that replaces it, by renames, if the block succeeds:
+    readers see the old complete folder or the new one; on an error the old one stays."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     tmp = target.with_name(f".{target.name}.tmp-{tag}")
@@ -151,9 +135,7 @@ class _Unpacker:
 
     def members(self, archive: zipfile.ZipFile, label: str, into: Path, depth: int) -> int:
         """Write the images of ``archive`` under ``into`` and unpack its zips; count images.
-
-        Folders are made even when empty: an empty class folder must be seen to be reported.
-        """
+        Folders are made even when empty: an empty class folder must be seen to be reported."""
         count = 0
         for info in archive.infolist():
             # Checked before the dot-file filter, which would take ".." for a dot-file.

@@ -1,10 +1,8 @@
 """The ``keras_datasets`` source: MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 as arrays.
 
 From ``keras.datasets.<name>.load_data()``, or, on an air-gapped machine, from the file Keras
-would have downloaded (``download.local_path``), read without Keras' network code. The
-extract step writes the arrays once (``x_train.npy`` ..., grayscale keeps one channel); the
-split refers to their rows (``<target_dir>/x_train.npy#<row>``) and the decode step reads
-them memory-mapped, so no image file is ever written.
+would have downloaded (``download.local_path``). The extract step writes the arrays once; the
+split refers to their rows (``x_train.npy#<row>``), so no image file is ever written.
 """
 
 # ruff: noqa: SIM905 (split strings: as list literals, ruff format puts one name per line)
@@ -71,6 +69,7 @@ _CIFAR = {  # the folder in the archive, the training batches, the test batch, t
     "cifar100": ("cifar-100-python", ["train"], "test", "fine_labels"),
 }
 _ROW = re.compile(r"\.npy#\d+$")
+_UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, pickle.UnpicklingError)
 
 Arrays = dict[str, np.ndarray]
 
@@ -80,11 +79,7 @@ class KerasDatasetError(ValueError):
 
 
 def fetch_keras_dataset(download: DownloadParams, name: str) -> dict[str, Any]:
-    """Check the local file (or have Keras download the dataset) and describe it.
-
-    Returns:
-        ``{"dataset", "path", "sha256", "source", "train", "test"}`` (image counts).
-    """
+    """Check the local file (or have Keras download the dataset) and describe it."""
     path = Path(download.local_path).expanduser() if download.local_path else None
     arrays = _load(path, name)
     digest = None
@@ -111,11 +106,7 @@ def fetch_keras_dataset(download: DownloadParams, name: str) -> dict[str, Any]:
 
 
 def extract_keras_dataset(raw: dict[str, Any], extract: ExtractParams) -> dict[str, Any]:
-    """Write the dataset's arrays into ``extract.target_dir`` (once; a stamp skips reruns).
-
-    Returns:
-        ``{"path", "dataset", "classes", "train", "test"}``.
-    """
+    """Write the dataset's arrays into ``extract.target_dir`` (once; a stamp skips reruns)."""
     name, target = raw["dataset"], Path(extract.target_dir)
     stamp = {"dataset": name, "path": raw.get("path"), "sha256": raw.get("sha256")}
     record = {"path": str(target), "dataset": name, "classes": CLASS_NAMES[name]}
@@ -140,8 +131,7 @@ def split_keras_dataset(
     extracted: dict[str, Any], split: SplitParams
 ) -> tuple[pd.DataFrame, list[str]]:
     """The dataset's own test set is the test split; train and validation come from its
-    training set. ``split.classes``: null for the dataset's names, or as many new names.
-    """
+    training set. ``split.classes``: null for the dataset's names, or as many new names."""
     dataset, folder = extracted["dataset"], Path(extracted["path"])
     names = CLASS_NAMES[dataset]
     if split.classes is not None and len(split.classes) != len(names):
@@ -178,28 +168,19 @@ def read_array_rows(files: list[str], image_size: tuple[int, int], resample: str
     images = np.stack([arrays[path][int(row)] for path, row in refs])
     if images.shape[1:3] == tuple(image_size):
         return images
-    height, width = image_size
-    resized = [
-        Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize(
+    (height, width), channels = image_size, images.shape[-1]
+    resized = [  # PIL takes a grayscale image without its channel axis
+        Image.fromarray(image[..., 0] if channels == 1 else image).resize(
             (width, height), resample=RESAMPLING_FILTERS[resample]
         )
         for image in images
     ]
-    return np.stack([np.asarray(image) for image in resized]).reshape(
-        len(images), height, width, images.shape[-1]
-    )
+    return np.stack(resized).reshape(len(images), height, width, channels)
 
 
 def read_local_file(path: Path, name: str) -> Arrays:
-    """Read a dataset file (or folder) in the format Keras downloads for ``name``.
-
-    Returns:
-        ``{"x_train", "y_train", "x_test", "y_test"}``: images ``(N, H, W, C)`` uint8,
-        labels ``(N,)`` int64.
-
-    Raises:
-        KerasDatasetError: If ``path`` is missing or not in that format.
-    """
+    """Read a dataset file (or folder) in the format Keras downloads for ``name``: images
+    ``(N, H, W, C)`` uint8, labels ``(N,)`` int64."""
     expected = _expected(name)
     if not path.exists():
         raise KerasDatasetError(
@@ -219,21 +200,15 @@ def read_local_file(path: Path, name: str) -> Arrays:
                         f"it lacks the arrays {missing} (it holds {data.files})"
                     )
                 arrays = {key: data[key] for key in ARRAY_FILES}
-    except (
-        OSError,
-        ValueError,  # KerasDatasetError too
-        EOFError,
-        KeyError,
-        tarfile.TarError,
-        zipfile.BadZipFile,
-        pickle.UnpicklingError,
-    ) as exc:
-        if isinstance(exc, tarfile.TarError):
-            why = "it is not a tar archive"
-        else:
-            why = str(exc) if isinstance(exc, KerasDatasetError) else f"{type(exc).__name__}: {exc}"
-        raise KerasDatasetError(f"download.local_path '{path}' is not {expected}: {why}.") from None
-    return _checked(arrays, name)
+    except tarfile.TarError:
+        why = "it is not a tar archive"
+    except KerasDatasetError as exc:
+        why = str(exc)
+    except _UNREADABLE as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    else:
+        return _checked(arrays, name)
+    raise KerasDatasetError(f"download.local_path '{path}' is not {expected}: {why}.")
 
 
 def _expected(name: str) -> str:
@@ -278,21 +253,20 @@ def _read_cifar(path: Path, folder: str, train: list[str], test: str, label_key:
     }
 
 
+_PICKLE_ALLOWED = {  # numpy 2 renamed numpy.core to numpy._core: pickles name either
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     """CIFAR batches are pickled dicts of NumPy arrays: allow that and nothing else, since a
     pickle can run arbitrary code and a local file may come from anywhere."""
 
-    ALLOWED = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-        }
-    )
-
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
+        if (module, name) in _PICKLE_ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
 

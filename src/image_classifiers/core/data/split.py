@@ -1,17 +1,13 @@
 """Assign every image to one subset, by index ranges or by stratified fractions, and copy.
 
-Two layouts are read from a folder (the keras_datasets source reuses :func:`assign`):
-
-- ``kaggle_names``: ``<class>.<N>.<ext>`` anywhere below it; a range ``[start, stop)`` takes
-  the files whose ``N`` lies in it, like the book's ``make_subset``.
-- ``class_folders``: one folder per class (``PetImages/Cat/...``, the layout of
-  ``keras.utils.image_dataset_from_directory``), found by walking down while a folder holds
-  nothing but one sub-folder; a class's images may sit at any depth below it, and a range
-  counts positions in natural order (``2.jpg`` before ``10.jpg``).
+- ``kaggle_names``: ``<class>.<N>.<ext>`` anywhere below the folder; a range ``[start, stop)``
+  takes the files whose ``N`` lies in it, like the book's ``make_subset``.
+- ``class_folders``: one folder per class (the layout of ``image_dataset_from_directory``),
+  found by walking down single sub-folders; a range counts positions in natural order.
 
 With ``split.fractions`` each class is shuffled from ``split.seed`` and cut alike, so every
-subset keeps the class balance. Files are copied byte for byte into
-``<target_dir>/<subset>/<class>/``, which is replaced as a whole once every copy succeeded.
+subset keeps the class balance. Files are copied into ``<target_dir>/<subset>/<class>/``,
+which is replaced as a whole once every copy succeeded.
 """
 
 from __future__ import annotations
@@ -21,6 +17,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import groupby
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,12 +45,7 @@ class SplitError(ValueError):
 def split_kaggle_names(
     extracted: dict[str, Any], split: SplitParams
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Split ``<class>.<N>.<ext>`` files; ``split.classes`` lists the file-name prefixes.
-
-    Returns:
-        The manifest (``file``, ``class``, ``subset``: one row per copied file, in subset,
-        class, index order) and the class names in label order.
-    """
+    """Split ``<class>.<N>.<ext>`` files; ``split.classes`` lists the file-name prefixes."""
     if split.classes is None:
         raise SplitError(
             "split.classes must list the file-name prefixes (e.g. [cat, dog] for cat.0.jpg)."
@@ -69,7 +61,16 @@ def split_class_folders(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Split one folder per class; ``split.classes`` null means every class folder, sorted."""
     folder, found = find_class_folders(Path(extracted["path"]), extracted["extensions"])
-    classes = _chosen_classes(split.classes, found, folder)
+    classes = sorted(found) if split.classes is None else split.classes
+    missing = [c for c in classes if c not in found]
+    if missing:
+        raise SplitError(
+            f"split.classes {classes} must name class folders of '{folder}', which holds "
+            f"{sorted(found)} (no folder for {missing}). Or set split.classes=null to use "
+            "them all."
+        )
+    if left_out := sorted(set(found) - set(classes)):
+        logger.info("Class folders not in split.classes, left out: %s", left_out)
     members = {c: dict(enumerate(found[c])) for c in classes}
     plan = assign(members, split, f"'{folder}'")
     # Images of a class may sit in sub-folders, so their names alone can collide.
@@ -85,14 +86,7 @@ def assign(
 ) -> list[tuple[str, str, T]]:
     """``(subset, class, member)`` for each chosen member, in subset, class, key order.
 
-    Args:
-        members: Per class, its members by key (``N`` of the file name, or position).
-        split: ``ranges`` (of keys) or ``fractions`` (per class, with ``seed``).
-        where: Where the members come from, for messages.
-        subsets: The subset names this source's split may use.
-
-    Raises:
-        SplitError: Unknown subset names, fractions not adding up to 1, missing members.
+    ``members``: per class, its members by key (``N`` of the file name, or position).
     """
     parts = split.fractions or split.ranges
     unknown = sorted(set(parts) - set(subsets))
@@ -186,12 +180,7 @@ def _index_images(folder: Path, classes: list[str]) -> dict[str, dict[int, Path]
 
 
 def find_class_folders(root: Path, extensions: Iterable[str]) -> tuple[Path, dict[str, list[Path]]]:
-    """The folder whose sub-folders are the classes, and each class's images (natural order).
-
-    Raises:
-        SplitError: No folder, images outside class folders, fewer than two classes, or a
-            class folder without images.
-    """
+    """The folder whose sub-folders are the classes, and each class's images (natural order)."""
     if not root.is_dir():
         raise SplitError(
             f"'{root}' does not exist or is not a folder; run the extract step first "
@@ -254,30 +243,9 @@ def _images_under(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return [folder / name for name in sorted(found, key=_natural_key)]
 
 
-def _chosen_classes(
-    wanted: list[str] | None, found: dict[str, list[Path]], folder: Path
-) -> list[str]:
-    if wanted is None:
-        return sorted(found)
-    missing = [c for c in wanted if c not in found]
-    if missing:
-        raise SplitError(
-            f"split.classes {wanted} must name class folders of '{folder}', which holds "
-            f"{sorted(found)} (no folder for {missing}). Or set split.classes=null to use "
-            "them all."
-        )
-    left_out = sorted(set(found) - set(wanted))
-    if left_out:
-        logger.info("Class folders not in split.classes, left out: %s", left_out)
-    return list(wanted)
-
-
 def compact_ranges(indices: Iterable[int]) -> str:
     """``[1, 2, 3, 7, 9, 10]`` -> ``"1–3, 7, 9–10"``."""
-    spans: list[list[int]] = []
-    for i in sorted(indices):
-        if spans and i == spans[-1][1] + 1:
-            spans[-1][1] = i
-        else:
-            spans.append([i, i])
-    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in spans)
+    # In a run of consecutive numbers, number minus position is the same.
+    numbered = enumerate(sorted(indices))
+    runs = [[i for _, i in run] for _, run in groupby(numbered, key=lambda p: p[1] - p[0])]
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs)

@@ -1,12 +1,9 @@
 """Node functions of the data_processing pipeline: download -> extract -> split -> decode.
 
-Each step is one node whatever the ``source`` (``kaggle_names``: a nested zip of
-``<class>.<N>.jpg``; ``class_folders``: a folder or nested zip of one folder per class;
-``keras_datasets``: MNIST, Fashion-MNIST, CIFAR-10/100), so the pipeline (and ``kedro viz``)
-looks the same for every dataset. Decoding writes each split's pixels ``decode.chunk_size``
-images at a time straight into the ``.npy`` file that training memory-maps (staged in
-``decode.scratch_dir``, then moved into place by the catalog), so a split may be larger
-than RAM.
+One node per step whatever the ``source`` (``kaggle_names``, ``class_folders``,
+``keras_datasets``), so the pipeline looks the same for every dataset. Decoding writes
+``decode.chunk_size`` images at a time into the staged ``.npy`` file that training
+memory-maps, so a split may be larger than RAM.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ from image_classifiers.core.data.keras_datasets import (
     split_keras_dataset,
 )
 from image_classifiers.core.data.split import split_class_folders, split_kaggle_names
-from image_classifiers.core.images import available_cpus, decode_images
+from image_classifiers.core.images import decode_images
 from image_classifiers.core.params import (
     DecodeParams,
     DownloadParams,
@@ -52,13 +49,8 @@ class SourceError(ValueError):
 
 
 def download_data(download: DownloadParams, source: SourceParams) -> dict[str, Any]:
-    """Make the raw data available locally and describe it.
-
-    Returns:
-        The record of ``download_archive`` (a zip); for a folder of class folders
-        ``{"path", "sha256": None, "source": "local_path", "folder": True}``; for a Keras
-        dataset the record of ``fetch_keras_dataset``.
-    """
+    """Make the raw data available locally and describe it (a folder of class folders is
+    used in place)."""
     if source.type == "keras_datasets":
         return fetch_keras_dataset(download, source.name)
     if source.type == "class_folders":
@@ -89,11 +81,7 @@ def extract_data(
 def split_data(
     extracted_images: dict[str, Any], split: SplitParams, source: SourceParams
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Assign every image to one subset.
-
-    Returns:
-        The manifest (``file``, ``class``, ``subset``) and the class names in label order.
-    """
+    """Assign every image to one subset: the manifest and the class names in label order."""
     splitter = {
         "kaggle_names": split_kaggle_names,
         "class_folders": split_class_folders,
@@ -105,22 +93,8 @@ def split_data(
 def decode_split(
     split_manifest: pd.DataFrame, decode: DecodeParams, classes: list[str], subset: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Decode one subset of the manifest into a memory-mapped uint8 array.
-
-    Args:
-        split_manifest: Rows ``file, class, subset`` from the split node.
-        decode: The ``decode`` parameters.
-        classes: Class names; a class's label is its position in this list.
-        subset: Which subset to decode, e.g. ``"train"``.
-
-    Returns:
-        ``(image_set, quality)``: ``{"images", "labels", "classes", "files"}`` and
-        ``{"subset", "images", "decoded", "skipped": [{"file", "reason"}]}``.
-
-    Raises:
-        DecodeError: No images for ``subset``, a class not in ``classes``, or undecodable
-            images with ``decode.on_bad_image: fail``.
-    """
+    """Decode one subset of the manifest into a memory-mapped uint8 array: ``(image_set,
+    quality)``; a class's label is its position in ``classes``."""
     rows = split_manifest[split_manifest["subset"] == subset]
     if rows.empty:
         raise DecodeError(
@@ -134,9 +108,7 @@ def decode_split(
         )
     files = rows["file"].astype(str).tolist()
     labels = rows["class"].map({name: i for i, name in enumerate(classes)}).to_numpy(np.int32)
-    workers = decode.workers or available_cpus()
-    height, width = decode.image_size
-    logger.info("Decoding %d %s images to %dx%d...", len(files), subset, height, width)
+    logger.info("Decoding %d %s images to %dx%d...", len(files), subset, *decode.image_size)
     start = time.perf_counter()
 
     def progress(done: int) -> None:
@@ -144,7 +116,6 @@ def decode_split(
             rate = done / max(time.perf_counter() - start, 1e-9)
             logger.info("  %s: %d/%d images (%.0f/s)", subset, done, len(files), rate)
 
-    # Chunk by chunk into the staged file, which the catalog then moves into place.
     staged = staged_images_file(decode.scratch_dir)
     kept: list[int] = []
     skipped: list[dict[str, str]] = []
@@ -161,7 +132,7 @@ def decode_split(
                     chunk,
                     decode.image_size,
                     resample=decode.resample,
-                    workers=workers,
+                    workers=decode.workers,
                     progress=lambda done, _, first=first: progress(first + done),
                 )
             # The first chunk says the channels (keras_datasets may be grayscale).
@@ -216,13 +187,7 @@ def make_split_decoder(subset: str) -> Callable[..., tuple[dict[str, Any], dict[
 
 
 def report_data_quality(decode: DecodeParams, *qualities: dict[str, Any]) -> dict[str, Any]:
-    """Merge the decode nodes' quality records into the data-quality report.
-
-    Returns:
-        ``{"image_size", "on_bad_image", "images", "decoded", "skipped_count",
-        "splits": {subset: {"images", "decoded", "skipped"}}, "skipped": [{"subset",
-        "file", "reason"}]}``.
-    """
+    """Merge the decode nodes' quality records into the data-quality report."""
     skipped = [{"subset": q["subset"], **item} for q in qualities for item in q["skipped"]]
     report = {
         "image_size": list(decode.image_size),

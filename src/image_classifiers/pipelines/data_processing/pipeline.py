@@ -13,21 +13,10 @@ OUTPUTS = tuple(f"{subset}_set" for subset in SUBSETS)
 def create_pipeline(namespace: str | None = None, **kwargs) -> Pipeline:
     """Download -> extract -> split -> decode each subset -> data-quality report.
 
-    The same nodes for every source (``source`` parameters). With a ``namespace``
-    (``"mnist"``) every parameter, dataset and node is prefixed (``params:mnist.download``,
-    ``mnist.train_set``), and the catalog's ``{namespace}.*`` factories put the data under
-    ``data/*/<namespace>/``; without one it is xception_cats' data.
+    A ``namespace`` (``"mnist"``) prefixes every parameter, dataset and node; the catalog's
+    ``{namespace}.*`` factories put its data under ``data/*/<namespace>/``.
     """
-    decode_nodes = [
-        Node(
-            make_split_decoder(subset),
-            inputs=["split_manifest", "params:decode", "class_names"],
-            outputs=[f"{subset}_set", f"{subset}_data_quality"],
-            name=f"decode_{subset}_images",
-        )
-        for subset in SUBSETS
-    ]
-    pipeline = Pipeline(
+    return Pipeline(
         [
             Node(
                 download_data,
@@ -47,13 +36,21 @@ def create_pipeline(namespace: str | None = None, **kwargs) -> Pipeline:
                 ["split_manifest", "class_names"],
                 name="split_images",
             ),
-            *decode_nodes,
+            *(
+                Node(
+                    make_split_decoder(subset),
+                    inputs=["split_manifest", "params:decode", "class_names"],
+                    outputs=[f"{subset}_set", f"{subset}_data_quality"],
+                    name=f"decode_{subset}_images",
+                )
+                for subset in SUBSETS
+            ),
             Node(
                 report_data_quality,
                 ["params:decode", *(f"{subset}_data_quality" for subset in SUBSETS)],
                 "data_quality_report",
                 name="report_data_quality",
             ),
-        ]
+        ],
+        namespace=namespace,
     )
-    return pipeline if namespace is None else Pipeline(pipeline, namespace=namespace)
