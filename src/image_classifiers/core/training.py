@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -540,4 +540,6 @@ def fit_model(
         else:
             logger.warning("val_loss never improved (NaN?); keeping the last epoch's weights.")
         shutil.rmtree(folder, ignore_errors=True)
+        with suppress(OSError):  # the checkpoints folder too, when no other backup is left
+            Path(root).rmdir()
     return model, history
