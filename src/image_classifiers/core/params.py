@@ -103,7 +103,7 @@ def _distinct(value: list[str]) -> list[str]:
 ImageSize = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(_parse_image_size)]
 #: A list of names; on the command line ``"cat dog"`` (space-separated). A list, not a
 #: tuple: kedro-mlflow logs ``params:split.classes`` as ``str(value)``, which must read as
-#: the same value TypedParamsHook logs for ``split``.
+#: the value ModelRunsHook logs for ``split``.
 Names = Annotated[
     list[Annotated[str, Field(min_length=1)]],
     BeforeValidator(_split_words),
@@ -459,11 +459,8 @@ def _architecture_names() -> tuple[str, ...]:
 
 
 class ModelOptions(Params):
-    """``models.<name>``: ``architecture`` plus that builder's own options.
-
-    The options are checked against the builder's signature (names and types), so a
-    misspelt option fails before training too.
-    """
+    """``models.<name>``: ``architecture`` plus that builder's own options, checked against
+    the builder's signature (names and types) so that a misspelt option fails before any node."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -598,18 +595,8 @@ class RetrainParams(Params):
     challenger_alias: str = Field("challenger", min_length=1)
 
     def model_options(self, models: Mapping[str, Any] | None) -> ModelOptions:
-        """``models[retrain.model]``, validated: the challenger's architecture and options.
-
-        Checked before any node runs too (``params_hooks.ParamsCrossCheckHook``): Kedro validates
-        each group alone, and this one names an entry of another.
-
-        Args:
-            models: The ``models`` parameters (name -> options, dicts or ``ModelOptions``).
-
-        Raises:
-            ValueError: If ``models`` has no such entry (the message lists the ones it has)
-                or its options are invalid.
-        """
+        """``models[retrain.model]`` validated, or a ``ValueError`` listing the models. Kedro
+        validates each group alone: ``ParamsCrossCheckHook`` calls this before any node."""
         models = models or {}
         if self.model not in models:
             raise ValueError(

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,8 @@ HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
 
 
 def data_parallel(training: TrainingParams) -> keras.distribution.DataParallel | None:
-    """The ``keras.distribution`` that ``training.distribution`` asks for (JAX only).
-
-    Raises:
-        ValueError: ``data_parallel`` on another backend, or a ``batch_size`` the devices
-            cannot split evenly.
-    """
+    """The ``keras.distribution`` that ``training.distribution`` asks for (JAX only); a
+    ``ValueError`` on another backend or for a batch the devices cannot split evenly."""
     if training.distribution == "none":
         return None
     if keras.backend.backend() != "jax":
@@ -77,12 +73,8 @@ def data_parallel(training: TrainingParams) -> keras.distribution.DataParallel |
     return keras.distribution.DataParallel(devices=devices)
 
 
-@contextmanager
-def _scope(distribution: keras.distribution.DataParallel | None) -> Iterator[None]:
-    with ExitStack() as stack:
-        if distribution is not None:
-            stack.enter_context(distribution.scope())
-        yield
+def _scope(distribution: keras.distribution.DataParallel | None) -> AbstractContextManager:
+    return nullcontext() if distribution is None else distribution.scope()
 
 
 @contextmanager
@@ -109,12 +101,8 @@ def is_binary(model: keras.Model) -> bool:
 def compile_model(
     model: keras.Model, training: TrainingParams, steps_per_epoch: int | None = None
 ) -> keras.Model:
-    """(Re)compile ``model`` in place with the optimizer, schedule and loss asked for.
-
-    Raises:
-        ValueError: The cosine schedule without ``steps_per_epoch`` (it decays over
-            ``epochs * steps_per_epoch`` steps; ``fit_model`` passes it).
-    """
+    """(Re)compile ``model`` in place with the optimizer, schedule and loss asked for (the
+    cosine schedule decays over ``epochs * steps_per_epoch`` steps: ``fit_model`` passes it)."""
     learning_rate: Any = training.learning_rate
     if training.schedule == "cosine":
         if steps_per_epoch is None:
@@ -169,12 +157,8 @@ class ImageBatches(keras.utils.PyDataset):
         seed: int | None = None,
     ):
         super().__init__()
-        self.images, self.labels, self.batch_size, self.training = (
-            images,
-            labels,
-            batch_size,
-            shuffle,
-        )
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.training = shuffle
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(images)) if shuffle else None
 
@@ -435,30 +419,13 @@ def fit_model(
     *,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Compile and train ``model``, resuming a killed run, then keep its best epoch.
+    """Compile and train ``model`` (built in ``model_build_scope(training)``), resuming a
+    killed run from ``training.checkpoint_dir``, then restore its best ``val_loss`` epoch.
 
-    ``training.checkpoint_dir`` holds one folder per training (a digest of the model, the
-    parameters and the data): a run killed mid-way and started again with the same command
-    continues after its last finished epoch; another training starts afresh, and the log
-    says so. The folder is removed once training ends. Build ``model`` inside
-    ``model_build_scope(training)``.
-
-    Args:
-        model: A classifier taking raw uint8 images of the splits' shape.
-        train_set: Decoded training split.
-        validation_set: Decoded validation split; picks the best epoch.
-        training: ``training.epochs`` is how many epochs this call runs (0: compiled only).
-        initial_epoch: Epochs already run on this model (fine-tuning after feature
-            extraction); shifts the epoch numbers.
-        callbacks: More callbacks (e.g. live MLflow metrics); they see the full epoch logs.
-
-    Returns:
-        The model with its best ``val_loss`` weights and the history of this call: per epoch
-        ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``learning_rate``,
-        ``epoch_seconds``, also across a restart.
-
-    Raises:
-        ValueError: Empty or mismatched splits, or a model that does not fit the data.
+    ``training.epochs`` epochs run after ``initial_epoch`` (fine-tuning after feature
+    extraction); ``callbacks`` (e.g. live MLflow metrics) see the full epoch logs. Returns
+    the model and this call's history per epoch (``HISTORY_KEYS``), across restarts too.
+    Raises ``ValueError`` for empty or mismatched splits or a model that does not fit them.
     """
     check_fits(model, "train_set", train_set)
     check_fits(model, "validation_set", validation_set)
@@ -573,4 +540,6 @@ def fit_model(
         else:
             logger.warning("val_loss never improved (NaN?); keeping the last epoch's weights.")
         shutil.rmtree(folder, ignore_errors=True)
+        with suppress(OSError):  # the checkpoints folder too, when no other backup is left
+            Path(root).rmdir()
     return model, history
