@@ -11,10 +11,12 @@ import pytest
 from fixture_archives import write_cifar_archive, write_fashion_folder, write_mnist_npz
 from project_copies import copy_project, run_pipeline
 
-from image_classifiers.pipelines import cnn_cifar10, lenet_mnist, vgg16_cifar10
 from image_classifiers.pipelines.cnn_cifar10 import VARIANTS, variant_namespace
+from image_classifiers.pipelines.cnn_cifar10 import pipeline as cnn_cifar10
 from image_classifiers.pipelines.cnn_cifar10.nodes import compare_variants, summarise_variant
+from image_classifiers.pipelines.lenet_mnist import pipeline as lenet_mnist
 from image_classifiers.pipelines.model_training.pipeline import evaluation_pipeline
+from image_classifiers.pipelines.vgg16_cifar10 import pipeline as vgg16_cifar10
 
 REPORTS = ("metrics.json", "training_curves.png", "grad_cam.png", "feature_maps.png")
 
