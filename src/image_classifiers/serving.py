@@ -1,19 +1,13 @@
-"""Serve a trained classifier: an MLflow pyfunc that takes encoded images, not pixel arrays.
+"""Serve a classifier: an MLflow pyfunc that takes base64 JPEG/PNG files, not pixel arrays.
 
-A client of ``mlflow models serve`` sends JPEG or PNG files base64-encoded in a column
-``image`` and gets ``probability_<class>`` per class and the ``label`` per image. The model
-decodes with the data pipeline's ``decode_image`` and the Keras model rescales pixels
-itself, so what is served is what was trained and evaluated. A bad request is an
-``INVALID_PARAMETER_VALUE`` error, which the scoring server answers with HTTP 400.
-
-The module also loads a Keras model back from a model URI or a ``.keras`` file
-(:func:`load_classifier`) for batch prediction and champion/challenger evaluation.
+A request's column ``image`` gives ``probability_<class>`` columns and a ``label``. Decoding
+is the data pipeline's ``decode_image`` and the model rescales itself, so what is served is
+what was trained; a bad request is ``INVALID_PARAMETER_VALUE`` (HTTP 400).
 """
 
 import base64
 import binascii
 import importlib.util
-import logging
 import os
 import sys
 import tempfile
@@ -27,18 +21,11 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.types import ColSpec, Schema
 
-logger = logging.getLogger(__name__)
-
-#: The request column holding base64-encoded image files.
 IMAGE_COLUMN = "image"
-#: Name of the ``.keras`` file among the pyfunc model's artifacts.
-KERAS_ARTIFACT = "keras_model"
+KERAS_ARTIFACT = "keras_model"  # the .keras file among the pyfunc's artifacts
 LABEL_COLUMN = "label"
-PROBABILITY_PREFIX = "probability_"
-_NOT_FOUND = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
 #: Keras backend of the served model's environment (see :func:`serving_requirements`).
 SERVING_BACKEND = "jax"
 #: Registered-model tag marking a name whose versions all take encoded images.
@@ -48,17 +35,13 @@ SERVING_TAG_VALUE = "encoded_images"
 
 def probability_column(class_name: str) -> str:
     """Output column of one class's probability, e.g. ``probability_cat``."""
-    return f"{PROBABILITY_PREFIX}{class_name}"
+    return f"probability_{class_name}"
 
 
 def probability_frame(
     probabilities: np.ndarray, classes: list[str], threshold: float = 0.5
 ) -> pd.DataFrame:
-    """One row per image: ``probability_<class>`` for every class, then ``label``.
-
-    Raises:
-        ValueError: If the number of columns and of classes differ.
-    """
+    """One row per image: ``probability_<class>`` for every class, then ``label``."""
     from image_classifiers.core.training import predicted_labels
 
     if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
@@ -91,13 +74,8 @@ class ModelNotFoundError(LookupError):
     """The registry has no model, version or alias at a URI (the message says what to do)."""
 
 
-# ---- the pyfunc ----------------------------------------------------------------------------
 def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
-    """One request cell (base64 text, a ``data:`` URL or raw bytes) -> ``(H, W, 3)`` uint8.
-
-    Raises:
-        ValueError: If the cell is empty, not base64, or not an image (the reason says which).
-    """
+    """One request cell (base64 text, a ``data:`` URL or raw bytes) -> ``(H, W, 3)`` uint8."""
     from image_classifiers.core.images import decode_image
 
     if isinstance(value, str):
@@ -116,15 +94,15 @@ def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
 
 
 class ImageClassifierModel(mlflow.pyfunc.PythonModel):
-    """Encoded images in, class probabilities and labels out (see the module docstring).
-
-    Its ``.keras`` file is the artifact ``keras_model``; ``model_config`` gives ``classes``,
-    ``threshold`` and ``batch_size``.
-    """
+    """Encoded images in, probabilities and labels out; ``model_config`` gives the classes."""
 
     def load_context(self, context: Any) -> None:
         config = dict(context.model_config or {})
-        _choose_keras_backend(config.get("keras_backend"))
+        # The backend the model was logged for (a fresh serving environment has it), unless
+        # Keras is imported or the caller chose one; backend, module and package share a name.
+        backend = config.get("keras_backend")
+        if backend and "keras" not in sys.modules and importlib.util.find_spec(backend):
+            os.environ.setdefault("KERAS_BACKEND", backend)
         from image_classifiers.core.models import load_model_file
 
         self.model = load_model_file(context.artifacts[KERAS_ARTIFACT], compile=False)
@@ -136,12 +114,6 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Decode, resize and classify every row's image.
-
-        Raises:
-            MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400) for rows that are not
-                base64-encoded images.
-        """
         from image_classifiers.core.training import predict_probabilities
 
         images = self._decode(model_input)
@@ -168,25 +140,6 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
                 "'rb').read()).decode())."
             )
         return images
-
-
-def _choose_keras_backend(backend: str | None) -> None:
-    """Use the backend the model was logged for, if Keras is not imported yet, the caller
-    chose none (``KERAS_BACKEND``) and it is installed (a fresh serving environment has it)."""
-    undecided = "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ
-    # Each backend's distribution and module are named after it (jax, tensorflow, torch).
-    if backend and undecided and importlib.util.find_spec(backend) is not None:
-        os.environ["KERAS_BACKEND"] = backend
-
-
-# ---- logging and loading -------------------------------------------------------------------
-def serving_signature(classes: list[str]) -> ModelSignature:
-    """Input: a string column ``image``; output: one probability per class and the label."""
-    outputs = [ColSpec("double", probability_column(c)) for c in classes]
-    return ModelSignature(
-        inputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
-        outputs=Schema([*outputs, ColSpec("string", LABEL_COLUMN)]),
-    )
 
 
 def example_request() -> pd.DataFrame:
@@ -227,21 +180,21 @@ def log_classifier(
 ) -> Any:
     """Log a ``.keras`` file as a serving pyfunc in the active run (and register it).
 
-    The package's source goes along (``code_paths``) so that ``mlflow models serve`` can
-    import ``image_classifiers`` wherever it runs.
-
-    Returns:
-        MLflow's ``ModelInfo`` (``model_uri``, ``registered_model_version`` ...).
+    The package's source goes along (``code_paths``): ``mlflow models serve`` imports it.
     """
-    package_dir = Path(__file__).resolve().parent
+    classes = [str(c) for c in classes]
+    outputs = [ColSpec("double", probability_column(c)) for c in classes]
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=ImageClassifierModel(),
         artifacts={KERAS_ARTIFACT: str(keras_path)},
-        code_paths=[str(package_dir)],
-        signature=serving_signature([str(c) for c in classes]),
+        code_paths=[str(Path(__file__).resolve().parent)],
+        signature=ModelSignature(
+            inputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
+            outputs=Schema([*outputs, ColSpec("string", LABEL_COLUMN)]),
+        ),
         model_config={
-            "classes": [str(c) for c in classes],
+            "classes": classes,
             "threshold": float(threshold),
             "batch_size": int(batch_size),
             "keras_backend": SERVING_BACKEND,
@@ -257,17 +210,6 @@ def log_classifier(
     return info
 
 
-def is_serving_model(name: str) -> bool:
-    """Whether the registered model ``name`` holds serving pyfuncs (:func:`log_classifier`)."""
-    try:
-        registered = mlflow.MlflowClient().get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code == _NOT_FOUND:
-            return False
-        raise
-    return registered.tags.get(SERVING_TAG) == SERVING_TAG_VALUE
-
-
 @dataclass
 class LoadedClassifier:
     """A Keras classifier and what is known about it from where it was loaded."""
@@ -279,15 +221,10 @@ class LoadedClassifier:
 
 
 def load_classifier(source: str | Path) -> LoadedClassifier:
-    """Load the Keras model behind a ``.keras`` file or an MLflow model URI.
+    """The Keras model of a ``.keras`` file or an MLflow model URI (for predict and retrain).
 
-    A model logged by :func:`log_classifier` brings its classes and threshold; one logged
-    with MLflow's Keras flavor does not.
-
-    Raises:
-        FileNotFoundError: If a local path does not exist.
-        ModelNotFoundError: If the registry has no such model, version or alias.
-        ValueError: If the logged model holds no ``.keras`` file.
+    A model logged by :func:`log_classifier` brings its classes and threshold; a Keras-flavor
+    one does not.
     """
     from image_classifiers.core.models import load_model_file
 
@@ -306,7 +243,7 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tmp))
         except MlflowException as exc:
             # A missing model is RESOURCE_DOES_NOT_EXIST, a missing alias or version is not.
-            if exc.error_code == _NOT_FOUND or "not found" in exc.message.lower():
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in exc.message.lower():
                 raise ModelNotFoundError(
                     f"No model at '{text}' in the registry at {mlflow.get_registry_uri()}: "
                     f"{exc.message}. Check the name and alias (mlflow ui lists them) or "

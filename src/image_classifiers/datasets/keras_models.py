@@ -18,7 +18,6 @@ class KerasModelsDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """
 
     def __init__(self, filepath: str, metadata: dict | None = None):
-        """Args: filepath: the folder; metadata: for kedro-viz, ignored by the dataset."""
         self._path = Path(filepath)
         self.metadata = metadata
 

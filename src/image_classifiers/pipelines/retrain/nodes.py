@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -26,7 +25,6 @@ import keras
 import mlflow
 import numpy as np
 
-from image_classifiers.core.images import UnreadableImageError, decode_image
 from image_classifiers.core.params import (
     AugmentationParams,
     EvaluationParams,
@@ -47,7 +45,6 @@ SET_ASIDE = ("duplicates", "rejected")
 SPLITS = ("train_set", "validation_set", "test_set")
 
 
-# ---- 1. collect ------------------------------------------------------------------------------
 def collect_images(
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
@@ -60,15 +57,8 @@ def collect_images(
     (``dog.12.jpg``). A new file is set aside when it cannot be decoded or has no known class
     (``rejected``), or when it is in the pool already or the same picture is in a fixed split
     (``duplicates``): a rerun adds nothing twice and no test image leaks into training.
-
-    Returns:
-        The image set of the pool and then the new images, and the delivery: ``run_id``
-        (this run's processed folder), ``source``, ``classes``, ``pool`` and ``added`` (one
-        record per image: ``file``, ``sha256``, ``label``, ``path`` on disk if any),
-        ``duplicates`` and ``rejected`` (``file``, ``reason``, ``path``).
-
-    Raises:
-        ValueError: With ``on_bad_image: fail``, if any new file is unreadable or unlabeled.
+    The delivery lists ``pool`` and ``added`` (``file``, ``sha256``, ``label``, ``path`` on
+    disk if any), ``duplicates`` and ``rejected`` (``file``, ``reason``, ``path``).
     """
     classes = [str(c) for c in train_set["classes"]]
     size = tuple(int(v) for v in train_set["images"].shape[1:3])
@@ -143,18 +133,18 @@ def _accept(
         label = _class_of(file, classes)
         digest = hashlib.sha256(file.data).hexdigest() if file.data is not None else None
         if label is None:
-            report["rejected"].append({**record, "reason": _unknown_class(file, classes)})
-            continue
-        if digest is None:
-            report["rejected"].append({**record, "reason": file.error or "unreadable"})
+            reason = (
+                f"no class: put it in a folder named after its class ({', '.join(classes)}), "
+                f"e.g. incoming/{classes[0]}/{PurePosixPath(file.name).name}"
+            )
+            report["rejected"].append({**record, "reason": reason})
             continue
         if digest in known:
             report["duplicates"].append({**record, "reason": "already in the training pool"})
             continue
-        try:
-            image = decode_image(file.data, size)
-        except UnreadableImageError as exc:
-            report["rejected"].append({**record, "reason": exc.reason})
+        image = file.decoded(size)
+        if isinstance(image, str):  # why it cannot be decoded
+            report["rejected"].append({**record, "reason": image})
             continue
         split = fixed.get(_pixel_hash(image))
         if split is not None:
@@ -173,18 +163,10 @@ def _class_of(file: ImageFile, classes: list[str]) -> str | None:
     return prefix if prefix in classes else None
 
 
-def _unknown_class(file: ImageFile, classes: list[str]) -> str:
-    return (
-        f"no class: put it in a folder named after its class ({', '.join(classes)}), "
-        f"e.g. incoming/{classes[0]}/{PurePosixPath(file.name).name}"
-    )
-
-
 def _pixel_hash(image: np.ndarray) -> str:
     return hashlib.sha256(image.tobytes()).hexdigest()  # tobytes is C-ordered for any view
 
 
-# ---- 2. train --------------------------------------------------------------------------------
 def train_challenger(
     *,
     train_set: dict[str, Any],
@@ -229,18 +211,14 @@ def train_challenger(
     return {retrain.model: model}
 
 
-# ---- 3. decide -------------------------------------------------------------------------------
 def decide_promotion(
     challengers: dict[str, keras.Model],
     test_set: dict[str, Any],
     evaluation: EvaluationParams,
     retrain: RetrainParams,
 ) -> dict[str, dict[str, Any]]:
-    """Each challenger and the champion scored on the fixed test set, and the decision.
-
-    Returns:
-        Per challenger: :func:`promotion_rule`'s decision and ``challenger_metrics``.
-    """
+    """Per challenger: :func:`promotion_rule`'s decision on the fixed test set, and its
+    ``challenger_metrics``."""
     decisions = {}
     for name, model in challengers.items():
         metrics, *_figures = evaluate_model(model, test_set, evaluation)
@@ -327,7 +305,6 @@ def promotion_rule(
     }
 
 
-# ---- 4. register -----------------------------------------------------------------------------
 def register_challenger(
     *,
     challengers: dict[str, keras.Model],
@@ -341,9 +318,6 @@ def register_challenger(
     A challenger becomes a new version of ``retrain.registered_model_name`` (a serving
     pyfunc, :mod:`image_classifiers.serving`) with alias ``challenger``; ``champion`` moves to
     it only on promotion. MLflow owns versions and aliases; the run gets the decision's tags.
-
-    Returns:
-        Per challenger: the decision (without the metrics), ``version`` and ``mlflow_run_id``.
     """
     name, run = retrain.registered_model_name, mlflow.active_run()
     run_id = run.info.run_id if run else None
@@ -382,7 +356,6 @@ def register_challenger(
     return registrations
 
 
-# ---- 5. archive: the new files join the pool -------------------------------------------------
 def archive_incoming(
     delivery: dict[str, Any], registrations: dict[str, dict[str, Any]], retrain: RetrainParams
 ) -> dict[str, Any]:
@@ -391,10 +364,7 @@ def archive_incoming(
     Takes the registrations so that files move only once the challenger trained on them is
     registered. Added files go to ``<processed_dir>/<run id>/`` (the pool the next run
     reads; an archive as a whole), duplicates and rejected files to its ``duplicates/`` and
-    ``rejected/``.
-
-    Returns:
-        The run's report (the catalog also logs it to MLflow).
+    ``rejected/``. The report is also logged to MLflow (by the catalog).
     """
     target = Path(retrain.processed_dir) / delivery["run_id"]
     source = Path(delivery["source"])
@@ -425,9 +395,5 @@ def _move_aside(source: Path, destination: Path) -> int:
         return 0
     destination = destination.with_name(re.sub(r"[^\w.\-]", "_", destination.name) or "file")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(source, destination)
-    except OSError:  # another file system: copy, then remove
-        shutil.copy2(source, destination)
-        source.unlink()
+    shutil.move(source, destination)  # a rename, or copy and remove across file systems
     return 1
