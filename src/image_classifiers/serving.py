@@ -1,12 +1,10 @@
 """Serve a classifier: an MLflow pyfunc that takes base64 JPEG/PNG files, not pixel arrays.
 
-A request's column ``image`` gives ``probability_<class>`` columns and a ``label``. Decoding
-is the data pipeline's ``decode_image`` and the model rescales itself, so what is served is
-what was trained; a bad request is ``INVALID_PARAMETER_VALUE`` (HTTP 400).
+It decodes with the data pipeline's ``decode_image`` and the model rescales itself, so what is
+served is what was trained; a bad request is ``INVALID_PARAMETER_VALUE`` (HTTP 400).
 """
 
 import base64
-import binascii
 import importlib.util
 import os
 import sys
@@ -84,7 +82,7 @@ def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
             text = text.split(",", 1)[1]
         try:
             data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as exc:
+        except ValueError as exc:  # binascii.Error is one
             raise ValueError(f"not valid base64 ({exc})") from exc
     elif isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
@@ -116,19 +114,13 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         from image_classifiers.core.training import predict_probabilities
 
-        images = self._decode(model_input)
-        probabilities = predict_probabilities(self.model, images, self.batch_size)
-        return probability_frame(probabilities, self.classes, self.threshold)
-
-    def _decode(self, model_input: pd.DataFrame) -> np.ndarray:
         # MLflow checks the columns against the signature (a missing `image` is an error).
-        height, width = self.image_size
         values = model_input[IMAGE_COLUMN].tolist()
-        images = np.empty((len(values), height, width, 3), dtype=np.uint8)
+        images = np.empty((len(values), *self.image_size, 3), dtype=np.uint8)
         problems = []
         for row, value in enumerate(values):
             try:
-                images[row] = decode_payload(value, (height, width))
+                images[row] = decode_payload(value, self.image_size)
             except ValueError as exc:
                 problems.append(f"row {row}: {exc}")
         if problems:
@@ -139,7 +131,8 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
                 "Send each file's bytes base64-encoded (e.g. base64.b64encode(open(path, "
                 "'rb').read()).decode())."
             )
-        return images
+        probabilities = predict_probabilities(self.model, images, self.batch_size)
+        return probability_frame(probabilities, self.classes, self.threshold)
 
 
 def example_request() -> pd.DataFrame:
@@ -154,12 +147,9 @@ def example_request() -> pd.DataFrame:
 
 
 def serving_requirements(backend: str = SERVING_BACKEND) -> list[str]:
-    """pip requirements of the served model, pinned to what is installed here.
-
-    No Kedro (the loader imports only ``serving``, ``images``, ``training``, ``layers`` and
-    ``models``); ``mlflow-skinny`` and JAX instead of MLflow and TensorFlow (the ``.keras``
-    file is the same for every backend): a fresh environment installs in about a minute.
-    """
+    """pip requirements of the served model, pinned to what is installed here: no Kedro,
+    ``mlflow-skinny`` and JAX instead of MLflow and TensorFlow (the ``.keras`` file is the same
+    for every backend), so a fresh environment installs in about a minute."""
     requirements = []
     for package in ("mlflow-skinny", "keras", backend, "pillow", "pandas", "numpy"):
         try:
@@ -178,10 +168,8 @@ def log_classifier(
     threshold: float = 0.5,
     batch_size: int = 32,
 ) -> Any:
-    """Log a ``.keras`` file as a serving pyfunc in the active run (and register it).
-
-    The package's source goes along (``code_paths``): ``mlflow models serve`` imports it.
-    """
+    """Log a ``.keras`` file as a serving pyfunc in the active run (and register it); the
+    package's source goes along (``code_paths``) for ``mlflow models serve`` to import."""
     classes = [str(c) for c in classes]
     outputs = [ColSpec("double", probability_column(c)) for c in classes]
     info = mlflow.pyfunc.log_model(
@@ -221,11 +209,8 @@ class LoadedClassifier:
 
 
 def load_classifier(source: str | Path) -> LoadedClassifier:
-    """The Keras model of a ``.keras`` file or an MLflow model URI (for predict and retrain).
-
-    A model logged by :func:`log_classifier` brings its classes and threshold; a Keras-flavor
-    one does not.
-    """
+    """The Keras model of a ``.keras`` file or a model URI, with the classes and threshold of
+    one logged by :func:`log_classifier` (not of a Keras-flavor one)."""
     from image_classifiers.core.models import load_model_file
 
     text = str(source)

@@ -36,12 +36,8 @@ _PROGRESS_SECONDS = 10.0
 
 
 def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
-    """Load ``predict.model``: a registry URI or a ``.keras`` file.
-
-    A serving model (``models:/<name>@champion``) brings its classes and threshold; a bare
-    ``.keras`` file takes ``predict.classes``; ``predict.threshold`` always wins. Not
-    kedro-mlflow's ``MlflowModelRegistryDataset``: the model may be a local file, and while
-    there is no champion yet the newest trained model stands in.
+    """Load ``predict.model``, a registry URI or a ``.keras`` file (so not kedro-mlflow's
+    ``MlflowModelRegistryDataset``); with no champion yet, the newest trained model stands in.
     """
     source = predict.model
     if not source:
@@ -79,10 +75,8 @@ def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
 
 
 def _newest_instead_of(source: str) -> str | None:
-    """For a missing ``models:/<name>@<alias>``: the newest trained model's URI, or None.
-
-    Right after ``xception_cats`` there is no champion yet (only ``retrain`` makes one).
-    """
+    """For a missing ``models:/<name>@<alias>`` (no ``retrain`` run yet): the newest trained
+    model's URI, or None."""
     match = re.fullmatch(r"models:/([^/@]+)@[^/@]+", source)
     if match is None:
         return None
@@ -109,11 +103,9 @@ def _newest_instead_of(source: str) -> str | None:
 
 
 def predict_images(predict: PredictParams) -> pd.DataFrame:
-    """One row per image file of ``predict.source`` (a folder or a zip, nested zips included),
-    in name order: ``file``, ``probability_<class>`` per class, ``label``, ``error``.
+    """One row per image file of ``predict.source``, in name order, with its ``error`` if any.
 
-    Decoded in threads and classified a batch at a time, so memory stays flat however many
-    images there are. A file that cannot be decoded gets a row with its ``error``.
+    Decoded in threads and classified a batch at a time: memory stays flat however many images.
     """
     classifier = load_prediction_model(predict)
     source, batch_size = predict.source, predict.batch_size

@@ -1,7 +1,5 @@
-"""Image files of a folder or a zip (zips inside it included), one at a time, as bytes.
-
-Nothing is extracted to disk, so the Kaggle sample (zip -> ``train.zip`` -> ``*.jpg``) is
-read as it is, by batch prediction and retraining alike.
+"""Image files of a folder or a zip (zips inside it included), one at a time, as bytes:
+nothing is extracted, so the Kaggle sample (zip -> ``train.zip`` -> ``*.jpg``) is read as is.
 """
 
 from __future__ import annotations
@@ -67,11 +65,8 @@ def is_image_name(name: str) -> bool:
 
 
 def iter_image_files(source: str | Path) -> Iterator[ImageFile]:
-    """Every image file of a folder (recursively) or of a ``.zip`` (nested zips opened).
-
-    In name order; an unreadable file or corrupt nested zip comes with ``data=None`` and its
-    ``error`` instead of stopping the reading.
-    """
+    """Every image file of a folder (recursively) or of a ``.zip`` (nested zips opened), in
+    name order; an unreadable one comes with ``data=None`` and its ``error``."""
     path = Path(source).expanduser()
     if path.is_dir():
         yield from _iter_folder(path)

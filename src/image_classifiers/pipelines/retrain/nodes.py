@@ -1,10 +1,8 @@
 """Retraining with champion/challenger promotion: collect -> train -> decide -> register -> archive.
 
-**The pool is the processed folder.** A file joins the pool by being moved into
-``<processed_dir>/<run id>/`` -- the last step, after the challenger trained on it is
-registered -- and every run reads the pool back from there, so there is no second copy to
-keep in step. Before the last step the incoming folder is untouched (a failed run is simply
-run again); a file already moved is in the pool, and a rerun knows it by its SHA-256.
+The pool is the processed folder, no second copy: a file joins it by being moved into
+``<processed_dir>/<run id>/`` in the last step, after the challenger trained on it is
+registered, so a failed run is simply run again (a rerun knows moved files by SHA-256).
 """
 
 from __future__ import annotations
@@ -51,14 +49,11 @@ def collect_images(
     test_set: dict[str, Any],
     retrain: RetrainParams,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The pool and the new labeled images, validated and decoded at ``train_set``'s size.
+    """The pool and the new labeled images decoded at ``train_set``'s size, and the delivery.
 
-    A file's class is its folder (``incoming/dog/x.jpg``) or its Kaggle prefix
-    (``dog.12.jpg``). A new file is set aside when it cannot be decoded or has no known class
-    (``rejected``), or when it is in the pool already or the same picture is in a fixed split
-    (``duplicates``): a rerun adds nothing twice and no test image leaks into training.
-    The delivery lists ``pool`` and ``added`` (``file``, ``sha256``, ``label``, ``path`` on
-    disk if any), ``duplicates`` and ``rejected`` (``file``, ``reason``, ``path``).
+    A file's class is its folder (``dog/x.jpg``) or Kaggle prefix (``dog.12.jpg``). A new file
+    unreadable or of no known class is ``rejected``; one in the pool or a fixed split already
+    is a ``duplicate``: a rerun adds nothing twice and no test image leaks into training.
     """
     classes = [str(c) for c in train_set["classes"]]
     size = tuple(int(v) for v in train_set["images"].shape[1:3])
@@ -133,26 +128,23 @@ def _accept(
         label = _class_of(file, classes)
         digest = hashlib.sha256(file.data).hexdigest() if file.data is not None else None
         if label is None:
+            group = "rejected"
             reason = (
                 f"no class: put it in a folder named after its class ({', '.join(classes)}), "
                 f"e.g. incoming/{classes[0]}/{PurePosixPath(file.name).name}"
             )
-            report["rejected"].append({**record, "reason": reason})
+        elif digest in known:
+            group, reason = "duplicates", "already in the training pool"
+        elif isinstance(image := file.decoded(size), str):  # why it cannot be decoded
+            group, reason = "rejected", image
+        elif split := fixed.get(_pixel_hash(image)):
+            group, reason = "duplicates", f"the same picture is in {split}"
+        else:
+            known.add(digest)  # the same file twice in one delivery counts once
+            images.append(image)
+            records.append({**record, "sha256": digest, "label": classes.index(label)})
             continue
-        if digest in known:
-            report["duplicates"].append({**record, "reason": "already in the training pool"})
-            continue
-        image = file.decoded(size)
-        if isinstance(image, str):  # why it cannot be decoded
-            report["rejected"].append({**record, "reason": image})
-            continue
-        split = fixed.get(_pixel_hash(image))
-        if split is not None:
-            report["duplicates"].append({**record, "reason": f"the same picture is in {split}"})
-            continue
-        known.add(digest)  # the same file twice in one delivery counts once
-        images.append(image)
-        records.append({**record, "sha256": digest, "label": classes.index(label)})
+        report[group].append({**record, "reason": reason})
     return records, np.stack(images) if images else np.zeros((0, *size, 3), dtype=np.uint8)
 
 
@@ -180,9 +172,7 @@ def train_challenger(
 ) -> dict[str, keras.Model]:
     """The challengers by model name: ``{}`` unless new images came in or ``retrain.force``.
 
-    The one place that decides whether this run trains (see ``pipeline.py``). The model is
-    ``models[retrain.model]``, trained on ``train_set`` + the pool and new ``images`` with
-    ``training`` except the keys ``retrain.training`` sets.
+    ``models[retrain.model]`` trained on ``train_set``, the pool and the new ``images``.
     """
     if not delivery["added"] and not retrain.force:
         logger.info(
@@ -233,11 +223,8 @@ def decide_promotion(
 def _champion_metrics(
     test_set: dict[str, Any], evaluation: EvaluationParams, retrain: RetrainParams
 ) -> dict[str, Any]:
-    """The current champion's metrics on the test set, with its ``version`` (``{}``: none).
-
-    Loaded here, not by kedro-mlflow's ``MlflowModelRegistryDataset`` as a node input: a
-    catalog input must exist, and there is no champion before the first promotion.
-    """
+    """The champion's test metrics and ``version``, ``{}`` if none. Not a catalog input
+    (``MlflowModelRegistryDataset``): there is no champion before the first promotion."""
     name, alias = retrain.registered_model_name, retrain.champion_alias
     try:
         champion = load_classifier(f"models:/{name}@{alias}")
@@ -260,11 +247,8 @@ def _champion_metrics(
 def promotion_rule(
     challenger_metrics: dict[str, Any], champion_metrics: dict[str, Any], retrain: RetrainParams
 ) -> dict[str, Any]:
-    """Promote only if the challenger beats the champion by ``retrain.min_improvement``.
-
-    Both must reach ``retrain.min_score``, so a broken first model never becomes champion;
-    with no champion, reaching ``min_score`` is enough. Ties keep the champion.
-    """
+    """Promote only a challenger that beats the champion by ``retrain.min_improvement`` (ties
+    keep the champion) and reaches ``retrain.min_score``, so a broken first model never wins."""
     metric, higher = retrain.metric, retrain.greater_is_better
     margin, floor = float(retrain.min_improvement), retrain.min_score
     challenger = challenger_metrics.get(metric)
@@ -313,12 +297,8 @@ def register_challenger(
     evaluation: EvaluationParams,
     retrain: RetrainParams,
 ) -> dict[str, dict[str, Any]]:
-    """Register each challenger in the run kedro-mlflow opened and move the aliases.
-
-    A challenger becomes a new version of ``retrain.registered_model_name`` (a serving
-    pyfunc, :mod:`image_classifiers.serving`) with alias ``challenger``; ``champion`` moves to
-    it only on promotion. MLflow owns versions and aliases; the run gets the decision's tags.
-    """
+    """Register each challenger (a serving pyfunc) in kedro-mlflow's run as a new version,
+    aliased ``challenger``; ``champion`` moves to it only on promotion."""
     name, run = retrain.registered_model_name, mlflow.active_run()
     run_id = run.info.run_id if run else None
     registrations = {}
@@ -359,12 +339,9 @@ def register_challenger(
 def archive_incoming(
     delivery: dict[str, Any], registrations: dict[str, dict[str, Any]], retrain: RetrainParams
 ) -> dict[str, Any]:
-    """Move the files this run used or set aside into its processed folder; report the run.
+    """Move the files this run used (the pool) or set aside into its processed folder; report.
 
-    Takes the registrations so that files move only once the challenger trained on them is
-    registered. Added files go to ``<processed_dir>/<run id>/`` (the pool the next run
-    reads; an archive as a whole), duplicates and rejected files to its ``duplicates/`` and
-    ``rejected/``. The report is also logged to MLflow (by the catalog).
+    Takes the registrations so that files move only once their challenger is registered.
     """
     target = Path(retrain.processed_dir) / delivery["run_id"]
     source = Path(delivery["source"])

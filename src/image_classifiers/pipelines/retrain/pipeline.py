@@ -14,10 +14,8 @@ from .nodes import (
 def create_pipeline(**kwargs) -> Pipeline:
     """Collect -> train the challenger -> decide -> register -> archive into the pool.
 
-    Kedro has no conditional nodes (kedro-org/kedro#2410), so "nothing new: stop here" is the
-    challengers' shape: a mapping of model name to model, empty when no new image came in,
-    that each later node maps over. Incoming files move only in the last node, so a failure
-    before it leaves them and the pool as they were.
+    Kedro has no conditional nodes (kedro-org/kedro#2410): "nothing new" is an empty mapping
+    of challengers that each later node maps over.
     """
     return Pipeline(
         [
