@@ -6,6 +6,7 @@ served is what was trained; a bad request is ``INVALID_PARAMETER_VALUE`` (HTTP 4
 
 import base64
 import importlib.util
+import io
 import os
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from PIL import Image
 
 IMAGE_COLUMN = "image"
 KERAS_ARTIFACT = "keras_model"  # the .keras file among the pyfunc's artifacts
@@ -135,17 +137,6 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
         return probability_frame(probabilities, self.classes, self.threshold)
 
 
-def example_request() -> pd.DataFrame:
-    """A request with one small gray JPEG: shown in the MLflow UI as how to call the model."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), (128, 128, 128)).save(buffer, format="JPEG")
-    return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(buffer.getvalue()).decode()]})
-
-
 def serving_requirements(backend: str = SERVING_BACKEND) -> list[str]:
     """pip requirements of the served model, pinned to what is installed here: no Kedro,
     ``mlflow-skinny`` and JAX instead of MLflow and TensorFlow (the ``.keras`` file is the same
@@ -172,6 +163,8 @@ def log_classifier(
     package's source goes along (``code_paths``) for ``mlflow models serve`` to import."""
     classes = [str(c) for c in classes]
     outputs = [ColSpec("double", probability_column(c)) for c in classes]
+    example = io.BytesIO()  # a small gray JPEG: how to call the model, in the MLflow UI
+    Image.new("RGB", (16, 16), (128, 128, 128)).save(example, format="JPEG")
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=ImageClassifierModel(),
@@ -188,7 +181,7 @@ def log_classifier(
             "keras_backend": SERVING_BACKEND,
         },
         pip_requirements=serving_requirements(),
-        input_example=example_request(),
+        input_example=pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(example.getvalue()).decode()]}),
         registered_model_name=registered_model_name,
     )
     if registered_model_name:

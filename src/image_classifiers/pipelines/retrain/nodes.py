@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 PROMOTE, KEEP = "promote", "keep"
 #: Sub-folders of a run's processed folder that hold files not added to the pool.
 SET_ASIDE = ("duplicates", "rejected")
-SPLITS = ("train_set", "validation_set", "test_set")
 
 
 def collect_images(
@@ -58,11 +57,8 @@ def collect_images(
     classes = [str(c) for c in train_set["classes"]]
     size = tuple(int(v) for v in train_set["images"].shape[1:3])
     source = Path(retrain.archive or retrain.incoming_dir)
-    fixed = {
-        _pixel_hash(image): name
-        for name, split in zip(SPLITS, (train_set, validation_set, test_set), strict=True)
-        for image in split["images"]
-    }
+    splits = {"train_set": train_set, "validation_set": validation_set, "test_set": test_set}
+    fixed = {_pixel_hash(image): name for name, s in splits.items() for image in s["images"]}
     runs = sorted(p for p in Path(retrain.processed_dir).glob("*") if p.is_dir())
     pooled = (
         f for run in runs for f in iter_image_files(run) if f.name.split("/")[0] not in SET_ASIDE
@@ -125,7 +121,8 @@ def _accept(
         record: dict[str, Any] = {"file": file.name}
         if file.location is not None:
             record["path"] = str(file.location)
-        label = _class_of(file, classes)
+        prefix = PurePosixPath(file.name).name.split(".", 1)[0]  # Kaggle's dog.12.jpg
+        label = next((c for c in (file.parent, prefix) if c in classes), None)
         digest = hashlib.sha256(file.data).hexdigest() if file.data is not None else None
         if label is None:
             group = "rejected"
@@ -146,13 +143,6 @@ def _accept(
             continue
         report[group].append({**record, "reason": reason})
     return records, np.stack(images) if images else np.zeros((0, *size, 3), dtype=np.uint8)
-
-
-def _class_of(file: ImageFile, classes: list[str]) -> str | None:
-    if file.parent in classes:
-        return file.parent
-    prefix = PurePosixPath(file.name).name.split(".", 1)[0]
-    return prefix if prefix in classes else None
 
 
 def _pixel_hash(image: np.ndarray) -> str:
