@@ -29,9 +29,11 @@ from image_classifiers.core.params import (
     RetrainParams,
     TrainingParams,
 )
-from image_classifiers.core.training import fit_model
-from image_classifiers.live_metrics import MlflowEpochMetrics
-from image_classifiers.pipelines.model_training.nodes import build_model, evaluate_model
+from image_classifiers.pipelines.model_training.nodes import (
+    build_model,
+    evaluate_model,
+    train_model,
+)
 from image_classifiers.pipelines.predict.sources import ImageFile, iter_image_files
 from image_classifiers.serving import ModelNotFoundError, load_classifier, log_classifier
 
@@ -185,9 +187,7 @@ def train_challenger(
         len(delivery["added"]),
     )
     model = build_model(combined, retrain.model_options(models), augmentation, options)
-    model, _history = fit_model(
-        model, combined, validation_set, options, callbacks=[MlflowEpochMetrics()]
-    )
+    model, _history = train_model(model, combined, validation_set, options)
     return {retrain.model: model}
 
 
@@ -343,13 +343,12 @@ def archive_incoming(
                 moved += _move_aside(Path(item["path"]), folder / item["file"])
     if moved:
         logger.info("Moved %d incoming files to %s.", moved, target)
-    classes = delivery["classes"]
     return {
         "run_id": delivery["run_id"],
         "source": delivery["source"],
         "processed_dir": str(target) if moved else None,
         "new_images": len(delivery["added"]),
-        "new_per_class": dict(Counter(classes[r["label"]] for r in delivery["added"])),
+        "new_per_class": dict(Counter(delivery["classes"][r["label"]] for r in delivery["added"])),
         "pool_images": len(delivery["pool"]) + len(delivery["added"]),
         **{key: delivery[key] for key in ("added", "duplicates", "rejected")},
         "challengers": registrations,
