@@ -1,19 +1,12 @@
-"""Serve a trained classifier: an MLflow pyfunc that takes encoded images, not pixel arrays.
+"""Serve a classifier: an MLflow pyfunc that takes base64 JPEG/PNG files, not pixel arrays.
 
-A client of ``mlflow models serve`` sends JPEG or PNG files base64-encoded in a column
-``image`` and gets ``probability_<class>`` per class and the ``label`` per image. The model
-decodes with the data pipeline's ``decode_image`` and the Keras model rescales pixels
-itself, so what is served is what was trained and evaluated. A bad request is an
-``INVALID_PARAMETER_VALUE`` error, which the scoring server answers with HTTP 400.
-
-The module also loads a Keras model back from a model URI or a ``.keras`` file
-(:func:`load_classifier`) for batch prediction and champion/challenger evaluation.
+It decodes with the data pipeline's ``decode_image`` and the model rescales itself, so what is
+served is what was trained; a bad request is ``INVALID_PARAMETER_VALUE`` (HTTP 400).
 """
 
 import base64
-import binascii
 import importlib.util
-import logging
+import io
 import os
 import sys
 import tempfile
@@ -27,18 +20,12 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.types import ColSpec, Schema
+from PIL import Image
 
-logger = logging.getLogger(__name__)
-
-#: The request column holding base64-encoded image files.
 IMAGE_COLUMN = "image"
-#: Name of the ``.keras`` file among the pyfunc model's artifacts.
-KERAS_ARTIFACT = "keras_model"
+KERAS_ARTIFACT = "keras_model"  # the .keras file among the pyfunc's artifacts
 LABEL_COLUMN = "label"
-PROBABILITY_PREFIX = "probability_"
-_NOT_FOUND = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
 #: Keras backend of the served model's environment (see :func:`serving_requirements`).
 SERVING_BACKEND = "jax"
 #: Registered-model tag marking a name whose versions all take encoded images.
@@ -48,17 +35,13 @@ SERVING_TAG_VALUE = "encoded_images"
 
 def probability_column(class_name: str) -> str:
     """Output column of one class's probability, e.g. ``probability_cat``."""
-    return f"{PROBABILITY_PREFIX}{class_name}"
+    return f"probability_{class_name}"
 
 
 def probability_frame(
     probabilities: np.ndarray, classes: list[str], threshold: float = 0.5
 ) -> pd.DataFrame:
-    """One row per image: ``probability_<class>`` for every class, then ``label``.
-
-    Raises:
-        ValueError: If the number of columns and of classes differ.
-    """
+    """One row per image: ``probability_<class>`` for every class, then ``label``."""
     from image_classifiers.core.training import predicted_labels
 
     if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
@@ -91,13 +74,8 @@ class ModelNotFoundError(LookupError):
     """The registry has no model, version or alias at a URI (the message says what to do)."""
 
 
-# ---- the pyfunc ----------------------------------------------------------------------------
 def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
-    """One request cell (base64 text, a ``data:`` URL or raw bytes) -> ``(H, W, 3)`` uint8.
-
-    Raises:
-        ValueError: If the cell is empty, not base64, or not an image (the reason says which).
-    """
+    """One request cell (base64 text, a ``data:`` URL or raw bytes) -> ``(H, W, 3)`` uint8."""
     from image_classifiers.core.images import decode_image
 
     if isinstance(value, str):
@@ -106,7 +84,7 @@ def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
             text = text.split(",", 1)[1]
         try:
             data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as exc:
+        except ValueError as exc:  # binascii.Error is one
             raise ValueError(f"not valid base64 ({exc})") from exc
     elif isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
@@ -116,15 +94,15 @@ def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
 
 
 class ImageClassifierModel(mlflow.pyfunc.PythonModel):
-    """Encoded images in, class probabilities and labels out (see the module docstring).
-
-    Its ``.keras`` file is the artifact ``keras_model``; ``model_config`` gives ``classes``,
-    ``threshold`` and ``batch_size``.
-    """
+    """Encoded images in, probabilities and labels out; ``model_config`` gives the classes."""
 
     def load_context(self, context: Any) -> None:
         config = dict(context.model_config or {})
-        _choose_keras_backend(config.get("keras_backend"))
+        # The backend the model was logged for (a fresh serving environment has it), unless
+        # Keras is imported or the caller chose one; backend, module and package share a name.
+        backend = config.get("keras_backend")
+        if backend and "keras" not in sys.modules and importlib.util.find_spec(backend):
+            os.environ.setdefault("KERAS_BACKEND", backend)
         from image_classifiers.core.models import load_model_file
 
         self.model = load_model_file(context.artifacts[KERAS_ARTIFACT], compile=False)
@@ -136,27 +114,15 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Decode, resize and classify every row's image.
-
-        Raises:
-            MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400) for rows that are not
-                base64-encoded images.
-        """
         from image_classifiers.core.training import predict_probabilities
 
-        images = self._decode(model_input)
-        probabilities = predict_probabilities(self.model, images, self.batch_size)
-        return probability_frame(probabilities, self.classes, self.threshold)
-
-    def _decode(self, model_input: pd.DataFrame) -> np.ndarray:
         # MLflow checks the columns against the signature (a missing `image` is an error).
-        height, width = self.image_size
         values = model_input[IMAGE_COLUMN].tolist()
-        images = np.empty((len(values), height, width, 3), dtype=np.uint8)
+        images = np.empty((len(values), *self.image_size, 3), dtype=np.uint8)
         problems = []
         for row, value in enumerate(values):
             try:
-                images[row] = decode_payload(value, (height, width))
+                images[row] = decode_payload(value, self.image_size)
             except ValueError as exc:
                 problems.append(f"row {row}: {exc}")
         if problems:
@@ -167,46 +133,14 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
                 "Send each file's bytes base64-encoded (e.g. base64.b64encode(open(path, "
                 "'rb').read()).decode())."
             )
-        return images
-
-
-def _choose_keras_backend(backend: str | None) -> None:
-    """Use the backend the model was logged for, if Keras is not imported yet, the caller
-    chose none (``KERAS_BACKEND``) and it is installed (a fresh serving environment has it)."""
-    undecided = "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ
-    # Each backend's distribution and module are named after it (jax, tensorflow, torch).
-    if backend and undecided and importlib.util.find_spec(backend) is not None:
-        os.environ["KERAS_BACKEND"] = backend
-
-
-# ---- logging and loading -------------------------------------------------------------------
-def serving_signature(classes: list[str]) -> ModelSignature:
-    """Input: a string column ``image``; output: one probability per class and the label."""
-    outputs = [ColSpec("double", probability_column(c)) for c in classes]
-    return ModelSignature(
-        inputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
-        outputs=Schema([*outputs, ColSpec("string", LABEL_COLUMN)]),
-    )
-
-
-def example_request() -> pd.DataFrame:
-    """A request with one small gray JPEG: shown in the MLflow UI as how to call the model."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), (128, 128, 128)).save(buffer, format="JPEG")
-    return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(buffer.getvalue()).decode()]})
+        probabilities = predict_probabilities(self.model, images, self.batch_size)
+        return probability_frame(probabilities, self.classes, self.threshold)
 
 
 def serving_requirements(backend: str = SERVING_BACKEND) -> list[str]:
-    """pip requirements of the served model, pinned to what is installed here.
-
-    No Kedro (the loader imports only ``serving``, ``images``, ``training``, ``layers`` and
-    ``models``); ``mlflow-skinny`` and JAX instead of MLflow and TensorFlow (the ``.keras``
-    file is the same for every backend): a fresh environment installs in about a minute.
-    """
+    """pip requirements of the served model, pinned to what is installed here: no Kedro,
+    ``mlflow-skinny`` and JAX instead of MLflow and TensorFlow (the ``.keras`` file is the same
+    for every backend), so a fresh environment installs in about a minute."""
     requirements = []
     for package in ("mlflow-skinny", "keras", backend, "pillow", "pandas", "numpy"):
         try:
@@ -225,29 +159,29 @@ def log_classifier(
     threshold: float = 0.5,
     batch_size: int = 32,
 ) -> Any:
-    """Log a ``.keras`` file as a serving pyfunc in the active run (and register it).
-
-    The package's source goes along (``code_paths``) so that ``mlflow models serve`` can
-    import ``image_classifiers`` wherever it runs.
-
-    Returns:
-        MLflow's ``ModelInfo`` (``model_uri``, ``registered_model_version`` ...).
-    """
-    package_dir = Path(__file__).resolve().parent
+    """Log a ``.keras`` file as a serving pyfunc in the active run (and register it); the
+    package's source goes along (``code_paths``) for ``mlflow models serve`` to import."""
+    classes = [str(c) for c in classes]
+    outputs = [ColSpec("double", probability_column(c)) for c in classes]
+    example = io.BytesIO()  # a small gray JPEG: how to call the model, in the MLflow UI
+    Image.new("RGB", (16, 16), (128, 128, 128)).save(example, format="JPEG")
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=ImageClassifierModel(),
         artifacts={KERAS_ARTIFACT: str(keras_path)},
-        code_paths=[str(package_dir)],
-        signature=serving_signature([str(c) for c in classes]),
+        code_paths=[str(Path(__file__).resolve().parent)],
+        signature=ModelSignature(
+            inputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
+            outputs=Schema([*outputs, ColSpec("string", LABEL_COLUMN)]),
+        ),
         model_config={
-            "classes": [str(c) for c in classes],
+            "classes": classes,
             "threshold": float(threshold),
             "batch_size": int(batch_size),
             "keras_backend": SERVING_BACKEND,
         },
         pip_requirements=serving_requirements(),
-        input_example=example_request(),
+        input_example=pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(example.getvalue()).decode()]}),
         registered_model_name=registered_model_name,
     )
     if registered_model_name:
@@ -255,17 +189,6 @@ def log_classifier(
             registered_model_name, SERVING_TAG, SERVING_TAG_VALUE
         )
     return info
-
-
-def is_serving_model(name: str) -> bool:
-    """Whether the registered model ``name`` holds serving pyfuncs (:func:`log_classifier`)."""
-    try:
-        registered = mlflow.MlflowClient().get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code == _NOT_FOUND:
-            return False
-        raise
-    return registered.tags.get(SERVING_TAG) == SERVING_TAG_VALUE
 
 
 @dataclass
@@ -279,16 +202,8 @@ class LoadedClassifier:
 
 
 def load_classifier(source: str | Path) -> LoadedClassifier:
-    """Load the Keras model behind a ``.keras`` file or an MLflow model URI.
-
-    A model logged by :func:`log_classifier` brings its classes and threshold; one logged
-    with MLflow's Keras flavor does not.
-
-    Raises:
-        FileNotFoundError: If a local path does not exist.
-        ModelNotFoundError: If the registry has no such model, version or alias.
-        ValueError: If the logged model holds no ``.keras`` file.
-    """
+    """The Keras model of a ``.keras`` file or a model URI, with the classes and threshold of
+    one logged by :func:`log_classifier` (not of a Keras-flavor one)."""
     from image_classifiers.core.models import load_model_file
 
     text = str(source)
@@ -306,7 +221,7 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tmp))
         except MlflowException as exc:
             # A missing model is RESOURCE_DOES_NOT_EXIST, a missing alias or version is not.
-            if exc.error_code == _NOT_FOUND or "not found" in exc.message.lower():
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in exc.message.lower():
                 raise ModelNotFoundError(
                     f"No model at '{text}' in the registry at {mlflow.get_registry_uri()}: "
                     f"{exc.message}. Check the name and alias (mlflow ui lists them) or "

@@ -11,14 +11,11 @@ from .atomic import atomic_folder
 
 
 class KerasModelsDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
-    """Keras models by name, as ``<name>.keras`` files; an empty mapping is an empty folder.
-
-    A save writes a sibling folder and swaps it in (``atomic_folder``): a reader or a crash
-    never meets a half-written one, and an empty save replaces the last run's models.
+    """Keras models by name, as ``<name>.keras`` files. A save swaps in a whole new folder
+    (``atomic_folder``): never half-written, and an empty save replaces the last run's models.
     """
 
     def __init__(self, filepath: str, metadata: dict | None = None):
-        """Args: filepath: the folder; metadata: for kedro-viz, ignored by the dataset."""
         self._path = Path(filepath)
         self.metadata = metadata
 

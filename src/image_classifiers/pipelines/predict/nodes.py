@@ -6,7 +6,6 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,7 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from image_classifiers.core.images import UnreadableImageError, available_cpus, decode_image
+from image_classifiers.core.images import available_cpus
 from image_classifiers.core.params import PredictParams
 from image_classifiers.core.training import predict_probabilities
 from image_classifiers.serving import (
@@ -37,15 +36,8 @@ _PROGRESS_SECONDS = 10.0
 
 
 def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
-    """Load ``predict.model``: a registry URI or a ``.keras`` file.
-
-    A serving model (``models:/<name>@champion``) brings its classes and threshold; a bare
-    ``.keras`` file takes ``predict.classes``; ``predict.threshold`` always wins. Not
-    kedro-mlflow's ``MlflowModelRegistryDataset``: the model may be a local file, and while
-    there is no champion yet the newest trained model stands in.
-
-    Raises:
-        ValueError: If ``predict.model`` is missing or no class names are known.
+    """Load ``predict.model``, a registry URI or a ``.keras`` file (so not kedro-mlflow's
+    ``MlflowModelRegistryDataset``); with no champion yet, the newest trained model stands in.
     """
     source = predict.model
     if not source:
@@ -83,10 +75,8 @@ def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
 
 
 def _newest_instead_of(source: str) -> str | None:
-    """For a missing ``models:/<name>@<alias>``: the newest trained model's URI, or None.
-
-    Right after ``xception_cats`` there is no champion yet (only ``retrain`` makes one).
-    """
+    """For a missing ``models:/<name>@<alias>`` (no ``retrain`` run yet): the newest trained
+    model's URI, or None."""
     match = re.fullmatch(r"models:/([^/@]+)@[^/@]+", source)
     if match is None:
         return None
@@ -113,26 +103,16 @@ def _newest_instead_of(source: str) -> str | None:
 
 
 def predict_images(predict: PredictParams) -> pd.DataFrame:
-    """Classify every image of ``predict.source`` (a folder or a zip, nested zips included)
-    with the model of :func:`load_prediction_model`.
+    """One row per image file of ``predict.source``, in name order, with its ``error`` if any.
 
-    Decoded in threads and classified a batch at a time, so memory stays flat however many
-    images there are. A file that cannot be decoded gets a row with its ``error``.
-
-    Returns:
-        Columns ``file``, ``probability_<class>`` per class, ``label``, ``error``; one row
-        per image file, in file-name order.
+    Decoded in threads and classified a batch at a time: memory stays flat however many images.
     """
     classifier = load_prediction_model(predict)
     source, batch_size = predict.source, predict.batch_size
     workers = predict.decode_workers or available_cpus()
     image_size = model_image_size(classifier.model, predict.image_size)
-    columns = [
-        FILE_COLUMN,
-        *(probability_column(c) for c in classifier.classes),
-        LABEL_COLUMN,
-        ERROR_COLUMN,
-    ]
+    probability_columns = [probability_column(c) for c in classifier.classes]
+    columns = [FILE_COLUMN, *probability_columns, LABEL_COLUMN, ERROR_COLUMN]
     logger.info(
         "Predicting the images of '%s' with %s (%dx%d, batches of %d) ...",
         source,
@@ -144,8 +124,9 @@ def predict_images(predict: PredictParams) -> pd.DataFrame:
     start = last = time.monotonic()
     failed = 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for batch in _batches(iter_image_files(source), batch_size):
-            decoded = list(pool.map(lambda f: _decode(f, image_size), batch))
+        files = iter_image_files(source)
+        for batch in iter(lambda: list(itertools.islice(files, batch_size)), []):
+            decoded = list(pool.map(lambda f: f.decoded(image_size), batch))
             frames.append(_classify_batch(classifier, batch, decoded, batch_size))
             failed += sum(isinstance(image, str) for image in decoded)
             if time.monotonic() - last >= _PROGRESS_SECONDS:
@@ -167,9 +148,7 @@ def summarize_predictions(predictions: pd.DataFrame) -> dict[str, Any]:
         "predicted": int(predictions[LABEL_COLUMN].notna().sum()),
         "per_label": {str(k): int(v) for k, v in predictions[LABEL_COLUMN].value_counts().items()},
         "unreadable": len(failed),
-        "unreadable_files": [
-            {"file": row[FILE_COLUMN], "error": row[ERROR_COLUMN]} for _, row in failed.iterrows()
-        ],
+        "unreadable_files": failed[[FILE_COLUMN, ERROR_COLUMN]].to_dict("records"),
     }
     if len(failed):
         logger.warning(
@@ -180,21 +159,6 @@ def summarize_predictions(predictions: pd.DataFrame) -> dict[str, Any]:
             failed.iloc[0][ERROR_COLUMN],
         )
     return summary
-
-
-def _batches(files: Iterator[ImageFile], size: int) -> Iterator[list[ImageFile]]:
-    while batch := list(itertools.islice(files, size)):
-        yield batch
-
-
-def _decode(file: ImageFile, image_size: tuple[int, int]) -> np.ndarray | str:
-    """The decoded image, or the reason it could not be decoded."""
-    if file.data is None:
-        return file.error or "unreadable"
-    try:
-        return decode_image(file.data, image_size)
-    except UnreadableImageError as exc:
-        return exc.reason
 
 
 def _classify_batch(

@@ -1,7 +1,5 @@
-"""Image files of a folder or a zip (zips inside it included), one at a time, as bytes.
-
-Nothing is extracted to disk, so the Kaggle sample (zip -> ``train.zip`` -> ``*.jpg``) is
-read as it is, by batch prediction and retraining alike.
+"""Image files of a folder or a zip (zips inside it included), one at a time, as bytes:
+nothing is extracted, so the Kaggle sample (zip -> ``train.zip`` -> ``*.jpg``) is read as is.
 """
 
 from __future__ import annotations
@@ -14,8 +12,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
+
+import numpy as np
 
 from image_classifiers.core.data.extract import is_ignored, safe_member_path
+from image_classifiers.core.images import UnreadableImageError, decode_image
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,15 @@ class ImageFile:
         # A member of a nested zip at its root: the zip's own name is no folder.
         return "" if parent.endswith(".zip") else parent
 
+    def decoded(self, image_size: tuple[int, int]) -> np.ndarray | str:
+        """The decoded image, or the reason it could not be decoded."""
+        if self.data is None:
+            return self.error or "unreadable"
+        try:
+            return decode_image(self.data, image_size)
+        except UnreadableImageError as exc:
+            return exc.reason
+
 
 def is_image_name(name: str) -> bool:
     """Whether ``name`` looks like an image file that is not macOS or dot-file clutter."""
@@ -54,14 +65,8 @@ def is_image_name(name: str) -> bool:
 
 
 def iter_image_files(source: str | Path) -> Iterator[ImageFile]:
-    """Every image file of a folder (recursively) or of a ``.zip`` (nested zips opened).
-
-    In name order; an unreadable file or corrupt nested zip comes with ``data=None`` and its
-    ``error`` instead of stopping the reading.
-
-    Raises:
-        ImageSourceError: If ``source`` does not exist or is neither a folder nor a zip.
-    """
+    """Every image file of a folder (recursively) or of a ``.zip`` (nested zips opened), in
+    name order; an unreadable one comes with ``data=None`` and its ``error``."""
     path = Path(source).expanduser()
     if path.is_dir():
         yield from _iter_folder(path)
@@ -90,7 +95,7 @@ def _iter_folder(folder: Path) -> Iterator[ImageFile]:
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         name = file.relative_to(folder).as_posix()
         if file.suffix.lower() == ".zip":
-            yield from _iter_nested_zip_file(file, name)
+            yield from _iter_nested_zip(file, name, file)
         elif is_image_name(name):
             try:
                 yield ImageFile(name, file.read_bytes(), location=file)
@@ -98,12 +103,16 @@ def _iter_folder(folder: Path) -> Iterator[ImageFile]:
                 yield ImageFile(name, None, f"cannot read the file ({exc.strerror})", file)
 
 
-def _iter_nested_zip_file(file: Path, name: str) -> Iterator[ImageFile]:
+def _iter_nested_zip(
+    file: Path | IO[bytes], name: str, location: Path | None = None
+) -> Iterator[ImageFile]:
     try:
-        with zipfile.ZipFile(file) as archive:
-            yield from _iter_zip(archive, prefix=f"{name}/")
+        inner = zipfile.ZipFile(file)
     except _ZIP_ERRORS as exc:
-        yield ImageFile(name, None, f"the archive is truncated or corrupt ({exc})", file)
+        yield ImageFile(name, None, f"the archive is truncated or corrupt ({exc})", location)
+        return
+    with inner:
+        yield from _iter_zip(inner, prefix=f"{name}/")
 
 
 def _iter_zip(archive: zipfile.ZipFile, prefix: str) -> Iterator[ImageFile]:
@@ -121,27 +130,18 @@ def _iter_zip(archive: zipfile.ZipFile, prefix: str) -> Iterator[ImageFile]:
         if is_ignored(info.filename):
             continue
         if info.filename.lower().endswith(".zip"):
-            yield from _iter_zip_member_zip(archive, info, name)
+            # Spooled to a temp file, not read through the outer zip: a zip reader seeks
+            # backwards, and seeking in a compressed member decompresses it again from the start.
+            with tempfile.TemporaryFile() as spool:
+                try:
+                    with archive.open(info) as member:
+                        shutil.copyfileobj(member, spool, 1 << 20)
+                except _ZIP_ERRORS as exc:
+                    yield ImageFile(name, None, f"the archive is truncated or corrupt ({exc})")
+                    continue
+                yield from _iter_nested_zip(spool, name)
         elif is_image_name(info.filename):
             try:
                 yield ImageFile(name, archive.read(info))
             except _ZIP_ERRORS as exc:
                 yield ImageFile(name, None, f"cannot read it from the archive ({exc})")
-
-
-def _iter_zip_member_zip(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str
-) -> Iterator[ImageFile]:
-    # Spooled to a temp file, not read through the outer zip: a zip reader seeks backwards,
-    # and seeking in a compressed member decompresses it again from the start.
-    with tempfile.TemporaryFile() as spool:
-        try:
-            with archive.open(info) as member:
-                shutil.copyfileobj(member, spool, 1 << 20)
-            spool.seek(0)
-            inner = zipfile.ZipFile(spool)
-        except _ZIP_ERRORS as exc:
-            yield ImageFile(name, None, f"the archive is truncated or corrupt ({exc})")
-            return
-        with inner:
-            yield from _iter_zip(inner, prefix=f"{name}/")

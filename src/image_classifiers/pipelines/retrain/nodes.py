@@ -1,17 +1,14 @@
 """Retraining with champion/challenger promotion: collect -> train -> decide -> register -> archive.
 
-**The pool is the processed folder.** A file joins the pool by being moved into
-``<processed_dir>/<run id>/`` -- the last step, after the challenger trained on it is
-registered -- and every run reads the pool back from there, so there is no second copy to
-keep in step. Before the last step the incoming folder is untouched (a failed run is simply
-run again); a file already moved is in the pool, and a rerun knows it by its SHA-256.
+The pool is the processed folder, no second copy: a file joins it by being moved into
+``<processed_dir>/<run id>/`` in the last step, after the challenger trained on it is
+registered, so a failed run is simply run again (a rerun knows moved files by SHA-256).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -26,16 +23,17 @@ import keras
 import mlflow
 import numpy as np
 
-from image_classifiers.core.images import UnreadableImageError, decode_image
 from image_classifiers.core.params import (
     AugmentationParams,
     EvaluationParams,
     RetrainParams,
     TrainingParams,
 )
-from image_classifiers.core.training import fit_model
-from image_classifiers.live_metrics import MlflowEpochMetrics
-from image_classifiers.pipelines.model_training.nodes import build_model, evaluate_model
+from image_classifiers.pipelines.model_training.nodes import (
+    build_model,
+    evaluate_model,
+    train_model,
+)
 from image_classifiers.pipelines.predict.sources import ImageFile, iter_image_files
 from image_classifiers.serving import ModelNotFoundError, load_classifier, log_classifier
 
@@ -44,40 +42,25 @@ logger = logging.getLogger(__name__)
 PROMOTE, KEEP = "promote", "keep"
 #: Sub-folders of a run's processed folder that hold files not added to the pool.
 SET_ASIDE = ("duplicates", "rejected")
-SPLITS = ("train_set", "validation_set", "test_set")
 
 
-# ---- 1. collect ------------------------------------------------------------------------------
 def collect_images(
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
     test_set: dict[str, Any],
     retrain: RetrainParams,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The pool and the new labeled images, validated and decoded at ``train_set``'s size.
+    """The pool and the new labeled images decoded at ``train_set``'s size, and the delivery.
 
-    A file's class is its folder (``incoming/dog/x.jpg``) or its Kaggle prefix
-    (``dog.12.jpg``). A new file is set aside when it cannot be decoded or has no known class
-    (``rejected``), or when it is in the pool already or the same picture is in a fixed split
-    (``duplicates``): a rerun adds nothing twice and no test image leaks into training.
-
-    Returns:
-        The image set of the pool and then the new images, and the delivery: ``run_id``
-        (this run's processed folder), ``source``, ``classes``, ``pool`` and ``added`` (one
-        record per image: ``file``, ``sha256``, ``label``, ``path`` on disk if any),
-        ``duplicates`` and ``rejected`` (``file``, ``reason``, ``path``).
-
-    Raises:
-        ValueError: With ``on_bad_image: fail``, if any new file is unreadable or unlabeled.
+    A file's class is its folder (``dog/x.jpg``) or Kaggle prefix (``dog.12.jpg``). A new file
+    unreadable or of no known class is ``rejected``; one in the pool or a fixed split already
+    is a ``duplicate``: a rerun adds nothing twice and no test image leaks into training.
     """
     classes = [str(c) for c in train_set["classes"]]
     size = tuple(int(v) for v in train_set["images"].shape[1:3])
     source = Path(retrain.archive or retrain.incoming_dir)
-    fixed = {
-        _pixel_hash(image): name
-        for name, split in zip(SPLITS, (train_set, validation_set, test_set), strict=True)
-        for image in split["images"]
-    }
+    splits = {"train_set": train_set, "validation_set": validation_set, "test_set": test_set}
+    fixed = {_pixel_hash(image): name for name, s in splits.items() for image in s["images"]}
     runs = sorted(p for p in Path(retrain.processed_dir).glob("*") if p.is_dir())
     pooled = (
         f for run in runs for f in iter_image_files(run) if f.name.split("/")[0] not in SET_ASIDE
@@ -140,51 +123,34 @@ def _accept(
         record: dict[str, Any] = {"file": file.name}
         if file.location is not None:
             record["path"] = str(file.location)
-        label = _class_of(file, classes)
+        prefix = PurePosixPath(file.name).name.split(".", 1)[0]  # Kaggle's dog.12.jpg
+        label = next((c for c in (file.parent, prefix) if c in classes), None)
         digest = hashlib.sha256(file.data).hexdigest() if file.data is not None else None
         if label is None:
-            report["rejected"].append({**record, "reason": _unknown_class(file, classes)})
+            group = "rejected"
+            reason = (
+                f"no class: put it in a folder named after its class ({', '.join(classes)}), "
+                f"e.g. incoming/{classes[0]}/{PurePosixPath(file.name).name}"
+            )
+        elif digest in known:
+            group, reason = "duplicates", "already in the training pool"
+        elif isinstance(image := file.decoded(size), str):  # why it cannot be decoded
+            group, reason = "rejected", image
+        elif split := fixed.get(_pixel_hash(image)):
+            group, reason = "duplicates", f"the same picture is in {split}"
+        else:
+            known.add(digest)  # the same file twice in one delivery counts once
+            images.append(image)
+            records.append({**record, "sha256": digest, "label": classes.index(label)})
             continue
-        if digest is None:
-            report["rejected"].append({**record, "reason": file.error or "unreadable"})
-            continue
-        if digest in known:
-            report["duplicates"].append({**record, "reason": "already in the training pool"})
-            continue
-        try:
-            image = decode_image(file.data, size)
-        except UnreadableImageError as exc:
-            report["rejected"].append({**record, "reason": exc.reason})
-            continue
-        split = fixed.get(_pixel_hash(image))
-        if split is not None:
-            report["duplicates"].append({**record, "reason": f"the same picture is in {split}"})
-            continue
-        known.add(digest)  # the same file twice in one delivery counts once
-        images.append(image)
-        records.append({**record, "sha256": digest, "label": classes.index(label)})
+        report[group].append({**record, "reason": reason})
     return records, np.stack(images) if images else np.zeros((0, *size, 3), dtype=np.uint8)
-
-
-def _class_of(file: ImageFile, classes: list[str]) -> str | None:
-    if file.parent in classes:
-        return file.parent
-    prefix = PurePosixPath(file.name).name.split(".", 1)[0]
-    return prefix if prefix in classes else None
-
-
-def _unknown_class(file: ImageFile, classes: list[str]) -> str:
-    return (
-        f"no class: put it in a folder named after its class ({', '.join(classes)}), "
-        f"e.g. incoming/{classes[0]}/{PurePosixPath(file.name).name}"
-    )
 
 
 def _pixel_hash(image: np.ndarray) -> str:
     return hashlib.sha256(image.tobytes()).hexdigest()  # tobytes is C-ordered for any view
 
 
-# ---- 2. train --------------------------------------------------------------------------------
 def train_challenger(
     *,
     train_set: dict[str, Any],
@@ -198,9 +164,7 @@ def train_challenger(
 ) -> dict[str, keras.Model]:
     """The challengers by model name: ``{}`` unless new images came in or ``retrain.force``.
 
-    The one place that decides whether this run trains (see ``pipeline.py``). The model is
-    ``models[retrain.model]``, trained on ``train_set`` + the pool and new ``images`` with
-    ``training`` except the keys ``retrain.training`` sets.
+    ``models[retrain.model]`` trained on ``train_set``, the pool and the new ``images``.
     """
     if not delivery["added"] and not retrain.force:
         logger.info(
@@ -223,24 +187,18 @@ def train_challenger(
         len(delivery["added"]),
     )
     model = build_model(combined, retrain.model_options(models), augmentation, options)
-    model, _history = fit_model(
-        model, combined, validation_set, options, callbacks=[MlflowEpochMetrics()]
-    )
+    model, _history = train_model(model, combined, validation_set, options)
     return {retrain.model: model}
 
 
-# ---- 3. decide -------------------------------------------------------------------------------
 def decide_promotion(
     challengers: dict[str, keras.Model],
     test_set: dict[str, Any],
     evaluation: EvaluationParams,
     retrain: RetrainParams,
 ) -> dict[str, dict[str, Any]]:
-    """Each challenger and the champion scored on the fixed test set, and the decision.
-
-    Returns:
-        Per challenger: :func:`promotion_rule`'s decision and ``challenger_metrics``.
-    """
+    """Per challenger: :func:`promotion_rule`'s decision on the fixed test set, and its
+    ``challenger_metrics``."""
     decisions = {}
     for name, model in challengers.items():
         metrics, *_figures = evaluate_model(model, test_set, evaluation)
@@ -255,11 +213,8 @@ def decide_promotion(
 def _champion_metrics(
     test_set: dict[str, Any], evaluation: EvaluationParams, retrain: RetrainParams
 ) -> dict[str, Any]:
-    """The current champion's metrics on the test set, with its ``version`` (``{}``: none).
-
-    Loaded here, not by kedro-mlflow's ``MlflowModelRegistryDataset`` as a node input: a
-    catalog input must exist, and there is no champion before the first promotion.
-    """
+    """The champion's test metrics and ``version``, ``{}`` if none. Not a catalog input
+    (``MlflowModelRegistryDataset``): there is no champion before the first promotion."""
     name, alias = retrain.registered_model_name, retrain.champion_alias
     try:
         champion = load_classifier(f"models:/{name}@{alias}")
@@ -282,11 +237,8 @@ def _champion_metrics(
 def promotion_rule(
     challenger_metrics: dict[str, Any], champion_metrics: dict[str, Any], retrain: RetrainParams
 ) -> dict[str, Any]:
-    """Promote only if the challenger beats the champion by ``retrain.min_improvement``.
-
-    Both must reach ``retrain.min_score``, so a broken first model never becomes champion;
-    with no champion, reaching ``min_score`` is enough. Ties keep the champion.
-    """
+    """Promote only a challenger that beats the champion by ``retrain.min_improvement`` (ties
+    keep the champion) and reaches ``retrain.min_score``, so a broken first model never wins."""
     metric, higher = retrain.metric, retrain.greater_is_better
     margin, floor = float(retrain.min_improvement), retrain.min_score
     challenger = challenger_metrics.get(metric)
@@ -327,7 +279,6 @@ def promotion_rule(
     }
 
 
-# ---- 4. register -----------------------------------------------------------------------------
 def register_challenger(
     *,
     challengers: dict[str, keras.Model],
@@ -336,15 +287,8 @@ def register_challenger(
     evaluation: EvaluationParams,
     retrain: RetrainParams,
 ) -> dict[str, dict[str, Any]]:
-    """Register each challenger in the run kedro-mlflow opened and move the aliases.
-
-    A challenger becomes a new version of ``retrain.registered_model_name`` (a serving
-    pyfunc, :mod:`image_classifiers.serving`) with alias ``challenger``; ``champion`` moves to
-    it only on promotion. MLflow owns versions and aliases; the run gets the decision's tags.
-
-    Returns:
-        Per challenger: the decision (without the metrics), ``version`` and ``mlflow_run_id``.
-    """
+    """Register each challenger (a serving pyfunc) in kedro-mlflow's run as a new version,
+    aliased ``challenger``; ``champion`` moves to it only on promotion."""
     name, run = retrain.registered_model_name, mlflow.active_run()
     run_id = run.info.run_id if run else None
     registrations = {}
@@ -382,19 +326,12 @@ def register_challenger(
     return registrations
 
 
-# ---- 5. archive: the new files join the pool -------------------------------------------------
 def archive_incoming(
     delivery: dict[str, Any], registrations: dict[str, dict[str, Any]], retrain: RetrainParams
 ) -> dict[str, Any]:
-    """Move the files this run used or set aside into its processed folder; report the run.
+    """Move the files this run used (the pool) or set aside into its processed folder; report.
 
-    Takes the registrations so that files move only once the challenger trained on them is
-    registered. Added files go to ``<processed_dir>/<run id>/`` (the pool the next run
-    reads; an archive as a whole), duplicates and rejected files to its ``duplicates/`` and
-    ``rejected/``.
-
-    Returns:
-        The run's report (the catalog also logs it to MLflow).
+    Takes the registrations so that files move only once their challenger is registered.
     """
     target = Path(retrain.processed_dir) / delivery["run_id"]
     source = Path(delivery["source"])
@@ -406,13 +343,12 @@ def archive_incoming(
                 moved += _move_aside(Path(item["path"]), folder / item["file"])
     if moved:
         logger.info("Moved %d incoming files to %s.", moved, target)
-    classes = delivery["classes"]
     return {
         "run_id": delivery["run_id"],
         "source": delivery["source"],
         "processed_dir": str(target) if moved else None,
         "new_images": len(delivery["added"]),
-        "new_per_class": dict(Counter(classes[r["label"]] for r in delivery["added"])),
+        "new_per_class": dict(Counter(delivery["classes"][r["label"]] for r in delivery["added"])),
         "pool_images": len(delivery["pool"]) + len(delivery["added"]),
         **{key: delivery[key] for key in ("added", "duplicates", "rejected")},
         "challengers": registrations,
@@ -425,9 +361,5 @@ def _move_aside(source: Path, destination: Path) -> int:
         return 0
     destination = destination.with_name(re.sub(r"[^\w.\-]", "_", destination.name) or "file")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(source, destination)
-    except OSError:  # another file system: copy, then remove
-        shutil.copy2(source, destination)
-        source.unlink()
+    shutil.move(source, destination)  # a rename, or copy and remove across file systems
     return 1

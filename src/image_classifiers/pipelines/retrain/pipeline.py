@@ -14,13 +14,8 @@ from .nodes import (
 def create_pipeline(**kwargs) -> Pipeline:
     """Collect -> train the challenger -> decide -> register -> archive into the pool.
 
-    Kedro runs every node of a pipeline (it has no conditional nodes, kedro-org/kedro#2410),
-    so "nothing new: stop here" is carried by the data's shape, not by a flag: the
-    challengers are a mapping of model name to model, empty when no new image came in, and
-    each later node maps over it. An empty run trains, scores, registers and logs nothing
-    (``train_challenger`` says so in one line) and only files the delivery's duplicates and
-    rejects aside. The incoming folder changes only in the last node, after registration, so
-    a failure anywhere before leaves incoming files and pool as they were.
+    Kedro has no conditional nodes (kedro-org/kedro#2410): "nothing new" is an empty mapping
+    of challengers that each later node maps over.
     """
     return Pipeline(
         [
