@@ -10,6 +10,5 @@ class ParamsCrossCheckHook:
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow's before_pipeline_run opens the run
     def before_pipeline_run(self, pipeline, catalog) -> None:
-        """Raises ValueError naming the key and the models to choose from."""
         if {"params:retrain", "params:models"} <= pipeline.inputs():
             catalog.load("params:retrain").model_options(catalog.load("params:models"))

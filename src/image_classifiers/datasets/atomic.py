@@ -1,10 +1,8 @@
 """File datasets whose saves are atomic: a reader sees the old file or the new one, never a part.
 
-kedro-datasets' file datasets write straight into the target, so a reader during a rewrite
-(two ``kedro run`` at once, a dashboard polling ``predictions.csv``) or a crash mid-write can
-leave half a file. ``_AtomicFile`` has the dataset write a hidden sibling, then renames it
-over the target (``os.replace``: atomic on POSIX); local files only. Kedro's versioning
-would not help: a reader of the latest version can still see it while it is written.
+kedro-datasets' file datasets write straight into the target, so a concurrent reader or a
+crash mid-write can meet half a file (Kedro's versioning too). Here a hidden sibling is
+written, then renamed over the target (``os.replace``: atomic on POSIX); local files only.
 """
 
 from __future__ import annotations
@@ -63,11 +61,8 @@ class _AtomicFile(AbstractDataset[Any, Any]):
 
 @contextmanager
 def atomic_folder(target: str | Path) -> Iterator[Path]:
-    """A new empty sibling folder of ``target`` to write into; swapped in on success.
-
-    A reader sees the old folder or the new one, never a part; after a failure ``target`` is
-    as it was and the temporary folder is gone.
-    """
+    """A new empty sibling folder of ``target`` to write into; swapped in on success (after a
+    failure ``target`` is as it was and the temporary folder is gone)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))

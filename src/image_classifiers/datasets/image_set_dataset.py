@@ -6,9 +6,8 @@ Layout of ``filepath`` (a folder)::
     labels.npy   int32, shape (N,)
     meta.json    {"classes": [...], "files": [...]}
 
-Memory-mapped, a split may be larger than RAM and no JPEG is decoded per epoch. Writing
-never holds a whole split either: ``ImagesFileWriter`` appends chunk by chunk, and pixels
-written into a ``staged_images_file`` are published by moving that file, not copying it.
+Memory-mapped, a split may be larger than RAM and no JPEG is decoded per epoch; writes are
+chunked, and a ``staged_images_file`` is published by moving it, not copying it.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,8 @@ _STAGED: set[str] = set()
 class ImagesFileWriter:
     """Appends uint8 images ``(n, H, W, C)`` to a ``.npy`` file without holding them all.
 
-    The header, written for zero images, is rewritten with the count on close (NumPy pads
-    it to a fixed length). Plain writes, not a writable memory map, keep the pixels out of
-    this process's memory.
+    The header (padded by NumPy to a fixed length) gets the count on close. Plain writes, not
+    a writable memory map, keep the pixels out of this process's memory.
     """
 
     def __init__(self, path: str | Path, image_shape: tuple[int, ...]):
@@ -76,19 +75,10 @@ class ImagesFileWriter:
             self._write_header()
             self._file.close()
 
-    def __enter__(self) -> ImagesFileWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
 
 def staged_images_file(directory: str | Path) -> Path:
-    """A new, empty ``.npy`` file in ``directory`` to write a split's pixels into.
-
-    An image set saved with this file memory-mapped (``np.load(path, mmap_mode="r")``) is
-    published by moving the file, not copying it. Delete it if the set is never saved.
-    """
+    """A new, empty ``.npy`` file in ``directory`` for a split's pixels: an image set saved
+    with it memory-mapped moves it into place. Delete it if the set is never saved."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=".staged-images-", suffix=".npy", dir=directory)
@@ -113,16 +103,16 @@ def _staged_file(images: Any) -> str | None:
 
 def _write_images(path: Path, images: Any) -> None:
     """``np.save`` chunk by chunk, so a memory-mapped source is never read whole into RAM."""
-    with ImagesFileWriter(path, images.shape[1:]) as writer:
+    with closing(ImagesFileWriter(path, images.shape[1:])) as writer:
         for start in range(0, len(images), COPY_CHUNK):
             writer.append(read_rows(images, slice(start, start + COPY_CHUNK)))
 
 
 class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
-    """Saves and loads an image set dict ``{"images", "labels", "classes", "files"}``."""
+    """Saves and loads an image set dict ``{"images", "labels", "classes", "files"}``
+    (``mmap``: load ``images.npy`` memory-mapped, read-only)."""
 
     def __init__(self, filepath: str, mmap: bool = True, metadata: dict | None = None):
-        """Create the dataset (``mmap``: load ``images.npy`` memory-mapped, read-only)."""
         self._path = Path(filepath)
         self._mmap = mmap
         self.metadata = metadata
@@ -142,9 +132,7 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
         missing = [key for key in _REQUIRED_KEYS if key not in data]
         if missing:
             raise DatasetError(f"Image set is missing keys {missing}; expected {_REQUIRED_KEYS}.")
-        images = (
-            data["images"] if isinstance(data["images"], np.ndarray) else np.asarray(data["images"])
-        )
+        images = np.asanyarray(data["images"])  # a memory map stays one
         labels = np.asarray(data["labels"], dtype=np.int32)
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise DatasetError(

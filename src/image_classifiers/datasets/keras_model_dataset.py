@@ -11,17 +11,16 @@ from kedro.io import AbstractDataset, DatasetError
 
 
 class KerasModelDataset(AbstractDataset[Any, Any]):
-    """Saves and loads a ``keras.Model`` as a single ``.keras`` file."""
+    """Saves and loads a ``keras.Model`` as a single ``.keras`` file (``compile``: restore the
+    optimizer and loss when loading)."""
 
     def __init__(self, filepath: str, compile: bool = True, metadata: dict | None = None):
-        """Create the dataset (``compile``: restore the optimizer and loss when loading)."""
         self._path = Path(filepath)
         self._compile = compile
         self.metadata = metadata
 
     def load(self) -> Any:
-        # Registers the project's custom layers with Keras before deserialising.
-        from image_classifiers.core.models import load_model_file
+        from image_classifiers.core.models import load_model_file  # registers custom layers
 
         if not self._path.is_file():
             raise DatasetError(f"No model at '{self._path}'. Train one first (kedro run).")
@@ -38,8 +37,7 @@ class KerasModelDataset(AbstractDataset[Any, Any]):
         except Exception as exc:
             raise DatasetError(f"Could not save model to '{self._path}': {exc}") from exc
         finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+            Path(tmp).unlink(missing_ok=True)
 
     def _exists(self) -> bool:
         return self._path.is_file()

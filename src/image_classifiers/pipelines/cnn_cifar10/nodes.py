@@ -22,13 +22,8 @@ def summarise_variant(
     metrics: dict[str, Any], training_history: dict[str, list[float]]
 ) -> dict[str, Any]:
     """What the study compares about one variant: test accuracy and loss, the last epoch's
-    training and validation accuracy and their difference (``overfitting_gap``: what the
-    remedies should shrink), the epoch of the lowest validation loss (whose weights were
-    kept), the epoch count and the curves.
-
-    Raises:
-        ValueError: If the metrics or the history lack what the study reports.
-    """
+    accuracies and their difference (``overfitting_gap``: what the remedies should shrink),
+    the epoch of the lowest validation loss (whose weights were kept), epochs and curves."""
     missing = [key for key in ("test_accuracy", "test_loss") if key not in metrics]
     missing += [key for key in _CURVES if key not in training_history]
     if missing:
