@@ -1,10 +1,8 @@
 """Dagster jobs of the Kedro project, from ``conf/<env>/dagster.yml`` (docs/deployment.md).
 
-Each Kedro node is an op running ``KedroSession.run(node_names=[node])``, in its own process
-on the multiprocess executor (every edge between nodes is a catalog file). Not kedro-dagster:
-it re-implements a Kedro run and keeps kedro-mlflow's run in one process's memory. Here
-kedro-mlflow resumes the Dagster run's MLflow run, whose id ``MLFLOW_RUN_ID`` hands it.
-"""
+Each Kedro node is an op running ``KedroSession.run(node_names=[node])`` (on the multiprocess
+executor in its own process), resuming the Dagster run's MLflow run (``MLFLOW_RUN_ID``).
+kedro-dagster re-implements a Kedro run and keeps kedro-mlflow's run in one process's memory."""
 
 import os
 from pathlib import Path
@@ -114,11 +112,9 @@ def build_definitions(env: str | None = None, project_path: Path | None = None) 
         name: _job(project, env, name, spec, executors) for name, spec in config["jobs"].items()
     }
     schedules = [
-        dg.ScheduleDefinition(
-            name=spec["schedule"], job=jobs[name], **config["schedules"][spec["schedule"]]
-        )
+        dg.ScheduleDefinition(name=schedule, job=jobs[name], **config["schedules"][schedule])
         for name, spec in config["jobs"].items()
-        if spec.get("schedule")
+        if (schedule := spec.get("schedule"))
     ]
     return dg.Definitions(jobs=list(jobs.values()), schedules=schedules)
 

@@ -1,9 +1,8 @@
 """Errors a user can fix get their message on the terminal, not a traceback.
 
-Errors this package raises on purpose say what to do; a page of stack frames above would hide
-that, so ``ConciseErrorsHook`` prints ``ErrorType: message`` alone. Anything else keeps its
-traceback, and ``IMAGE_CLASSIFIERS_TRACEBACK=1`` shows it for every error.
-"""
+Errors this package raises on purpose say what to do; stack frames would hide that, so
+``ConciseErrorsHook`` prints ``ErrorType: message`` alone. Others keep their traceback
+(``IMAGE_CLASSIFIERS_TRACEBACK=1`` shows it for every error)."""
 
 from __future__ import annotations
 
@@ -40,12 +39,9 @@ def _raised_here(error: BaseException) -> bool:
 
 
 def is_user_error(error: BaseException) -> bool:
-    """Whether ``error`` is one this package raised on purpose, with advice in its message.
-
-    That is one of the package's own error classes, a ``ValueError`` or ``DatasetError`` raised
-    by its code (or a catalog's ``DatasetError`` wrapping one), a parameter that failed
-    validation, or a configuration value naming a missing key (OmegaConf's message names both).
-    """
+    """Whether ``error`` has advice for the user: one of the package's own error classes, a
+    ``ValueError`` or ``DatasetError`` its code raised (or a catalog's ``DatasetError`` wrapping
+    one), a parameter that failed validation, or a configuration value naming a missing key."""
     if isinstance(
         error, ParameterValidationError | pydantic.ValidationError | InterpolationKeyError
     ):

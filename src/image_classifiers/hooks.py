@@ -1,7 +1,6 @@
 """Hooks for what kedro-mlflow cannot do: create the store and experiment safely when two
 runs start at once (``TrackingStoreHook``), give each model its own run and flatten typed
-parameter groups (``ModelRunsHook``). ``tests/test_tracking.py`` guards what they build on.
-"""
+parameter groups (``ModelRunsHook``). ``tests/test_tracking.py`` guards what they build on."""
 
 from __future__ import annotations
 
@@ -41,13 +40,10 @@ class TrackingStoreHook:
 
 
 class ModelRunsHook:
-    """One MLflow run per model namespace, nested in kedro-mlflow's pipeline run.
-
-    While a node of a top-level namespace (``mini_xception.train_model``) runs and saves, its
-    model's run (``<pipeline>.<model>``) is the active one, so the catalog's datasets and live
-    metrics log there. The model's run is left before kedro-mlflow's ``before_node_run`` logs
-    the node's parameters and entered after, so both runs get them. Sequential runner only.
-    """
+    """One MLflow run per model namespace, nested in kedro-mlflow's pipeline run: while a node
+    of ``mini_xception`` runs and saves, run ``<pipeline>.mini_xception`` is the active one, so
+    the catalog's datasets and live metrics log there. It is left before kedro-mlflow logs the
+    node's parameters and entered after, so both runs get them. Sequential runner only."""
 
     def __init__(self, excluded_namespaces: Iterable[str] = ()):
         """Create the hook; nodes of ``excluded_namespaces`` log to the pipeline's run."""
@@ -70,8 +66,7 @@ class ModelRunsHook:
     @hook_impl(trylast=True)  # after kedro-mlflow has opened the pipeline's run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         runner = str(run_params.get("runner") or "")
-        # No active run: tracking is disabled for this pipeline in mlflow.yml. Other runners
-        # run nodes in other threads or processes, where the pipeline's run is not active.
+        # No active run: tracking disabled in mlflow.yml; other runners leave the run behind.
         if mlflow.active_run() is None or "Parallel" in runner or "Thread" in runner:
             self._reset()
             return

@@ -9,8 +9,7 @@ from image_classifiers.hooks import ModelRunsHook, TrackingStoreHook
 from image_classifiers.params_hooks import ParamsCrossCheckHook
 from image_classifiers.tracking import artifacts_beside, sqlite_store
 
-# Kedro 1.7's config loader still calls OmegaConf.register_new_resolver, which OmegaConf 2.4
-# deprecates: two warnings per run that no user can act on.
+# Kedro 1.7 calls OmegaConf.register_new_resolver, deprecated in OmegaConf 2.4: no user can act.
 warnings.filterwarnings(
     "ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning
 )
@@ -18,11 +17,9 @@ warnings.filterwarnings(
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    # kedro-mlflow's own patterns for mlflow.yml, declared here for TrackingStoreHook,
-    # which reads it before the plugin does.
+    # kedro-mlflow's patterns for mlflow.yml: TrackingStoreHook reads it before the plugin does.
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]},
-    # conf/base/mlflow.yml picks the tracking store: MLFLOW_TRACKING_URI (oc.env), else a
-    # SQLite file at the project root with its artifacts beside it.
+    # mlflow.yml's store: MLFLOW_TRACKING_URI, else a SQLite file at the root, artifacts beside.
     "custom_resolvers": {
         "oc.env": oc.env,
         "sqlite_store": sqlite_store,

@@ -1,6 +1,5 @@
 """What kedro-mlflow's catalog entries and ``hooks.py`` need: the ``mlflow.yml`` resolvers,
-``prepare_store``, run tags, image sets as MLflow datasets and ``metric_history``.
-"""
+``prepare_store``, run tags, image sets as MLflow datasets and ``metric_history``."""
 
 from __future__ import annotations
 
@@ -24,7 +23,6 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 logger = logging.getLogger(__name__)
 
-ARTIFACTS_DIR = "mlartifacts"
 _SQLITE_PREFIX = "sqlite:///"
 _NUMBER = int | float | np.integer | np.floating  # what MLflow takes as a metric (not a bool)
 
@@ -48,15 +46,13 @@ def artifacts_beside(uri: str | None) -> str | None:
     """Resolver ``${artifacts_beside:<uri>}``: ``mlartifacts/`` beside a SQLite store's file
     (MLflow would use ``./mlruns`` of the working directory); ``None`` for a server."""
     database = sqlite_file(uri)
-    return None if database is None else (database.resolve().parent / ARTIFACTS_DIR).as_posix()
+    return None if database is None else (database.resolve().parent / "mlartifacts").as_posix()
 
 
 def prepare_store(mlflow_conf: dict[str, Any], context: Any) -> None:
-    """Create the store and experiment before kedro-mlflow does, safe for runs started at once.
-
-    On a new SQLite store two runs would both migrate it and one fail: kedro-mlflow's setup
-    runs under a file lock. On a server, "already exists" counts as success (mlflow/mlflow#4123).
-    """
+    """Create the store and experiment before kedro-mlflow, safe for runs started at once: on a
+    new SQLite store (two runs would both migrate it) kedro-mlflow's setup runs under a file
+    lock; on a server, "already exists" counts as success (mlflow/mlflow#4123)."""
     config = KedroMlflowConfig.model_validate(mlflow_conf)
     # kedro-mlflow reads MLFLOW_TRACKING_URI when mlflow.yml leaves the URI empty.
     uri = config.server.mlflow_tracking_uri or MLFLOW_TRACKING_URI.get()
@@ -146,10 +142,8 @@ def is_image_set(value: Any) -> bool:
 
 
 def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
-    """A decoded image set as an MLflow dataset and its context (training, testing...).
-
-    The digest hashes every pixel and label (about 0.5 s per 200 MB): same digest, same data.
-    """
+    """A decoded image set as an MLflow dataset and its context (training, testing...); the
+    digest hashes every pixel and label (about 0.5 s per 200 MB): same digest, same data."""
     images, labels = image_set["images"], np.asarray(image_set["labels"])
     digest = hashlib.sha256()
     for array in (images, labels):
@@ -170,11 +164,8 @@ def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
 
 
 def log_image_set(dataset: Any, context: str, attempts: int = 3) -> None:
-    """``mlflow.log_input``, retried when another run inserted the same dataset meanwhile.
-
-    MLflow's SQL store looks a dataset up, then inserts it, without a lock: a second run's
-    insert can fail on the unique key (seen on PostgreSQL); a retry links the row.
-    """
+    """``mlflow.log_input``, retried: MLflow's SQL store looks a dataset up, then inserts it,
+    without a lock, so a second run's insert can fail on the unique key (seen on PostgreSQL)."""
     for attempt in range(1, attempts + 1):
         try:
             mlflow.log_input(dataset, context=context)

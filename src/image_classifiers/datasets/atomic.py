@@ -1,9 +1,7 @@
 """File datasets whose saves are atomic: a reader sees the old file or the new one, never a part.
 
-kedro-datasets' file datasets write straight into the target, so a concurrent reader or a
-crash mid-write can meet half a file (Kedro's versioning too). Here a hidden sibling is
-written, then renamed over the target (``os.replace``: atomic on POSIX); local files only.
-"""
+kedro-datasets' file datasets write into the target (versioned too), so a reader or a crash
+can meet half a file: here a hidden sibling is renamed over it (``os.replace``); local only."""
 
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 from kedro.io import AbstractDataset
@@ -43,20 +41,28 @@ class _AtomicFile(AbstractDataset[Any, Any]):
         if "://" in str(self._filepath):  # not a local file: no rename to make it atomic
             self._at(self._filepath).save(data)
             return
-        target = Path(self._filepath)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
-        try:
+        with atomic_file(self._filepath) as tmp:
             self._at(tmp).save(data)
-            _replace(tmp, target)
-        finally:
-            _remove(tmp)
 
     def _exists(self) -> bool:
         return self._at(self._filepath).exists()
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), **self._kwargs}
+
+
+@contextmanager
+def atomic_file(target: str | PurePath) -> Iterator[Path]:
+    """A hidden sibling path of ``target`` (same suffix: Keras insists on ``.keras``) to write
+    into; renamed over ``target`` on success, deleted on failure."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+    try:
+        yield tmp
+        _replace(tmp, target)
+    finally:
+        _remove(tmp)
 
 
 @contextmanager
@@ -95,19 +101,14 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+# kedro-datasets' datasets with atomic saves (same arguments):
 class AtomicCSVDataset(_AtomicFile):
-    """``pandas.CSVDataset`` with atomic saves (same arguments)."""
-
     wrapped = CSVDataset
 
 
 class AtomicJSONDataset(_AtomicFile):
-    """``json.JSONDataset`` with atomic saves (same arguments)."""
-
     wrapped = JSONDataset
 
 
 class AtomicMatplotlibDataset(_AtomicFile):
-    """``matplotlib.MatplotlibDataset`` with atomic saves (same arguments)."""
-
     wrapped = MatplotlibDataset

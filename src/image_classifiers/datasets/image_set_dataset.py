@@ -1,14 +1,8 @@
-"""A decoded image set on disk: uint8 pixels, integer labels, class names and file names.
-
-Layout of ``filepath`` (a folder)::
-
-    images.npy   uint8, shape (N, height, width, 3)  -- loaded memory-mapped
-    labels.npy   int32, shape (N,)
-    meta.json    {"classes": [...], "files": [...]}
+"""A decoded image set on disk, a folder: ``images.npy`` (uint8, (N, height, width, 3), loaded
+memory-mapped), ``labels.npy`` (int32, (N,)), ``meta.json`` (``{"classes": [], "files": []}``).
 
 Memory-mapped, a split may be larger than RAM and no JPEG is decoded per epoch; writes are
-chunked, and a ``staged_images_file`` is published by moving it, not copying it.
-"""
+chunked, and a ``staged_images_file`` is published by moving it, not copying it."""
 
 from __future__ import annotations
 
@@ -29,18 +23,13 @@ from .atomic import atomic_folder
 
 ImageSet = dict[str, Any]
 _REQUIRED_KEYS = ("images", "labels", "classes", "files")
-# Images per write or copy step when a set is written chunk by chunk.
-COPY_CHUNK = 512
-# Files made by staged_images_file() in this process: saving them moves them into place.
-_STAGED: set[str] = set()
+COPY_CHUNK = 512  # images per write step when a set is written chunk by chunk
+_STAGED: set[str] = set()  # staged_images_file()'s files in this process: a save moves them
 
 
 class ImagesFileWriter:
-    """Appends uint8 images ``(n, H, W, C)`` to a ``.npy`` file without holding them all.
-
-    The header (padded by NumPy to a fixed length) gets the count on close. Plain writes, not
-    a writable memory map, keep the pixels out of this process's memory.
-    """
+    """Appends uint8 images ``(n, H, W, C)`` to a ``.npy`` file (its header gets the count on
+    close); plain writes, not a writable memory map, keep the pixels out of this process."""
 
     def __init__(self, path: str | Path, image_shape: tuple[int, ...]):
         self.path = Path(path)
@@ -50,11 +39,8 @@ class ImagesFileWriter:
         self._write_header()
 
     def _write_header(self) -> None:
-        header = {
-            "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-            "fortran_order": False,
-            "shape": (self.count, *self.image_shape),
-        }
+        shape = (self.count, *self.image_shape)
+        header = {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape}
         self._file.seek(0)
         np.lib.format.write_array_header_1_0(self._file, header)
 

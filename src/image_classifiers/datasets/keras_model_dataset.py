@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
+
+from .atomic import atomic_file
 
 
 class KerasModelDataset(AbstractDataset[Any, Any]):
@@ -27,17 +27,11 @@ class KerasModelDataset(AbstractDataset[Any, Any]):
         return load_model_file(self._path, compile=self._compile)
 
     def save(self, data: Any) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        # Keras insists on the .keras suffix, so the temp file keeps it; the rename is atomic.
-        fd, tmp = tempfile.mkstemp(suffix=".keras", dir=self._path.parent)
-        os.close(fd)
         try:
-            data.save(tmp)
-            os.replace(tmp, self._path)
+            with atomic_file(self._path) as tmp:
+                data.save(tmp)
         except Exception as exc:
             raise DatasetError(f"Could not save model to '{self._path}': {exc}") from exc
-        finally:
-            Path(tmp).unlink(missing_ok=True)
 
     def _exists(self) -> bool:
         return self._path.is_file()

@@ -1,9 +1,7 @@
 """The compare_architectures pipeline: model_training once per model, then a comparison.
 
-Each of ``MODELS`` trains in a namespace of its name (with its own MLflow run), as
-``--pipelines=model_training`` would; the comparison reads every summary, so it runs last.
-Kedro fixes a DAG when it registers it, hence a list in code; ``--namespaces`` trains some.
-"""
+Each of ``MODELS`` trains in a namespace of its name (its own MLflow run); the comparison
+runs last. A list in code: Kedro fixes a DAG when it registers it."""
 
 from kedro.pipeline import Node, Pipeline
 
