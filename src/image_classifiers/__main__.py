@@ -1,6 +1,4 @@
-"""image-classifiers file for ensuring the package is executable
-as `image-classifiers` and `python -m image_classifiers`
-"""
+"""``image-classifiers`` and ``python -m image_classifiers`` run Kedro's CLI."""
 
 import sys
 from pathlib import Path
@@ -13,10 +11,7 @@ from kedro.framework.project import configure_project
 def main(*args: Any, **kwargs: Any) -> Any:
     package_name = Path(__file__).parent.name
     configure_project(package_name)
-
-    interactive = hasattr(sys, "ps1")
-    kwargs["standalone_mode"] = not interactive
-
+    kwargs["standalone_mode"] = not hasattr(sys, "ps1")  # not in an interactive session
     run = find_run_command(package_name)
     return run(*args, **kwargs)
 

@@ -1,19 +1,8 @@
-"""Dagster jobs of the Kedro project (``retrain``, scheduled weekly, and ``predict``).
+"""Dagster jobs of the Kedro project, from ``conf/<env>/dagster.yml`` (docs/deployment.md).
 
-Jobs, schedules and executors come from ``conf/<env>/dagster.yml`` (``KEDRO_ENV``, default
-``local``). Each Kedro node is an op that runs ``KedroSession.run(node_names=[node])``, so on
-Dagster's multiprocess executor each node runs in its own process (every edge between nodes is
-a catalog file). Start Dagster's UI and scheduler from the project root (docs/deployment.md)::
-
-    pip install -e ".[dagster]"
-    dg dev        # or: dagster dev -m image_classifiers.definitions (http://127.0.0.1:3000)
-
-Why not kedro-dagster: it re-implements a Kedro run (hook ops, IO managers, op config) and
-keeps kedro-mlflow's run in one process's memory; one MLflow run across processes took
-patching its internals. Here Kedro validates, runs the hooks and the catalog as ``kedro run``
-does, and kedro-mlflow resumes the Dagster run's MLflow run, whose id MLflow's documented
-``MLFLOW_RUN_ID`` environment variable hands it.
-"""
+Each Kedro node is an op running ``KedroSession.run(node_names=[node])`` (on the multiprocess
+executor in its own process), resuming the Dagster run's MLflow run (``MLFLOW_RUN_ID``).
+kedro-dagster re-implements a Kedro run and keeps kedro-mlflow's run in one process's memory."""
 
 import os
 from pathlib import Path
@@ -60,8 +49,7 @@ def _node_op(project: Path, env: str, spec: dict, node: Any, parents: list[str])
         tags={"kedro_node": node.name},
     )
     def run_node(context: dg.OpExecutionContext) -> None:
-        # The first op creates the MLflow run and records its id on the Dagster run; each op's
-        # kedro-mlflow resumes it and ends it FINISHED, or FAILED on an error in the node.
+        # The first op creates the MLflow run (its id tags the Dagster run); the others resume it.
         run_id = context.instance.get_run_by_id(context.run_id).tags.get(MLFLOW_RUN_TAG)
         with KedroSession.create(project, env=env, runtime_params=spec.get("params")) as session:
             kedro_context = session.load_context()  # kedro-mlflow sets the tracking URI
@@ -106,12 +94,8 @@ def _job(project: Path, env: str, name: str, spec: dict, executors: dict) -> dg.
 
 
 def build_definitions(env: str | None = None, project_path: Path | None = None) -> dg.Definitions:
-    """Dagster jobs and schedules of the Kedro project, from ``conf/<env>/dagster.yml``.
-
-    Args:
-        env: Kedro environment; default ``KEDRO_ENV`` or ``local``.
-        project_path: The Kedro project; default the one containing the working directory.
-    """
+    """Jobs and schedules from ``conf/<env>/dagster.yml`` (default ``KEDRO_ENV`` or ``local``)
+    of the project at ``project_path`` (default: the one containing the working directory)."""
     env = env or os.environ.get("KEDRO_ENV", "local")
     project = Path(project_path or find_kedro_project(Path.cwd())).resolve()
     bootstrap_project(project)
@@ -128,11 +112,9 @@ def build_definitions(env: str | None = None, project_path: Path | None = None) 
         name: _job(project, env, name, spec, executors) for name, spec in config["jobs"].items()
     }
     schedules = [
-        dg.ScheduleDefinition(
-            name=spec["schedule"], job=jobs[name], **config["schedules"][spec["schedule"]]
-        )
+        dg.ScheduleDefinition(name=schedule, job=jobs[name], **config["schedules"][schedule])
         for name, spec in config["jobs"].items()
-        if spec.get("schedule")
+        if (schedule := spec.get("schedule"))
     ]
     return dg.Definitions(jobs=list(jobs.values()), schedules=schedules)
 

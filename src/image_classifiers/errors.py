@@ -1,18 +1,15 @@
 """Errors a user can fix get their message on the terminal, not a traceback.
 
-Every error this package raises on purpose says what went wrong and what to do (a missing
-archive, a corrupt image, an unknown optimizer, unreachable weights). When such an error
-ends ``kedro run``, a page of stack frames above that message only hides it, so
-``ConciseErrorsHook`` (settings.py) prints ``ErrorType: message`` alone. Anything else --
-an error from Keras or Kedro, a bug here -- keeps its full traceback, and
-``IMAGE_CLASSIFIERS_TRACEBACK=1`` shows it for every error.
-"""
+Errors this package raises on purpose say what to do; stack frames would hide that, so
+``ConciseErrorsHook`` prints ``ErrorType: message`` alone. Others keep their traceback
+(``IMAGE_CLASSIFIERS_TRACEBACK=1`` shows it for every error)."""
 
 from __future__ import annotations
 
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -26,8 +23,7 @@ from omegaconf.errors import InterpolationKeyError
 PACKAGE = __name__.split(".", 1)[0]
 TRACEBACK_VARIABLE = "IMAGE_CLASSIFIERS_TRACEBACK"
 
-# pydantic ends every error line with its error type and a link to its docs; the message
-# itself already says the rule.
+# pydantic's error type and docs link at each line's end: the message already says the rule.
 _PYDANTIC_NOISE = re.compile(
     r" \[type=[^\]]*\]|\n *For further information visit https://errors\.pydantic\.dev\S*"
 )
@@ -37,29 +33,15 @@ ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None]
 
 def _raised_here(error: BaseException) -> bool:
     """Whether the innermost frame of ``error``'s traceback is code of this package."""
-    frame_traceback = error.__traceback__
-    if frame_traceback is None:
-        return False
-    while frame_traceback.tb_next is not None:
-        frame_traceback = frame_traceback.tb_next
-    module = frame_traceback.tb_frame.f_globals.get("__name__", "")
+    frames = [frame for frame, _ in traceback.walk_tb(error.__traceback__)]
+    module = frames[-1].f_globals.get("__name__", "") if frames else ""
     return module == PACKAGE or module.startswith(PACKAGE + ".")
 
 
 def is_user_error(error: BaseException) -> bool:
-    """Whether ``error`` is one this package raised on purpose, with advice in its message.
-
-    That is an instance of one of the package's own error classes (``ArchiveDownloadError``,
-    ``DecodeError``, ``WeightsError``, ...), or a ``ValueError`` or Kedro ``DatasetError``
-    raised by the package's own code (its parameter and data checks, its datasets' "run the
-    data pipeline first"). Kedro's catalog re-raises a dataset's error as a new
-    ``DatasetError`` (``"train_set: <message>"``) from the original: such a wrapper counts
-    when what it wraps does. A parameter that failed validation is one too: Kedro's
-    ``ParameterValidationError`` (typed parameters, ``image_classifiers.core.params``) or a
-    pydantic ``ValidationError``; and so is a configuration value that names a key that
-    does not exist (``image_folders.model=nope`` -> ``${models.${image_folders.model}}``:
-    OmegaConf's message names the missing key and the one that points at it).
-    """
+    """Whether ``error`` has advice for the user: one of the package's own error classes, a
+    ``ValueError`` or ``DatasetError`` its code raised (or a catalog's ``DatasetError`` wrapping
+    one), a parameter that failed validation, or a configuration value naming a missing key."""
     if isinstance(
         error, ParameterValidationError | pydantic.ValidationError | InterpolationKeyError
     ):
@@ -98,10 +80,6 @@ class ConciseErrorsHook:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        """Wrap the current ``sys.excepthook`` (rich's, under ``kedro run``), once.
-
-        Args:
-            context: The Kedro context (unused).
-        """
+        """Wrap the current ``sys.excepthook`` (rich's, under ``kedro run``), once."""
         if not getattr(sys.excepthook, "concise", False):
             sys.excepthook = concise_excepthook(sys.excepthook)

@@ -1,11 +1,6 @@
-"""Hooks for what kedro-mlflow cannot do, on its and MLflow's public APIs.
-
-kedro-mlflow opens one MLflow run per ``kedro run``, logs the parameters each node reads
-and saves its catalog datasets into the active run. It neither creates a store and its
-experiment safely when two runs start at once (``TrackingStoreHook``), nor gives each model
-a run of its own, nor flattens typed parameter groups (``ModelRunsHook``).
-``tests/test_tracking.py`` fails if the kedro-mlflow behaviour they build on changes.
-"""
+"""Hooks for what kedro-mlflow cannot do: create the store and experiment safely when two
+runs start at once (``TrackingStoreHook``), give each model its own run and flatten typed
+parameter groups (``ModelRunsHook``). ``tests/test_tracking.py`` guards what they build on."""
 
 from __future__ import annotations
 
@@ -45,17 +40,10 @@ class TrackingStoreHook:
 
 
 class ModelRunsHook:
-    """One MLflow run per model namespace, nested in kedro-mlflow's pipeline run.
-
-    While a node of a top-level namespace (``mini_xception.train_model``) runs and saves, its
-    model's run (``<pipeline>.<model>``) is the active one, so the catalog's kedro-mlflow
-    datasets and the live epoch metrics log there. The run also gets the node's parameters
-    (the model's own again as ``model.*``), its image sets as MLflow datasets, the data
-    quality report, system metrics and its logged model's signature. kedro-mlflow's
-    ``before_node_run`` logs the node's parameters to the active run: the model's run is
-    left before it and entered after it, so the pipeline's run gets them too. Needs Kedro's
-    default sequential runner with synchronous saves; otherwise all logs to the pipeline's.
-    """
+    """One MLflow run per model namespace, nested in kedro-mlflow's pipeline run: while a node
+    of ``mini_xception`` runs and saves, run ``<pipeline>.mini_xception`` is the active one, so
+    the catalog's datasets and live metrics log there. It is left before kedro-mlflow logs the
+    node's parameters and entered after, so both runs get them. Sequential runner only."""
 
     def __init__(self, excluded_namespaces: Iterable[str] = ()):
         """Create the hook; nodes of ``excluded_namespaces`` log to the pipeline's run."""
@@ -78,17 +66,14 @@ class ModelRunsHook:
     @hook_impl(trylast=True)  # after kedro-mlflow has opened the pipeline's run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         runner = str(run_params.get("runner") or "")
-        # No active run: tracking is disabled for this pipeline in mlflow.yml. Other runners
-        # run nodes in other threads or processes, where the pipeline's run is not active.
+        # No active run: tracking disabled in mlflow.yml; other runners leave the run behind.
         if mlflow.active_run() is None or "Parallel" in runner or "Thread" in runner:
             self._reset()
             return
-        # `kedro run` gives pipeline_names; kedro-dagster's ops give pipeline_name.
-        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name")]
         tags = {
             **environment_tags(),
             **git_commit(run_params.get("project_path") or "."),
-            "kedro_pipeline": "+".join(name for name in names if name) or "__default__",
+            "kedro_pipeline": "+".join(run_params.get("pipeline_names") or ["__default__"]),
         }
         self._reset(tags, catalog)
         self._pending.update(filter(None, map(self.model_namespace, pipeline.nodes)))
@@ -121,8 +106,7 @@ class ModelRunsHook:
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
-        """Sign a Keras model a catalog entry ``*.mlflow_model`` logged: kedro-mlflow's
-        ``save_args`` cannot build a signature, and pyfunc checks inputs against it."""
+        """Sign the model ``*.mlflow_model`` logged: kedro-mlflow's ``save_args`` cannot."""
         if dataset_name.endswith("mlflow_model") and (logged := mlflow.last_logged_model()):
             mlflow.models.set_signature(logged.model_uri, keras_signature(data))
 
@@ -140,8 +124,8 @@ class ModelRunsHook:
                 mlflow.MlflowClient().set_terminated(run_id, "FAILED")
         self._reset()
 
-    def _enter(self, model: str, inputs: Mapping[str, Any]) -> str:
-        """Start (or resume) ``model``'s run and log ``inputs`` to it; its run id."""
+    def _enter(self, model: str, inputs: Mapping[str, Any]) -> None:
+        """Start (or resume) ``model``'s run and log ``inputs`` to it."""
         variable = MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING  # MLflow's own switch, on by default
         system_metrics = variable.get() if variable.defined else True
         if model in self._runs:
@@ -157,14 +141,12 @@ class ModelRunsHook:
                 log_system_metrics=system_metrics,
             )
             self._runs[model] = run.info.run_id
-            # The images the data pipeline skipped or could not read.
             if (report := _load_if_written(self._catalog, "data_quality_report")) is not None:
                 mlflow.log_dict(report, "data_quality.json")
         for name, value in inputs.items():
             if (model, name) not in self._logged:
                 self._logged.add((model, name))
                 self._log_input(model, name, value)
-        return self._runs[model]
 
     def _end_model_run(self, status: int) -> None:
         active = mlflow.active_run()
@@ -172,8 +154,7 @@ class ModelRunsHook:
             mlflow.end_run(RunStatus.to_string(status))
 
     def _log_input(self, model: str, name: str, value: Any) -> None:
-        """A node input in the model's run: parameters flat (the model's own options also as
-        ``model.*`` and its architecture or base as a tag), an image set as an MLflow dataset."""
+        """Parameters flat (the model's own also as ``model.*``), an image set as a dataset."""
         if name.startswith("params:"):
             key = name.removeprefix("params:")
             if isinstance(value, BaseModel):

@@ -1,10 +1,5 @@
-"""What a trained Keras model leaves in MLflow, for kedro-mlflow's catalog datasets.
-
-``mlflow_records`` turns a node's model and metrics into what the catalog's
-``MlflowModelTrackingDataset`` (flavor ``mlflow.keras``, registered as ``<model>_keras``),
-``MlflowMetricsHistoryDataset`` and ``MlflowArtifactDataset`` entries save;
-``keras_signature`` is the signature ``hooks.ModelRunsHook`` gives a logged model.
-"""
+"""What a trained Keras model leaves in MLflow through kedro-mlflow's catalog datasets
+(``mlflow_records``), and the signature ``hooks.ModelRunsHook`` gives a logged model."""
 
 from __future__ import annotations
 
@@ -21,13 +16,8 @@ logger = logging.getLogger(__name__)
 
 
 def inference_model(model: Any) -> Any:
-    """``model`` without its training-only augmentation, for the logged copy.
-
-    ``RandomAugment`` is the identity at inference; without it a from-scratch model holds
-    only Keras' own layers and loads with plain ``mlflow.keras.load_model`` anywhere. Other
-    custom parts (transfer learning, GoogLeNet's heads) stay: load those with
-    ``image_classifiers.core.models.load_model_file``. The layers are shared, not copied.
-    """
+    """``model`` without its training-only augmentation (the identity at inference), so a
+    from-scratch model loads with plain ``mlflow.keras.load_model``. Layers are shared."""
     import keras
 
     from image_classifiers.core.layers import RandomAugment
@@ -51,22 +41,12 @@ def inference_model(model: Any) -> Any:
         return model
 
 
-def model_summary(model: Any) -> str:
-    """``model.summary()`` as text."""
-    lines: list[str] = []
-    model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
-    return "\n".join(lines)
-
-
 def mlflow_records(model: Any, metrics: dict[str, Any]) -> tuple[Any, dict[str, Any], str]:
-    """Node: what a model's MLflow run gets beside the ``.keras`` file and metrics.json.
-
-    Returns:
-        The model to log (:func:`inference_model`), the test metrics and ``param_count`` as
-        a metric history, and the model's summary text.
-    """
+    """Node: the model to log, its metrics and ``param_count`` as history, its summary text."""
     history = metric_history({**metrics, "param_count": int(model.count_params())})
-    return inference_model(model), history, model_summary(model)
+    summary: list[str] = []
+    model.summary(print_fn=lambda text, *args, **kwargs: summary.append(text))
+    return inference_model(model), history, "\n".join(summary)
 
 
 def keras_signature(model: Any) -> ModelSignature:

@@ -1,17 +1,10 @@
-"""MLflow helpers for the Kedro layer: where the store is, run tags, the data a model saw.
-
-Everything a pipeline writes to MLflow goes through kedro-mlflow's catalog datasets
-(``conf/base/catalog_*.yml``); this module has what those entries and ``hooks.py`` need:
-the ``mlflow.yml`` resolvers (``${sqlite_store:mlflow.db}``, ``${artifacts_beside:<uri>}``),
-``prepare_store`` (for runs started at once on a new store or server), run tags, image
-sets as MLflow datasets, and ``metric_history``, the layout ``MlflowMetricsHistoryDataset`` saves.
-"""
+"""What kedro-mlflow's catalog entries and ``hooks.py`` need: the ``mlflow.yml`` resolvers,
+``prepare_store``, run tags, image sets as MLflow datasets and ``metric_history``."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import subprocess
 import time
 import warnings
@@ -24,23 +17,19 @@ import numpy as np
 from filelock import FileLock
 from kedro.utils import find_kedro_project
 from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
+from mlflow.environment_variables import MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 logger = logging.getLogger(__name__)
 
-ARTIFACTS_DIR = "mlartifacts"
-TRACKING_URI_VAR = "MLFLOW_TRACKING_URI"
 _SQLITE_PREFIX = "sqlite:///"
+_NUMBER = int | float | np.integer | np.floating  # what MLflow takes as a metric (not a bool)
 
 
-# ---- tracking store --------------------------------------------------------------------
 def sqlite_store(file_name: str = "mlflow.db") -> str:
-    """Resolver ``${sqlite_store:mlflow.db}``: a SQLite store file at the project root.
-
-    The root is found from the working directory, as ``kedro`` finds it, so a notebook in
-    ``notebooks/`` uses the same store.
-    """
+    """Resolver ``${sqlite_store:mlflow.db}``: a SQLite store at the project root (found as
+    ``kedro`` finds it, so a notebook in ``notebooks/`` uses the same store)."""
     root = find_kedro_project(Path.cwd()) or Path.cwd()
     return f"{_SQLITE_PREFIX}{(root / file_name).resolve().as_posix()}"
 
@@ -57,21 +46,16 @@ def artifacts_beside(uri: str | None) -> str | None:
     """Resolver ``${artifacts_beside:<uri>}``: ``mlartifacts/`` beside a SQLite store's file
     (MLflow would use ``./mlruns`` of the working directory); ``None`` for a server."""
     database = sqlite_file(uri)
-    return None if database is None else (database.resolve().parent / ARTIFACTS_DIR).as_posix()
+    return None if database is None else (database.resolve().parent / "mlartifacts").as_posix()
 
 
 def prepare_store(mlflow_conf: dict[str, Any], context: Any) -> None:
-    """Create the store and experiment before kedro-mlflow does, safe for runs started at once.
-
-    On a fresh SQLite store, two ``kedro run`` would both run MLflow's migrations and create
-    the experiment, and one fail: here the first does it with kedro-mlflow's own setup under
-    a file lock. On a server both would create the missing experiment and one fail with
-    ``RESOURCE_ALREADY_EXISTS`` (as MLflow's ``set_experiment``: mlflow/mlflow#4123): here
-    "already exists" counts as success.
-    """
+    """Create the store and experiment before kedro-mlflow, safe for runs started at once: on a
+    new SQLite store (two runs would both migrate it) kedro-mlflow's setup runs under a file
+    lock; on a server, "already exists" counts as success (mlflow/mlflow#4123)."""
     config = KedroMlflowConfig.model_validate(mlflow_conf)
     # kedro-mlflow reads MLFLOW_TRACKING_URI when mlflow.yml leaves the URI empty.
-    uri = config.server.mlflow_tracking_uri or os.environ.get(TRACKING_URI_VAR)
+    uri = config.server.mlflow_tracking_uri or MLFLOW_TRACKING_URI.get()
     if str(uri).startswith(("http://", "https://")):
         experiment = config.tracking.experiment
         try:
@@ -97,21 +81,15 @@ def ensure_experiment(uri: str, name: str, tags: dict[str, Any] | None = None) -
             raise
 
 
-# ---- run tags ----------------------------------------------------------------------------
 def git_commit(project_path: Path) -> dict[str, str]:
     """The project's git commit (the tag the MLflow UI shows) and whether the tree is dirty."""
+
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(project_path), *args]
+        return subprocess.check_output(command, stderr=subprocess.DEVNULL, text=True, timeout=10)
+
     try:
-        sha, status = (
-            subprocess.run(
-                ["git", *args],
-                cwd=project_path,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=10,
-            ).stdout
-            for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "--untracked-files=no"])
-        )
+        sha, status = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         logger.debug("No git commit to tag: '%s' is not a git checkout.", project_path)
         return {}
@@ -141,24 +119,17 @@ def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = ".") -> 
     return flat
 
 
-# ---- metrics -------------------------------------------------------------------------------
-def is_number(value: Any) -> bool:
-    """A real number (not a bool): what MLflow takes as a metric value."""
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-
-
 def metric_history(metrics: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
     """``metrics`` as ``MlflowMetricsHistoryDataset`` saves them: a number is step 0, a list
     of numbers one step per element; anything else (a confusion matrix) stays in the file."""
     history = {}
     for key, value in metrics.items():
         values = value if isinstance(value, list | tuple) else [value]
-        if values and all(is_number(v) for v in values):
+        if values and all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in values):
             history[key] = [{"value": float(v), "step": step} for step, v in enumerate(values)]
     return history
 
 
-# ---- the data a model saw -------------------------------------------------------------------
 # Context of an MLflow dataset input, from the split in its catalog name ("train_set", ...).
 _SPLIT_CONTEXTS = {"train": "training", "validation": "validation", "test": "testing"}
 # How SQL stores word a unique-key clash (PostgreSQL, SQLite, MySQL).
@@ -171,11 +142,8 @@ def is_image_set(value: Any) -> bool:
 
 
 def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
-    """A decoded image set as an MLflow dataset and its context (training, testing...).
-
-    The digest is SHA-256 of every pixel and label (about 0.5 s per 200 MB), so runs share
-    a digest only for the same data. The source is a memory-mapped split's folder.
-    """
+    """A decoded image set as an MLflow dataset and its context (training, testing...); the
+    digest hashes every pixel and label (about 0.5 s per 200 MB): same digest, same data."""
     images, labels = image_set["images"], np.asarray(image_set["labels"])
     digest = hashlib.sha256()
     for array in (images, labels):
@@ -196,12 +164,8 @@ def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
 
 
 def log_image_set(dataset: Any, context: str, attempts: int = 3) -> None:
-    """``mlflow.log_input``, retried when another run inserted the same dataset meanwhile.
-
-    MLflow's SQL store looks a dataset up, then inserts it, without a lock: two runs logging
-    the same data at once can both miss it and the second insert fail on the unique key
-    (seen on PostgreSQL). The transaction is rolled back whole, so a retry links the row.
-    """
+    """``mlflow.log_input``, retried: MLflow's SQL store looks a dataset up, then inserts it,
+    without a lock, so a second run's insert can fail on the unique key (seen on PostgreSQL)."""
     for attempt in range(1, attempts + 1):
         try:
             mlflow.log_input(dataset, context=context)

@@ -1,11 +1,7 @@
 """File datasets whose saves are atomic: a reader sees the old file or the new one, never a part.
 
-kedro-datasets' file datasets write straight into the target, so a reader during a rewrite
-(two ``kedro run`` at once, a dashboard polling ``predictions.csv``) or a crash mid-write can
-leave half a file. ``_AtomicFile`` has the dataset write a hidden sibling, then renames it
-over the target (``os.replace``: atomic on POSIX); local files only. Kedro's versioning
-would not help: a reader of the latest version can still see it while it is written.
-"""
+kedro-datasets' file datasets write into the target (versioned too), so a reader or a crash
+can meet half a file: here a hidden sibling is renamed over it (``os.replace``); local only."""
 
 from __future__ import annotations
 
@@ -15,7 +11,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 from kedro.io import AbstractDataset
@@ -45,14 +41,8 @@ class _AtomicFile(AbstractDataset[Any, Any]):
         if "://" in str(self._filepath):  # not a local file: no rename to make it atomic
             self._at(self._filepath).save(data)
             return
-        target = Path(self._filepath)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
-        try:
+        with atomic_file(self._filepath) as tmp:
             self._at(tmp).save(data)
-            _replace(tmp, target)
-        finally:
-            _remove(tmp)
 
     def _exists(self) -> bool:
         return self._at(self._filepath).exists()
@@ -62,12 +52,23 @@ class _AtomicFile(AbstractDataset[Any, Any]):
 
 
 @contextmanager
-def atomic_folder(target: str | Path) -> Iterator[Path]:
-    """A new empty sibling folder of ``target`` to write into; swapped in on success.
+def atomic_file(target: str | PurePath) -> Iterator[Path]:
+    """A hidden sibling path of ``target`` (same suffix: Keras insists on ``.keras``) to write
+    into; renamed over ``target`` on success, deleted on failure."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+    try:
+        yield tmp
+        _replace(tmp, target)
+    finally:
+        _remove(tmp)
 
-    A reader sees the old folder or the new one, never a part; after a failure ``target`` is
-    as it was and the temporary folder is gone.
-    """
+
+@contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """A new empty sibling folder of ``target`` to write into; swapped in on success (after a
+    failure ``target`` is as it was and the temporary folder is gone)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -100,19 +101,14 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+# kedro-datasets' datasets with atomic saves (same arguments):
 class AtomicCSVDataset(_AtomicFile):
-    """``pandas.CSVDataset`` with atomic saves (same arguments)."""
-
     wrapped = CSVDataset
 
 
 class AtomicJSONDataset(_AtomicFile):
-    """``json.JSONDataset`` with atomic saves (same arguments)."""
-
     wrapped = JSONDataset
 
 
 class AtomicMatplotlibDataset(_AtomicFile):
-    """``matplotlib.MatplotlibDataset`` with atomic saves (same arguments)."""
-
     wrapped = MatplotlibDataset

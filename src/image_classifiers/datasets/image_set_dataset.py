@@ -1,15 +1,8 @@
-"""A decoded image set on disk: uint8 pixels, integer labels, class names and file names.
+"""A decoded image set on disk, a folder: ``images.npy`` (uint8, (N, height, width, 3), loaded
+memory-mapped), ``labels.npy`` (int32, (N,)), ``meta.json`` (``{"classes": [], "files": []}``).
 
-Layout of ``filepath`` (a folder)::
-
-    images.npy   uint8, shape (N, height, width, 3)  -- loaded memory-mapped
-    labels.npy   int32, shape (N,)
-    meta.json    {"classes": [...], "files": [...]}
-
-Memory-mapped, a split may be larger than RAM and no JPEG is decoded per epoch. Writing
-never holds a whole split either: ``ImagesFileWriter`` appends chunk by chunk, and pixels
-written into a ``staged_images_file`` are published by moving that file, not copying it.
-"""
+Memory-mapped, a split may be larger than RAM and no JPEG is decoded per epoch; writes are
+chunked, and a ``staged_images_file`` is published by moving it, not copying it."""
 
 from __future__ import annotations
 
@@ -17,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +23,13 @@ from .atomic import atomic_folder
 
 ImageSet = dict[str, Any]
 _REQUIRED_KEYS = ("images", "labels", "classes", "files")
-# Images per write or copy step when a set is written chunk by chunk.
-COPY_CHUNK = 512
-# Files made by staged_images_file() in this process: saving them moves them into place.
-_STAGED: set[str] = set()
+COPY_CHUNK = 512  # images per write step when a set is written chunk by chunk
+_STAGED: set[str] = set()  # staged_images_file()'s files in this process: a save moves them
 
 
 class ImagesFileWriter:
-    """Appends uint8 images ``(n, H, W, C)`` to a ``.npy`` file without holding them all.
-
-    The header, written for zero images, is rewritten with the count on close (NumPy pads
-    it to a fixed length). Plain writes, not a writable memory map, keep the pixels out of
-    this process's memory.
-    """
+    """Appends uint8 images ``(n, H, W, C)`` to a ``.npy`` file (its header gets the count on
+    close); plain writes, not a writable memory map, keep the pixels out of this process."""
 
     def __init__(self, path: str | Path, image_shape: tuple[int, ...]):
         self.path = Path(path)
@@ -51,11 +39,8 @@ class ImagesFileWriter:
         self._write_header()
 
     def _write_header(self) -> None:
-        header = {
-            "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-            "fortran_order": False,
-            "shape": (self.count, *self.image_shape),
-        }
+        shape = (self.count, *self.image_shape)
+        header = {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape}
         self._file.seek(0)
         np.lib.format.write_array_header_1_0(self._file, header)
 
@@ -76,19 +61,10 @@ class ImagesFileWriter:
             self._write_header()
             self._file.close()
 
-    def __enter__(self) -> ImagesFileWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
 
 def staged_images_file(directory: str | Path) -> Path:
-    """A new, empty ``.npy`` file in ``directory`` to write a split's pixels into.
-
-    An image set saved with this file memory-mapped (``np.load(path, mmap_mode="r")``) is
-    published by moving the file, not copying it. Delete it if the set is never saved.
-    """
+    """A new, empty ``.npy`` file in ``directory`` for a split's pixels: an image set saved
+    with it memory-mapped moves it into place. Delete it if the set is never saved."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=".staged-images-", suffix=".npy", dir=directory)
@@ -113,16 +89,16 @@ def _staged_file(images: Any) -> str | None:
 
 def _write_images(path: Path, images: Any) -> None:
     """``np.save`` chunk by chunk, so a memory-mapped source is never read whole into RAM."""
-    with ImagesFileWriter(path, images.shape[1:]) as writer:
+    with closing(ImagesFileWriter(path, images.shape[1:])) as writer:
         for start in range(0, len(images), COPY_CHUNK):
             writer.append(read_rows(images, slice(start, start + COPY_CHUNK)))
 
 
 class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
-    """Saves and loads an image set dict ``{"images", "labels", "classes", "files"}``."""
+    """Saves and loads an image set dict ``{"images", "labels", "classes", "files"}``
+    (``mmap``: load ``images.npy`` memory-mapped, read-only)."""
 
     def __init__(self, filepath: str, mmap: bool = True, metadata: dict | None = None):
-        """Create the dataset (``mmap``: load ``images.npy`` memory-mapped, read-only)."""
         self._path = Path(filepath)
         self._mmap = mmap
         self.metadata = metadata
@@ -142,9 +118,7 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
         missing = [key for key in _REQUIRED_KEYS if key not in data]
         if missing:
             raise DatasetError(f"Image set is missing keys {missing}; expected {_REQUIRED_KEYS}.")
-        images = (
-            data["images"] if isinstance(data["images"], np.ndarray) else np.asarray(data["images"])
-        )
+        images = np.asanyarray(data["images"])  # a memory map stays one
         labels = np.asarray(data["labels"], dtype=np.int32)
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise DatasetError(

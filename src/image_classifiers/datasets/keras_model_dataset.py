@@ -2,44 +2,36 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from .atomic import atomic_file
+
 
 class KerasModelDataset(AbstractDataset[Any, Any]):
-    """Saves and loads a ``keras.Model`` as a single ``.keras`` file."""
+    """Saves and loads a ``keras.Model`` as a single ``.keras`` file (``compile``: restore the
+    optimizer and loss when loading)."""
 
     def __init__(self, filepath: str, compile: bool = True, metadata: dict | None = None):
-        """Create the dataset (``compile``: restore the optimizer and loss when loading)."""
         self._path = Path(filepath)
         self._compile = compile
         self.metadata = metadata
 
     def load(self) -> Any:
-        # Registers the project's custom layers with Keras before deserialising.
-        from image_classifiers.core.models import load_model_file
+        from image_classifiers.core.models import load_model_file  # registers custom layers
 
         if not self._path.is_file():
             raise DatasetError(f"No model at '{self._path}'. Train one first (kedro run).")
         return load_model_file(self._path, compile=self._compile)
 
     def save(self, data: Any) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        # Keras insists on the .keras suffix, so the temp file keeps it; the rename is atomic.
-        fd, tmp = tempfile.mkstemp(suffix=".keras", dir=self._path.parent)
-        os.close(fd)
         try:
-            data.save(tmp)
-            os.replace(tmp, self._path)
+            with atomic_file(self._path) as tmp:
+                data.save(tmp)
         except Exception as exc:
             raise DatasetError(f"Could not save model to '{self._path}': {exc}") from exc
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
     def _exists(self) -> bool:
         return self._path.is_file()

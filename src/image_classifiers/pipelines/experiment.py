@@ -1,8 +1,5 @@
-"""Experiment pipelines: the data pipeline and a model pipeline in the experiment's namespace
-``<name>`` (data under ``data/0x_*/<name>/``, parameters ``<name>.model_options``,
-``<name>.training`` ..., one MLflow run), reading the dataset's groups ``<data>.download`` ...
-(``--params="mnist.download.local_path=/abs/mnist.npz"``): nothing collides across them.
-"""
+"""Experiment pipelines: data and model pipelines in namespace ``<name>`` (data, parameters
+``<name>.training`` ..., MLflow run), reading the dataset's groups ``<data>.download`` ..."""
 
 from __future__ import annotations
 

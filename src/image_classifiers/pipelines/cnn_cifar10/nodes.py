@@ -16,19 +16,19 @@ logger = logging.getLogger(__name__)
 COMPARISON_COLUMNS = ("variant", "test_accuracy", "test_loss", "train_accuracy", "val_accuracy")
 COMPARISON_COLUMNS += ("overfitting_gap", "best_epoch", "epochs")
 _CURVES = ("accuracy", "val_accuracy", "loss", "val_loss")
+_BARS = {  # column: legend label
+    "train_accuracy": "training (last epoch)",
+    "val_accuracy": "validation (last epoch)",
+    "test_accuracy": "test (best epoch's weights)",
+}
 
 
 def summarise_variant(
     metrics: dict[str, Any], training_history: dict[str, list[float]]
 ) -> dict[str, Any]:
     """What the study compares about one variant: test accuracy and loss, the last epoch's
-    training and validation accuracy and their difference (``overfitting_gap``: what the
-    remedies should shrink), the epoch of the lowest validation loss (whose weights were
-    kept), the epoch count and the curves.
-
-    Raises:
-        ValueError: If the metrics or the history lack what the study reports.
-    """
+    accuracies and their difference (``overfitting_gap``: what the remedies should shrink),
+    the epoch of the lowest validation loss (whose weights were kept), epochs and curves."""
     missing = [key for key in ("test_accuracy", "test_loss") if key not in metrics]
     missing += [key for key in _CURVES if key not in training_history]
     if missing:
@@ -51,11 +51,8 @@ def summarise_variant(
 def compare_variants(**summaries: dict[str, Any]) -> tuple[pd.DataFrame, Figure]:
     """One row per variant (``summaries`` by name), in the study's order, and a figure:
     validation loss per epoch (over-fitting shows as a rising curve) and the accuracies."""
-    rows = [
-        {"variant": name, **{k: v for k, v in summary.items() if k != "curves"}}
-        for name, summary in summaries.items()
-    ]
-    table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    rows = [{"variant": name, **summary} for name, summary in summaries.items()]
+    table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))  # the curves left out
     logger.info("Over-fitting study:\n%s", table.to_string(index=False, float_format="%.4f"))
     return table, plot_variants(summaries, table)
 
@@ -75,13 +72,7 @@ def plot_variants(summaries: dict[str, dict[str, Any]], table: pd.DataFrame) -> 
     bars = figure.add_subplot(1, 2, 2)
     positions = np.arange(len(table))
     width = 0.27
-    for offset, (column, label) in enumerate(
-        (
-            ("train_accuracy", "training (last epoch)"),
-            ("val_accuracy", "validation (last epoch)"),
-            ("test_accuracy", "test (best epoch's weights)"),
-        )
-    ):
+    for offset, (column, label) in enumerate(_BARS.items()):
         bars.bar(positions + (offset - 1) * width, table[column], width, label=label)
     bars.set_xticks(positions, table["variant"], rotation=15)
     title = "Accuracy per variant: the gap between training and validation is over-fitting"

@@ -26,16 +26,8 @@ def summarise_training(
     training_history: dict[str, list[float]],
     model_options: ModelOptions,
 ) -> tuple[dict[str, Any], float]:
-    """What the comparison needs about one trained model.
-
-    Returns:
-        The summary (``COMPARISON_COLUMNS`` but ``model``: ``epoch_seconds`` is the median
-        epoch, which leaves out the first epoch's one-off compilation) and ``train_seconds``
-        alone, for the model's MLflow run.
-
-    Raises:
-        ValueError: If the metrics lack what the comparison reports.
-    """
+    """The comparison's columns but ``model`` for one trained model (``epoch_seconds``: the
+    median, which leaves out the first epoch's compilation) and ``train_seconds`` for MLflow."""
     missing = [key for key in ("test_accuracy", "test_loss") if key not in metrics]
     if missing:
         raise ValueError(f"The test metrics lack {missing}: re-run evaluate_model.")

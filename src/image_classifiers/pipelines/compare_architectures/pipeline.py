@@ -1,12 +1,7 @@
 """The compare_architectures pipeline: model_training once per model, then a comparison.
 
-Each of ``MODELS`` trains in a namespace of its name (same datasets, files and registered
-model as ``--pipelines=model_training``), its own part in ``kedro viz`` and its own MLflow
-run nested in the pipeline's (``hooks.ModelRunsHook``). The comparison reads every model's
-summary, so it runs last; it logs to the pipeline's run. Kedro fixes a DAG when it
-registers it, hence a list in code (as ``cnn_cifar10``'s variants); ``--namespaces`` trains
-some of them only, without the comparison.
-"""
+Each of ``MODELS`` trains in a namespace of its name (its own MLflow run); the comparison
+runs last. A list in code: Kedro fixes a DAG when it registers it."""
 
 from kedro.pipeline import Node, Pipeline
 
