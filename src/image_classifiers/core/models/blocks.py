@@ -7,8 +7,8 @@ from keras import layers
 
 
 def classifier_head(num_classes: int, name: str = "predictions") -> keras.layers.Dense:
-    """One sigmoid unit for two classes, else a softmax; float32 under mixed precision
-    (bfloat16 probabilities near 0 or 1 make the cross-entropy unstable)."""
+    """One sigmoid unit for two classes, else a softmax; float32, as bfloat16 probabilities
+    near 0 or 1 make the cross-entropy unstable."""
     if num_classes == 2:
         return layers.Dense(1, activation="sigmoid", name=name, dtype="float32")
     return layers.Dense(num_classes, activation="softmax", name=name, dtype="float32")

@@ -1,9 +1,5 @@
-"""GoogLeNet / Inception v1 (Szegedy et al., 2015) with batch normalization.
-
-Nine inception modules; two auxiliary classifiers (after 4a and 4d) add 0.3 x their loss in
-training and are ignored at inference (see ``AuxiliaryHeadsModel``). Everything pads
-("same"), so any image size builds; for small images (32x32) pass ``stem_strides=1``.
-"""
+"""GoogLeNet / Inception v1 (Szegedy et al., 2015) with batch normalization, padded
+throughout; auxiliary heads count in training only. For 32x32 images pass ``stem_strides=1``."""
 
 from __future__ import annotations
 
@@ -31,7 +27,6 @@ AUXILIARY_AFTER = ("4a", "4d")
 
 
 def _inception(x, widths: tuple[int, ...], name: str):
-    """Branches 1x1, 3x3, 5x5 and pool, concatenated along channels."""
     one, three_reduce, three, five_reduce, five, pool_projection = widths
     branch_1 = conv_bn_relu(x, one, 1)
     branch_3 = conv_bn_relu(conv_bn_relu(x, three_reduce, 1), three, 3)
@@ -62,11 +57,8 @@ def build_googlenet(
     aux_dropout: float = 0.7,
     stem_strides: int = 2,
 ) -> keras.Model:
-    """A stem, nine inception modules, global pooling, dropout, the classifier.
-
-    ``width_multiplier`` scales every convolution (0.25 for a quick CPU model); with
-    ``aux_heads`` an ``AuxiliaryHeadsModel`` is returned, else a plain functional model.
-    """
+    """``width_multiplier`` scales every convolution (0.25: a quick CPU model); with
+    ``aux_heads`` an ``AuxiliaryHeadsModel``."""
 
     def scaled(width: int) -> int:
         return max(1, round(width * width_multiplier))

@@ -14,8 +14,6 @@ from image_classifiers.core.models.blocks import classifier_head
 
 
 def _conv_pool_dense(input_shape, num_classes, filters, kernel, *, dense_units, dropout, name):
-    """Unpadded Conv2D (ReLU) + 2x2 max pool per entry of ``filters``, a dense ReLU layer,
-    optional dropout, the classifier."""
     inputs = keras.Input(shape=input_shape)
     x = inputs
     for width in filters:
@@ -34,7 +32,7 @@ def build_lenet(
     dense_units: int = 500,
     dropout: float = 0.0,
 ) -> keras.Model:
-    """Two 5x5 convolution + pool stages, a dense layer, the classifier."""
+    """Two 5x5 convolution + pool stages, a dense layer."""
     return _conv_pool_dense(
         input_shape, num_classes, filters, 5, dense_units=dense_units, dropout=dropout, name="lenet"
     )
@@ -48,7 +46,7 @@ def build_small_cnn(
     dense_units: int = 128,
     dropout: float = 0.0,
 ) -> keras.Model:
-    """A 3x3 convolution + pool stage per entry of ``filters``, a dense layer, the classifier."""
+    """A 3x3 convolution + pool stage per entry of ``filters``, a dense layer."""
     return _conv_pool_dense(
         input_shape, num_classes, filters, 3, dense_units=dense_units, dropout=dropout,
         name="small_cnn",

@@ -20,8 +20,7 @@ def build_mini_xception(
     stem_filters: int = 32,
     dropout: float = 0.5,
 ) -> keras.Model:
-    """A 5x5 entry convolution, then one residual block per ``filters`` entry, each halving
-    the resolution."""
+    """A 5x5 entry convolution, then one resolution-halving residual block per filter."""
     inputs = keras.Input(shape=input_shape)
     x = layers.Conv2D(stem_filters, 5, use_bias=False)(inputs)  # no bias: BN follows
     for width in filters:

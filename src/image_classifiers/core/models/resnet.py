@@ -1,9 +1,6 @@
 """ResNet with pre-activation units (He et al., "Identity Mappings in Deep Residual Networks").
 
-Each unit is BN -> ReLU -> conv (twice for depth 18/34, a 1x1-3x3-1x1 bottleneck for
-50/101/152) added to an identity shortcut, or to a 1x1 projection of the pre-activated input
-where the shape changes. Padded throughout; for 32x32 images use the CIFAR stem:
-``stem_kernel=3, stem_strides=1, stem_pool=False``.
+Padded throughout; for 32x32 images: ``stem_kernel=3, stem_strides=1, stem_pool=False``.
 """
 
 from __future__ import annotations
@@ -60,8 +57,7 @@ def build_resnet(
     stem_pool: bool = True,
     dropout: float = 0.0,
 ) -> keras.Model:
-    """A stem, four stages (``width`` doubling, all but the first halving the resolution),
-    a last BN -> ReLU, global pooling, optional dropout, the classifier."""
+    """A stem, four stages (``width`` doubling, resolution halving), BN -> ReLU, the head."""
     if depth not in DEPTHS:
         raise ValueError(f"resnet depth must be one of {', '.join(map(str, DEPTHS))}; got {depth}.")
     bottleneck, units_per_stage = DEPTHS[depth]

@@ -1,14 +1,8 @@
-"""Transfer learning from a ``keras.applications`` network pretrained on ImageNet.
+"""Transfer learning from a ``keras.applications`` base pretrained on ImageNet, on raw 0-255 RGB.
 
-The model takes raw 0-255 RGB images like every model of the project::
-
-    image -> RandomAugment (training only) -> the base's own preprocess_input
-          -> pretrained base (always in inference mode) -> pooling -> [dense] -> dropout -> head
-
-``base(x, training=False)`` in a functional model is not enough in Keras 3: the outer
-``training=True`` of ``fit`` overrides it, and the base's dropout (EfficientNet's
-drop-connect) would be active. ``InferenceMode`` wraps the base and always calls it with
-``training=False``. Frozen BatchNormalization layers use their moving statistics anyway.
+``base(x, training=False)`` is not enough in Keras 3: ``fit``'s outer ``training=True``
+overrides it and the base's dropout (EfficientNet's drop-connect) would be active, hence
+``InferenceMode``.
 """
 
 from __future__ import annotations
@@ -36,8 +30,8 @@ POOLINGS = {
 
 @dataclass(frozen=True)
 class BaseSpec:
-    """A ``keras.applications`` base: constructor, ``preprocess_input``, smallest input size,
-    and Keras' no-top ImageNet weights file (``{size}``: the input size) and its folder URL."""
+    """A base: constructor, ``preprocess_input``, smallest input size, no-top weights file
+    (``{size}``: the input size) and its folder URL."""
 
     constructor: Callable[..., keras.Model]
     preprocess: Callable[[Any], Any]
@@ -53,39 +47,32 @@ class BaseSpec:
 
 
 _apps = keras.applications
-_KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+_KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+_NOTOP = "_weights_tf_dim_ordering_tf_kernels_notop.h5"
 BASES: dict[str, BaseSpec] = {
     "vgg16": BaseSpec(
-        _apps.VGG16,
-        _apps.vgg16.preprocess_input,
-        32,
-        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        _KERAS_WEIGHTS + "vgg16/",
+        _apps.VGG16, _apps.vgg16.preprocess_input, 32, f"vgg16{_NOTOP}", _KERAS + "vgg16/"
     ),
     "xception": BaseSpec(
         _apps.Xception,
         _apps.xception.preprocess_input,
         71,
-        "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        _KERAS_WEIGHTS + "xception/",
+        f"xception{_NOTOP}",
+        _KERAS + "xception/",
     ),
     "resnet50": BaseSpec(
-        _apps.ResNet50,
-        _apps.resnet50.preprocess_input,
-        32,
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        _KERAS_WEIGHTS + "resnet/",
+        _apps.ResNet50, _apps.resnet50.preprocess_input, 32, f"resnet50{_NOTOP}", _KERAS + "resnet/"
     ),
     "mobilenet_v2": BaseSpec(
         _apps.MobileNetV2,
         _apps.mobilenet_v2.preprocess_input,
         32,
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
-        _KERAS_WEIGHTS + "mobilenet_v2/",
+        _KERAS + "mobilenet_v2/",
     ),
+    # EfficientNet's preprocess_input is a no-op: the network rescales and normalises itself.
     "efficientnet_b0": BaseSpec(
         _apps.EfficientNetB0,
-        # A no-op: EfficientNet rescales and normalises inside the network itself.
         _apps.efficientnet.preprocess_input,
         32,
         "efficientnetb0_notop.h5",
@@ -93,10 +80,8 @@ BASES: dict[str, BaseSpec] = {
     ),
 }
 
-# EfficientNet's ImageNet weights hold the per-channel standard deviation where its
-# Normalization layer expects a variance; with weights="imagenet" Keras adds a Rescaling layer
-# to compensate (tensorflow/tensorflow#49930). A local weights file gets the same correction,
-# folded into the variance.
+# EfficientNet's ImageNet weights hold the standard deviation where its Normalization expects a
+# variance; Keras corrects it for weights="imagenet" only (tensorflow/tensorflow#49930).
 _IMAGENET_STDDEV_RGB = np.array([0.229, 0.224, 0.225], dtype="float32")
 
 
@@ -106,8 +91,7 @@ class WeightsError(ValueError):
 
 @keras.saving.register_keras_serializable(package="image_classifiers")
 class ApplicationPreprocessing(keras.layers.Layer):
-    """The base's ``preprocess_input`` (``keras.ops`` inside: any backend) as a layer, so a
-    saved model needs no preprocessing step."""
+    """The base's ``preprocess_input`` as a layer, so a saved model needs no preprocessing."""
 
     def __init__(self, base: str, **kwargs: Any):
         super().__init__(**kwargs)
@@ -127,8 +111,7 @@ class ApplicationPreprocessing(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="image_classifiers")
 class InferenceMode(keras.layers.Layer):
-    """Calls the wrapped layer with ``training=False`` always: this ``call`` takes no
-    ``training`` argument, so Keras passes none through it."""
+    """Calls the wrapped layer with ``training=False`` always (``call`` takes no ``training``)."""
 
     def __init__(self, layer: keras.layers.Layer, **kwargs: Any):
         super().__init__(**kwargs)
@@ -170,12 +153,8 @@ def _local_weights_hint(base: str, input_shape: tuple[int, ...]) -> str:
 def load_base(
     base: str, input_shape: tuple[int, ...], weights: str | None = "imagenet"
 ) -> keras.Model:
-    """The no-top base ``base`` for ``input_shape``, trainable.
-
-    ``weights``: ``"imagenet"`` (downloaded by Keras, or found in ``~/.keras/models/``), a
-    no-top ``.h5``/``.weights.h5`` file, or ``None`` (random). ``WeightsError`` when they
-    can't be had, saying how to provide them; ``ValueError`` for a base or shape that won't do.
-    """
+    """The trainable no-top base; ``weights``: ``"imagenet"``, a no-top ``.h5`` file or None.
+    ``WeightsError`` says how to provide weights that can't be had."""
     if base not in BASES:
         raise ValueError(f"Unknown transfer.base '{base}'. Choose one of: {', '.join(BASES)}.")
     spec = BASES[base]
@@ -215,8 +194,7 @@ def load_base(
         )
     model = build(None)
     try:
-        # Keras only warns about parts of a file it can't match: a partly loaded base would
-        # be silently wrong, so a warning counts as a failure.
+        # Keras only warns about parts it can't match: a partly loaded base is an error.
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
             model.load_weights(path)
@@ -257,9 +235,7 @@ def build_transfer_model(
     dropout: float = 0.5,
     augmentation: dict[str, Any] | None = None,
 ) -> keras.Model:
-    """A classifier of raw 0-255 RGB images on the frozen base ``base``, named
-    ``transfer_<base>``; the options are ``params.TransferParams``' (``weights``: see
-    ``load_base``), ``augmentation`` acts on the raw pixels in training only."""
+    """A classifier ``transfer_<base>`` on the frozen base; options: ``params.TransferParams``'."""
     from image_classifiers.core.models import augmentation_layer
 
     pretrained = load_base(base, input_shape, weights)
@@ -302,11 +278,9 @@ def freeze_base(model: keras.Model) -> None:
 
 
 def unfreeze_top_layers(model: keras.Model, top_k: int) -> list[str]:
-    """Unfreeze the last ``top_k`` non-BatchNormalization layers of the pretrained base.
+    """Unfreeze the base's last ``top_k`` non-BatchNormalization layers; their names.
 
-    Layers count whether or not they hold weights, as in the reference (VGG16's "last 4
-    layers" are block5_conv1-3 and block5_pool). BatchNormalization layers stay frozen, on
-    their ImageNet statistics. Returns the unfrozen layers' names, bottom to top.
+    Layers without weights count, as in the reference (VGG16's "last 4" include block5_pool).
     """
     base = pretrained_base(model)
     layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]

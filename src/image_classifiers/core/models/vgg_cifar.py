@@ -23,8 +23,7 @@ def build_vgg_cifar(
     dropout: float = 0.0,
     batch_norm: bool = False,
 ) -> keras.Model:
-    """Blocks of two 3x3 convolutions and a 2x2 pool (dropout after each), a dense ReLU
-    layer, dropout, the classifier; BN between each convolution or dense layer and its ReLU."""
+    """Blocks of two 3x3 convolutions and a pool, a dense layer; BN before each ReLU."""
     if l2 < 0 or not 0 <= dropout < 1:
         raise ValueError(f"l2 must be >= 0 and dropout in [0, 1), got {l2} and {dropout}.")
     regularizer = keras.regularizers.L2(l2) if l2 else None
