@@ -1,5 +1,4 @@
 """Feature maps and Grad-CAM heatmaps (Selvaraju et al., 2017), on any Keras backend.
-
 ``tapped_model`` rebuilds the graph with ``clone_model``, nested models inlined, so any inner
 layer's output can be an output. The gradient at an inner tensor is taken at a zero tensor
 added to it (``Perturbation``); the score is the logit, as a saturated softmax has none.

@@ -1,6 +1,5 @@
-"""``RandomAugment``: image augmentation that keeps the training step compiled.
-
-Keras' ``RandomRotation``/``RandomZoom``/``RandomTranslation`` have ``supports_jit = False``,
+"""``RandomAugment``: image augmentation that keeps the training step compiled. Keras'
+``RandomRotation``/``RandomZoom``/``RandomTranslation`` have ``supports_jit = False``,
 so the *whole* step ran without XLA: the mini-Xception took ~35 s per H100 epoch against
 0.755 s compiled. One affine warp per image, gathered with ``keras.ops.take`` (TensorFlow's
 ``affine_transform`` has no XLA kernel), compiles on every backend.
@@ -23,11 +22,8 @@ _FLIP, _ROTATION, _ZOOM, _SHIFT_X, _SHIFT_Y, _CONTRAST, _BRIGHTNESS = range(7)
 
 @keras.saving.register_keras_serializable(package="image_classifiers")
 class RandomAugment(keras.layers.Layer):
-    """Random flip, rotation, zoom, translation, contrast and brightness, in training only.
-
-    Each factor is ``f`` (drawn from ``[-f, f]``) or ``[low, high]``, as for the matching Keras
-    layer; contrast and brightness clip to ``value_range``.
-    """
+    """Random flip, rotation, zoom, translation, contrast and brightness, in training only;
+    each factor ``f`` (drawn from ``[-f, f]``) or ``[low, high]`` as for the Keras layer."""
 
     def __init__(
         self,

@@ -77,11 +77,8 @@ def build_googlenet(
             x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
         x = _inception(x, tuple(scaled(w) for w in widths), name)
         if aux_heads and name in AUXILIARY_AFTER:
-            auxiliary.append(
-                _auxiliary_head(
-                    x, num_classes, aux_dense_units, aux_dropout, name=f"aux_predictions_{name}"
-                )
-            )
+            head = f"aux_predictions_{name}"
+            auxiliary.append(_auxiliary_head(x, num_classes, aux_dense_units, aux_dropout, head))
 
     x = layers.Dropout(dropout)(layers.GlobalAveragePooling2D()(x))
     outputs = classifier_head(num_classes)(x)

@@ -1,9 +1,6 @@
-"""LeNet-5 as taught for MNIST (LeCun et al., 1998, with ReLU and max pooling), and the small
-CNN taught for Fashion-MNIST, built the same way.
-
-At 28x28x1 with 10 classes: lenet 431,080 parameters (needs 16x16 images, unpadded),
-small_cnn 225,034 (needs 10x10).
-"""
+"""LeNet-5 as taught for MNIST (LeCun et al., 1998, with ReLU and max pooling) and the small
+CNN taught for Fashion-MNIST. At 28x28x1 with 10 classes: lenet 431,080 parameters (needs
+16x16 images, unpadded), small_cnn 225,034 (needs 10x10)."""
 
 from __future__ import annotations
 

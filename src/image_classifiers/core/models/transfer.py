@@ -278,10 +278,8 @@ def freeze_base(model: keras.Model) -> None:
 
 
 def unfreeze_top_layers(model: keras.Model, top_k: int) -> list[str]:
-    """Unfreeze the base's last ``top_k`` non-BatchNormalization layers; their names.
-
-    Layers without weights count, as in the reference (VGG16's "last 4" include block5_pool).
-    """
+    """Unfreeze the base's last ``top_k`` non-BatchNormalization layers, with or without
+    weights as in the reference (VGG16's "last 4" include block5_pool); their names."""
     base = pretrained_base(model)
     layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
     candidates = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import keras
@@ -70,17 +71,12 @@ def build_model(
     training: TrainingParams | None = None,
 ) -> keras.Model:
     """The uncompiled classifier ``models.<name>`` describes, for the training data."""
-
-    def build(shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> keras.Model:
-        return build_classifier(
-            model_options.architecture,
-            shape,
-            num_classes,
-            train_images=train_set["images"],
-            **kwargs,
-            **model_options.options,
-        )
-
+    build = partial(
+        build_classifier,
+        model_options.architecture,
+        train_images=train_set["images"],
+        **model_options.options,
+    )
     return build_for_data(build, train_set, augmentation, training)
 
 
@@ -146,11 +142,8 @@ def evaluate_model(
         misclassified = image_grid(images[shown], titles, suptitle)
     else:
         misclassified = message_figure("No misclassified test images")
-    return (
-        metrics,
-        plot_confusion_matrix(np.array(metrics["confusion_matrix"]), classes),
-        misclassified,
-    )
+    matrix = plot_confusion_matrix(np.array(metrics["confusion_matrix"]), classes)
+    return metrics, matrix, misclassified
 
 
 def classification_metrics(
