@@ -4,8 +4,6 @@ layer's output can be an output. The gradient at an inner tensor is taken at a z
 added to it (``Perturbation``); the score is the logit, as a saturated softmax has none.
 """
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any

@@ -5,8 +5,6 @@ so the *whole* step ran without XLA: the mini-Xception took ~35 s per H100 epoch
 ``affine_transform`` has no XLA kernel), compiles on every backend.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Sequence
 from typing import Any

@@ -2,8 +2,6 @@
 images; ``build_classifier`` puts normalisation and augmentation in front, so a saved model
 takes raw 0-255 images, as keras-io advises."""
 
-from __future__ import annotations
-
 import operator
 from pathlib import Path
 from typing import Any

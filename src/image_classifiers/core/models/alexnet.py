@@ -1,8 +1,6 @@
 """AlexNet (Krizhevsky et al., 2012) on one device, BN in place of local response
 normalization; padded throughout. For 32x32 images pass ``stem_strides=1``."""
 
-from __future__ import annotations
-
 import keras
 from keras import layers
 

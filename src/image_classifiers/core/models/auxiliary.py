@@ -1,8 +1,6 @@
 """A model whose auxiliary classifier heads count in training only (GoogLeNet's trick)."""
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Any, Self
 
 import keras
 from keras import ops
@@ -63,7 +61,7 @@ class AuxiliaryHeadsModel(keras.Model):
         return {**super().get_config(), "network": network, "aux_weight": self.aux_weight}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> AuxiliaryHeadsModel:
+    def from_config(cls, config: dict[str, Any]) -> Self:
         config = dict(config)
         network = keras.saving.deserialize_keras_object(config.pop("network"))
         return cls(network=network, **config)

@@ -1,7 +1,5 @@
 """Pieces several builders share: the classification head and the conv-BN-ReLU unit."""
 
-from __future__ import annotations
-
 import keras
 from keras import layers
 

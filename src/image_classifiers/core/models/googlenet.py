@@ -1,8 +1,6 @@
 """GoogLeNet / Inception v1 (Szegedy et al., 2015) with batch normalization, padded
 throughout; auxiliary heads count in training only. For 32x32 images pass ``stem_strides=1``."""
 
-from __future__ import annotations
-
 import keras
 from keras import layers
 

@@ -2,8 +2,6 @@
 CNN taught for Fashion-MNIST. At 28x28x1 with 10 classes: lenet 431,080 parameters (needs
 16x16 images, unpadded), small_cnn 225,034 (needs 10x10)."""
 
-from __future__ import annotations
-
 import keras
 from keras import layers
 

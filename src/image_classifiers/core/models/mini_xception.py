@@ -1,8 +1,6 @@
 """The mini-Xception of Chollet's *Deep Learning with Python*, 2nd ed., ch. 9: 721,857
 parameters (718,849 trainable) at 180x180x3 with 2 classes; padded throughout."""
 
-from __future__ import annotations
-
 import keras
 from keras import layers
 

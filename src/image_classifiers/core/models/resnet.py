@@ -1,8 +1,6 @@
 """ResNet with pre-activation units (He et al., "Identity Mappings in Deep Residual Networks");
 for 32x32 images: ``stem_kernel=3, stem_strides=1, stem_pool=False``."""
 
-from __future__ import annotations
-
 import keras
 from keras import layers
 

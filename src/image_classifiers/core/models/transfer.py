@@ -5,14 +5,12 @@ overrides it and the base's dropout (EfficientNet's drop-connect) would be activ
 ``InferenceMode``.
 """
 
-from __future__ import annotations
-
 import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import keras
 import numpy as np
@@ -132,7 +130,7 @@ class InferenceMode(keras.layers.Layer):
         return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> InferenceMode:
+    def from_config(cls, config: dict[str, Any]) -> Self:
         config = dict(config)
         return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
 

@@ -2,8 +2,6 @@
 at 32x32x3 with 10 classes; with ``batch_norm`` 552,298 (551,146 trainable: no biases, 4 BN
 weights per channel, 2 trainable)."""
 
-from __future__ import annotations
-
 import keras
 from keras import layers
 

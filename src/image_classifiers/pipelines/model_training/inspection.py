@@ -1,8 +1,6 @@
 """The node that draws a trained model's feature maps and Grad-CAM heatmaps
 (computed by ``image_classifiers.core.inspection``)."""
 
-from __future__ import annotations
-
 import logging
 from typing import Any
 

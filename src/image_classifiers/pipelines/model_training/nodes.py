@@ -1,8 +1,6 @@
 """Nodes that build, train and evaluate one image classifier; the evaluation is shared by
 every training pipeline. Figures avoid pyplot: no global state, no display."""
 
-from __future__ import annotations
-
 import logging
 import math
 from collections.abc import Callable

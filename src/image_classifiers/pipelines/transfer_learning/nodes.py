@@ -1,8 +1,6 @@
 """Nodes of the transfer_learning pipeline: build, feature extraction, fine-tuning; each phase
 overrides ``training:`` with its own section of ``transfer:``."""
 
-from __future__ import annotations
-
 import logging
 import math
 from functools import partial
