@@ -9,6 +9,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -115,11 +116,6 @@ class InferenceMode(keras.layers.Layer):
         super().__init__(**kwargs)
         self.layer = layer
 
-    def build(self, input_shape):
-        if not self.layer.built:
-            self.layer.build(input_shape)
-        self.built = True
-
     def call(self, inputs: Any) -> Any:
         return self.layer(inputs, training=False)
 
@@ -135,8 +131,7 @@ class InferenceMode(keras.layers.Layer):
         return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
 
 
-def _local_weights_hint(base: str, input_shape: tuple[int, ...]) -> str:
-    spec = BASES[base]
+def _local_weights_hint(spec: BaseSpec, base: str, input_shape: tuple[int, ...]) -> str:
     file_name = spec.weights_file_for(input_shape)
     return (
         f"To work offline, download Keras' no-top ImageNet weights for '{base}' on a machine "
@@ -167,16 +162,13 @@ def load_base(
             f"pixels, got {input_shape[0]}x{input_shape[1]}: decode larger images "
             "(decode.image_size) or choose another base."
         )
-
-    def build(source: str | None) -> keras.Model:
-        return spec.constructor(include_top=False, weights=source, input_shape=input_shape)
-
-    hint = _local_weights_hint(base, input_shape)
+    build = partial(spec.constructor, include_top=False, input_shape=input_shape)
+    hint = _local_weights_hint(spec, base, input_shape)
     if weights is None:
-        return build(None)
+        return build(weights=None)
     if weights == "imagenet":
         try:
-            return build("imagenet")
+            return build(weights="imagenet")
         except Exception as exc:  # Keras raises a bare Exception for a failed download
             logger.debug("Getting the ImageNet weights failed.", exc_info=True)
             raise WeightsError(
@@ -190,7 +182,7 @@ def load_base(
         raise WeightsError(
             f"transfer.weights '{path}' is not a Keras weights file (.h5 or .weights.h5). {hint}"
         )
-    model = build(None)
+    model = build(weights=None)
     try:
         # Keras only warns about parts it can't match: a partly loaded base is an error.
         with warnings.catch_warnings():
