@@ -89,15 +89,10 @@ class Perturbation(keras.layers.Layer):
     """Adds ``self.delta`` (set just before a call): an extra model input would dangle, as
     ``clone_model`` rebuilds each nested model from its own inputs."""
 
-    def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.delta: Any = None
+    delta: Any = None
 
     def call(self, inputs: Any) -> Any:
         return inputs if self.delta is None else inputs + self.delta
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
 
 def tapped_model(

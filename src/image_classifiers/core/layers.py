@@ -112,9 +112,6 @@ class RandomAugment(keras.layers.Layer):
         zeros = ops.zeros_like(a0)
         return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self) -> dict[str, Any]:
         ranges = ("rotation", "zoom", "translation", "contrast", "brightness", "value_range")
         return {

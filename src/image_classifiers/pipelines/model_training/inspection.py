@@ -22,14 +22,8 @@ def grad_cam_order(
 ) -> np.ndarray:
     """Test-image indices for Grad-CAM: misclassified ones, most confident first, then the
     correct ones, least confident first."""
-    wrong = np.flatnonzero(predictions != labels)
-    right = np.flatnonzero(predictions == labels)
-    return np.concatenate(
-        [
-            wrong[np.argsort(-confidence[wrong], kind="stable")],
-            right[np.argsort(confidence[right], kind="stable")],
-        ]
-    )
+    wrong = predictions != labels
+    return np.lexsort((np.where(wrong, -confidence, confidence), ~wrong))  # stable
 
 
 def inspect_model(
