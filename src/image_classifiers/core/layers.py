@@ -92,10 +92,8 @@ class RandomAugment(keras.layers.Layer):
 
     def _transforms(self, draws, height: int, width: int):
         """``affine_transform`` rows: flip o rotate o zoom about the centre, then shift."""
-        if self.horizontal_flip:
-            flip = ops.where(draws[:, _FLIP] < 0.5, -1.0, 1.0)
-        else:
-            flip = ops.ones_like(draws[:, _FLIP])
+        # Draws are in [0, 1): a threshold of 0 never flips.
+        flip = ops.where(draws[:, _FLIP] < (0.5 if self.horizontal_flip else 0.0), -1.0, 1.0)
         angle = _between(draws[:, _ROTATION], self.rotation) * (2.0 * math.pi)
         zoom = 1.0 + _between(draws[:, _ZOOM], self.zoom)
         shift_x = _between(draws[:, _SHIFT_X], self.translation) * width

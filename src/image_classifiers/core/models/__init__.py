@@ -12,7 +12,6 @@ import numpy as np
 from image_classifiers.core.layers import RandomAugment
 from image_classifiers.core.models.alexnet import build_alexnet
 from image_classifiers.core.models.auxiliary import AuxiliaryHeadsModel
-from image_classifiers.core.models.blocks import classifier_head
 from image_classifiers.core.models.googlenet import build_googlenet
 from image_classifiers.core.models.lenet import build_lenet, build_small_cnn
 from image_classifiers.core.models.mini_xception import build_mini_xception
@@ -21,16 +20,6 @@ from image_classifiers.core.models.resnet import build_resnet
 from image_classifiers.core.models.simple_convnet import build_simple_convnet
 from image_classifiers.core.models.vgg16 import build_vgg16
 from image_classifiers.core.models.vgg_cifar import build_vgg_cifar
-
-__all__ = [
-    "ARCHITECTURES",
-    "AuxiliaryHeadsModel",
-    "build_backbone",
-    "build_classifier",
-    "channel_moments",
-    "classifier_head",
-    "load_model_file",
-]
 
 NORMALIZATIONS = ("rescale", "standardize")
 
@@ -95,8 +84,7 @@ def build_classifier(
     train_images: np.ndarray | None = None,
     **options: Any,
 ) -> keras.Model:
-    """Raw 0-255 images -> normalise and augment (training only) -> ``architecture``;
-    ``standardize`` uses the per-channel moments of ``train_images``."""
+    """Raw 0-255 images -> normalise and augment (training only) -> ``architecture``."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(
             f"Unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}."

@@ -29,8 +29,7 @@ POOLINGS = {
 
 @dataclass(frozen=True)
 class BaseSpec:
-    """A base: constructor, ``preprocess_input``, smallest input size, no-top weights file
-    (``{size}``: the input size) and its folder URL."""
+    """A base and its no-top ImageNet weights file (``{size}``: the input size) and folder."""
 
     constructor: Callable[..., keras.Model]
     preprocess: Callable[[Any], Any]

@@ -45,8 +45,7 @@ def build_for_data(
     augmentation: AugmentationParams | None,
     training: TrainingParams | None,
 ) -> keras.Model:
-    """``build(input_shape, num_classes, augmentation=...)`` for the training split, in
-    ``model_build_scope`` (the seed and mixed precision act at build time)."""
+    """``build`` for the training split, in ``model_build_scope``: seed and precision act then."""
     check_image_set("train_set", train_set)
     shape = tuple(train_set["images"].shape[1:])
     num_classes = len(train_set["classes"])
@@ -105,8 +104,7 @@ def test_split_for(
 def evaluate_model(
     model: keras.Model, test_set: dict[str, Any], evaluation: EvaluationParams
 ) -> tuple[dict[str, Any], Figure, Figure]:
-    """Metrics (and ``threshold``), the confusion matrix and the most confidently
-    misclassified test images."""
+    """Test metrics, the confusion matrix and the most confidently misclassified images."""
     images, labels, classes = test_split_for(model, test_set)
     probabilities = predict_probabilities(
         model, images, evaluation.batch_size, flip_average=evaluation.test_time_flip

@@ -17,8 +17,6 @@ from image_classifiers.pipelines.model_training.nodes import build_for_data
 logger = logging.getLogger(__name__)
 
 FEATURE_EXTRACTION, FINE_TUNING = "feature_extraction", "fine_tuning"
-# Keys of ``transfer:`` that configure the model (the rest are the two phases).
-MODEL_KEYS = {"base", "weights", "pooling", "dense_units", "batch_norm", "dropout"}
 
 
 def build_transfer_model(
@@ -29,7 +27,7 @@ def build_transfer_model(
     *run_after: Any,
 ) -> keras.Model:
     """The frozen pretrained base and a new head; ``run_after`` only orders the node."""
-    options = transfer.model_dump(include=MODEL_KEYS)
+    options = transfer.model_dump(exclude={FEATURE_EXTRACTION, FINE_TUNING})
     build = partial(transfer_models.build_transfer_model, **options)
     return build_for_data(build, train_set, augmentation, training)
 
