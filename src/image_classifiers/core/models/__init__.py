@@ -38,8 +38,7 @@ ARCHITECTURES = {
 
 
 def load_model_file(path: str | Path, compile: bool = True) -> keras.Model:
-    """Load a ``.keras`` file of this project without Kedro (serving), its custom layers
-    registered first: Keras never imports the module a file names."""
+    """Load a project ``.keras`` file without Kedro; Keras never imports its custom layers."""
     import image_classifiers.core.models.transfer  # noqa: F401  (registers its layers)
 
     return keras.saving.load_model(path, compile=compile)

@@ -1,4 +1,4 @@
-"""Pieces several builders share: the classification head and the conv-BN-ReLU unit."""
+"""Pieces several builders share: the classification head, convolution, BN and ReLU."""
 
 import keras
 from keras import layers
@@ -12,8 +12,14 @@ def classifier_head(num_classes: int, name: str = "predictions") -> keras.layers
     return layers.Dense(num_classes, activation="softmax", name=name, dtype="float32")
 
 
+def conv(x, width: int, kernel: int, strides: int = 1):
+    """Conv2D, "same", without a bias: a BatchNormalization (or a sum feeding one) follows."""
+    return layers.Conv2D(width, kernel, strides=strides, padding="same", use_bias=False)(x)
+
+
+def bn_relu(x):
+    return layers.Activation("relu")(layers.BatchNormalization()(x))
+
+
 def conv_bn_relu(x, width: int, kernel: int, strides: int = 1):
-    """Conv2D ("same", no bias: the BN offset replaces it) -> BatchNormalization -> ReLU."""
-    x = layers.Conv2D(width, kernel, strides=strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    return layers.Activation("relu")(x)
+    return bn_relu(conv(x, width, kernel, strides))

@@ -55,8 +55,7 @@ def build_googlenet(
     aux_dropout: float = 0.7,
     stem_strides: int = 2,
 ) -> keras.Model:
-    """``width_multiplier`` scales every convolution (0.25: a quick CPU model); with
-    ``aux_heads`` an ``AuxiliaryHeadsModel``."""
+    """``width_multiplier`` scales every convolution (0.25: a quick CPU model)."""
 
     def scaled(width: int) -> int:
         return max(1, round(width * width_multiplier))

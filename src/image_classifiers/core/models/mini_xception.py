@@ -4,7 +4,7 @@ parameters (718,849 trainable) at 180x180x3 with 2 classes; padded throughout.""
 import keras
 from keras import layers
 
-from image_classifiers.core.models.blocks import classifier_head
+from image_classifiers.core.models.blocks import bn_relu, classifier_head
 
 
 def build_mini_xception(
@@ -21,7 +21,7 @@ def build_mini_xception(
     for width in filters:
         residual = x
         for _ in range(2):  # BN -> ReLU -> SeparableConv2D, twice
-            x = layers.Activation("relu")(layers.BatchNormalization()(x))
+            x = bn_relu(x)
             x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False)(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
         # Project the residual to the new width and resolution.

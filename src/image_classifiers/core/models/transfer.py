@@ -1,9 +1,7 @@
 """Transfer learning from a ``keras.applications`` base pretrained on ImageNet, on raw 0-255 RGB.
 
-``base(x, training=False)`` is not enough in Keras 3: ``fit``'s outer ``training=True``
-overrides it and the base's dropout (EfficientNet's drop-connect) would be active, hence
-``InferenceMode``.
-"""
+``base(x, training=False)`` is not enough in Keras 3 (hence ``InferenceMode``): ``fit``'s
+outer ``training=True`` overrides it, and the base's dropout (drop-connect) would be active."""
 
 import logging
 import warnings
@@ -100,9 +98,6 @@ class ApplicationPreprocessing(keras.layers.Layer):
         images = keras.ops.copy(keras.ops.cast(inputs, self.compute_dtype))
         return BASES[self.base].preprocess(images)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "base": self.base}
 
@@ -130,23 +125,10 @@ class InferenceMode(keras.layers.Layer):
         return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
 
 
-def _local_weights_hint(spec: BaseSpec, base: str, input_shape: tuple[int, ...]) -> str:
-    file_name = spec.weights_file_for(input_shape)
-    return (
-        f"To work offline, download Keras' no-top ImageNet weights for '{base}' on a machine "
-        f"with network access ({spec.weights_folder}{file_name}), copy the file here and run "
-        f'with --params="transfer.weights=/path/to/{file_name}" (or put it in '
-        "~/.keras/models/, where weights: imagenet looks first). "
-        "Use transfer.weights=null to start from random weights. After xception_cats only "
-        "the transfer stage is left to run: kedro run --pipelines=transfer_learning --params=..."
-    )
-
-
 def load_base(
     base: str, input_shape: tuple[int, ...], weights: str | None = "imagenet"
 ) -> keras.Model:
-    """The trainable no-top base; ``weights``: ``"imagenet"``, a no-top ``.h5`` file or None.
-    ``WeightsError`` says how to provide weights that can't be had."""
+    """The trainable no-top base: ``"imagenet"`` weights, a no-top ``.h5`` file's, or None."""
     if base not in BASES:
         raise ValueError(f"Unknown transfer.base '{base}'. Choose one of: {', '.join(BASES)}.")
     spec = BASES[base]
@@ -162,7 +144,15 @@ def load_base(
             "(decode.image_size) or choose another base."
         )
     build = partial(spec.constructor, include_top=False, input_shape=input_shape)
-    hint = _local_weights_hint(spec, base, input_shape)
+    file_name = spec.weights_file_for(input_shape)
+    hint = (
+        f"To work offline, download Keras' no-top ImageNet weights for '{base}' on a machine "
+        f"with network access ({spec.weights_folder}{file_name}), copy the file here and run "
+        f'with --params="transfer.weights=/path/to/{file_name}" (or put it in '
+        "~/.keras/models/, where weights: imagenet looks first). "
+        "Use transfer.weights=null to start from random weights. After xception_cats only "
+        "the transfer stage is left to run: kedro run --pipelines=transfer_learning --params=..."
+    )
     if weights is None:
         return build(weights=None)
     if weights == "imagenet":
@@ -192,7 +182,7 @@ def load_base(
         raise WeightsError(
             f"transfer.weights '{path}' doesn't fit transfer.base '{base}' without its top "
             f"at input shape {input_shape}: {exc}. Use the no-top weights "
-            f"({spec.weights_file_for(input_shape)}), not the full classifier's. {hint}"
+            f"({file_name}), not the full classifier's. {hint}"
         ) from None
     if base.startswith("efficientnet"):
         _correct_efficientnet_normalization(model)

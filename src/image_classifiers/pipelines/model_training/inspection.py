@@ -20,8 +20,7 @@ logger = logging.getLogger(__name__)
 def grad_cam_order(
     labels: np.ndarray, predictions: np.ndarray, confidence: np.ndarray
 ) -> np.ndarray:
-    """Test-image indices for Grad-CAM: misclassified ones, most confident first, then the
-    correct ones, least confident first."""
+    """Misclassified test images, most confident first, then the rest, least confident first."""
     wrong = predictions != labels
     return np.lexsort((np.where(wrong, -confidence, confidence), ~wrong))  # stable
 

@@ -231,11 +231,9 @@ def plot_training_curves(history: dict[str, list[Any]]) -> Figure:
     for position, metric in enumerate(("accuracy", "loss"), start=1):
         axes = figure.add_subplot(1, 2, position)
         axes.plot(epochs, history[metric], "bo", markersize=3, label=f"Training {metric}")
-        if history.get(f"val_{metric}"):
+        if validation := history.get(f"val_{metric}"):
             marker = "x" if len(epochs) == 1 else None  # a line needs two epochs
-            axes.plot(
-                epochs, history[f"val_{metric}"], "b", marker=marker, label=f"Validation {metric}"
-            )
+            axes.plot(epochs, validation, "b", marker=marker, label=f"Validation {metric}")
         if best is not None:
             axes.axvline(best, color="grey", linestyle="--", label=f"Best epoch ({best})")
         if tuned is not None:

@@ -80,8 +80,7 @@ def fine_tune_model(  # noqa: PLR0917 (Kedro passes node inputs positionally)
     transfer: TransferParams,
     feature_extraction_history: dict[str, list[Any]],
 ) -> tuple[keras.Model, dict[str, list[Any]]]:
-    """Phase 2: unfreeze the base's top layers and train on with a low rate; phase 1's
-    weights are kept if no epoch beats its best ``val_loss``."""
+    """Phase 2: unfreeze the base's top layers; phase 1's weights stay unless it does better."""
     options = transfer.phase_training(training, FINE_TUNING)
     feature_extraction_weights = model.get_weights()
     transfer_models.unfreeze_top_layers(model, transfer.fine_tuning.unfreeze_top_k)
