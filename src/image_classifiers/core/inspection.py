@@ -1,17 +1,8 @@
-"""Looking inside a trained network: feature maps and Grad-CAM heatmaps, on any Keras backend.
-
-Both need tensors from inside nested models (``build_classifier``'s backbone, the base that
-``InferenceMode`` wraps). ``tapped_model`` rebuilds the graph with ``keras.models.clone_model``
-(reusing the trained layers), inlining nested models so any layer's output can be an output.
-
-Grad-CAM (Selvaraju et al., 2017) weighs each channel of the last feature map by the mean
-gradient of the class score. The gradient with respect to an inner tensor is taken as the
-gradient with respect to a zero tensor added to it (``Perturbation``), which every backend's
-autodiff can do. The score is the logit: a saturated softmax or sigmoid has vanishing
-gradients and would give empty heatmaps for the most confident predictions.
+"""Feature maps and Grad-CAM heatmaps (Selvaraju et al., 2017), on any Keras backend.
+``tapped_model`` rebuilds the graph with ``clone_model``, nested models inlined, so any inner
+layer's output can be an output. The gradient at an inner tensor is taken at a zero tensor
+added to it (``Perturbation``); the score is the logit, as a saturated softmax has none.
 """
-
-from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
@@ -48,8 +39,7 @@ def _main_path_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The layers the main output depends on, nested models' ones included, in graph order."""
 
     def walk(container: keras.Model) -> Iterator[keras.layers.Layer]:
-        # A functional model keeps only the layers its outputs need: this drops auxiliary
-        # heads (GoogLeNet's), whose convolutions the prediction never sees.
+        # Rebuilt on the main output alone: auxiliary heads (GoogLeNet's) drop out.
         for layer in keras.Model(container.inputs, container.outputs[0]).layers:
             inner = _inner_model(layer)
             if inner is not None:
@@ -72,8 +62,7 @@ def convolution_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def last_feature_map_layer(model: keras.Model) -> keras.layers.Layer:
-    """Grad-CAM's default layer: the last one with a 4-D output after the first convolution,
-    pooling aside (the last convolution, or its activation or residual addition)."""
+    """Grad-CAM's default: the last 4-D output after the first convolution, pooling aside."""
     layers = _main_path_layers(model)
     first = next((i for i, layer in enumerate(layers) if isinstance(layer, CONVOLUTIONS)), None)
     if first is None:
@@ -97,18 +86,13 @@ def _logits(layer: keras.layers.Layer) -> keras.layers.Layer:
 
 
 class Perturbation(keras.layers.Layer):
-    """Adds ``self.delta`` (set just before a call) to its input. Not an extra model input:
-    ``clone_model`` rebuilds each nested model from its own inputs, so one would dangle."""
+    """Adds ``self.delta`` (set just before a call): an extra model input would dangle, as
+    ``clone_model`` rebuilds each nested model from its own inputs."""
 
-    def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.delta: Any = None
+    delta: Any = None
 
     def call(self, inputs: Any) -> Any:
         return inputs if self.delta is None else inputs + self.delta
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
 
 def tapped_model(
@@ -118,9 +102,8 @@ def tapped_model(
     perturbation: Perturbation | None = None,
     logits: bool = False,
 ) -> keras.Model:
-    """A model returning ``[main output, *outputs of taps]`` (layers at any depth, each
-    called once), sharing ``model``'s layers; ``perturbation`` is added to the last tap's
-    output, and ``logits`` replaces softmax/sigmoid heads by linear copies."""
+    """``[main output, *outputs of taps]`` on ``model``'s layers; ``perturbation`` is added
+    to the last tap's output, ``logits`` makes softmax/sigmoid heads linear."""
     wanted = {id(layer) for layer in taps}
 
     def rebuild(functional: keras.Model) -> tuple[keras.Model, list[keras.layers.Layer]]:
@@ -143,7 +126,6 @@ def tapped_model(
                     outputs = perturbation(outputs)
             return outputs
 
-        # The layers themselves (no copy: the trained weights), heads as logits if asked.
         keep = _logits if logits else lambda layer: layer
         new = keras.models.clone_model(functional, clone_function=keep, call_function=call)
         outputs = [*new.outputs, *(tensor for _, tensor in captured)]
@@ -161,8 +143,7 @@ def tapped_model(
 
 
 def _gradient(fn: Callable[[Any], tuple[Any, Any]], x: Any) -> tuple[np.ndarray, Any]:
-    """The gradient of ``fn(x)[0]`` (a scalar) at ``x``, and ``fn(x)[1]``: the one place
-    that asks each backend's autodiff, since ``keras.ops`` has no gradient."""
+    """The gradient of scalar ``fn(x)[0]`` at ``x``, and ``fn(x)[1]``: ``keras.ops`` has none."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -203,9 +184,8 @@ def grad_cam(
     layer: keras.layers.Layer | None = None,
     batch_size: int = 16,
 ) -> np.ndarray:
-    """Grad-CAM heatmaps ``(N, height, width)`` in [0, 1] (each map's maximum 1, or all 0)
-    of raw ``images`` for ``classes`` (``None``: the predicted ones), weighing the output of
-    ``layer`` (``None``: ``last_feature_map_layer``)."""
+    """Grad-CAM heatmaps ``(N, height, width)``, each peaking at 1 (or all 0), for ``classes``
+    (default: the predicted ones) at ``layer`` (default: ``last_feature_map_layer``)."""
     if layer is None:
         layer = last_feature_map_layer(model)
     perturbation = Perturbation(name="grad_cam_perturbation")
@@ -228,8 +208,7 @@ def grad_cam(
                 logits, features = network(batch, training=False)
             finally:
                 perturbation.delta = None
-            # Images are independent (inference mode), so the gradient of the sum holds
-            # each image's own gradient.
+            # Independent images: the gradient of the sum holds each image's own.
             return keras.ops.sum(_class_scores(logits, wanted)), features
 
         zeros = keras.ops.zeros(features.shape, dtype="float32")
@@ -247,8 +226,7 @@ def grad_cam(
 def feature_maps(
     model: keras.Model, image: np.ndarray, *, layers: int = 4
 ) -> list[tuple[str, np.ndarray]]:
-    """``(layer name, (height, width, channels) output)`` of the first ``layers``
-    convolutions for one raw image."""
+    """``(layer name, HWC output)`` of the first ``layers`` convolutions for one raw image."""
     convolutions = convolution_layers(model)[: max(1, int(layers))]
     if not convolutions:
         raise ValueError(f"Model '{model.name}' has no convolution layer to show.")

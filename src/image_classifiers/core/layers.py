@@ -1,15 +1,9 @@
-"""``RandomAugment``: image augmentation that keeps the training step compiled.
-
-Keras' ``RandomRotation``, ``RandomZoom`` and ``RandomTranslation`` declare
-``supports_jit = False``, which makes ``jit_compile="auto"`` run the *whole* training step
-without XLA: on an H100 the mini-Xception took ~35 s per epoch that way against 0.755 s
-compiled (``../shared/GPU.md``). ``RandomAugment`` composes flip, rotation, zoom and
-translation into one affine transform per image, applied by one bilinear warp written with
-``keras.ops.take`` (TensorFlow's ``affine_transform`` kernel has no XLA version), then
-contrast and brightness: no data-dependent control flow, so every backend compiles it.
+"""``RandomAugment``: image augmentation that keeps the training step compiled. Keras'
+``RandomRotation``/``RandomZoom``/``RandomTranslation`` have ``supports_jit = False``,
+so the *whole* step ran without XLA: the mini-Xception took ~35 s per H100 epoch against
+0.755 s compiled. One affine warp per image, gathered with ``keras.ops.take`` (TensorFlow's
+``affine_transform`` has no XLA kernel), compiles on every backend.
 """
-
-from __future__ import annotations
 
 import math
 from collections.abc import Sequence
@@ -26,15 +20,8 @@ _FLIP, _ROTATION, _ZOOM, _SHIFT_X, _SHIFT_Y, _CONTRAST, _BRIGHTNESS = range(7)
 
 @keras.saving.register_keras_serializable(package="image_classifiers")
 class RandomAugment(keras.layers.Layer):
-    """Random flip, rotation, zoom, translation, contrast and brightness, in training only.
-
-    Each factor is a number ``f`` (drawn from ``[-f, f]``) or a ``[low, high]`` pair, meaning
-    what it means for the matching Keras layer (``rotation`` in turns, ``zoom`` > 0 zooms
-    out, ``translation`` in fractions of the size, ``brightness`` in fractions of
-    ``value_range``, to which contrast and brightness clip). ``fill_mode`` is ``reflect`` or
-    ``nearest``. Inputs are ``(batch, height, width, channels)`` with a static size; outputs
-    keep shape and dtype.
-    """
+    """Random flip, rotation, zoom, translation, contrast and brightness, in training only;
+    each factor ``f`` (drawn from ``[-f, f]``) or ``[low, high]`` as for the Keras layer."""
 
     def __init__(
         self,
@@ -83,7 +70,7 @@ class RandomAugment(keras.layers.Layer):
             return inputs
         images = ops.cast(inputs, "float32")
         height, width = images.shape[1], images.shape[2]
-        # One draw per image for every random quantity; unused columns cost next to nothing.
+        # One draw per image for every random quantity.
         draws = keras.random.uniform((ops.shape(images)[0], 7), seed=self.seed_generator)
 
         if self.warps:
@@ -104,12 +91,9 @@ class RandomAugment(keras.layers.Layer):
         return ops.cast(images, inputs.dtype)
 
     def _transforms(self, draws, height: int, width: int):
-        """Rows ``[a0, a1, a2, b0, b1, b2, 0, 0]`` (``affine_transform``'s convention): flip o
-        rotate o zoom about the centre, then shift."""
-        if self.horizontal_flip:
-            flip = ops.where(draws[:, _FLIP] < 0.5, -1.0, 1.0)
-        else:
-            flip = ops.ones_like(draws[:, _FLIP])
+        """``affine_transform`` rows: flip o rotate o zoom about the centre, then shift."""
+        # Draws are in [0, 1): a threshold of 0 never flips.
+        flip = ops.where(draws[:, _FLIP] < (0.5 if self.horizontal_flip else 0.0), -1.0, 1.0)
         angle = _between(draws[:, _ROTATION], self.rotation) * (2.0 * math.pi)
         zoom = 1.0 + _between(draws[:, _ZOOM], self.zoom)
         shift_x = _between(draws[:, _SHIFT_X], self.translation) * width
@@ -126,9 +110,6 @@ class RandomAugment(keras.layers.Layer):
         zeros = ops.zeros_like(a0)
         return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self) -> dict[str, Any]:
         ranges = ("rotation", "zoom", "translation", "contrast", "brightness", "value_range")
         return {
@@ -141,8 +122,7 @@ class RandomAugment(keras.layers.Layer):
 
 
 def affine_warp(images, transforms, fill_mode: str = "reflect"):
-    """``keras.ops.image.affine_transform(images, transforms, "bilinear", fill_mode)`` for
-    channels-last batches and affine rows, XLA-compilable on every backend."""
+    """``keras.ops.image.affine_transform(..., "bilinear", fill_mode)``, XLA-compilable."""
     height, width, channels = images.shape[1:]
     ys, xs = ops.meshgrid(
         ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32"), indexing="ij"
@@ -177,8 +157,7 @@ def _fill(index, size: int, fill_mode: str):
 
 
 def _per_image(values, rank: int):
-    """``(batch,)`` -> ``(batch, 1, ...)``; a reshape, as TensorFlow graphs mis-shape
-    ``v[:, None, None]``."""
+    """``(batch,)`` -> ``(batch, 1, ...)``; TensorFlow graphs mis-shape ``v[:, None, None]``."""
     return ops.reshape(values, (-1,) + (1,) * (rank - 1))
 
 

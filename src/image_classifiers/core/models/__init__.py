@@ -1,14 +1,6 @@
-"""Model builders, chosen by name.
-
-Each ``build_<name>(input_shape, num_classes, **options)`` returns an uncompiled network
-taking images scaled to [0, 1]. ``build_classifier`` puts what every trained model carries in
-front of it (rescaling or standardisation, training-only augmentation), so that a saved model
-takes raw 0-255 images, as keras-io advises::
-
-    model = build_classifier("mini_xception", (180, 180, 3), 2, augmentation={"zoom": 0.2})
-"""
-
-from __future__ import annotations
+"""Model builders by name: ``build_<name>(input_shape, num_classes, **options)`` takes [0, 1]
+images; ``build_classifier`` puts normalisation and augmentation in front, so a saved model
+takes raw 0-255 images, as keras-io advises."""
 
 import operator
 from pathlib import Path
@@ -20,7 +12,6 @@ import numpy as np
 from image_classifiers.core.layers import RandomAugment
 from image_classifiers.core.models.alexnet import build_alexnet
 from image_classifiers.core.models.auxiliary import AuxiliaryHeadsModel
-from image_classifiers.core.models.blocks import classifier_head
 from image_classifiers.core.models.googlenet import build_googlenet
 from image_classifiers.core.models.lenet import build_lenet, build_small_cnn
 from image_classifiers.core.models.mini_xception import build_mini_xception
@@ -29,16 +20,6 @@ from image_classifiers.core.models.resnet import build_resnet
 from image_classifiers.core.models.simple_convnet import build_simple_convnet
 from image_classifiers.core.models.vgg16 import build_vgg16
 from image_classifiers.core.models.vgg_cifar import build_vgg_cifar
-
-__all__ = [
-    "ARCHITECTURES",
-    "AuxiliaryHeadsModel",
-    "build_backbone",
-    "build_classifier",
-    "channel_moments",
-    "classifier_head",
-    "load_model_file",
-]
 
 NORMALIZATIONS = ("rescale", "standardize")
 
@@ -57,11 +38,7 @@ ARCHITECTURES = {
 
 
 def load_model_file(path: str | Path, compile: bool = True) -> keras.Model:
-    """Load a ``.keras`` file of this project on any backend, without Kedro (serving).
-
-    Keras never imports the module a file names, so the modules registering the project's
-    custom layers are imported first.
-    """
+    """Load a project ``.keras`` file without Kedro; Keras never imports its custom layers."""
     import image_classifiers.core.models.transfer  # noqa: F401  (registers its layers)
 
     return keras.saving.load_model(path, compile=compile)
@@ -70,8 +47,7 @@ def load_model_file(path: str | Path, compile: bool = True) -> keras.Model:
 def build_backbone(
     architecture: str, input_shape: tuple[int, ...], num_classes: int, **options: Any
 ) -> keras.Model:
-    """The bare network ``architecture`` (inputs in [0, 1]); ValueError for bad arguments
-    (``params.ModelOptions`` checks the options of a run against the builder's signature)."""
+    """The bare network ``architecture`` (inputs in [0, 1]); ValueError for bad arguments."""
     if architecture not in ARCHITECTURES:
         raise ValueError(
             f"Unknown architecture '{architecture}'. "
@@ -107,12 +83,7 @@ def build_classifier(
     train_images: np.ndarray | None = None,
     **options: Any,
 ) -> keras.Model:
-    """Raw 0-255 images -> normalise and augment (training only) -> ``architecture``.
-
-    ``normalization``: ``rescale`` (to [0, 1], then augment) or ``standardize`` (augment the
-    raw pixels, then subtract each channel's mean and divide by its standard deviation over
-    ``train_images``); ``augmentation``: ``RandomAugment`` options; ``options``: the builder's.
-    """
+    """Raw 0-255 images -> normalise and augment (training only) -> ``architecture``."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(
             f"Unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}."
@@ -126,8 +97,7 @@ def build_classifier(
     else:
         if train_images is None or len(train_images) == 0:
             raise ValueError("normalization 'standardize' needs the training images.")
-        # Augmented in raw pixels first (contrast and brightness clip to 0-255), so the
-        # standardised values reach the network unclipped.
+        # Augment raw pixels (clipped to 0-255) first, so standardised values stay unclipped.
         x = augmentation_layer(augmentation, (0, 255))(inputs) if augmentation else inputs
         mean, variance = channel_moments(train_images)
         x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name="standardize")(x)
@@ -146,8 +116,7 @@ def augmentation_layer(augmentation: dict[str, Any], value_range=None) -> Random
 
 
 def channel_moments(images: np.ndarray, chunk: int = 256) -> tuple[list[float], list[float]]:
-    """Per-channel mean and variance of ``(N, H, W, C)`` images, in chunks (a memory-mapped
-    split need not fit in RAM as floats)."""
+    """Per-channel mean and variance, in chunks: a memory-mapped split need not fit in RAM."""
     channels = images.shape[-1]
     total, squares = np.zeros(channels), np.zeros(channels)
     for start in range(0, len(images), chunk):

@@ -1,11 +1,5 @@
-"""AlexNet (Krizhevsky et al., 2012) on one device, batch normalization in place of local
-response normalization.
-
-Everything pads ("same"), so any image size builds; for 32x32 images pass
-``stem_strides=1`` to keep some resolution for the later layers.
-"""
-
-from __future__ import annotations
+"""AlexNet (Krizhevsky et al., 2012) on one device, BN in place of local response
+normalization; padded throughout. For 32x32 images pass ``stem_strides=1``."""
 
 import keras
 from keras import layers
@@ -22,8 +16,7 @@ def build_alexnet(
     dropout: float = 0.5,
     stem_strides: int = 4,
 ) -> keras.Model:
-    """Five convolutions (11x11, 5x5, three 3x3), three overlapping 3x3/2 pools, two dense
-    layers with dropout; ``stem_strides`` is the 11x11 convolution's stride (4 in the paper)."""
+    """Five convolutions, three overlapping 3x3/2 pools, two dense layers with dropout."""
     if len(filters) != 5:
         raise ValueError(f"alexnet has 5 convolutions: give 5 filters, got {list(filters)}.")
     inputs = keras.Input(shape=input_shape)

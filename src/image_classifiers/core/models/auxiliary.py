@@ -1,8 +1,6 @@
 """A model whose auxiliary classifier heads count in training only (GoogLeNet's trick)."""
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Any, Self
 
 import keras
 from keras import ops
@@ -10,13 +8,8 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="image_classifiers")
 class AuxiliaryHeadsModel(keras.Model):
-    """Wraps a network with outputs ``[main, aux_1, ..., aux_k]``.
-
-    At inference it returns the main prediction alone, so it predicts, evaluates, saves and
-    serves like any classifier. In training it returns every head and the loss becomes
-    ``loss(main) + aux_weight * sum(loss(aux_i))``: the extra gradient reaching the middle of
-    a deep network is what the heads are for. Metrics use the main head.
-    """
+    """Wraps a network with outputs ``[main, aux_1, ..., aux_k]``: the main one alone at
+    inference, ``loss(main) + aux_weight * sum(loss(aux_i))`` in training (metrics: main)."""
 
     def __init__(self, network: keras.Model, aux_weight: float = 0.3, **kwargs: Any):
         super().__init__(**kwargs)
@@ -46,8 +39,7 @@ class AuxiliaryHeadsModel(keras.Model):
         if not isinstance(y_pred, (tuple, list)):
             return super().compute_loss(x, y, y_pred, sample_weight, training=training)
         main, *auxiliary = y_pred
-        # The compiled loss (with regularisation) once for the main head, the bare loss
-        # function of `compile(loss=...)` for each auxiliary head.
+        # The compiled loss (with regularisation) for the main head, the bare one for the rest.
         loss = super().compute_loss(x, y, main, sample_weight, training=training)
         head_loss = keras.losses.get(self.loss)
         for prediction in auxiliary:
@@ -69,7 +61,7 @@ class AuxiliaryHeadsModel(keras.Model):
         return {**super().get_config(), "network": network, "aux_weight": self.aux_weight}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> AuxiliaryHeadsModel:
+    def from_config(cls, config: dict[str, Any]) -> Self:
         config = dict(config)
         network = keras.saving.deserialize_keras_object(config.pop("network"))
         return cls(network=network, **config)

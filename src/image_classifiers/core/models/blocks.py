@@ -1,21 +1,25 @@
-"""Pieces several builders share: the classification head and the conv-BN-ReLU unit."""
-
-from __future__ import annotations
+"""Pieces several builders share: the classification head, convolution, BN and ReLU."""
 
 import keras
 from keras import layers
 
 
 def classifier_head(num_classes: int, name: str = "predictions") -> keras.layers.Dense:
-    """One sigmoid unit for two classes, else a softmax; float32 under mixed precision
-    (bfloat16 probabilities near 0 or 1 make the cross-entropy unstable)."""
+    """One sigmoid unit for two classes, else a softmax; float32, as bfloat16 probabilities
+    near 0 or 1 make the cross-entropy unstable."""
     if num_classes == 2:
         return layers.Dense(1, activation="sigmoid", name=name, dtype="float32")
     return layers.Dense(num_classes, activation="softmax", name=name, dtype="float32")
 
 
+def conv(x, width: int, kernel: int, strides: int = 1):
+    """Conv2D, "same", without a bias: a BatchNormalization (or a sum feeding one) follows."""
+    return layers.Conv2D(width, kernel, strides=strides, padding="same", use_bias=False)(x)
+
+
+def bn_relu(x):
+    return layers.Activation("relu")(layers.BatchNormalization()(x))
+
+
 def conv_bn_relu(x, width: int, kernel: int, strides: int = 1):
-    """Conv2D ("same", no bias: the BN offset replaces it) -> BatchNormalization -> ReLU."""
-    x = layers.Conv2D(width, kernel, strides=strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    return layers.Activation("relu")(x)
+    return bn_relu(conv(x, width, kernel, strides))

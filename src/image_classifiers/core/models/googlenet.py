@@ -1,11 +1,5 @@
-"""GoogLeNet / Inception v1 (Szegedy et al., 2015) with batch normalization.
-
-Nine inception modules; two auxiliary classifiers (after 4a and 4d) add 0.3 x their loss in
-training and are ignored at inference (see ``AuxiliaryHeadsModel``). Everything pads
-("same"), so any image size builds; for small images (32x32) pass ``stem_strides=1``.
-"""
-
-from __future__ import annotations
+"""GoogLeNet / Inception v1 (Szegedy et al., 2015) with batch normalization, padded
+throughout; auxiliary heads count in training only. For 32x32 images pass ``stem_strides=1``."""
 
 import keras
 from keras import layers
@@ -31,7 +25,6 @@ AUXILIARY_AFTER = ("4a", "4d")
 
 
 def _inception(x, widths: tuple[int, ...], name: str):
-    """Branches 1x1, 3x3, 5x5 and pool, concatenated along channels."""
     one, three_reduce, three, five_reduce, five, pool_projection = widths
     branch_1 = conv_bn_relu(x, one, 1)
     branch_3 = conv_bn_relu(conv_bn_relu(x, three_reduce, 1), three, 3)
@@ -62,11 +55,7 @@ def build_googlenet(
     aux_dropout: float = 0.7,
     stem_strides: int = 2,
 ) -> keras.Model:
-    """A stem, nine inception modules, global pooling, dropout, the classifier.
-
-    ``width_multiplier`` scales every convolution (0.25 for a quick CPU model); with
-    ``aux_heads`` an ``AuxiliaryHeadsModel`` is returned, else a plain functional model.
-    """
+    """``width_multiplier`` scales every convolution (0.25: a quick CPU model)."""
 
     def scaled(width: int) -> int:
         return max(1, round(width * width_multiplier))
@@ -85,11 +74,8 @@ def build_googlenet(
             x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
         x = _inception(x, tuple(scaled(w) for w in widths), name)
         if aux_heads and name in AUXILIARY_AFTER:
-            auxiliary.append(
-                _auxiliary_head(
-                    x, num_classes, aux_dense_units, aux_dropout, name=f"aux_predictions_{name}"
-                )
-            )
+            head = f"aux_predictions_{name}"
+            auxiliary.append(_auxiliary_head(x, num_classes, aux_dense_units, aux_dropout, head))
 
     x = layers.Dropout(dropout)(layers.GlobalAveragePooling2D()(x))
     outputs = classifier_head(num_classes)(x)

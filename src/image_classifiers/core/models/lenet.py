@@ -1,11 +1,6 @@
-"""LeNet-5 as taught for MNIST (LeCun et al., 1998, with ReLU and max pooling), and the small
-CNN taught for Fashion-MNIST, built the same way.
-
-At 28x28x1 with 10 classes: lenet 431,080 parameters (needs 16x16 images, unpadded),
-small_cnn 225,034 (needs 10x10).
-"""
-
-from __future__ import annotations
+"""LeNet-5 as taught for MNIST (LeCun et al., 1998, with ReLU and max pooling) and the small
+CNN taught for Fashion-MNIST. At 28x28x1 with 10 classes: lenet 431,080 parameters (needs
+16x16 images, unpadded), small_cnn 225,034 (needs 10x10)."""
 
 import keras
 from keras import layers
@@ -14,8 +9,6 @@ from image_classifiers.core.models.blocks import classifier_head
 
 
 def _conv_pool_dense(input_shape, num_classes, filters, kernel, *, dense_units, dropout, name):
-    """Unpadded Conv2D (ReLU) + 2x2 max pool per entry of ``filters``, a dense ReLU layer,
-    optional dropout, the classifier."""
     inputs = keras.Input(shape=input_shape)
     x = inputs
     for width in filters:
@@ -34,7 +27,7 @@ def build_lenet(
     dense_units: int = 500,
     dropout: float = 0.0,
 ) -> keras.Model:
-    """Two 5x5 convolution + pool stages, a dense layer, the classifier."""
+    """Two 5x5 convolution + pool stages, a dense layer."""
     return _conv_pool_dense(
         input_shape, num_classes, filters, 5, dense_units=dense_units, dropout=dropout, name="lenet"
     )
@@ -48,7 +41,7 @@ def build_small_cnn(
     dense_units: int = 128,
     dropout: float = 0.0,
 ) -> keras.Model:
-    """A 3x3 convolution + pool stage per entry of ``filters``, a dense layer, the classifier."""
+    """A 3x3 convolution + pool stage per entry of ``filters``, a dense layer."""
     return _conv_pool_dense(
         input_shape, num_classes, filters, 3, dense_units=dense_units, dropout=dropout,
         name="small_cnn",

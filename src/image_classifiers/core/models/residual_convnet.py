@@ -1,9 +1,5 @@
-"""The small residual convnet of Chollet's *Deep Learning with Python*, 2nd ed., ch. 9.
-
-297,697 parameters at 32x32x3 with 2 classes; padded throughout.
-"""
-
-from __future__ import annotations
+"""The small residual convnet of Chollet's *Deep Learning with Python*, 2nd ed., ch. 9:
+297,697 parameters at 32x32x3 with 2 classes; padded throughout."""
 
 import keras
 from keras import layers

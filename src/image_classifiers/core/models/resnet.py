@@ -1,17 +1,10 @@
-"""ResNet with pre-activation units (He et al., "Identity Mappings in Deep Residual Networks").
-
-Each unit is BN -> ReLU -> conv (twice for depth 18/34, a 1x1-3x3-1x1 bottleneck for
-50/101/152) added to an identity shortcut, or to a 1x1 projection of the pre-activated input
-where the shape changes. Padded throughout; for 32x32 images use the CIFAR stem:
-``stem_kernel=3, stem_strides=1, stem_pool=False``.
-"""
-
-from __future__ import annotations
+"""ResNet with pre-activation units (He et al., "Identity Mappings in Deep Residual Networks");
+for 32x32 images: ``stem_kernel=3, stem_strides=1, stem_pool=False``."""
 
 import keras
 from keras import layers
 
-from image_classifiers.core.models.blocks import classifier_head
+from image_classifiers.core.models.blocks import bn_relu, classifier_head, conv
 
 # depth -> (bottleneck units?, units per stage)
 DEPTHS = {
@@ -23,29 +16,20 @@ DEPTHS = {
 }
 
 
-def _bn_relu(x):
-    return layers.Activation("relu")(layers.BatchNormalization()(x))
-
-
-def _conv(x, width: int, kernel: int, strides: int = 1):
-    # No bias: every convolution feeds a batch normalization (or a sum that does).
-    return layers.Conv2D(width, kernel, strides=strides, padding="same", use_bias=False)(x)
-
-
 def _residual_unit(x, width: int, strides: int, bottleneck: bool):
     out_width = width * 4 if bottleneck else width
-    preactivated = _bn_relu(x)
+    preactivated = bn_relu(x)
     if strides == 1 and x.shape[-1] == out_width:
         shortcut = x
     else:
-        shortcut = _conv(preactivated, out_width, 1, strides=strides)
+        shortcut = conv(preactivated, out_width, 1, strides=strides)
     if bottleneck:
-        y = _conv(preactivated, width, 1)
-        y = _conv(_bn_relu(y), width, 3, strides=strides)
-        y = _conv(_bn_relu(y), out_width, 1)
+        y = conv(preactivated, width, 1)
+        y = conv(bn_relu(y), width, 3, strides=strides)
+        y = conv(bn_relu(y), out_width, 1)
     else:
-        y = _conv(preactivated, width, 3, strides=strides)
-        y = _conv(_bn_relu(y), width, 3)
+        y = conv(preactivated, width, 3, strides=strides)
+        y = conv(bn_relu(y), width, 3)
     return layers.add([y, shortcut])
 
 
@@ -60,20 +44,19 @@ def build_resnet(
     stem_pool: bool = True,
     dropout: float = 0.0,
 ) -> keras.Model:
-    """A stem, four stages (``width`` doubling, all but the first halving the resolution),
-    a last BN -> ReLU, global pooling, optional dropout, the classifier."""
+    """A stem, four stages (``width`` doubling, resolution halving), BN -> ReLU, the head."""
     if depth not in DEPTHS:
         raise ValueError(f"resnet depth must be one of {', '.join(map(str, DEPTHS))}; got {depth}.")
     bottleneck, units_per_stage = DEPTHS[depth]
     inputs = keras.Input(shape=input_shape)
-    x = _conv(inputs, width, stem_kernel, strides=stem_strides)  # the first unit normalizes it
+    x = conv(inputs, width, stem_kernel, strides=stem_strides)  # the first unit normalizes it
     if stem_pool:
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     for stage, units in enumerate(units_per_stage):
         for unit in range(units):
             strides = 2 if stage > 0 and unit == 0 else 1
             x = _residual_unit(x, width * 2**stage, strides, bottleneck)
-    x = layers.GlobalAveragePooling2D()(_bn_relu(x))
+    x = layers.GlobalAveragePooling2D()(bn_relu(x))
     if dropout:
         x = layers.Dropout(dropout)(x)
     return keras.Model(inputs, classifier_head(num_classes)(x), name=f"resnet{depth}")

@@ -1,9 +1,5 @@
-"""The first convnet of Chollet's *Deep Learning with Python*, ch. 8.
-
-991,041 parameters at 180x180x3 with 2 classes; unpadded, it needs 78x78 images.
-"""
-
-from __future__ import annotations
+"""The first convnet of Chollet's *Deep Learning with Python*, ch. 8: 991,041 parameters at
+180x180x3 with 2 classes; unpadded, it needs 78x78 images."""
 
 import keras
 from keras import layers

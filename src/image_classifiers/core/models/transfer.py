@@ -1,24 +1,15 @@
-"""Transfer learning from a ``keras.applications`` network pretrained on ImageNet.
+"""Transfer learning from a ``keras.applications`` base pretrained on ImageNet, on raw 0-255 RGB.
 
-The model takes raw 0-255 RGB images like every model of the project::
-
-    image -> RandomAugment (training only) -> the base's own preprocess_input
-          -> pretrained base (always in inference mode) -> pooling -> [dense] -> dropout -> head
-
-``base(x, training=False)`` in a functional model is not enough in Keras 3: the outer
-``training=True`` of ``fit`` overrides it, and the base's dropout (EfficientNet's
-drop-connect) would be active. ``InferenceMode`` wraps the base and always calls it with
-``training=False``. Frozen BatchNormalization layers use their moving statistics anyway.
-"""
-
-from __future__ import annotations
+``base(x, training=False)`` is not enough in Keras 3 (hence ``InferenceMode``): ``fit``'s
+outer ``training=True`` overrides it, and the base's dropout (drop-connect) would be active."""
 
 import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import keras
 import numpy as np
@@ -36,8 +27,7 @@ POOLINGS = {
 
 @dataclass(frozen=True)
 class BaseSpec:
-    """A ``keras.applications`` base: constructor, ``preprocess_input``, smallest input size,
-    and Keras' no-top ImageNet weights file (``{size}``: the input size) and its folder URL."""
+    """A base and its no-top ImageNet weights file (``{size}``: the input size) and folder."""
 
     constructor: Callable[..., keras.Model]
     preprocess: Callable[[Any], Any]
@@ -53,39 +43,32 @@ class BaseSpec:
 
 
 _apps = keras.applications
-_KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+_KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+_NOTOP = "_weights_tf_dim_ordering_tf_kernels_notop.h5"
 BASES: dict[str, BaseSpec] = {
     "vgg16": BaseSpec(
-        _apps.VGG16,
-        _apps.vgg16.preprocess_input,
-        32,
-        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        _KERAS_WEIGHTS + "vgg16/",
+        _apps.VGG16, _apps.vgg16.preprocess_input, 32, f"vgg16{_NOTOP}", _KERAS + "vgg16/"
     ),
     "xception": BaseSpec(
         _apps.Xception,
         _apps.xception.preprocess_input,
         71,
-        "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        _KERAS_WEIGHTS + "xception/",
+        f"xception{_NOTOP}",
+        _KERAS + "xception/",
     ),
     "resnet50": BaseSpec(
-        _apps.ResNet50,
-        _apps.resnet50.preprocess_input,
-        32,
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        _KERAS_WEIGHTS + "resnet/",
+        _apps.ResNet50, _apps.resnet50.preprocess_input, 32, f"resnet50{_NOTOP}", _KERAS + "resnet/"
     ),
     "mobilenet_v2": BaseSpec(
         _apps.MobileNetV2,
         _apps.mobilenet_v2.preprocess_input,
         32,
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
-        _KERAS_WEIGHTS + "mobilenet_v2/",
+        _KERAS + "mobilenet_v2/",
     ),
+    # EfficientNet's preprocess_input is a no-op: the network rescales and normalises itself.
     "efficientnet_b0": BaseSpec(
         _apps.EfficientNetB0,
-        # A no-op: EfficientNet rescales and normalises inside the network itself.
         _apps.efficientnet.preprocess_input,
         32,
         "efficientnetb0_notop.h5",
@@ -93,10 +76,8 @@ BASES: dict[str, BaseSpec] = {
     ),
 }
 
-# EfficientNet's ImageNet weights hold the per-channel standard deviation where its
-# Normalization layer expects a variance; with weights="imagenet" Keras adds a Rescaling layer
-# to compensate (tensorflow/tensorflow#49930). A local weights file gets the same correction,
-# folded into the variance.
+# EfficientNet's ImageNet weights hold the standard deviation where its Normalization expects a
+# variance; Keras corrects it for weights="imagenet" only (tensorflow/tensorflow#49930).
 _IMAGENET_STDDEV_RGB = np.array([0.229, 0.224, 0.225], dtype="float32")
 
 
@@ -106,8 +87,7 @@ class WeightsError(ValueError):
 
 @keras.saving.register_keras_serializable(package="image_classifiers")
 class ApplicationPreprocessing(keras.layers.Layer):
-    """The base's ``preprocess_input`` (``keras.ops`` inside: any backend) as a layer, so a
-    saved model needs no preprocessing step."""
+    """The base's ``preprocess_input`` as a layer, so a saved model needs no preprocessing."""
 
     def __init__(self, base: str, **kwargs: Any):
         super().__init__(**kwargs)
@@ -118,26 +98,17 @@ class ApplicationPreprocessing(keras.layers.Layer):
         images = keras.ops.copy(keras.ops.cast(inputs, self.compute_dtype))
         return BASES[self.base].preprocess(images)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "base": self.base}
 
 
 @keras.saving.register_keras_serializable(package="image_classifiers")
 class InferenceMode(keras.layers.Layer):
-    """Calls the wrapped layer with ``training=False`` always: this ``call`` takes no
-    ``training`` argument, so Keras passes none through it."""
+    """Calls the wrapped layer with ``training=False`` always (``call`` takes no ``training``)."""
 
     def __init__(self, layer: keras.layers.Layer, **kwargs: Any):
         super().__init__(**kwargs)
         self.layer = layer
-
-    def build(self, input_shape):
-        if not self.layer.built:
-            self.layer.build(input_shape)
-        self.built = True
 
     def call(self, inputs: Any) -> Any:
         return self.layer(inputs, training=False)
@@ -149,33 +120,15 @@ class InferenceMode(keras.layers.Layer):
         return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> InferenceMode:
+    def from_config(cls, config: dict[str, Any]) -> Self:
         config = dict(config)
         return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
-
-
-def _local_weights_hint(base: str, input_shape: tuple[int, ...]) -> str:
-    spec = BASES[base]
-    file_name = spec.weights_file_for(input_shape)
-    return (
-        f"To work offline, download Keras' no-top ImageNet weights for '{base}' on a machine "
-        f"with network access ({spec.weights_folder}{file_name}), copy the file here and run "
-        f'with --params="transfer.weights=/path/to/{file_name}" (or put it in '
-        "~/.keras/models/, where weights: imagenet looks first). "
-        "Use transfer.weights=null to start from random weights. After xception_cats only "
-        "the transfer stage is left to run: kedro run --pipelines=transfer_learning --params=..."
-    )
 
 
 def load_base(
     base: str, input_shape: tuple[int, ...], weights: str | None = "imagenet"
 ) -> keras.Model:
-    """The no-top base ``base`` for ``input_shape``, trainable.
-
-    ``weights``: ``"imagenet"`` (downloaded by Keras, or found in ``~/.keras/models/``), a
-    no-top ``.h5``/``.weights.h5`` file, or ``None`` (random). ``WeightsError`` when they
-    can't be had, saying how to provide them; ``ValueError`` for a base or shape that won't do.
-    """
+    """The trainable no-top base: ``"imagenet"`` weights, a no-top ``.h5`` file's, or None."""
     if base not in BASES:
         raise ValueError(f"Unknown transfer.base '{base}'. Choose one of: {', '.join(BASES)}.")
     spec = BASES[base]
@@ -190,16 +143,21 @@ def load_base(
             f"pixels, got {input_shape[0]}x{input_shape[1]}: decode larger images "
             "(decode.image_size) or choose another base."
         )
-
-    def build(source: str | None) -> keras.Model:
-        return spec.constructor(include_top=False, weights=source, input_shape=input_shape)
-
-    hint = _local_weights_hint(base, input_shape)
+    build = partial(spec.constructor, include_top=False, input_shape=input_shape)
+    file_name = spec.weights_file_for(input_shape)
+    hint = (
+        f"To work offline, download Keras' no-top ImageNet weights for '{base}' on a machine "
+        f"with network access ({spec.weights_folder}{file_name}), copy the file here and run "
+        f'with --params="transfer.weights=/path/to/{file_name}" (or put it in '
+        "~/.keras/models/, where weights: imagenet looks first). "
+        "Use transfer.weights=null to start from random weights. After xception_cats only "
+        "the transfer stage is left to run: kedro run --pipelines=transfer_learning --params=..."
+    )
     if weights is None:
-        return build(None)
+        return build(weights=None)
     if weights == "imagenet":
         try:
-            return build("imagenet")
+            return build(weights="imagenet")
         except Exception as exc:  # Keras raises a bare Exception for a failed download
             logger.debug("Getting the ImageNet weights failed.", exc_info=True)
             raise WeightsError(
@@ -213,10 +171,9 @@ def load_base(
         raise WeightsError(
             f"transfer.weights '{path}' is not a Keras weights file (.h5 or .weights.h5). {hint}"
         )
-    model = build(None)
+    model = build(weights=None)
     try:
-        # Keras only warns about parts of a file it can't match: a partly loaded base would
-        # be silently wrong, so a warning counts as a failure.
+        # Keras only warns about parts it can't match: a partly loaded base is an error.
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
             model.load_weights(path)
@@ -225,7 +182,7 @@ def load_base(
         raise WeightsError(
             f"transfer.weights '{path}' doesn't fit transfer.base '{base}' without its top "
             f"at input shape {input_shape}: {exc}. Use the no-top weights "
-            f"({spec.weights_file_for(input_shape)}), not the full classifier's. {hint}"
+            f"({file_name}), not the full classifier's. {hint}"
         ) from None
     if base.startswith("efficientnet"):
         _correct_efficientnet_normalization(model)
@@ -257,9 +214,7 @@ def build_transfer_model(
     dropout: float = 0.5,
     augmentation: dict[str, Any] | None = None,
 ) -> keras.Model:
-    """A classifier of raw 0-255 RGB images on the frozen base ``base``, named
-    ``transfer_<base>``; the options are ``params.TransferParams``' (``weights``: see
-    ``load_base``), ``augmentation`` acts on the raw pixels in training only."""
+    """A classifier ``transfer_<base>`` on the frozen base; options: ``params.TransferParams``'."""
     from image_classifiers.core.models import augmentation_layer
 
     pretrained = load_base(base, input_shape, weights)
@@ -302,12 +257,8 @@ def freeze_base(model: keras.Model) -> None:
 
 
 def unfreeze_top_layers(model: keras.Model, top_k: int) -> list[str]:
-    """Unfreeze the last ``top_k`` non-BatchNormalization layers of the pretrained base.
-
-    Layers count whether or not they hold weights, as in the reference (VGG16's "last 4
-    layers" are block5_conv1-3 and block5_pool). BatchNormalization layers stay frozen, on
-    their ImageNet statistics. Returns the unfrozen layers' names, bottom to top.
-    """
+    """Unfreeze the base's last ``top_k`` non-BatchNormalization layers, with or without
+    weights as in the reference (VGG16's "last 4" include block5_pool); their names."""
     base = pretrained_base(model)
     layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
     candidates = [

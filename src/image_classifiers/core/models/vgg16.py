@@ -1,9 +1,5 @@
-"""VGG16 (Simonyan & Zisserman, 2015), configuration D, trained from scratch.
-
-134,301,514 parameters at 224x224x3 with 10 classes; the five pools need 32x32 images.
-"""
-
-from __future__ import annotations
+"""VGG16 (Simonyan & Zisserman, 2015), configuration D, from scratch: 134,301,514 parameters
+at 224x224x3 with 10 classes; the five pools need 32x32 images."""
 
 import keras
 from keras import layers

@@ -1,10 +1,5 @@
-"""The node that looks inside a trained model: feature maps and Grad-CAM heatmaps.
-
-The computations live in ``image_classifiers.core.inspection``; this module picks the images and
-draws them.
-"""
-
-from __future__ import annotations
+"""The node that draws a trained model's feature maps and Grad-CAM heatmaps
+(computed by ``image_classifiers.core.inspection``)."""
 
 import logging
 from typing import Any
@@ -25,16 +20,9 @@ logger = logging.getLogger(__name__)
 def grad_cam_order(
     labels: np.ndarray, predictions: np.ndarray, confidence: np.ndarray
 ) -> np.ndarray:
-    """Test-image indices for the Grad-CAM grid: misclassified ones first, most confident
-    first, then the correctly classified ones, least confident first."""
-    wrong = np.flatnonzero(predictions != labels)
-    right = np.flatnonzero(predictions == labels)
-    return np.concatenate(
-        [
-            wrong[np.argsort(-confidence[wrong], kind="stable")],
-            right[np.argsort(confidence[right], kind="stable")],
-        ]
-    )
+    """Misclassified test images, most confident first, then the rest, least confident first."""
+    wrong = predictions != labels
+    return np.lexsort((np.where(wrong, -confidence, confidence), ~wrong))  # stable
 
 
 def inspect_model(
@@ -43,11 +31,8 @@ def inspect_model(
     inspection: InspectionParams,
     evaluation: EvaluationParams,
 ) -> tuple[Figure, Figure]:
-    """The feature maps of the first convolutions and a grid of Grad-CAM heatmaps.
-
-    A model that can't be looked inside (no convolution, a subclassed model) gets figures
-    saying why, and a warning: it must not fail the run that trained it.
-    """
+    """Feature maps of the first convolutions and a grid of Grad-CAM heatmaps; a model that
+    can't be looked inside gets figures saying why: it must not fail the run that trained it."""
     images, labels, classes = test_split_for(model, test_set)
     index = inspection.feature_map_image
     if index >= len(images):

@@ -1,15 +1,10 @@
-"""Nodes that build, train and evaluate one image classifier.
-
-``evaluate_model``, ``inspect_model`` (``inspection.py``) and ``plot_training_curves`` make
-the evaluation every training pipeline shares. Figures are made without pyplot: no global
-state, no display (Agg renders them when the catalog saves them).
-"""
-
-from __future__ import annotations
+"""Nodes that build, train and evaluate one image classifier; the evaluation is shared by
+every training pipeline. Figures avoid pyplot: no global state, no display."""
 
 import logging
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import keras
@@ -50,8 +45,7 @@ def build_for_data(
     augmentation: AugmentationParams | None,
     training: TrainingParams | None,
 ) -> keras.Model:
-    """``build(input_shape, num_classes, augmentation=...)`` for the training split, in
-    ``model_build_scope(training)`` (the seed and mixed precision act at build time)."""
+    """``build`` for the training split, in ``model_build_scope``: seed and precision act then."""
     check_image_set("train_set", train_set)
     shape = tuple(train_set["images"].shape[1:])
     num_classes = len(train_set["classes"])
@@ -73,19 +67,13 @@ def build_model(
     augmentation: AugmentationParams | None,
     training: TrainingParams | None = None,
 ) -> keras.Model:
-    """The classifier ``models.<name>`` describes, for the training data; uncompiled, taking
-    raw uint8 images (``standardize`` reads the training split's channel statistics)."""
-
-    def build(shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> keras.Model:
-        return build_classifier(
-            model_options.architecture,
-            shape,
-            num_classes,
-            train_images=train_set["images"],
-            **kwargs,
-            **model_options.options,
-        )
-
+    """The uncompiled classifier ``models.<name>`` describes, for the training data."""
+    build = partial(
+        build_classifier,
+        model_options.architecture,
+        train_images=train_set["images"],
+        **model_options.options,
+    )
     return build_for_data(build, train_set, augmentation, training)
 
 
@@ -116,12 +104,7 @@ def test_split_for(
 def evaluate_model(
     model: keras.Model, test_set: dict[str, Any], evaluation: EvaluationParams
 ) -> tuple[dict[str, Any], Figure, Figure]:
-    """Score ``model`` on the test split.
-
-    Returns:
-        ``classification_metrics`` plus ``threshold``, the confusion-matrix figure and a grid
-        of the most confidently misclassified test images.
-    """
+    """Test metrics, the confusion matrix and the most confidently misclassified images."""
     images, labels, classes = test_split_for(model, test_set)
     probabilities = predict_probabilities(
         model, images, evaluation.batch_size, flip_average=evaluation.test_time_flip
@@ -155,21 +138,15 @@ def evaluate_model(
         misclassified = image_grid(images[shown], titles, suptitle)
     else:
         misclassified = message_figure("No misclassified test images")
-    return (
-        metrics,
-        plot_confusion_matrix(np.array(metrics["confusion_matrix"]), classes),
-        misclassified,
-    )
+    matrix = plot_confusion_matrix(np.array(metrics["confusion_matrix"]), classes)
+    return metrics, matrix, misclassified
 
 
 def classification_metrics(
     labels: np.ndarray, probabilities: np.ndarray, predictions: np.ndarray, classes: list[str]
 ) -> dict[str, Any]:
-    """Loss, accuracy, precision, recall, F1, ROC AUC and confusion matrix, JSON-ready.
-
-    Two classes: the second class's precision/recall/F1 and AUC. More: macro averages and a
-    one-vs-rest macro AUC. ``test_roc_auc`` is None for a test set of one class.
-    """
+    """JSON-ready test metrics: for two classes the second class's scores, else macro
+    averages (one-vs-rest AUC); ``test_roc_auc`` is None for a test set of one class."""
     indices = list(range(len(classes)))
     binary = len(classes) == 2
     precision, recall, f1, _ = precision_recall_fscore_support(
@@ -210,7 +187,7 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list[str]) -> Figure:
 
 
 def message_figure(text: str) -> Figure:
-    """A figure that says ``text`` (where there is nothing to draw)."""
+    """A figure that says ``text``."""
     figure = Figure(figsize=(5, 2))
     figure.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
     return figure
@@ -243,8 +220,7 @@ def image_grid(
 
 
 def plot_training_curves(history: dict[str, list[Any]]) -> Figure:
-    """Accuracy and loss per epoch, training (dots) vs validation (line), the best epoch,
-    and where fine-tuning starts when the history names its ``phase`` (transfer learning)."""
+    """Accuracy and loss per epoch, the best epoch, and where fine-tuning starts (if any)."""
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     if len(epochs) == 0:
         return message_figure("No epochs trained")
@@ -255,11 +231,9 @@ def plot_training_curves(history: dict[str, list[Any]]) -> Figure:
     for position, metric in enumerate(("accuracy", "loss"), start=1):
         axes = figure.add_subplot(1, 2, position)
         axes.plot(epochs, history[metric], "bo", markersize=3, label=f"Training {metric}")
-        if history.get(f"val_{metric}"):
+        if validation := history.get(f"val_{metric}"):
             marker = "x" if len(epochs) == 1 else None  # a line needs two epochs
-            axes.plot(
-                epochs, history[f"val_{metric}"], "b", marker=marker, label=f"Validation {metric}"
-            )
+            axes.plot(epochs, validation, "b", marker=marker, label=f"Validation {metric}")
         if best is not None:
             axes.axvline(best, color="grey", linestyle="--", label=f"Best epoch ({best})")
         if tuned is not None:

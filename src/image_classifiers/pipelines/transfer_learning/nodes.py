@@ -1,10 +1,5 @@
-"""Nodes of the transfer_learning pipeline: build, feature extraction, fine-tuning.
-
-Each phase trains with ``fit_model`` on the shared ``training:`` parameters overridden by its
-own section of ``transfer:``; evaluation is model_training's, so the metrics compare one to one.
-"""
-
-from __future__ import annotations
+"""Nodes of the transfer_learning pipeline: build, feature extraction, fine-tuning; each phase
+overrides ``training:`` with its own section of ``transfer:``."""
 
 import logging
 import math
@@ -22,8 +17,6 @@ from image_classifiers.pipelines.model_training.nodes import build_for_data
 logger = logging.getLogger(__name__)
 
 FEATURE_EXTRACTION, FINE_TUNING = "feature_extraction", "fine_tuning"
-# Keys of ``transfer:`` that configure the model (the rest are the two phases).
-MODEL_KEYS = {"base", "weights", "pooling", "dense_units", "batch_norm", "dropout"}
 
 
 def build_transfer_model(
@@ -33,9 +26,8 @@ def build_transfer_model(
     training: TrainingParams | None = None,
     *run_after: Any,
 ) -> keras.Model:
-    """The pretrained base (frozen) and a new head for the training data; ``run_after`` are
-    ignored inputs that order this node after others (xception_cats)."""
-    options = transfer.model_dump(include=MODEL_KEYS)
+    """The frozen pretrained base and a new head; ``run_after`` only orders the node."""
+    options = transfer.model_dump(exclude={FEATURE_EXTRACTION, FINE_TUNING})
     build = partial(transfer_models.build_transfer_model, **options)
     return build_for_data(build, train_set, augmentation, training)
 
@@ -66,8 +58,7 @@ def train_feature_extractor(
     training: TrainingParams,
     transfer: TransferParams,
 ) -> tuple[keras.Model, dict[str, list[Any]]]:
-    """Phase 1: train the new head on the frozen base; the best ``val_loss`` epoch's weights
-    and the history (plus ``epoch``, from 1, and ``phase``)."""
+    """Phase 1: train the new head on the frozen base."""
     options = transfer.phase_training(training, FEATURE_EXTRACTION)
     transfer_models.freeze_base(model)
     logger.info(
@@ -89,12 +80,7 @@ def fine_tune_model(  # noqa: PLR0917 (Kedro passes node inputs positionally)
     transfer: TransferParams,
     feature_extraction_history: dict[str, list[Any]],
 ) -> tuple[keras.Model, dict[str, list[Any]]]:
-    """Phase 2: unfreeze the base's top ``transfer.fine_tuning.unfreeze_top_k`` layers (BN
-    stays frozen) and train on with a low rate.
-
-    If no fine-tuning epoch beats phase 1's best ``val_loss``, phase 1's weights are kept.
-    Returns the model and both phases' history, epochs numbered on across them.
-    """
+    """Phase 2: unfreeze the base's top layers; phase 1's weights stay unless it does better."""
     options = transfer.phase_training(training, FINE_TUNING)
     feature_extraction_weights = model.get_weights()
     transfer_models.unfreeze_top_layers(model, transfer.fine_tuning.unfreeze_top_k)
