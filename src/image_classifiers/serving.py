@@ -224,8 +224,10 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in exc.message.lower():
                 raise ModelNotFoundError(
                     f"No model at '{text}' in the registry at {mlflow.get_registry_uri()}: "
-                    f"{exc.message}. Check the name and alias (mlflow ui lists them) or "
-                    "train one first."
+                    f"{exc.message}. Check the name and alias (mlflow ui lists them), set "
+                    "predict.model to a .keras file or another version, or train one first "
+                    "and make it the champion: kedro run --pipelines=retrain "
+                    '--params="retrain.force=true".'
                 ) from exc
             raise
         keras_files = sorted(local.rglob("*.keras"))

@@ -215,24 +215,25 @@ def empty_registry(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_no_champion_yet_means_the_newest_trained_model(empty_registry, model_file, caplog):
+def test_a_uri_that_names_no_model_is_an_error_never_another_model(empty_registry, model_file):
     champion = PredictParams(model="models:/cats_vs_dogs@champion", classes=CLASSES)
     with pytest.raises(ModelNotFoundError, match="train one first") as error:
         load_prediction_model(champion)  # nothing trained yet: the advice, as one message
     assert is_user_error(error.value)
+    assert "retrain.force=true" in str(error.value)
 
     # What xception_cats leaves: Keras-flavor models under names of their own, no champion.
+    # A misspelt alias or a missing champion never falls back to one of them (issue #22).
     model = load_model_file(model_file)
-    for name in ("mini_xception_keras", "transfer_vgg16_keras"):
-        with mlflow.start_run():
-            mlflow.keras.log_model(model, name="model", registered_model_name=name)
-
-    classifier = load_prediction_model(champion)
-
-    assert classifier.source == "models:/transfer_vgg16_keras/1"  # the newest
-    assert classifier.classes == CLASSES
-    assert "No model at models:/cats_vs_dogs@champion yet" in caplog.text
-    assert "retrain.force=true" in caplog.text
+    with mlflow.start_run():
+        mlflow.keras.log_model(model, name="model", registered_model_name="mini_xception_keras")
+    for missing in ("models:/cats_vs_dogs@champion", "models:/mini_xception_keras@champoin"):
+        with pytest.raises(ModelNotFoundError, match="Check the name and alias"):
+            load_prediction_model(PredictParams(model=missing, classes=CLASSES))
+    found = load_prediction_model(
+        PredictParams(model="models:/mini_xception_keras/1", classes=CLASSES)
+    )
+    assert found.classes == CLASSES
 
 
 @pytest.mark.slow

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -19,7 +17,6 @@ from image_classifiers.core.training import predict_probabilities
 from image_classifiers.serving import (
     LABEL_COLUMN,
     LoadedClassifier,
-    ModelNotFoundError,
     load_classifier,
     model_image_size,
     probability_column,
@@ -37,8 +34,8 @@ _PROGRESS_SECONDS = 10.0
 
 def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
     """Load ``predict.model``, a registry URI or a ``.keras`` file (so not kedro-mlflow's
-    ``MlflowModelRegistryDataset``); with no champion yet, the newest trained model stands in.
-    """
+    ``MlflowModelRegistryDataset``). A URI that names no model is an error, never another
+    model: a misspelt alias must not quietly predict with a rejected challenger."""
     source = predict.model
     if not source:
         raise ValueError(
@@ -46,13 +43,7 @@ def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
             'file: kedro run --pipelines=predict --params="predict.model=data/06_models/x.keras"'
         )
     logger.info("Loading the model from %s ...", source)
-    try:
-        classifier = load_classifier(source)
-    except ModelNotFoundError:
-        fallback = _newest_instead_of(str(source))
-        if fallback is None:
-            raise
-        classifier = load_classifier(fallback)
+    classifier = load_classifier(source)
     if classifier.classes is None:
         classifier.classes = list(predict.classes or [])
     elif predict.classes and predict.classes != classifier.classes:
@@ -72,34 +63,6 @@ def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
     elif classifier.threshold is None:
         classifier.threshold = 0.5
     return classifier
-
-
-def _newest_instead_of(source: str) -> str | None:
-    """For a missing ``models:/<name>@<alias>`` (no ``retrain`` run yet): the newest trained
-    model's URI, or None."""
-    match = re.fullmatch(r"models:/([^/@]+)@[^/@]+", source)
-    if match is None:
-        return None
-    client, name = mlflow.MlflowClient(), match.group(1)
-    # A serving version of the name (a challenger not promoted), else a training's <model>_keras
-    # ("_" in LIKE matches any character: the names are checked again).
-    for query in (f"name = '{name}'", "name LIKE '%_keras'"):
-        versions = client.search_model_versions(query, order_by=["creation_timestamp DESC"])
-        newest = next((v for v in versions if v.name == name or v.name.endswith("_keras")), None)
-        if newest is not None:
-            break
-    else:
-        return None
-    uri = f"models:/{newest.name}/{newest.version}"
-    logger.warning(
-        "No model at %s yet: predicting with the newest trained model, %s (registered %s). "
-        "To choose the model, make a champion (kedro run --pipelines=retrain "
-        '--params="retrain.force=true") or set predict.model.',
-        source,
-        uri,
-        time.strftime("%Y-%m-%d %H:%M", time.localtime(newest.creation_timestamp / 1000)),
-    )
-    return uri
 
 
 def predict_images(predict: PredictParams) -> pd.DataFrame:
