@@ -133,7 +133,7 @@ def child(files: list[str], workdir: Path, args: argparse.Namespace) -> dict[str
     import pandas as pd
 
     from image_classifiers.core.models import build_classifier
-    from image_classifiers.core.params import DecodeParams
+    from image_classifiers.core.params import DecodeParams, TrainingParams
     from image_classifiers.core.training import ImageBatches, compile_model
     from image_classifiers.datasets import ImageSetDataset
     from image_classifiers.pipelines.data_processing.nodes import decode_split
@@ -163,7 +163,7 @@ def child(files: list[str], workdir: Path, args: argparse.Namespace) -> dict[str
         model = build_classifier(
             "simple_convnet", train["images"].shape[1:], 2, filters=(16, 32, 64), dropout=0.0
         )
-        compile_model(model, {"learning_rate": 1e-3, "batch_size": args.batch_size})
+        compile_model(model, TrainingParams(learning_rate=1e-3, batch_size=args.batch_size))
         batches = ImageBatches(
             train["images"],
             train["labels"].astype(np.float32).reshape(-1, 1),

@@ -102,6 +102,7 @@ def recipe_parameters(recipe: str) -> dict[str, dict]:
         for name, values in yaml.safe_load((CONF / recipe / PARAMETERS_FILE).read_text()).items():
             groups[name].update(values)
     groups["training"].pop("seed")  # ${globals:seed} there; --seed here
+    groups["training"].pop("checkpoint_dir", None)  # a benchmark starts afresh every time
     return groups
 
 
@@ -166,6 +167,7 @@ def run(args: argparse.Namespace) -> dict:
     import keras
 
     from image_classifiers.core.models import build_classifier
+    from image_classifiers.core.params import TrainingParams
     from image_classifiers.core.training import (
         ImageBatches,
         cross_entropy,
@@ -192,18 +194,18 @@ def run(args: argparse.Namespace) -> dict:
         "schedule": args.schedule,
         "batch_size": args.batch_size,
     }
-    training = {
+    training = TrainingParams(
         **recipe["training"],
         **{key: value for key, value in overrides.items() if value is not None},
-        "epochs": args.epochs,
-        "mixed_precision": args.mixed_precision,
-        "steps_per_execution": args.steps_per_execution,
-        "seed": args.seed,
-    }
+        epochs=args.epochs,
+        mixed_precision=args.mixed_precision,
+        steps_per_execution=args.steps_per_execution,
+        seed=args.seed,
+    )
     augmentation = None if args.no_augmentation else recipe["augmentation"]
     test_time_flip = bool(recipe["evaluation"].get("test_time_flip", False))
     # The host's share of an epoch: slicing the shuffled uint8 batches fit_model feeds.
-    batch_size = training["batch_size"]
+    batch_size = training.batch_size
     batches = ImageBatches(
         splits["train"]["images"], splits["train"]["labels"], batch_size, shuffle=True
     )
@@ -239,7 +241,7 @@ def run(args: argparse.Namespace) -> dict:
         "recipe": args.recipe,
         "image_size": args.image_size,
         "images": {name: len(s["labels"]) for name, s in splits.items()},
-        "training": training,
+        "training": training.model_dump(mode="json"),
         "augmentation": augmentation,
         "test_time_flip": test_time_flip,
         "decode_seconds": round(decode_seconds, 2),

@@ -27,7 +27,13 @@ def make_archive(tmp_path: Path) -> Callable[..., Path]:
     return _make
 
 
-_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME")
+_MLFLOW_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_EXPERIMENT_ID",  # set_experiment exports it too
+    "MLFLOW_RUN_ID",
+)
 
 
 @pytest.fixture(autouse=True)

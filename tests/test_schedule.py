@@ -219,7 +219,12 @@ def mlflow_summary(tracking_uri: str) -> dict:
                     key: len(client.get_metric_history(run.info.run_id, key))
                     for key in run.data.metrics
                 },
-                "tags": {k: v for k, v in own_tags.items() if k != "retrain.reason"},
+                # The reason and the delivery's run id (a timestamp) differ between two runs.
+                "tags": {
+                    k: v
+                    for k, v in own_tags.items()
+                    if k not in {"retrain.reason", "retrain.incoming_run"}
+                },
                 "artifacts": artifact_paths(client, run.info.run_id),
             }
         )

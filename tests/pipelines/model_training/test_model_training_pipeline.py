@@ -26,6 +26,9 @@ from image_classifiers.pipelines.model_training import create_pipeline
 PROJECT = Path(__file__).resolve().parents[3]
 OUTPUTS = {
     "model",
+    "mlflow_model",  # the same model and metrics, logged to its MLflow run
+    "mlflow_metrics",
+    "model_summary",
     "training_history",
     "metrics",
     "training_curves_plot",
@@ -53,6 +56,7 @@ def test_pipeline_is_namespaced_per_model_with_shared_inputs():
         "tiny.evaluate_model",
         "tiny.inspect_model",
         "tiny.plot_training_curves",
+        "tiny.log_to_mlflow",
     }
     assert pipeline.inputs() == {
         "train_set",
@@ -67,7 +71,7 @@ def test_pipeline_is_namespaced_per_model_with_shared_inputs():
     assert pipeline.all_outputs() == {f"tiny.{name}" for name in OUTPUTS | {"untrained_model"}}
     # Two models side by side share the data but nothing they produce.
     both = create_pipeline("tiny") + create_pipeline("other")
-    assert len(both.nodes) == 10
+    assert len(both.nodes) == 12
 
 
 def test_catalog_factories_resolve_every_output_without_touching_the_splits():

@@ -57,7 +57,9 @@ def test_pipeline_is_namespaced_with_shared_inputs():
         "transfer.fine_tune_model",
         "transfer.evaluate_model",
         "transfer.inspect_model",
+        "transfer.log_feature_extraction_metrics",
         "transfer.plot_training_curves",
+        "transfer.log_to_mlflow",
     ]
     assert pipeline.inputs() == {"train_set", "validation_set", "test_set"} | {
         f"params:{name}" for name in PARAMETERS
