@@ -138,6 +138,7 @@ def test_retrain_registers_a_champion_on_the_server(server, client, tmp_path, mo
     retrain.run_retrain(project)
 
     report = json.loads((project / "data/08_reporting/retrain/report.json").read_text())
+    (report,) = report["challengers"].values()  # the one challenger
     assert report["action"] == "promote"
     model = client.get_registered_model(retrain.MODEL_NAME)
     assert str(model.aliases["champion"]) == report["version"]
