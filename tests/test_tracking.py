@@ -37,12 +37,12 @@ from project_copies import copy_project
 from image_classifiers import settings
 from image_classifiers.core.models import build_classifier
 from image_classifiers.hooks import ModelRunsHook
-from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.model_logging import (
     keras_signature,
     mlflow_records,
 )
 from image_classifiers.tracking import (
+    MlflowEpochMetrics,
     flatten_params,
     git_commit,
     log_image_set,

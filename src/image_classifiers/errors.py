@@ -4,8 +4,6 @@ Errors this package raises on purpose say what to do; stack frames would hide th
 ``ConciseErrorsHook`` prints ``ErrorType: message`` alone. Others keep their traceback
 (``IMAGE_CLASSIFIERS_TRACEBACK=1`` shows it for every error)."""
 
-from __future__ import annotations
-
 import os
 import re
 import sys

@@ -2,8 +2,6 @@
 runs start at once (``TrackingStoreHook``), give each model its own run and flatten typed
 parameter groups (``ModelRunsHook``). ``tests/test_tracking.py`` guards what they build on."""
 
-from __future__ import annotations
-
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping

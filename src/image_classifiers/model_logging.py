@@ -1,8 +1,6 @@
 """What a trained Keras model leaves in MLflow through kedro-mlflow's catalog datasets
 (``mlflow_records``), and the signature ``hooks.ModelRunsHook`` gives a logged model."""
 
-from __future__ import annotations
-
 import logging
 from typing import Any
 

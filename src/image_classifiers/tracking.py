@@ -1,10 +1,10 @@
 """What kedro-mlflow's catalog entries and ``hooks.py`` need: the ``mlflow.yml`` resolvers,
-``prepare_store``, run tags, image sets as MLflow datasets and ``metric_history``."""
-
-from __future__ import annotations
+``prepare_store``, run tags, image sets as MLflow datasets and ``metric_history``; and the
+Keras callback that streams each epoch's metrics to the model's run."""
 
 import hashlib
 import logging
+import numbers
 import subprocess
 import time
 import warnings
@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import keras
 import mlflow
 import numpy as np
 from filelock import FileLock
 from kedro.utils import find_kedro_project
 from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
+from mlflow.entities import Metric
 from mlflow.environment_variables import MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
@@ -175,3 +177,40 @@ def log_image_set(dataset: Any, context: str, attempts: int = 3) -> None:
                 raise
             logger.info("Dataset %s was logged by another run meanwhile; linking it.", dataset.name)
             time.sleep(0.1 * attempt)
+
+
+# Why not mlflow.keras.MlflowCallback: it logs asynchronously (a watcher sees an epoch late),
+# and logs the optimizer's settings as params at every fit, which MLflow refuses the second
+# time (transfer learning fits twice in one run, with another learning rate).
+class MlflowEpochMetrics(keras.callbacks.Callback):
+    """Logs each epoch's numeric logs (step: the epoch, from 0) to the MLflow run active
+    when training began, synchronously. Without an active run it does nothing; if the store
+    cannot be written it says so once and stops logging, never the training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_id: str | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        run = mlflow.active_run()
+        self.run_id = run.info.run_id if run is not None else None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.run_id is None or not logs:
+            return
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(key, float(value), now, epoch)
+            for key, value in logs.items()
+            if isinstance(value, numbers.Real)
+        ]
+        try:
+            mlflow.MlflowClient().log_batch(self.run_id, metrics=metrics)
+        except (MlflowException, OSError) as error:
+            logger.warning(
+                "Could not log epoch %d's metrics to MLflow (%s); training goes on without "
+                "live metrics.",
+                epoch + 1,
+                error,
+            )
+            self.run_id = None

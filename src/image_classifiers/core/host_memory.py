@@ -1,17 +1,12 @@
 """Undo TensorFlow's process-wide malloc setting that halves CPU training speed.
 
 TensorFlow 2.21 calls ``mallopt(M_TRIM_THRESHOLD, 128 KiB)`` when the first
-``tf.data.Dataset.from_generator`` iterator starts, and Keras feeds every ``PyDataset``
-(``ImageBatches``) through it. An explicit threshold switches off glibc's adaptive mmap
-threshold: every buffer over 128 KiB (each activation and gradient of a convolution) is then
-mmapped and page-faulted afresh. Measured on the 2-core CPU machine, mini-Xception at 64x64:
-6.2 million page faults and 21 s of kernel time per epoch, against 0.2 million and 1.7 s with
-the thresholds put back where glibc's adaptive rule settles (mmap 32 MiB, trim twice that),
-for 0.80 GB resident memory instead of 0.49 GB (plain Keras on arrays: 0.79-0.89 GB).
-Nothing is done on other backends or C libraries.
+``from_generator`` iterator starts (Keras feeds every ``PyDataset`` through it), which
+switches off glibc's adaptive mmap threshold: every convolution buffer is then mmapped and
+page-faulted afresh. Measured (2-core CPU, mini-Xception at 64x64): 6.2 million page faults
+and 21 s of kernel time per epoch, against 0.2 million and 1.7 s with the thresholds put back
+where glibc's own rule settles. Nothing is done on other backends or C libraries.
 """
-
-from __future__ import annotations
 
 import ctypes
 import ctypes.util
@@ -43,11 +38,7 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def restore_malloc_thresholds() -> bool:
-    """Set glibc's mmap and trim thresholds to the values its adaptive rule reaches.
-
-    Returns:
-        Whether they were set (False where the C library is not glibc).
-    """
+    """Set glibc's mmap and trim thresholds where its adaptive rule settles; False if not glibc."""
     libc = _glibc()
     if libc is None:
         return False
@@ -58,12 +49,8 @@ def restore_malloc_thresholds() -> bool:
 
 
 class RestoreMallocThresholds(keras.callbacks.Callback):
-    """On TensorFlow, restore the malloc thresholds once each ``fit``/``predict`` has started.
-
-    The first batch is the earliest point at which TensorFlow has certainly started the
-    generator iterator that sets its threshold, and it does so once per process; restoring
-    at the first batch of every call is cheap and needs no process-wide state.
-    """
+    """On TensorFlow, restore the thresholds at the first batch of each ``fit``/``predict``
+    (by then TensorFlow has started the generator that sets its own)."""
 
     def __init__(self) -> None:
         super().__init__()

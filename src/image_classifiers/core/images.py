@@ -4,8 +4,6 @@ Grayscale, CMYK, 16-bit and transparent images are converted, a PNG named ``.jpg
 its content; empty, truncated or non-image files raise :class:`UnreadableImageError`.
 """
 
-from __future__ import annotations
-
 import io
 import operator
 import os

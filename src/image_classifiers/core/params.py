@@ -1,16 +1,9 @@
-"""Typed parameters: one pydantic model per parameter group, validated by Kedro itself.
+"""Typed parameters: one pydantic model per group, validated by Kedro before any node runs.
 
-A node argument annotated with one of these models (``training: TrainingParams``) receives
-its ``params:<group>`` validated: Kedro (>= 1.3) checks the typed parameters of the pipelines
-being run *before any node runs*, so a misspelt key or a bad value stops ``kedro run`` at
-once with a message naming the key and what it allows. Nodes do not validate again.
-
-The defaults live here, in one place; ``python -m image_classifiers.core.params [group ...]``
-prints them with what each key means. ``conf/base`` sets only the project's own choices.
-Python callers build a group with the keys they change (``TrainingParams(epochs=3)``).
-
-Lists that users may set on the command line need a type that also parses a string
-(``ImageSize``: ``96`` or ``96x128``; ``Names``: ``"cat dog"``; ``IndexRange``: ``0-1000``),
+A node argument annotated with a model (``training: TrainingParams``) gets its group validated
+once, by Kedro: a misspelt key or a bad value stops ``kedro run`` with a message naming it.
+The defaults live here only; ``python -m image_classifiers.core.params [group ...]`` prints
+them. Lists set on the command line parse a string too (``96x128``, ``"cat dog"``, ``0-1000``),
 because Kedro splits ``--params`` on commas.
 """
 
@@ -174,13 +167,8 @@ class Overrides(Params):
 
 
 def overrides_of(model: type[Params], **extra: Any) -> type[Overrides]:
-    """A model accepting any subset of ``model``'s keys (plus ``extra`` fields).
-
-    Each key keeps its type and constraints; a key that is not given stays unset
-    (``model_dump(exclude_unset=True)`` leaves it out, and so does any dump of it), so
-    ``Params.merged`` applies only what was given. Used where a group overrides another
-    one's keys (``retrain.training``, ``transfer.fine_tuning``).
-    """
+    """A model taking any subset of ``model``'s keys (plus ``extra``), each with its rules; a
+    key not given stays unset, so ``Params.merged`` applies only what was given."""
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         # The constraints (Field(ge=...), validators) sit in metadata: keep them.
@@ -226,17 +214,11 @@ class SourceParams(Params):
 class DownloadParams(Params):
     """``download``: where the raw archive comes from (local_path > url > gdrive_id)."""
 
-    gdrive_id: str | None = Field(
-        "18uC7WTuEXKJDDxbj-Jq6EjzpFrgE7IAd", description="Google Drive file id (852 MB)"
-    )
+    gdrive_id: str | None = Field("18uC7WTuEXKJDDxbj-Jq6EjzpFrgE7IAd", description="852 MB")
     url: str | None = Field(None, description="any http(s) URL; wins over gdrive_id")
-    local_path: str | None = Field(
-        None, description="an archive already on disk, verified and used in place"
-    )
+    local_path: str | None = Field(None, description="an archive on disk, used in place")
     sha256: Sha256 | None = Field(None, description="64 hex digits, as sha256sum prints")
-    archive_path: str = Field(
-        "data/01_raw/dogs-vs-cats.zip", description="where a download is saved"
-    )
+    archive_path: str = Field("data/01_raw/dogs-vs-cats.zip", description="download to")
     retries: NonNegativeInt = Field(3, description="extra attempts after a network error")
     timeout: Float = Field(60, gt=0, description="seconds without data before giving up")
     resume: Bool = Field(True, description="continue an interrupted download's partial file")
@@ -245,12 +227,8 @@ class DownloadParams(Params):
 class ExtractParams(Params):
     """``extract``: which member of the archive holds the images, and where they go."""
 
-    inner_archive: str | None = Field(
-        "train.zip", description="member holding the images; null = the archive itself"
-    )
-    extensions: Names = Field(
-        [".jpg", ".jpeg", ".png"], min_length=1, description="image file name endings kept"
-    )
+    inner_archive: str | None = Field("train.zip", description="null = the archive itself")
+    extensions: Names = Field([".jpg", ".jpeg", ".png"], min_length=1)
     target_dir: str = "data/01_raw/dogs-vs-cats"
 
 
@@ -279,7 +257,7 @@ def _folder_names(names: list[str]) -> list[str]:
 
 
 class SplitParams(Params):
-    """``split``: which images go to which subset, by index ranges or by fractions."""
+    """``split``: which images go to which subset: index ranges, or fractions per class."""
 
     classes: Annotated[Names, AfterValidator(_folder_names)] | None = Field(
         None,
@@ -295,9 +273,7 @@ class SplitParams(Params):
         },
         description="subset -> [start, stop) of N (per class, disjoint); or null",
     )
-    fractions: dict[str, Annotated[float, Strict(), Field(gt=0, le=1)]] | None = Field(
-        None, description="instead of ranges: subset -> fraction per class, adding up to 1"
-    )
+    fractions: dict[str, Annotated[float, Strict(), Field(gt=0, le=1)]] | None = None
     seed: NonNegativeInt = Field(0, description="the shuffle of a fraction split")
 
     @model_validator(mode="before")
@@ -331,19 +307,12 @@ class DecodeParams(Params):
     """``decode``: the size and filter every image is decoded to, once."""
 
     image_size: ImageSize = Field(description="[height, width]; set from globals.image_size")
-    on_bad_image: Literal["skip", "fail"] = Field(
-        "skip", description="skip (listed in data_quality.json) | fail"
-    )
+    on_bad_image: Literal["skip", "fail"] = Field("skip", description="skip: data_quality.json")
     resample: Annotated[Resample, BeforeValidator(_lower)] = "bilinear"
     workers: PositiveInt | None = Field(None, description="decoding threads; null = one per core")
     log_every: PositiveInt = Field(500, description="images between progress lines")
-    chunk_size: PositiveInt = Field(
-        512, description="images decoded and written per step (the most held in RAM at once)"
-    )
-    scratch_dir: str = Field(
-        "data/05_model_input",
-        description="where a split is written before the catalog moves it into place",
-    )
+    chunk_size: PositiveInt = Field(512, description="images decoded at once (RAM)")
+    scratch_dir: str = Field("data/05_model_input", description="where a split is staged")
 
 
 # ---- model_training -----------------------------------------------------------------------
@@ -354,33 +323,17 @@ class TrainingParams(Params):
 
     optimizer: Annotated[Literal["rmsprop", "adam", "adamw"], BeforeValidator(_lower)] = "rmsprop"
     learning_rate: Float = Field(1e-3, gt=0)
-    weight_decay: Float | None = Field(
-        None, ge=0, description="null = the optimizer's default (adamw: 0.004)"
-    )
-    schedule: Literal["cosine"] | None = Field(
-        None, description="null (constant) | cosine (decays to 0 over all epochs)"
-    )
-    warmup_epochs: NonNegativeInt = Field(
-        0, description="cosine only: linear warm-up from 0 over this many epochs first"
-    )
+    weight_decay: Float | None = Field(None, ge=0, description="null: adamw's 0.004")
+    schedule: Literal["cosine"] | None = Field(None, description="null = constant")
+    warmup_epochs: NonNegativeInt = Field(0, description="cosine: linear warm-up first")
     epochs: NonNegativeInt = Field(100, description="0 = build and save the model untrained")
     batch_size: PositiveInt = 32
-    early_stopping_patience: PositiveInt | None = Field(
-        None, description="epochs without val_loss improvement; null = off"
-    )
-    label_smoothing: Float = Field(
-        0.0, ge=0, lt=1, description="targets pulled this far towards uniform"
-    )
+    early_stopping_patience: PositiveInt | None = Field(None, description="null = off")
+    label_smoothing: Float = Field(0.0, ge=0, lt=1, description="towards uniform targets")
     mixed_precision: Bool = Field(False, description="mixed_bfloat16, set at build time")
     steps_per_execution: PositiveInt = 1
-    seed: NonNegativeInt | None = Field(
-        None, description="null = unseeded; kedro runs set it from globals.seed"
-    )
-    checkpoint_dir: str | None = Field(
-        None,
-        description="backups a killed run resumes from (same command, same parameters and "
-        "data); null = a temporary folder, no resuming",
-    )
+    seed: NonNegativeInt | None = Field(None, description="kedro runs: globals.seed")
+    checkpoint_dir: str | None = Field(None, description="killed runs resume; null: never")
     log_every_seconds: Float = Field(60, gt=0, description="progress lines inside an epoch")
     distribution: Literal["auto", "none", "data_parallel"] = Field(
         "auto",
@@ -419,24 +372,16 @@ class EvaluationParams(Params):
     threshold: Float = Field(0.5, ge=0, le=1, description="two classes: P(second) above it")
     misclassified_grid: NonNegativeInt = Field(16, description="misclassified images plotted")
     batch_size: PositiveInt = Field(32, description="images per inference step")
-    test_time_flip: Bool = Field(
-        False, description="average each test image's prediction with its mirror image's"
-    )
+    test_time_flip: Bool = Field(False, description="average with the mirror image")
 
 
 class InspectionParams(Params):
     """``inspection``: looking inside each trained model (feature maps and Grad-CAM)."""
 
-    feature_map_layers: NonNegativeInt = Field(
-        4, description="the first convolutions whose outputs are drawn"
-    )
+    feature_map_layers: NonNegativeInt = Field(4, description="first convolutions drawn")
     feature_map_channels: NonNegativeInt = Field(8, description="channels drawn per convolution")
-    feature_map_image: NonNegativeInt = Field(
-        0, description="index of the test image they are drawn for"
-    )
-    grad_cam_grid: NonNegativeInt = Field(
-        16, description="test images with Grad-CAM heatmaps, misclassified ones first"
-    )
+    feature_map_image: NonNegativeInt = Field(0, description="test image index")
+    grad_cam_grid: NonNegativeInt = Field(16, description="images, misclassified first")
     batch_size: PositiveInt = Field(16, description="images per forward/backward pass")
 
 
@@ -465,10 +410,7 @@ class ModelOptions(Params):
     model_config = ConfigDict(extra="allow")
 
     architecture: str
-    normalization: Literal["rescale", "standardize"] = Field(
-        "rescale",
-        description="rescale (to [0, 1]) | standardize (per channel, over the training split)",
-    )
+    normalization: Literal["rescale", "standardize"] = Field("rescale", description="to [0, 1]")
 
     @model_validator(mode="after")
     def _builder_options(self) -> Self:
@@ -500,9 +442,7 @@ def _on_top_of(**defaults: Any) -> BeforeValidator:
 class FineTuningParams(overrides_of(TrainingParams)):  # type: ignore[misc]
     """``transfer.fine_tuning``: training overrides plus how much of the base to unfreeze."""
 
-    unfreeze_top_k: NonNegativeInt = Field(
-        4, description="layers counted from the top of the base (VGG16: block5_conv1-3, pool)"
-    )
+    unfreeze_top_k: NonNegativeInt = Field(4, description="top layers of the base unfrozen")
 
 
 # Nested groups validated from {} so that their defaults apply even when left out.
@@ -519,14 +459,10 @@ class TransferParams(Params):
     """``transfer``: the pretrained base, the new head, and the two training phases."""
 
     base: str = Field(description="set in conf/base: the catalog's file names depend on it")
-    weights: str | None = Field(
-        "imagenet", description="imagenet | a local no-top weights file | null (random)"
-    )
+    weights: str | None = Field("imagenet", description="or a no-top .h5 file, or null")
     pooling: Literal["flatten", "avg", "max"] = "flatten"
     dense_units: PositiveInt | None = Field(256, description="ReLU units before the dropout")
-    batch_norm: Bool = Field(
-        False, description="BatchNormalization between that dense layer and its ReLU"
-    )
+    batch_norm: Bool = Field(False, description="between the dense layer and its ReLU")
     dropout: Annotated[float, Strict(), Field(ge=0, lt=1)] = Field(
         0.5, description="0 leaves the Dropout layer out"
     )
@@ -557,9 +493,7 @@ class TransferParams(Params):
 class PredictParams(Params):
     """``predict``: which model classifies which images."""
 
-    source: str = Field(
-        "data/01_raw/predict", min_length=1, description="a folder (recursive) or a .zip"
-    )
+    source: str = Field("data/01_raw/predict", min_length=1, description="folder or .zip")
     model: str | None = Field(
         None,
         description="models:/<name>@<alias>, models:/<name>/<v>, runs:/<id>/model or a .keras "
@@ -586,11 +520,7 @@ class RetrainParams(Params):
     greater_is_better: Bool = True
     min_improvement: Float = Field(0.005, ge=0)
     min_score: Float = 0.6
-    registered_model_name: str = Field(
-        "cats_vs_dogs",
-        min_length=1,
-        description='conf/base: --params="registered_model_name=..." (or cats_vs_dogs)',
-    )
+    registered_model_name: str = Field("cats_vs_dogs", min_length=1)
     champion_alias: str = Field("champion", min_length=1)
     challenger_alias: str = Field("challenger", min_length=1)
 

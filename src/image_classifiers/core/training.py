@@ -1,21 +1,10 @@
 """Compile and train Keras 3 classifiers on decoded image sets; resume a killed run.
 
-Why the loop looks the way it does:
-
-- Batches are read one at a time from the (memory-mapped) uint8 splits, so a split may be
-  larger than RAM; they stay uint8 until the model's first layer rescales them.
-- Every batch has one shape, so XLA compiles each step once: training drops the last partial
-  batch (reshuffled every epoch), inference pads it and discards the padding.
-- Keras' callbacks own the chores: ``BackupAndRestore`` (a run killed at epoch 80 and started
-  again continues at 81), ``ModelCheckpoint`` (the best ``val_loss`` weights, on disk so they
-  survive a crash too), ``CSVLogger`` (the whole history across restarts), ``EarlyStopping``.
-  What Keras lacks is here: ``ExactValidation`` (``val_loss`` on the padded fixed-shape
-  batches, exact) and ``ProgressLog`` (batches and an ETA inside long epochs).
-- A checkpoint folder is named after a digest of the model, the parameters and the data, so
-  a backup is only ever resumed by the same training; any other starts afresh.
+Batches are read from the (memory-mapped) uint8 splits one at a time, all of one shape so
+that XLA compiles each step once. Keras' callbacks own the chores (``BackupAndRestore``,
+``ModelCheckpoint``, ``CSVLogger``, ``EarlyStopping``); what Keras lacks is here: exact
+validation on padded batches and progress inside long epochs. See docs/architecture.md.
 """
-
-from __future__ import annotations
 
 import csv
 import hashlib
@@ -262,12 +251,9 @@ def check_fits(model: keras.Model, name: str, image_set: dict[str, Any]) -> None
 
 
 class ExactValidation(keras.callbacks.Callback):
-    """Adds ``val_loss``, ``val_accuracy``, ``learning_rate`` and ``epoch_seconds`` to the
-    epoch's logs. First among the callbacks, so the checkpoints and early stopping see them.
-
-    Keras' own validation would either recompile for the last partial batch or count its
-    padding; this one predicts on the padded fixed-shape batches and cuts the padding off.
-    """
+    """Adds ``val_loss``, ``val_accuracy``, ``learning_rate`` and ``epoch_seconds`` to the logs,
+    first, for the callbacks after it. Keras' own validation would recompile for the last
+    partial batch or count its padding: this one predicts on padded batches, then cuts."""
 
     def __init__(self, validation_set: dict[str, Any], batch_size: int):
         super().__init__()
@@ -327,30 +313,20 @@ class ProgressLog(keras.callbacks.Callback):
     def _log_forecast(self, seconds: float) -> None:
         devices = keras.distribution.list_devices()
         accelerated = any(not device.lower().startswith("cpu") for device in devices)
+        where = "" if accelerated else " on the CPU (no GPU or TPU found)"
+        level = logging.WARNING if seconds > 600 and not accelerated else logging.INFO
+        left = self.epochs - self.epoch
         logger.log(
-            logging.WARNING if seconds > 600 and not accelerated else logging.INFO,
-            "The first steps predict %.1f min for the %d epoch(s) to run%s.",
-            seconds / 60,
-            self.epochs - self.epoch,
-            "" if accelerated else " on the CPU (no GPU or TPU found)",
+            level, "The first steps predict %.1f min for %d epoch(s)%s.", seconds / 60, left, where
         )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        improved = logs["val_loss"] < self.best
-        self.best = min(self.best, logs["val_loss"])
-        logger.info(
-            "Epoch %d/%d - %.2f s - loss %.4f - accuracy %.4f - val_loss %.4f - "
-            "val_accuracy %.4f - lr %.3g%s",
-            epoch + 1,
-            self.epochs,
-            logs["epoch_seconds"],
-            logs.get("loss", math.nan),
-            logs.get("accuracy", math.nan),
-            logs["val_loss"],
-            logs["val_accuracy"],
-            logs["learning_rate"],
-            " (best so far)" if improved else "",
-        )
+        improved, self.best = logs["val_loss"] < self.best, min(self.best, logs["val_loss"])
+        keys = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+        shown = " - ".join(f"{key} {logs[key]:.4g}" for key in keys if key in logs)
+        best = " (best so far)" if improved else ""
+        seconds = logs["epoch_seconds"]
+        logger.info("Epoch %d/%d - %.2f s - %s%s", epoch + 1, self.epochs, seconds, shown, best)
 
 
 def _labels_for(model: keras.Model, labels: np.ndarray, one_hot: bool) -> np.ndarray:
@@ -410,6 +386,16 @@ def _checkpoint_folder(root: Path, model: keras.Model, *identity: Any) -> Path:
     return folder
 
 
+def _check_splits(model: keras.Model, train_set: dict, validation_set: dict) -> None:
+    check_fits(model, "train_set", train_set)
+    check_fits(model, "validation_set", validation_set)
+    if list(train_set["classes"]) != list(validation_set["classes"]):
+        raise ValueError(
+            f"train_set classes {list(train_set['classes'])} differ from validation_set "
+            f"classes {list(validation_set['classes'])}; decode both splits in one run."
+        )
+
+
 def fit_model(
     model: keras.Model,
     train_set: dict[str, Any],
@@ -427,13 +413,7 @@ def fit_model(
     the model and this call's history per epoch (``HISTORY_KEYS``), across restarts too.
     Raises ``ValueError`` for empty or mismatched splits or a model that does not fit them.
     """
-    check_fits(model, "train_set", train_set)
-    check_fits(model, "validation_set", validation_set)
-    if list(train_set["classes"]) != list(validation_set["classes"]):
-        raise ValueError(
-            f"train_set classes {list(train_set['classes'])} differ from validation_set "
-            f"classes {list(validation_set['classes'])}; decode both splits in one run."
-        )
+    _check_splits(model, train_set, validation_set)
     if training.mixed_precision and model.dtype_policy.name != MIXED_PRECISION_POLICY:
         logger.warning(
             "training.mixed_precision is on but the model was built in %s: build it inside "
@@ -443,13 +423,8 @@ def fit_model(
     images = train_set["images"]
     batch_size = training.batch_size
     if batch_size > len(images):
-        logger.warning(
-            "training.batch_size %d is larger than the %d training images; using batches of %d.",
-            batch_size,
-            len(images),
-            len(images),
-        )
         batch_size = len(images)
+        logger.warning("training.batch_size is larger than the %d training images.", batch_size)
         training = training.model_copy(update={"batch_size": batch_size})
     distribution = data_parallel(training)
     with _scope(distribution):  # the optimizer's variables are replicated too
@@ -499,16 +474,10 @@ def fit_model(
             keras.callbacks.BackupAndRestore(str(folder / "backup"), double_checkpoint=True)
         )
         progress = ProgressLog(epochs, training.log_every_seconds, best)
+        size = f"{model.count_params():,} parameters"
+        data = f"{len(images)} images in batches of {batch_size}"
         logger.info(
-            "Training %s (%s parameters) for %d epoch(s): %d images in batches of %d, "
-            "%d validation images, optimizer %s.",
-            model.name,
-            f"{model.count_params():,}",
-            training.epochs,
-            len(images),
-            batch_size,
-            len(validation_set["images"]),
-            training.optimizer,
+            "Training %s (%s) for %d epoch(s): %s.", model.name, size, training.epochs, data
         )
         labels = np.asarray(train_set["labels"], dtype=np.int32)
         batches = ImageBatches(
@@ -531,12 +500,9 @@ def fit_model(
         history = _read_history(history_file, initial_epoch)
         if best_weights.exists():
             model.load_weights(best_weights)
-            position = int(np.argmin(history["val_loss"]))
-            logger.info(
-                "Restored the weights of epoch %d (val_loss %.4f).",
-                initial_epoch + position + 1,
-                history["val_loss"][position],
-            )
+            best_epoch = int(np.argmin(history["val_loss"]))
+            loss = history["val_loss"][best_epoch]
+            logger.info("Restored epoch %d (val_loss %.4f).", initial_epoch + best_epoch + 1, loss)
         else:
             logger.warning("val_loss never improved (NaN?); keeping the last epoch's weights.")
         shutil.rmtree(folder, ignore_errors=True)

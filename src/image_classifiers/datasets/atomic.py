@@ -3,8 +3,6 @@
 kedro-datasets' file datasets write into the target (versioned too), so a reader or a crash
 can meet half a file: here a hidden sibling is renamed over it (``os.replace``); local only."""
 
-from __future__ import annotations
-
 import os
 import shutil
 import tempfile

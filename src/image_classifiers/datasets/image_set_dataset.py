@@ -4,8 +4,6 @@ memory-mapped), ``labels.npy`` (int32, (N,)), ``meta.json`` (``{"classes": [], "
 Memory-mapped, a split may be larger than RAM and no JPEG is decoded per epoch; writes are
 chunked, and a ``staged_images_file`` is published by moving it, not copying it."""
 
-from __future__ import annotations
-
 import json
 import os
 import shutil

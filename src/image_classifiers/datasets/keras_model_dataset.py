@@ -1,7 +1,5 @@
 """A Keras 3 model saved in the native ``.keras`` format, whatever the backend."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 

@@ -1,7 +1,5 @@
 """A folder of Keras models by name: what ``retrain``'s challenger nodes hand each other."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 

@@ -1,8 +1,6 @@
 """Experiment pipelines: data and model pipelines in namespace ``<name>`` (data, parameters
 ``<name>.training`` ..., MLflow run), reading the dataset's groups ``<data>.download`` ..."""
 
-from __future__ import annotations
-
 import warnings
 
 from kedro.pipeline import Pipeline

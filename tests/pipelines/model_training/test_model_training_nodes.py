@@ -17,7 +17,6 @@ from image_classifiers.core.params import (
     ModelOptions,
     TrainingParams,
 )
-from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.pipelines.model_training import nodes
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
@@ -26,6 +25,7 @@ from image_classifiers.pipelines.model_training.nodes import (
     plot_training_curves,
     train_model,
 )
+from image_classifiers.tracking import MlflowEpochMetrics
 
 # Uniform grey images whose pixel value v makes the "brightness model" below predict
 # P(dog) = v / 255 exactly: labels 0 0 0 1 1 1.

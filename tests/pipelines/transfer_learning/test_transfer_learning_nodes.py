@@ -14,9 +14,9 @@ from transfer_helpers import image_set, tiny_base
 from image_classifiers.core.models.transfer import pretrained_base, unfreeze_top_layers
 from image_classifiers.core.params import AugmentationParams, TrainingParams, TransferParams
 from image_classifiers.core.training import fit_model
-from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.pipelines.model_training.nodes import plot_training_curves
 from image_classifiers.pipelines.transfer_learning import nodes
+from image_classifiers.tracking import MlflowEpochMetrics
 
 TRAINING = TrainingParams(epochs=100, batch_size=8, learning_rate=0.001, seed=7)
 

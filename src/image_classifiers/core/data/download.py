@@ -6,8 +6,6 @@ confirmation pages, retries and resuming its ``*.part`` file); that file becomes
 ``archive_path`` by an atomic rename only once it opened as a zip and matched ``sha256``.
 """
 
-from __future__ import annotations
-
 import hashlib
 import logging
 import os

@@ -6,8 +6,6 @@ unpacked in place, at most ``MAX_NESTING`` deep; an entry whose path would leave
 with a stamp that lets the next run skip the work.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import os

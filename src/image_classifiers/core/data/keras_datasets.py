@@ -6,8 +6,6 @@ split refers to their rows (``x_train.npy#<row>``), so no image file is ever wri
 """
 
 # ruff: noqa: SIM905 (split strings: as list literals, ruff format puts one name per line)
-from __future__ import annotations
-
 import gzip
 import hashlib
 import io

@@ -1,16 +1,10 @@
-"""Assign every image to one subset, by index ranges or by stratified fractions, and copy.
+"""Assign every image to one subset, by index ranges or stratified fractions, and copy.
 
-- ``kaggle_names``: ``<class>.<N>.<ext>`` anywhere below the folder; a range ``[start, stop)``
-  takes the files whose ``N`` lies in it, like the book's ``make_subset``.
-- ``class_folders``: one folder per class (the layout of ``image_dataset_from_directory``),
-  found by walking down single sub-folders; a range counts positions in natural order.
-
-With ``split.fractions`` each class is shuffled from ``split.seed`` and cut alike, so every
-subset keeps the class balance. Files are copied into ``<target_dir>/<subset>/<class>/``,
-which is replaced as a whole once every copy succeeded.
+``kaggle_names``: a range ``[start, stop)`` takes the ``<class>.<N>.<ext>`` files whose ``N``
+lies in it (the book's ``make_subset``); ``class_folders``: one folder per class, a range
+counts positions in natural order. Fractions shuffle each class from ``split.seed`` and keep
+the class balance. ``<target_dir>/<subset>/<class>/`` is replaced whole once every copy succeeded.
 """
-
-from __future__ import annotations
 
 import logging
 import os

@@ -1,7 +1,5 @@
 """Nodes of the cnn_cifar10 over-fitting study: one summary per variant, one comparison."""
 
-from __future__ import annotations
-
 import logging
 import math
 from typing import Any

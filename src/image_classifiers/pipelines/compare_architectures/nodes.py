@@ -1,7 +1,5 @@
 """Nodes of compare_architectures: one summary per trained model, one comparison of all."""
 
-from __future__ import annotations
-
 import logging
 import math
 import statistics

@@ -6,8 +6,6 @@ One node per step whatever the ``source`` (``kaggle_names``, ``class_folders``,
 memory-maps, so a split may be larger than RAM.
 """
 
-from __future__ import annotations
-
 import logging
 import time
 from collections.abc import Callable

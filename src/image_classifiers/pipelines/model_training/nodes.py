@@ -34,7 +34,7 @@ from image_classifiers.core.training import (
     predict_probabilities,
     predicted_labels,
 )
-from image_classifiers.live_metrics import MlflowEpochMetrics
+from image_classifiers.tracking import MlflowEpochMetrics
 
 logger = logging.getLogger(__name__)
 

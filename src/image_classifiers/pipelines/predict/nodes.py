@@ -1,7 +1,5 @@
 """Batch prediction: a folder or zip of images -> one row of class probabilities per file."""
 
-from __future__ import annotations
-
 import itertools
 import logging
 import time

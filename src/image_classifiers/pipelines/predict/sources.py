@@ -2,8 +2,6 @@
 nothing is extracted, so the Kaggle sample (zip -> ``train.zip`` -> ``*.jpg``) is read as is.
 """
 
-from __future__ import annotations
-
 import logging
 import shutil
 import tempfile

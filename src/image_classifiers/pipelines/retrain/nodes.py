@@ -5,8 +5,6 @@ The pool is the processed folder, no second copy: a file joins it by being moved
 registered, so a failed run is simply run again (a rerun knows moved files by SHA-256).
 """
 
-from __future__ import annotations
-
 import hashlib
 import logging
 import re

@@ -11,8 +11,8 @@ import keras
 from image_classifiers.core.models import transfer as transfer_models
 from image_classifiers.core.params import AugmentationParams, TrainingParams, TransferParams
 from image_classifiers.core.training import fit_model
-from image_classifiers.live_metrics import MlflowEpochMetrics
 from image_classifiers.pipelines.model_training.nodes import build_for_data
+from image_classifiers.tracking import MlflowEpochMetrics
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,5 @@
-"""vgg16_cifar10: VGG16 pretrained on ImageNet, on CIFAR-10 at 32x32, one command.
-
-CIFAR-10 (parameters ``cifar10.*``) and transfer_learning (VGG16 frozen under a Flatten ->
-Dense 256 -> BN -> ReLU -> softmax head, then its last 4 layers unfrozen), all in namespace
-``vgg16_cifar10``: parameters ``vgg16_cifar10.transfer``, ``.training`` ..., model
-``data/06_models/vgg16_cifar10.keras``, one MLflow run.
-"""
+"""vgg16_cifar10: VGG16 pretrained on ImageNet, frozen under a new head then its last 4 layers
+unfrozen, on CIFAR-10 at 32x32; data, model, reports and MLflow run in namespace vgg16_cifar10."""
 
 from image_classifiers.pipelines.experiment import experiment
 
