@@ -289,4 +289,4 @@ def test_retrain_job_on_the_multiprocess_executor_logs_as_kedro_run(tmp_path, mo
         [e.experiment_id for e in mlflow.MlflowClient(uris[by_dagster]).search_experiments()]
     )
     assert run.data.tags["dagster_run_id"] == result.run_id
-    assert dagster_tags["mlflow_run_id"] == run.info.run_id == report["mlflow_run_id"]
+    assert dagster_tags["mlflow_run_id"] == run.info.run_id == challenger["mlflow_run_id"]

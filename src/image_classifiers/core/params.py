@@ -186,10 +186,8 @@ def overrides_of(model: type[Params], **extra: Any) -> type[Overrides]:
 # ---- data_processing ----------------------------------------------------------------------
 
 
-def _keras_dataset_names() -> tuple[str, ...]:
-    from image_classifiers.core.data.keras_datasets import KERAS_DATASETS
-
-    return KERAS_DATASETS
+#: The Keras datasets the ``keras_datasets`` source reads (core/data/keras_datasets.py).
+KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 
 
 class SourceParams(Params):
@@ -203,9 +201,9 @@ class SourceParams(Params):
 
     @model_validator(mode="after")
     def _dataset_named(self) -> Self:
-        if self.type == "keras_datasets" and self.name not in (names := _keras_dataset_names()):
+        if self.type == "keras_datasets" and self.name not in KERAS_DATASETS:
             raise ValueError(
-                f"source.type keras_datasets needs name: one of {', '.join(names)}; "
+                f"source.type keras_datasets needs name: one of {', '.join(KERAS_DATASETS)}; "
                 f"got {self.name!r}"
             )
         return self

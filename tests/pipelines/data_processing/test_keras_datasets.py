@@ -237,3 +237,10 @@ def test_images_are_resized_when_the_decode_size_differs(tmp_path, monkeypatch):
     sets = _sets("mnist")
     assert sets["test"]["images"].shape == (20, 16, 24, 3)
     assert sets["test"]["classes"][:3] == ["airplane", "automobile", "bird"]
+
+
+def test_the_parameters_name_every_dataset_the_source_reads():
+    from image_classifiers.core.data.keras_datasets import CLASS_NAMES
+    from image_classifiers.core.params import KERAS_DATASETS
+
+    assert tuple(CLASS_NAMES) == KERAS_DATASETS

@@ -199,8 +199,11 @@ def registry(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)  # the store puts artifacts in ./mlruns
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
+    # Earlier tests in this process may have chosen an experiment of another store.
+    mlflow.set_experiment("retrain-test")
     yield
     mlflow.set_tracking_uri(previous)
 

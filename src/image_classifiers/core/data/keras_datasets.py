@@ -49,7 +49,6 @@ CLASS_NAMES: dict[str, list[str]] = {
         trout tulip turtle wardrobe whale willow_tree wolf woman worm
     """.split(),
 }
-KERAS_DATASETS = tuple(CLASS_NAMES)
 ARRAY_FILES = ("x_train", "y_train", "x_test", "y_test")
 _FASHION_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
