@@ -157,16 +157,22 @@ _RUN_PARAMS = dict.fromkeys(
 )
 
 
-def test_kedro_mlflow_keeps_its_pipeline_run_active_before_each_node(tmp_path, monkeypatch):
-    """ModelRunsHook leaves a model's run before kedro-mlflow's before_node_run and enters
-    it after: that hook must find its pipeline run still the only active one and log the
-    node's parameters there (so the model hook logs them to the model's run itself)."""
+def _pipeline_run_started(tmp_path, monkeypatch):
+    """kedro-mlflow's hook, its pipeline run of an empty pipeline "demo" started."""
     project = copy_project(tmp_path / "project")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     hook = _kedro_mlflow_hook(project)
     run_params = {**_RUN_PARAMS, "pipeline_names": ["demo"]}
     catalog, pipeline = DataCatalog(), Pipeline([])
     hook.before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+    return hook, run_params, catalog, pipeline
+
+
+def test_kedro_mlflow_keeps_its_pipeline_run_active_before_each_node(tmp_path, monkeypatch):
+    """ModelRunsHook leaves a model's run before kedro-mlflow's before_node_run and enters
+    it after: that hook must find its pipeline run still the only active one and log the
+    node's parameters there (so the model hook logs them to the model's run itself)."""
+    hook, run_params, catalog, pipeline = _pipeline_run_started(tmp_path, monkeypatch)
     run = mlflow.active_run()
     assert run is not None and run.info.run_name == "demo"
     for epochs in (3, 3):  # two nodes reading the same parameter
@@ -273,12 +279,7 @@ def test_kedro_mlflow_logs_a_nodes_parameters_to_whichever_run_is_active(tmp_pat
     """Why ModelRunsHook leaves a model's run before kedro-mlflow's before_node_run: that
     hook's start_run of its pipeline run quietly fails while a model run is active, and the
     node's parameters would then land in the model's run only, not in the pipeline's."""
-    project = copy_project(tmp_path / "project")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    hook = _kedro_mlflow_hook(project)
-    run_params = {**_RUN_PARAMS, "pipeline_names": ["demo"]}
-    catalog, pipeline = DataCatalog(), Pipeline([])
-    hook.before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+    hook, run_params, catalog, pipeline = _pipeline_run_started(tmp_path, monkeypatch)
     parent = mlflow.active_run()
     model_run = mlflow.start_run(nested=True)
     step = node(lambda x: x, "params:training", "out", name="n")

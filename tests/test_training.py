@@ -351,13 +351,19 @@ def _resumable_run(folder, after: int | None = None, **overrides):
     )
 
 
-@pytest.mark.slow
-def test_a_crashed_training_resumes_after_its_last_finished_epoch(tmp_path, caplog):
+def _crash_then_rerun(folder, caplog, after: int, **overrides):
+    """A training that crashes after ``after`` epochs, then the same call (``overrides``
+    changed) again; its result, with ``caplog`` holding the second call's log only."""
     caplog.set_level("INFO")
     with pytest.raises(KeyboardInterrupt):
-        _resumable_run(tmp_path, after=4)
+        _resumable_run(folder, after=after)
     caplog.clear()
-    model, history = _resumable_run(tmp_path)
+    return _resumable_run(folder, **overrides)
+
+
+@pytest.mark.slow
+def test_a_crashed_training_resumes_after_its_last_finished_epoch(tmp_path, caplog):
+    model, history = _crash_then_rerun(tmp_path, caplog, after=4)
     assert "Resuming" in caplog.text
     epochs = [line for line in caplog.messages if line.startswith("Epoch ") and " - " in line]
     assert epochs[0].startswith("Epoch 5/6") and len(epochs) == 2
@@ -375,11 +381,7 @@ def test_a_crashed_training_resumes_after_its_last_finished_epoch(tmp_path, capl
 
 @pytest.mark.slow
 def test_a_backup_of_other_parameters_is_not_resumed(tmp_path, caplog):
-    caplog.set_level("INFO")
-    with pytest.raises(KeyboardInterrupt):
-        _resumable_run(tmp_path, after=2)
-    caplog.clear()
-    _, history = _resumable_run(tmp_path, learning_rate=0.02)
+    _, history = _crash_then_rerun(tmp_path, caplog, after=2, learning_rate=0.02)
     assert "starts afresh" in caplog.text and "Resuming" not in caplog.text
     assert len(history["loss"]) == 6
 

@@ -199,23 +199,8 @@ def test_model_parameters_are_checked(model_file):
     assert classifier.threshold == 0.9
 
 
-@pytest.fixture
-def empty_registry(tmp_path, monkeypatch):
-    """A temporary SQLite tracking store and registry (a fresh clone's, before any run)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)  # the store puts artifacts in ./mlruns
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    # Earlier tests in this process may have chosen an experiment of another store.
-    mlflow.set_experiment("predict-test")
-    yield uri
-    mlflow.set_tracking_uri(previous)
-
-
 @pytest.mark.slow
-def test_a_uri_that_names_no_model_is_an_error_never_another_model(empty_registry, model_file):
+def test_a_uri_that_names_no_model_is_an_error_never_another_model(sqlite_registry, model_file):
     champion = PredictParams(model="models:/cats_vs_dogs@champion", classes=CLASSES)
     with pytest.raises(ModelNotFoundError, match="train one first") as error:
         load_prediction_model(champion)  # nothing trained yet: the advice, as one message

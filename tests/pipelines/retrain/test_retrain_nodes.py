@@ -193,23 +193,8 @@ def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_pa
         train_challenger(**arguments, retrain=RetrainParams(**RULE, force=True, model="tiny"))
 
 
-@pytest.fixture
-def registry(tmp_path, monkeypatch):
-    """A temporary SQLite tracking store and registry."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)  # the store puts artifacts in ./mlruns
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    # Earlier tests in this process may have chosen an experiment of another store.
-    mlflow.set_experiment("retrain-test")
-    yield
-    mlflow.set_tracking_uri(previous)
-
-
 @pytest.mark.slow
-def test_a_champion_that_cannot_be_scored_says_what_to_do(splits, tmp_path, registry):
+def test_a_champion_that_cannot_be_scored_says_what_to_do(splits, tmp_path, sqlite_registry):
     def tiny(size: int):
         return build_classifier("simple_convnet", (size, size, 3), 2, filters=(4,), dropout=0.0)
 
