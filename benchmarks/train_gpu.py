@@ -245,9 +245,9 @@ def run(args: argparse.Namespace) -> dict:
         "augmentation": augmentation,
         "test_time_flip": test_time_flip,
         "decode_seconds": round(decode_seconds, 2),
-        "input_seconds_per_epoch": round(input_seconds, 4),
-        "first_epoch_seconds": round(epochs[0], 3) if epochs else None,
-        "steady_epoch_seconds": round(statistics.median(steady), 3) if steady else None,
+        "input_seconds_per_epoch": significant(input_seconds),
+        "first_epoch_seconds": significant(epochs[0]) if epochs else None,
+        "steady_epoch_seconds": significant(statistics.median(steady)) if steady else None,
         "train_wall_seconds": round(train_seconds, 2),
         "test_seconds": round(test_seconds, 2),
         "epochs_run": len(epochs),  # fewer than training.epochs if early stopping ended it
@@ -261,6 +261,11 @@ def run(args: argparse.Namespace) -> dict:
         # (plot with image_classifiers.pipelines.model_training.nodes.plot_training_curves).
         "history": {key: [round(v, 5) for v in values] for key, values in history.items()},
     }
+
+
+def significant(seconds: float, digits: int = 3) -> float:
+    """Round a duration to significant digits: a few microseconds must not print as 0.0."""
+    return float(f"{seconds:.{digits}g}")
 
 
 def main(argv: list[str] | None = None) -> None:
