@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pydantic
 import pytest
 from PIL import Image
@@ -185,3 +186,30 @@ def test_thresholds_out_of_range_are_refused(bad):
         SplitParams(**bad)
     with pytest.raises(pydantic.ValidationError):
         DataChecksParams(folds=1)
+
+
+@pytest.mark.slow
+def test_lenet_mnist_checks_write_their_reports_and_log_them_to_mlflow(tmp_path, monkeypatch):
+    import mlflow
+    from fixture_archives import write_mnist_npz
+    from project_copies import copy_project, run_pipeline
+
+    project = copy_project(tmp_path / "project")
+    monkeypatch.chdir(project)
+    source = write_mnist_npz(tmp_path / "mnist.npz")
+    params = {"mnist": {"download": {"local_path": str(source)}}}
+    run_pipeline(project, "lenet_mnist_checks", params, env="smoke")
+    reports = project / "data/08_reporting/lenet_mnist"
+    names = {
+        "label_issues.csv",
+        "near_duplicates.csv",
+        "class_balance.json",
+        "data_checks.md",
+        "label_suspects.png",
+    }
+    assert names <= {p.name for p in reports.iterdir()}
+    assert len(pd.read_csv(reports / "label_issues.csv")) == 60  # every train + validation digit
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("image_classifiers").experiment_id])
+    logged = {a.path for run in runs for a in client.list_artifacts(run.info.run_id, "data_checks")}
+    assert {f"data_checks/{name}" for name in names} <= logged
