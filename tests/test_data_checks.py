@@ -188,6 +188,24 @@ def test_thresholds_out_of_range_are_refused(bad):
         DataChecksParams(folds=1)
 
 
+@pytest.mark.parametrize(
+    ("name", "namespace", "data"),
+    [
+        ("data_checks", "", ""),
+        ("lenet_mnist_checks", "lenet_mnist.", "mnist."),
+        ("image_folders_checks", "image_folders.", "image_folders."),
+    ],
+)
+def test_each_checks_pipeline_reuses_its_datasets_data_pipeline(name, namespace, data):
+    import importlib
+
+    pipeline = importlib.import_module(f"image_classifiers.pipelines.{name}").create_pipeline()
+    assert f"params:{data}split" in pipeline.inputs() and "params:data_checks" in pipeline.inputs()
+    assert f"{namespace}split_manifest" in pipeline.all_outputs()  # one split, the dataset's own
+    reports = {"label_issues", "near_duplicates", "class_balance", "data_checks_report"}
+    assert {namespace + r for r in reports} <= pipeline.outputs()
+
+
 @pytest.mark.slow
 def test_lenet_mnist_checks_write_their_reports_and_log_them_to_mlflow(tmp_path, monkeypatch):
     import mlflow

@@ -129,24 +129,32 @@ def find_duplicates(
 
 
 def out_of_fold_probabilities(
-    images: np.ndarray, labels: np.ndarray, num_classes: int, checks: DataChecksParams
+    images: np.ndarray | Sequence[np.ndarray],
+    labels: np.ndarray,
+    num_classes: int,
+    checks: DataChecksParams,
 ) -> np.ndarray:
-    """``(N, classes)`` probabilities, each from the fold model that did not see the image."""
+    """``(N, classes)`` probabilities, each from the fold model that did not see the image;
+    ``images`` one array or several in a row (each shrunk in chunks: no copy of a split)."""
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    features = shrink(images, (checks.feature_size,) * 2).reshape(len(images), -1)
-    components = min(checks.components, features.shape[1], len(images) * 2 // 3)
+    parts = [images] if isinstance(images, np.ndarray) else images
+    size = (checks.feature_size,) * 2
+    features = np.concatenate([shrink(part, size).reshape(len(part), -1) for part in parts])
+    # PCA fits on each fold's training part: no more components than it has images.
+    smallest = len(labels) - -(-len(labels) // checks.folds) - num_classes
+    components = max(1, min(checks.components, features.shape[1], smallest))
     model = make_pipeline(
         StandardScaler(),
         PCA(components, random_state=checks.seed),
         LogisticRegression(C=checks.regularization, max_iter=checks.max_iter),
     )
     folds = StratifiedKFold(checks.folds, shuffle=True, random_state=checks.seed)
-    probabilities = np.zeros((len(images), num_classes))
+    probabilities = np.zeros((len(labels), num_classes))
     present = np.unique(labels)  # a class without images gets probability 0
     probabilities[:, present] = cross_val_predict(
         model, features, labels, cv=folds, method="predict_proba"
@@ -237,7 +245,7 @@ def run_checks(
     parts = [fingerprints(s["images"], split.hash_size) for s in sets.values()]
     prints = np.concatenate([h for h, _ in parts]), np.concatenate([t for _, t in parts])
     duplicates = find_duplicates(files, subsets, digests, prints, split)
-    images = np.concatenate([read_rows(sets[n]["images"], slice(None)) for n in labelled])
+    images = [sets[n]["images"] for n in labelled]
     probabilities = out_of_fold_probabilities(images, labels, len(classes), checks)
     issues = rank_label_issues(
         files[: len(labels)], subsets[: len(labels)], labels, probabilities, classes
