@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,32 +37,51 @@ _MLFLOW_ENV = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _isolated_mlflow_state():
-    """Undo what a test (or kedro-mlflow inside it) left in MLflow's process-wide state.
+@contextmanager
+def restored_mlflow_state() -> Iterator[None]:
+    """Undo what the code inside (or kedro-mlflow inside it) left in MLflow's process-wide state
+    and the working directory.
 
-    ``mlflow.set_tracking_uri``/``set_registry_uri`` also export environment variables, so a
-    store chosen by one test would otherwise become every later test's default store.
+    ``mlflow.set_tracking_uri``/``set_registry_uri`` also export environment variables, and
+    ``conf/base/mlflow.yml`` reads ``MLFLOW_TRACKING_URI``: a store chosen by one test would
+    otherwise become every later test's store in the same worker process.
     """
     env = {name: os.environ.get(name) for name in _MLFLOW_ENV}
-    yield
-    if "mlflow" in sys.modules:
-        import mlflow
-        from mlflow.tracking._model_registry import utils as registry_utils
-        from mlflow.tracking._tracking_service import utils as tracking_utils
+    cwd = os.getcwd()
+    try:
+        yield
+    finally:
+        if "mlflow" in sys.modules:
+            import mlflow
+            from mlflow.tracking import fluent
+            from mlflow.tracking._model_registry import utils as registry_utils
+            from mlflow.tracking._tracking_service import utils as tracking_utils
 
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        from mlflow.tracking import fluent
+            while mlflow.active_run() is not None:
+                mlflow.end_run()
+            tracking_utils._tracking_uri = None
+            registry_utils._registry_uri = None
+            fluent._active_experiment_id = None  # set_experiment's choice, an id of that store
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        os.chdir(cwd)
 
-        tracking_utils._tracking_uri = None
-        registry_utils._registry_uri = None
-        fluent._active_experiment_id = None  # set_experiment's choice, an id of that store
-    for name, value in env.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_state() -> Iterator[None]:
+    with restored_mlflow_state():
+        yield
+
+
+# Autouse fixtures set up before the other fixtures of their scope: this one also undoes what
+# a module-scoped fixture (a pipeline run shared by a module's tests) left behind.
+@pytest.fixture(autouse=True, scope="module")
+def _isolated_module_mlflow_state() -> Iterator[None]:
+    with restored_mlflow_state():
+        yield
 
 
 @pytest.fixture
