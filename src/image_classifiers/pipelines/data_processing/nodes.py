@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from image_classifiers.core.data.checks import apply_exclusions, drop_duplicates
 from image_classifiers.core.data.download import download_archive
 from image_classifiers.core.data.extract import extract_images
 from image_classifiers.core.data.keras_datasets import (
@@ -79,13 +80,16 @@ def extract_data(
 def split_data(
     extracted_images: dict[str, Any], split: SplitParams, source: SourceParams
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Assign every image to one subset: the manifest and the class names in label order."""
+    """Assign every image to one subset: the manifest and the class names in label order,
+    without ``split.exclude`` and, with ``split.drop_duplicates``, without copies."""
     splitter = {
         "kaggle_names": split_kaggle_names,
         "class_folders": split_class_folders,
         "keras_datasets": split_keras_dataset,
     }[source.type]
-    return splitter(extracted_images, split)
+    manifest, classes = splitter(extracted_images, split)
+    manifest = apply_exclusions(manifest, split)
+    return (drop_duplicates(manifest, split) if split.drop_duplicates else manifest), classes
 
 
 def decode_split(
