@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from image_classifiers.core.images import RESAMPLING_FILTERS
 
@@ -92,6 +93,19 @@ def _distinct(value: list[str]) -> list[str]:
     return value
 
 
+def _rate_or_auto(value: Any) -> Any:
+    """One clear message for a rate that is neither a positive number nor ``auto``."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("rate", "Input should be a valid number or 'auto'")
+    if not value > 0:
+        raise PydanticCustomError("rate", "Input should be greater than 0")
+    return value
+
+
+#: A positive learning rate, or ``auto`` (an LR range test chooses it).
+LearningRate = Annotated[float | Literal["auto"], BeforeValidator(_rate_or_auto)]
 #: ``[height, width]`` of positive integers; on the command line ``96`` or ``96x128``.
 ImageSize = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(_parse_image_size)]
 #: A list of names; on the command line ``"cat dog"`` (space-separated). A list, not a
@@ -320,7 +334,7 @@ class TrainingParams(Params):
     """``training``: optimizer, schedule and loop of ``core.training.fit_model``."""
 
     optimizer: Annotated[Literal["rmsprop", "adam", "adamw"], BeforeValidator(_lower)] = "rmsprop"
-    learning_rate: Annotated[float, Strict(), Field(gt=0)] | Literal["auto"] = Field(
+    learning_rate: LearningRate = Field(
         1e-3, description="auto: an LR range test (lr_find's defaults) picks it first"
     )
     weight_decay: Float | None = Field(None, ge=0, description="null: adamw's 0.004")

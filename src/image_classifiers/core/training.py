@@ -167,7 +167,7 @@ def mix_batch(
         mixed[:, top:bottom, left:right] = partner[:, top:bottom, left:right]
         share = 1.0 - (bottom - top) * (right - left) / (height * width)
     else:
-        mixed = share * mixed + (1.0 - share) * partner
+        mixed = share * mixed + (1.0 - share) * mixed[::-1]  # float32 throughout
     return mixed, (share * labels + (1.0 - share) * labels[::-1]).astype(np.float32)
 
 
@@ -394,6 +394,8 @@ class AveragedWeights(keras.callbacks.Callback):
         if self.source is None:
             self.raw = [keras.ops.convert_to_numpy(variable) for variable in variables]
             self.model.optimizer.finalize_variable_values(variables)
+            for variable in variables:  # a copy: on JAX they'd share the average's buffer
+                variable.assign(keras.ops.convert_to_numpy(variable))
         else:
             for variable, value in zip(variables, self.source.raw, strict=True):
                 variable.assign(value)
