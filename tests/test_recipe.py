@@ -1,19 +1,12 @@
 """The training recipe's options (core): the LR range test, MixUp/CutMix with their label
-mixing, the moving average of the weights (EMA), random erasing; and that the training step
-stays compiled with all of them on."""
+mixing, the moving average of the weights (EMA), random erasing (that the training step stays
+compiled with all of them on: tests/test_compilation.py)."""
 
 from __future__ import annotations
-
-import importlib.util
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from backend_env import backend_env
 from test_training import image_set, options, tiny_model
 
 from image_classifiers.core.layers import RandomAugment
@@ -156,63 +149,3 @@ def test_random_erasing_puts_noise_boxes_on_the_given_share_of_images():
     assert np.array_equal(keras.ops.convert_to_numpy(layer(images, training=False)), images)
     with pytest.raises(ValueError, match="erasing"):
         RandomAugment(erasing=1.5)
-
-
-# Runs in a child process (Keras picks its backend at import); prints one JSON line.
-SCRIPT = """
-import json, logging
-import numpy as np
-import jax
-
-jax.config.update("jax_log_compiles", True)
-compiled = []
-
-
-class CompileLog(logging.Handler):
-    def emit(self, record):
-        message = record.getMessage()
-        if message.startswith("Compiling ") and message.split()[1].endswith("_step)"):
-            compiled.append(message.split()[1])
-
-
-logging.getLogger("jax").addHandler(CompileLog())
-
-from image_classifiers.core import training
-from image_classifiers.core.models import build_classifier
-from image_classifiers.core.params import TrainingParams
-
-rng = np.random.default_rng(0)
-
-
-def image_set(n):
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    return {"images": images, "labels": np.arange(n) % 3, "classes": ["a", "b", "c"]}
-
-
-options = TrainingParams(
-    epochs=2, batch_size=8, seed=1, optimizer="adamw", label_smoothing=0.1,
-    mixup_alpha=0.2, cutmix_alpha=1.0, ema=True,
-)
-augmentation = {"horizontal_flip": True, "rotation": 0.1, "erasing": 0.5}
-with training.model_build_scope(options):
-    model = build_classifier("residual_convnet", (32, 32, 3), 3, augmentation=augmentation)
-training.fit_model(model, image_set(24), image_set(9), options)
-print(json.dumps(compiled))
-"""
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
-def test_every_option_on_keeps_one_compiled_training_step():
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env=backend_env("jax"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=Path(__file__).parent,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    steps = json.loads(result.stdout.strip().splitlines()[-1])
-    assert sorted(steps) == ["jit(predict_step)", "jit(train_step)"], steps
