@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from image_classifiers.core.host_memory import RestoreMallocThresholds
 from image_classifiers.core.params import LrFindParams, TrainingParams
 from image_classifiers.core.training import compile_model, training_batches
 
@@ -92,10 +93,15 @@ def find_learning_rate(
     batches and recipe, at a constant rate) and put its weights back. Returns
     ``suggested_learning_rate``, ``method`` and the curve (``learning_rates``, ``losses``,
     ``smoothed_losses``)."""
+    # A constant rate the callback sets, and one step per call: a callback per batch.
     constant = training.model_copy(
-        update={"learning_rate": sweep.min_learning_rate, "schedule": None, "warmup_epochs": 0}
+        update={
+            "learning_rate": sweep.min_learning_rate,
+            "schedule": None,
+            "warmup_epochs": 0,
+            "steps_per_execution": 1,
+        }
     )
-    constant = constant.model_copy(update={"steps_per_execution": 1})  # a callback per batch
     weights = model.get_weights()
     compile_model(model, constant)
     batches = training_batches(model, train_set, constant)
@@ -109,7 +115,7 @@ def find_learning_rate(
     if training.seed is not None:
         keras.utils.set_random_seed(training.seed)
     epochs = math.ceil(sweep.steps / len(batches))
-    model.fit(batches, epochs=epochs, callbacks=[callback], verbose=0)
+    model.fit(batches, epochs=epochs, callbacks=[callback, RestoreMallocThresholds()], verbose=0)
     model.set_weights(weights)
     rates, smoothed = np.array(callback.rates), np.array(callback.smoothed)
     suggested, method = suggest_learning_rate(rates, smoothed, sweep.method)

@@ -419,7 +419,7 @@ def training_batches(
 
 def _labels_for(model: keras.Model, labels: np.ndarray, one_hot: bool) -> np.ndarray:
     # A sigmoid head wants float targets of its shape; a softmax indices, or one-hot rows
-    # for the smoothed categorical loss.
+    # for the categorical loss (smoothing, MixUp, CutMix).
     if is_binary(model):
         return labels.astype(np.float32).reshape(-1, 1)
     if one_hot:
