@@ -10,7 +10,18 @@ from fixture_archives import write_mnist_npz
 from mlflow_record import summarise_store
 from project_copies import copy_project, run_pipeline
 
-from image_classifiers.pipelines.lr_find.pipeline import target_pipeline
+from image_classifiers.pipelines.lr_find.pipeline import (
+    LrFindTargetHook,
+    create_pipeline,
+    target_pipeline,
+)
+
+
+class Context:
+    """What the hook reads of a Kedro context: the parameters, through the config loader."""
+
+    def __init__(self, parameters: dict):
+        self.config_loader = {"parameters": parameters}
 
 
 def test_the_pipeline_runs_the_targets_data_and_model_then_the_sweep():
@@ -33,6 +44,19 @@ def test_a_target_that_trains_no_single_model_is_refused_with_the_usable_ones():
         target_pipeline("compare_architectures")
     with pytest.raises(ValueError, match="'no_such_pipeline'"):
         target_pipeline("no_such_pipeline")
+
+
+def test_the_hook_reads_the_target_before_kedro_builds_the_pipeline():
+    hook = LrFindTargetHook()
+    try:
+        hook.after_context_created(Context({"lr_find": {"target": "lenet_mnist"}}))
+        assert "lenet_mnist.find_learning_rate" in {n.name for n in create_pipeline().nodes}
+        with pytest.raises(ValueError, match="'compare_architectures'"):
+            hook.after_context_created(Context({"lr_find": {"target": "compare_architectures"}}))
+        assert "lenet_mnist.find_learning_rate" in {n.name for n in create_pipeline().nodes}
+    finally:
+        hook.after_context_created(Context({}))  # back to the default for later tests
+    assert "mini_xception.find_learning_rate" in {n.name for n in create_pipeline().nodes}
 
 
 @pytest.mark.slow

@@ -81,7 +81,7 @@ class LrFindTargetHook:
         target = params.get("target") or LrFindParams.model_fields["target"].default
         if target == _target["name"]:
             return
-        _target["name"] = target
         target_pipeline(target)  # a wrong target stops the run here, with its message
+        _target["name"] = target
         if _target["built"] not in (None, target):  # a second run in this process
             pipelines.configure(f"{__name__.split('.')[0]}.pipeline_registry")
