@@ -119,6 +119,12 @@ def find_learning_rate(
     model.set_weights(weights)
     rates, smoothed = np.array(callback.rates), np.array(callback.smoothed)
     suggested, method = suggest_learning_rate(rates, smoothed, sweep.method)
+    if suggested <= rates[0]:
+        logger.warning(
+            "The loss of %s never fell in the LR range test: its suggestion is the lowest rate. "
+            "Lower lr_find.min_learning_rate or sweep more steps.",
+            model.name,
+        )
     logger.info(
         "LR range test of %s: %d steps from %.2g to %.2g%s; suggested %.3g (%s).",
         model.name,

@@ -361,7 +361,10 @@ class ProgressLog(keras.callbacks.Callback):
             )
 
     def _log_forecast(self, seconds: float) -> None:
-        devices = keras.distribution.list_devices()
+        try:
+            devices = keras.distribution.list_devices()
+        except AttributeError:  # PyTorch: Keras has no distribution backend for it
+            devices = []
         accelerated = any(not device.lower().startswith("cpu") for device in devices)
         where = "" if accelerated else " on the CPU (no GPU or TPU found)"
         level = logging.WARNING if seconds > 600 and not accelerated else logging.INFO
