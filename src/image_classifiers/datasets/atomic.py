@@ -16,6 +16,8 @@ from kedro.io import AbstractDataset
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
+from kedro_datasets.plotly import HTMLDataset
+from kedro_datasets.yaml import YAMLDataset
 
 
 class _AtomicFile(AbstractDataset[Any, Any]):
@@ -110,3 +112,11 @@ class AtomicJSONDataset(_AtomicFile):
 
 class AtomicMatplotlibDataset(_AtomicFile):
     wrapped = MatplotlibDataset
+
+
+class AtomicHTMLDataset(_AtomicFile):
+    wrapped = HTMLDataset  # a plotly figure
+
+
+class AtomicYAMLDataset(_AtomicFile):
+    wrapped = YAMLDataset
