@@ -61,7 +61,7 @@ def run_study(  # noqa: PLR0917 (the target's data and groups, as Kedro passes t
     validation_set: dict[str, Any],
     tune: TuneParams,
     training: TrainingParams,
-    augmentation: AugmentationParams,
+    augmentation: AugmentationParams | None,
     model_options: ModelOptions,
 ) -> tuple[dict[str, Any], dict[str, Any], Any, Any, Any]:
     """Check the space, open (or resume) the study, run the trials in ``tune.n_workers``

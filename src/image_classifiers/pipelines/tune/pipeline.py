@@ -5,6 +5,8 @@ Which pipeline is searched is a parameter, but a pipeline's nodes are fixed when
 registered: ``TuneTargetHook`` (params_hooks.py) passes the run's ``tune.target`` here first.
 """
 
+from functools import partial
+
 from kedro.pipeline import Node, Pipeline
 
 from image_classifiers.core.params import TuneParams
@@ -24,11 +26,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     splits = train.inputs[1:3]
     made = [name for name in splits if name in pipeline.all_outputs()]
     data = pipeline.to_outputs(*made) if made else Pipeline([])
-    study = Node(
-        run_study,
-        [*splits, "params:tune", build.inputs[3], build.inputs[2], build.inputs[1]],
-        [f"tune.{target}.{name}" for name in OUTPUTS],
-        name="tune_study",
-        namespace=train.namespace,  # ModelRunsHook's run of that model: the study's run
-    )
-    return quietly(lambda: data + Pipeline([study]))
+    inputs = [*splits, "params:tune", build.inputs[3], build.inputs[2], build.inputs[1]]
+    outputs = [f"tune.{target}.{name}" for name in OUTPUTS]
+    # In the namespace of the target's model: ModelRunsHook's run of it is the study's run.
+    study = partial(Node, run_study, inputs, outputs, name="tune_study", namespace=train.namespace)
+    return quietly(lambda: data + Pipeline([study()]))

@@ -7,6 +7,7 @@ processes share the study through Optuna's RDB storage (``tune.storage``)."""
 import json
 import logging
 import multiprocessing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
         # A worker killed mid-trial (out of host memory) stops beating: its trial is failed.
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
+        experimental = optuna.exceptions.ExperimentalWarning  # heartbeats: stable for years
+        with warnings.catch_warnings(action="ignore", category=experimental):
+            return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
     except Exception as error:  # drivers raise their own errors
         raise ValueError(
             f"tune.storage {url!r} cannot be used ({type(error).__name__}: {error}); give a "
