@@ -213,3 +213,17 @@ def test_a_study_of_another_space_is_not_resumed(project):
     with pytest.raises(ValueError, match="searches another space or target"):
         search({}, {}, tune, groups)
     assert len(optuna.load_study(study_name=STUDY, storage=storage).trials) == before
+
+
+@pytest.mark.parametrize(
+    ("tune", "message"),
+    [
+        ({"storage": "postgresql://nobody@127.0.0.1:9/none"}, "cannot be used"),
+        ({"target": "nope"}, "tune.target 'nope' is no pipeline; one of: "),
+        ({"target": "compare_architectures"}, "trains 3 models with model_training's nodes"),
+    ],
+)
+def test_a_bad_search_stops_the_run_before_any_node(project, monkeypatch, tune, message):
+    monkeypatch.chdir(project)
+    with pytest.raises(Exception, match=re.escape(message)):
+        run_pipeline(project, "tune", {"tune": tune})

@@ -5,6 +5,8 @@ node runs, so that every other pipeline registers and runs without it."""
 
 import importlib
 import pkgutil
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from kedro.pipeline import Node, Pipeline
@@ -56,6 +58,23 @@ def tuned_parameters(target: str, params: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
+def study_module() -> ModuleType:
+    """``study.py``, or a ``ValueError`` naming the extra to install."""
+    try:
+        return importlib.import_module(f"{__package__}.study")
+    except ModuleNotFoundError as error:
+        raise ValueError(
+            f"tune needs {error.name}: pip install 'image-classifiers[tune]'"
+        ) from error
+
+
+def check_search(tune: TuneParams, load: Callable[[str], Any]) -> None:
+    """Open the study (checking the space, storage and name) with the target's groups, as
+    ``load("lenet_mnist.training")`` gives them: before the run's first node."""
+    names = parameter_names(target_nodes(tune.target)[1])
+    study_module().open_study(tune, {group: load(name) for group, name in names.items()})
+
+
 def run_study(  # noqa: PLR0917 (the target's data and groups, as Kedro passes them)
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
@@ -66,12 +85,6 @@ def run_study(  # noqa: PLR0917 (the target's data and groups, as Kedro passes t
 ) -> tuple[dict[str, Any], dict[str, Any], Any, Any, Any]:
     """Check the space, open (or resume) the study, run the trials in ``tune.n_workers``
     processes; the best parameters (a report and a conf environment), trials, and plots."""
-    try:
-        from .study import search
-    except ModuleNotFoundError as error:
-        raise ValueError(
-            f"tune needs {error.name}: pip install 'image-classifiers[tune]'"
-        ) from error
     groups = {"training": training, "augmentation": augmentation, "model_options": model_options}
-    report, table, figures = search(train_set, validation_set, tune, groups)
+    report, table, figures = study_module().search(train_set, validation_set, tune, groups)
     return report, tuned_parameters(tune.target, report["params"]), table, *figures

@@ -103,9 +103,8 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         ) from None
 
 
-def load_study(search: Search, worker: int = 0) -> optuna.Study:
+def load_study(tune: TuneParams, worker: int = 0) -> optuna.Study:
     """The study, with this worker's sampler (seeded per worker) and the pruner."""
-    tune = search.tune
     pruner = (
         optuna.pruners.MedianPruner(tune.pruner_startup_trials, tune.pruner_warmup_epochs)
         if tune.pruner == "median"
@@ -114,7 +113,7 @@ def load_study(search: Search, worker: int = 0) -> optuna.Study:
     seed = None if tune.seed is None else tune.seed + worker
     return optuna.create_study(
         storage=open_storage(tune.storage),
-        study_name=search.study_name,
+        study_name=tune.study_name or tune.target,
         direction=tune.direction,
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=pruner,
@@ -171,7 +170,7 @@ def work(search: Search, worker: int, n_trials: int) -> None:
         logging.basicConfig(level=logging.INFO, format=f"[worker {worker}] %(message)s")
         if search.tracking_uri:
             mlflow.set_tracking_uri(search.tracking_uri)
-    study = load_study(search, worker)
+    study = load_study(search.tune, worker)
     study.optimize(lambda trial: run_trial(search, trial), n_trials, catch=(Exception,))
 
 
@@ -211,6 +210,23 @@ def study_figures(study: optuna.Study) -> tuple[Figure, Figure]:
     return history, importances
 
 
+def open_study(tune: TuneParams, groups: dict[str, Params]) -> optuna.Study:
+    """The study, created or resumed, once the space fits ``groups``, the storage opens and
+    the study (if any) searches the same space: checked before any trial."""
+    check_space(tune, groups)
+    study = load_study(tune)
+    signature = space_signature(tune)
+    known = study.user_attrs.get("search_space")
+    if known is None:
+        study.set_user_attr("search_space", signature)
+    elif known != signature:
+        raise ValueError(
+            f"study '{study.study_name}' in {tune.storage} searches another space or target "
+            f"({known}); give another tune.study_name, or the space it was made with"
+        )
+    return study
+
+
 def search(
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
@@ -219,7 +235,6 @@ def search(
 ) -> tuple[dict[str, Any], Any, tuple[Figure, Figure]]:
     """Check the space, open (or resume) the study, run ``tune.n_trials`` trials over
     ``tune.n_workers`` processes; the best trial's report, the trials and the plots."""
-    check_space(tune, groups)
     active = mlflow.active_run()
     search = Search(
         tune,
@@ -230,23 +245,14 @@ def search(
         tracking_uri=mlflow.get_tracking_uri() if active else None,
         parent_run_id=active.info.run_id if active else None,
     )
-    study = load_study(search)
-    signature = space_signature(tune)
-    known = study.user_attrs.get("search_space")
-    if known is None:
-        study.set_user_attr("search_space", signature)
-    elif known != signature:
-        raise ValueError(
-            f"study '{search.study_name}' in {tune.storage} searches another space or target "
-            f"({known}); give another tune.study_name, or the space it was made with"
-        )
+    study = open_study(tune, groups)
     before = len(study.trials)
     logger.info(
         "Study '%s': %d trials so far; adding %d with %d worker(s).",
         search.study_name, before, tune.n_trials, tune.n_workers,
     )  # fmt: skip
     run_workers(search)
-    study = load_study(search)
+    study = load_study(tune)
     states = [trial.state.name for trial in study.trials]
     counts = {state: states.count(state) for state in sorted(set(states))}
     logger.info("Study '%s' now has %d trials: %s.", search.study_name, len(states), counts)
