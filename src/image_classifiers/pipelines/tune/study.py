@@ -18,6 +18,8 @@ import optuna
 from optuna.trial import TrialState
 from optuna_integration.keras import KerasPruningCallback
 from plotly.graph_objects import Figure
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from image_classifiers.core.params import Params, SearchDimension, TuneParams
 from image_classifiers.core.training import fit_model
@@ -87,6 +89,14 @@ def space_signature(tune: TuneParams) -> str:
     )
 
 
+def shown(url: str) -> str:
+    """``url`` with its password, if any, masked: for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at ``url``, or a ``ValueError`` saying why it cannot be used."""
     if url.startswith("sqlite:///") and (path := Path(url.removeprefix("sqlite:///"))).name:
@@ -98,8 +108,8 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
     except Exception as error:  # drivers raise their own errors
         raise ValueError(
-            f"tune.storage {url!r} cannot be used ({type(error).__name__}: {error}); give a "
-            "reachable database URL (sqlite:///path.db, postgresql://user:pw@host/db)"
+            f"tune.storage {shown(url)!r} cannot be used ({type(error).__name__}: {error}); give a "
+            "reachable database URL (sqlite:///path.db, postgresql://user@host/db)"
         ) from None
 
 
@@ -167,7 +177,7 @@ def work(search: Search, worker: int, n_trials: int) -> None:
     """A worker: ``n_trials`` trials of the shared study; a failing trial (out of memory,
     say) is recorded as failed and the next one starts."""
     if worker:  # a spawned process: MLflow's store and a log line per trial
-        logging.basicConfig(level=logging.INFO, format=f"[worker {worker}] %(message)s")
+        logging.basicConfig(level=logging.INFO, format=f"[worker {worker}] %(message)s", force=True)
         if search.tracking_uri:
             mlflow.set_tracking_uri(search.tracking_uri)
     study = load_study(search.tune, worker)
@@ -221,7 +231,7 @@ def open_study(tune: TuneParams, groups: dict[str, Params]) -> optuna.Study:
         study.set_user_attr("search_space", signature)
     elif known != signature:
         raise ValueError(
-            f"study '{study.study_name}' in {tune.storage} searches another space or target "
+            f"study '{study.study_name}' in {shown(tune.storage)} searches another space or target "
             f"({known}); give another tune.study_name, or the space it was made with"
         )
     return study
