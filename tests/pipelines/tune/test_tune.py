@@ -24,8 +24,6 @@ from image_classifiers.core.params import (
 )
 from image_classifiers.pipelines.tune.study import check_space, open_storage, search
 
-pytestmark = pytest.mark.slow
-
 # model_training's model, made tiny; the search varies its learning rate (one that learns,
 # one that cannot) and a dropout that Keras refuses (a trial failing while it trains).
 PARAMETERS = """
@@ -95,6 +93,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_study_over_two_workers_leaves_nested_runs_and_the_best_parameters(project):
     trials = optuna.load_study(
         study_name=STUDY, storage=f"sqlite:///{project / 'data/06_models/optuna.db'}"
@@ -138,6 +137,7 @@ def test_a_study_over_two_workers_leaves_nested_runs_and_the_best_parameters(pro
     assert params["models"]["mini_xception"].options["dropout"] == 0.0
 
 
+@pytest.mark.slow
 def test_a_resumed_study_adds_trials_and_records_a_failing_one(project, monkeypatch):
     monkeypatch.chdir(project)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -204,6 +204,7 @@ def test_an_unreachable_storage_is_named():
         open_storage("postgresql://nobody@127.0.0.1:9/none")
 
 
+@pytest.mark.slow
 def test_a_study_of_another_space_is_not_resumed(project):
     storage = f"sqlite:///{project / 'data/06_models/optuna.db'}"
     before = len(optuna.load_study(study_name=STUDY, storage=storage).trials)
@@ -215,6 +216,7 @@ def test_a_study_of_another_space_is_not_resumed(project):
     assert len(optuna.load_study(study_name=STUDY, storage=storage).trials) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("tune", "message"),
     [
