@@ -221,7 +221,8 @@ def test_a_study_of_another_space_is_not_resumed(project):
     ("tune", "message"),
     [
         ({"storage": "postgresql://nobody@127.0.0.1:9/none"}, "cannot be used"),
-        ({"target": "nope"}, "tune.target 'nope' is no pipeline; one of: "),
+        ({"target": "nope"}, "tune.target 'nope' is no training pipeline; one of: "),
+        ({"target": "tune"}, "tune.target 'tune' is no training pipeline; one of: "),
         ({"target": "compare_architectures"}, "trains 3 models with model_training's nodes"),
     ],
 )

@@ -25,9 +25,12 @@ from image_classifiers.pipelines.model_training.nodes import build_model, train_
 def target_nodes(target: str) -> tuple[Pipeline, Node, Node]:
     """The pipeline ``target``, its ``build_model`` and its ``train_model`` node; a
     ``ValueError`` unless it trains exactly one model with model_training's nodes."""
-    names = sorted(m.name for m in pkgutil.iter_modules(PIPELINE_FOLDERS) if m.ispkg)
+    folders = pkgutil.iter_modules(PIPELINE_FOLDERS)
+    names = sorted(m.name for m in folders if m.ispkg and m.name != "tune")  # not itself
     if target not in names:
-        raise ValueError(f"tune.target '{target}' is no pipeline; one of: {', '.join(names)}")
+        raise ValueError(
+            f"tune.target '{target}' is no training pipeline; one of: {', '.join(names)}"
+        )
     pipeline = importlib.import_module(f"{PIPELINES}.{target}").create_pipeline()
     builds = [node for node in pipeline.nodes if node.func is build_model]
     trains = [node for node in pipeline.nodes if node.func is train_model]
