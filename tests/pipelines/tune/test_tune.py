@@ -22,7 +22,7 @@ from image_classifiers.core.params import (
     TrainingParams,
     TuneParams,
 )
-from image_classifiers.pipelines.tune.study import check_space, open_storage, search
+from image_classifiers.pipelines.tune.study import check_space, open_storage, run_search
 
 # model_training's model, made tiny; the search varies its learning rate (one that learns,
 # one that cannot) and a dropout that Keras refuses (a trial failing while it trains).
@@ -212,7 +212,7 @@ def test_a_study_of_another_space_is_not_resumed(project):
     tune = TuneParams(space=other, storage=storage, n_trials=1)
     groups = {**GROUPS, "model_options": ModelOptions(architecture="simple_convnet")}
     with pytest.raises(ValueError, match="searches another space or target"):
-        search({}, {}, tune, groups)
+        run_search({}, {}, tune, groups)
     assert len(optuna.load_study(study_name=STUDY, storage=storage).trials) == before
 
 

@@ -89,5 +89,5 @@ def run_study(  # noqa: PLR0917 (the target's data and groups, as Kedro passes t
     """Check the space, open (or resume) the study, run the trials in ``tune.n_workers``
     processes; the best parameters (a report and a conf environment), trials, and plots."""
     groups = {"training": training, "augmentation": augmentation, "model_options": model_options}
-    report, table, figures = study_module().search(train_set, validation_set, tune, groups)
+    report, table, figures = study_module().run_search(train_set, validation_set, tune, groups)
     return report, tuned_parameters(tune.target, report["params"]), table, *figures

@@ -237,7 +237,7 @@ def open_study(tune: TuneParams, groups: dict[str, Params]) -> optuna.Study:
     return study
 
 
-def search(
+def run_search(
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
     tune: TuneParams,
