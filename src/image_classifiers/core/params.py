@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from image_classifiers.core.images import RESAMPLING_FILTERS
 
@@ -92,6 +93,19 @@ def _distinct(value: list[str]) -> list[str]:
     return value
 
 
+def _rate_or_auto(value: Any) -> Any:
+    """One clear message for a rate that is neither a positive number nor ``auto``."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("rate", "Input should be a valid number or 'auto'")
+    if not value > 0:
+        raise PydanticCustomError("rate", "Input should be greater than 0")
+    return value
+
+
+#: A positive learning rate, or ``auto`` (an LR range test chooses it).
+LearningRate = Annotated[float | Literal["auto"], BeforeValidator(_rate_or_auto)]
 #: ``[height, width]`` of positive integers; on the command line ``96`` or ``96x128``.
 ImageSize = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(_parse_image_size)]
 #: A list of names; on the command line ``"cat dog"`` (space-separated). A list, not a
@@ -345,7 +359,9 @@ class TrainingParams(Params):
     """``training``: optimizer, schedule and loop of ``core.training.fit_model``."""
 
     optimizer: Annotated[Literal["rmsprop", "adam", "adamw"], BeforeValidator(_lower)] = "rmsprop"
-    learning_rate: Float = Field(1e-3, gt=0)
+    learning_rate: LearningRate = Field(
+        1e-3, description="auto: an LR range test (lr_find's defaults) picks it first"
+    )
     weight_decay: Float | None = Field(None, ge=0, description="null: adamw's 0.004")
     schedule: Literal["cosine"] | None = Field(None, description="null = constant")
     warmup_epochs: NonNegativeInt = Field(0, description="cosine: linear warm-up first")
@@ -353,6 +369,10 @@ class TrainingParams(Params):
     batch_size: PositiveInt = 32
     early_stopping_patience: PositiveInt | None = Field(None, description="null = off")
     label_smoothing: Float = Field(0.0, ge=0, lt=1, description="towards uniform targets")
+    mixup_alpha: Float = Field(0.0, ge=0, description="MixUp's Beta(a, a); 0 = off")
+    cutmix_alpha: Float = Field(0.0, ge=0, description="CutMix's Beta(a, a); 0 = off")
+    ema: Bool = Field(False, description="validate and keep a moving average of the weights")
+    ema_momentum: Float = Field(0.99, gt=0, lt=1, description="ema: the average's momentum")
     mixed_precision: Bool = Field(False, description="mixed_bfloat16, set at build time")
     steps_per_execution: PositiveInt = 1
     seed: NonNegativeInt | None = Field(None, description="kedro runs: globals.seed")
@@ -390,6 +410,10 @@ class AugmentationParams(Params):
     translation: Fraction = Field(0.0, description="fraction of height/width")
     contrast: Fraction = 0.0
     brightness: Fraction = 0.0
+    erasing: Fraction = Field(0.0, description="random erasing: share of images given a box")
+    erasing_area: Annotated[float, Strict(), Field(gt=0.02, le=1)] = Field(
+        0.33, description="random erasing: largest box, a fraction of the image (from 0.02)"
+    )
 
 
 class EvaluationParams(Params):
@@ -452,6 +476,34 @@ class ModelOptions(Params):
     def options(self) -> dict[str, Any]:
         """``build_classifier``'s keyword options: ``normalization`` and the builder's."""
         return {"normalization": self.normalization, **(self.model_extra or {})}
+
+
+class LrFindParams(Params):
+    """``lr_find``: the LR range test (``core.lr_range``) and the pipeline it runs on."""
+
+    target: str = Field("model_training", min_length=1, description="a training pipeline")
+    min_learning_rate: Float = Field(1e-7, gt=0, description="the sweep's first rate")
+    max_learning_rate: Float = Field(10.0, gt=0, description="the sweep's last rate")
+    steps: Annotated[int, Strict(), Field(ge=10)] = Field(200, description="batches swept")
+    smoothing: Annotated[float, Strict(), Field(ge=0, lt=1)] = Field(
+        0.9, description="of the loss' moving average (0.9: over about 10 batches)"
+    )
+    divergence: Annotated[float, Strict(), Field(gt=1)] = Field(
+        4.0, description="stop once the smoothed loss exceeds this times its minimum"
+    )
+    method: Literal["steepest", "minimum"] = Field(
+        "steepest",
+        description="steepest descent of the smoothed loss | minimum: its minimum's rate / 10",
+    )
+
+    @model_validator(mode="after")
+    def _rising(self) -> Self:
+        if self.min_learning_rate >= self.max_learning_rate:
+            raise ValueError(
+                f"min_learning_rate ({self.min_learning_rate:g}) must be below "
+                f"max_learning_rate ({self.max_learning_rate:g})"
+            )
+        return self
 
 
 # ---- transfer_learning --------------------------------------------------------------------
@@ -565,6 +617,82 @@ class RetrainParams(Params):
             raise ValueError(f"models.{self.model} (retrain.model): {exc}") from exc
 
 
+# ---- tune --------------------------------------------------------------------------------
+
+#: The target's groups a search may vary: ``tune.space.<group>.<key>``.
+TUNABLE = {"training": TrainingParams, "augmentation": AugmentationParams, "model_options": None}
+Choice = Bool | Int | Float | str | None  # what Optuna's suggest_categorical takes
+
+
+class SearchDimension(Params):
+    """One searched parameter: ``low`` and ``high`` (``log``, ``step``), or ``choices``."""
+
+    low: Int | Float | None = None
+    high: Int | Float | None = None
+    log: Bool = Field(False, description="sample on a log scale (low > 0)")
+    step: Int | Float | None = Field(None, description="a grid from low; ints: 1")
+    choices: Annotated[list[Choice], AfterValidator(_distinct)] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if (self.choices is None) == (self.low is None and self.high is None):
+            raise ValueError("give either low and high, or choices (not both)")
+        if self.choices is None and (
+            self.low is None or self.high is None or self.low >= self.high
+        ):
+            raise ValueError(f"low must be below high, got low {self.low}, high {self.high}")
+        if self.log and (self.step is not None or self.low is None or self.low <= 0):
+            raise ValueError("log needs low > 0 and no step")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        """Whether the range is of integers (``suggest_int``)."""
+        return all(isinstance(v, int) for v in (self.low, self.high, self.step or 1))
+
+
+class TuneParams(Params):
+    """``tune``: an Optuna study over a training pipeline's parameters (``--pipelines=tune``)."""
+
+    target: str = Field("model_training", description="the training pipeline searched")
+    n_trials: PositiveInt = Field(20, description="trials this run adds, all workers together")
+    n_workers: PositiveInt = Field(1, description="worker processes on this machine")
+    study_name: str | None = Field(None, min_length=1, description="null: the target; resumes")
+    storage: str = Field("sqlite:///data/06_models/optuna.db", description="or postgresql://")
+    metric: Literal["val_loss", "val_accuracy"] = Field("val_loss", description="its best epoch")
+    epochs: PositiveInt | None = Field(None, description="per trial; null: the target's")
+    pruner: Literal["median", "none"] = Field("median", description="from the metric per epoch")
+    pruner_startup_trials: NonNegativeInt = Field(5, description="completed before pruning")
+    pruner_warmup_epochs: NonNegativeInt = Field(1, description="epochs never pruned")
+    seed: NonNegativeInt | None = Field(None, description="the sampler's; kedro: globals.seed")
+    space: dict[
+        Literal["training", "augmentation", "model_options"], dict[str, SearchDimension]
+    ] = Field(description="<group>: {<key>: {low, high, log} or {choices}}")
+
+    @model_validator(mode="after")
+    def _searchable(self) -> Self:
+        if not any(self.space.values()):
+            raise ValueError("the search space is empty: give tune.space.<group>.<key> ranges")
+        if self.n_workers > self.n_trials:
+            raise ValueError(
+                f"n_workers ({self.n_workers}) is more than n_trials ({self.n_trials}): "
+                "a worker would have no trial; lower n_workers or raise n_trials"
+            )
+        for group, keys in self.space.items():
+            model = TUNABLE[group]  # model_options: checked against the target's builder
+            for key in keys if model else ():
+                if key not in model.model_fields:
+                    close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    raise ValueError(f"space.{group}: {group} has no key '{key}'{hint}")
+        return self
+
+    @property
+    def direction(self) -> str:
+        """Optuna's direction for ``metric``."""
+        return "minimize" if self.metric.endswith("loss") else "maximize"
+
+
 #: The groups a user sets, by their key in conf/ (as ``python -m`` lists them).
 GROUPS: dict[str, type[Params]] = {
     "source": SourceParams,
@@ -577,9 +705,11 @@ GROUPS: dict[str, type[Params]] = {
     "augmentation": AugmentationParams,
     "evaluation": EvaluationParams,
     "inspection": InspectionParams,
+    "lr_find": LrFindParams,
     "transfer": TransferParams,
     "predict": PredictParams,
     "retrain": RetrainParams,
+    "tune": TuneParams,
 }
 
 
