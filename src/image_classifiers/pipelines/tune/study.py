@@ -99,13 +99,20 @@ def shown(url: str) -> str:
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at ``url``, or a ``ValueError`` saying why it cannot be used."""
-    if url.startswith("sqlite:///") and (path := Path(url.removeprefix("sqlite:///"))).name:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    engine_kwargs = {}
+    if url.startswith("sqlite:///"):
+        if (path := Path(url.removeprefix("sqlite:///"))).name:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # Workers write to one file: wait for its lock (sqlite3 gives up after 5 s) rather
+        # than fail a trial's tell while another worker commits on a busy machine.
+        engine_kwargs = {"connect_args": {"timeout": 120}}
     try:
         # A worker killed mid-trial (out of host memory) stops beating: its trial is failed.
         experimental = optuna.exceptions.ExperimentalWarning  # heartbeats: stable for years
         with warnings.catch_warnings(action="ignore", category=experimental):
-            return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs, heartbeat_interval=30, grace_period=120
+            )
     except Exception as error:  # drivers raise their own errors
         raise ValueError(
             f"tune.storage {shown(url)!r} cannot be used ({type(error).__name__}: {error}); give a "
