@@ -1,10 +1,16 @@
 """File datasets whose saves are atomic: a reader sees the old file or the new one, never a part.
 
 kedro-datasets' file datasets write into the target (versioned too), so a reader or a crash
-can meet half a file: here a hidden sibling is renamed over it (``os.replace``); local only."""
+can meet half a file: here a hidden sibling is renamed over it (``os.replace``); local only.
+Temporary names carry the host and pid, so a later write removes what a killed run left."""
 
+import glob
+import logging
+import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -12,10 +18,30 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
-from kedro.io import AbstractDataset
+import psutil
+from filelock import FileLock, Timeout
+from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
+
+logger = logging.getLogger(__name__)
+HOST = socket.gethostname()
+
+
+def owned_prefix(prefix: str) -> str:
+    """``prefix`` with this host and process: ``remove_orphans(prefix)`` tells them apart."""
+    return f"{prefix}{HOST}-{os.getpid()}-"
+
+
+def remove_orphans(directory: str | Path, prefix: str) -> None:
+    """Delete the ``owned_prefix(prefix)`` files and folders in ``directory`` whose process on
+    this host is gone: what a run killed with ``kill -9`` left behind."""
+    owner = re.compile(re.escape(f"{prefix}{HOST}-") + r"(\d+)-")
+    for path in Path(directory).glob(glob.escape(prefix) + "*"):
+        if (match := owner.match(path.name)) and not psutil.pid_exists(int(match[1])):
+            logger.info("Removing %s, left by a killed run (pid %s).", path, match[1])
+            _remove(path)
 
 
 class _AtomicFile(AbstractDataset[Any, Any]):
@@ -55,7 +81,8 @@ def atomic_file(target: str | PurePath) -> Iterator[Path]:
     into; renamed over ``target`` on success, deleted on failure."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+    remove_orphans(target.parent, prefix := f".{target.stem}.tmp-")
+    tmp = target.with_name(f"{owned_prefix(prefix)}{uuid.uuid4().hex[:8]}{target.suffix}")
     try:
         yield tmp
         _replace(tmp, target)
@@ -65,19 +92,39 @@ def atomic_file(target: str | PurePath) -> Iterator[Path]:
 
 @contextmanager
 def atomic_folder(target: str | Path) -> Iterator[Path]:
-    """A new empty sibling folder of ``target`` to write into; swapped in on success (after a
-    failure ``target`` is as it was and the temporary folder is gone)."""
+    """A new empty folder to write ``target``'s next version into. ``target`` is a symbolic
+    link to its current version (``.<name>.v-*``), switched by one rename on success, so a
+    reader sees the old version or the new one, never neither (after a failure nothing has
+    changed). One writer at a time: a second gets an error naming the first's pid."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published folder should not be
-    try:
-        yield tmp
-        if target.exists() and not target.is_dir():
-            target.unlink()
-        _replace(tmp, target)
-    finally:
-        _remove(tmp)
+    lock_file = target.with_name(f".{target.name}.lock")
+    try:  # the OS releases the lock of a killed process
+        lock = FileLock(lock_file, timeout=0).acquire()
+    except Timeout:
+        raise DatasetError(
+            f"Another process (pid {lock_file.read_text().strip() or '?'}) is writing "
+            f"'{target}'; wait for it to end: two runs must not write the same data at once."
+        ) from None
+    with lock:
+        lock_file.write_text(f"{os.getpid()}\n")
+        previous = target.with_name(os.readlink(target)) if target.is_symlink() else None
+        for orphan in target.parent.glob(f".{glob.escape(target.name)}.v-*"):
+            if orphan != previous:  # versions of killed writers (we hold the lock)
+                _remove(orphan)
+        tmp: Path | None = Path(tempfile.mkdtemp(prefix=f".{target.name}.v-", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published folder should not be
+        try:
+            yield tmp
+            if target.exists() and not target.is_symlink():  # a folder of the older layout
+                _remove(target)
+            link = tmp.with_name(f"{tmp.name}.link")
+            link.symlink_to(tmp.name)  # relative: the data folder may move
+            os.replace(link, target)
+            tmp = previous
+        finally:
+            if tmp is not None:
+                _remove(tmp)
 
 
 def _replace(source: Path, target: Path) -> None:
@@ -93,10 +140,10 @@ def _replace(source: Path, target: Path) -> None:
 
 
 def _remove(path: Path) -> None:
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
+    else:
+        path.unlink(missing_ok=True)
 
 
 # kedro-datasets' datasets with atomic saves (same arguments):
@@ -105,7 +152,20 @@ class AtomicCSVDataset(_AtomicFile):
 
 
 class AtomicJSONDataset(_AtomicFile):
+    """Strict JSON: NaN and infinities (a metric of a class without test images) are null."""
+
     wrapped = JSONDataset
+
+    def save(self, data: Any) -> None:
+        super().save(_strict_json(data))
+
+
+def _strict_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(item) for item in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 class AtomicMatplotlibDataset(_AtomicFile):
