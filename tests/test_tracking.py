@@ -41,12 +41,15 @@ from image_classifiers.model_logging import (
     keras_signature,
     mlflow_records,
 )
+from image_classifiers.datasets.atomic import HOST
 from image_classifiers.tracking import (
     MlflowEpochMetrics,
+    close_killed_runs,
     flatten_params,
     git_commit,
     log_image_set,
     metric_history,
+    process_tags,
 )
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -388,6 +391,26 @@ def test_epoch_metrics_never_open_a_run_nor_stop_training(store, caplog, monkeyp
     with mlflow.start_run():
         _fit([MlflowEpochMetrics()], epochs=2)
     assert caplog.text.count("training goes on without live metrics") == 1
+
+
+def test_runs_left_running_by_a_killed_process_of_this_host_are_marked_killed(
+    store, request, caplog
+):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    experiment = store.get_experiment_by_name(request.node.name).experiment_id
+    runs = {
+        name: store.create_run(experiment, tags=tags, run_name=name).info.run_id
+        for name, tags in {
+            "killed": {"host": HOST, "pid": str(gone.pid)},
+            "this process": process_tags(),
+            "other host": {"host": "elsewhere", "pid": str(gone.pid)},
+        }.items()
+    }
+    close_killed_runs(experiment)
+    status = {name: store.get_run(run_id).info.status for name, run_id in runs.items()}
+    assert status == {"killed": "KILLED", "this process": "RUNNING", "other host": "RUNNING"}
+    assert "MLflow run 'killed'" in caplog.text
 
 
 # ---- run tags and parameters -----------------------------------------------------------------

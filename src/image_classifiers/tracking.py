@@ -5,6 +5,7 @@ Keras callback that streams each epoch's metrics to the model's run."""
 import hashlib
 import logging
 import numbers
+import os
 import subprocess
 import time
 import warnings
@@ -22,6 +23,8 @@ from mlflow.entities import Metric
 from mlflow.environment_variables import MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+from image_classifiers.datasets.atomic import HOST, process_gone
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,27 @@ def ensure_experiment(uri: str, name: str, tags: dict[str, Any] | None = None) -
     except MlflowException as exc:
         if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
+
+
+def close_killed_runs(experiment_id: str) -> None:
+    """Mark KILLED the runs of the experiment left RUNNING by a process of this host that is
+    gone (``kill -9``): its ``host`` and ``pid`` tags name the process (``process_tags``)."""
+    client = mlflow.MlflowClient()
+    query = f"attributes.status = 'RUNNING' and tags.host = '{HOST}'"
+    for run in client.search_runs([experiment_id], query, max_results=1000):
+        pid = run.data.tags.get("pid", "")
+        if pid.isdigit() and process_gone(int(pid), run.info.start_time / 1000):
+            client.set_terminated(run.info.run_id, "KILLED")
+            logger.warning(
+                "MLflow run '%s' (%s) was left running by a killed process; marked KILLED.",
+                run.info.run_name,
+                run.info.run_id,
+            )
+
+
+def process_tags() -> dict[str, str]:
+    """The ``host`` and ``pid`` tags that let ``close_killed_runs`` tell a killed run."""
+    return {"host": HOST, "pid": str(os.getpid())}
 
 
 def git_commit(project_path: Path) -> dict[str, str]:

@@ -34,12 +34,21 @@ def owned_prefix(prefix: str) -> str:
     return f"{prefix}{HOST}-{os.getpid()}-"
 
 
+def process_gone(pid: int, since: float | None = None) -> bool:
+    """Whether process ``pid`` of this host has ended, or ``pid`` now names a process started
+    after ``since`` (seconds since the epoch), so not the one that used it then."""
+    try:
+        return since is not None and psutil.Process(pid).create_time() > since + 1
+    except psutil.NoSuchProcess:
+        return True
+
+
 def remove_orphans(directory: str | Path, prefix: str) -> None:
     """Delete the ``owned_prefix(prefix)`` files and folders in ``directory`` whose process on
     this host is gone: what a run killed with ``kill -9`` left behind."""
     owner = re.compile(re.escape(f"{prefix}{HOST}-") + r"(\d+)-")
     for path in Path(directory).glob(glob.escape(prefix) + "*"):
-        if (match := owner.match(path.name)) and not psutil.pid_exists(int(match[1])):
+        if (match := owner.match(path.name)) and process_gone(int(match[1])):
             logger.info("Removing %s, left by a killed run (pid %s).", path, match[1])
             _remove(path)
 
