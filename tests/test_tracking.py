@@ -36,12 +36,12 @@ from project_copies import copy_project
 
 from image_classifiers import settings
 from image_classifiers.core.models import build_classifier
+from image_classifiers.datasets.atomic import HOST
 from image_classifiers.hooks import ModelRunsHook
 from image_classifiers.model_logging import (
     keras_signature,
     mlflow_records,
 )
-from image_classifiers.datasets.atomic import HOST
 from image_classifiers.tracking import (
     MlflowEpochMetrics,
     close_killed_runs,
