@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import matplotlib
@@ -138,6 +139,7 @@ def test_an_image_set_save_switches_versions_under_a_concurrent_reader(tmp_path)
     try:
         for i in range(12):
             dataset.save(image_set(3 + 2 * (i % 2)))
+            time.sleep(0.02)  # saves are far apart in a run; a load may span one switch
     finally:
         done.set()
         reader.join()

@@ -5,8 +5,8 @@ can meet half a file: here a hidden sibling is renamed over it (``os.replace``);
 Temporary names carry the host and pid, so a later write removes what a killed run left."""
 
 import glob
+import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -35,17 +35,16 @@ def owned_prefix(prefix: str) -> str:
 
 
 def process_gone(pid: int, since: float | None = None) -> bool:
-    """Whether process ``pid`` of this host has ended, or ``pid`` now names a process started
-    after ``since`` (seconds since the epoch), so not the one that used it then."""
+    """Whether process ``pid`` of this host has ended (or, since ``since``, its pid reused)."""
     try:
-        return since is not None and psutil.Process(pid).create_time() > since + 1
+        started = psutil.Process(pid).create_time()
     except psutil.NoSuchProcess:
         return True
+    return since is not None and started > since + 1
 
 
 def remove_orphans(directory: str | Path, prefix: str) -> None:
-    """Delete the ``owned_prefix(prefix)`` files and folders in ``directory`` whose process on
-    this host is gone: what a run killed with ``kill -9`` left behind."""
+    """Delete the ``owned_prefix(prefix)`` entries of ended processes (``kill -9``) of this host."""
     owner = re.compile(re.escape(f"{prefix}{HOST}-") + r"(\d+)-")
     for path in Path(directory).glob(glob.escape(prefix) + "*"):
         if (match := owner.match(path.name)) and process_gone(int(match[1])):
@@ -161,20 +160,10 @@ class AtomicCSVDataset(_AtomicFile):
 
 
 class AtomicJSONDataset(_AtomicFile):
-    """Strict JSON: NaN and infinities (a metric of a class without test images) are null."""
-
     wrapped = JSONDataset
 
-    def save(self, data: Any) -> None:
-        super().save(_strict_json(data))
-
-
-def _strict_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _strict_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict_json(item) for item in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+    def save(self, data: Any) -> None:  # strict JSON: NaN (a class without test images) is null
+        super().save(json.loads(json.dumps(data), parse_constant=lambda _: None))
 
 
 class AtomicMatplotlibDataset(_AtomicFile):

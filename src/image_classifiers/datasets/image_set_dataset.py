@@ -118,15 +118,12 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
         self.metadata = metadata
 
     def load(self) -> ImageSet:
-        for attempt in (1, 2):  # a writer may delete the version just resolved: read its new one
-            folder = self._path.resolve()
+        for attempt in range(3):  # a writer may delete the version just resolved: read anew
             try:
-                meta = json.loads((folder / "meta.json").read_text())
-                images = np.load(folder / "images.npy", mmap_mode="r" if self._mmap else None)
-                labels = np.load(folder / "labels.npy")
+                meta, images, labels = self._read()
                 break
             except FileNotFoundError:
-                if attempt == 2:
+                if attempt == 2 or not self._exists():
                     raise DatasetError(
                         f"No decoded image set at '{self._path}'. Run the data pipeline "
                         "first: kedro run --pipelines=data_processing"
@@ -140,6 +137,12 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
                 "kedro run --pipelines=data_processing"
             )
         return {"images": images, "labels": labels, **meta}
+
+    def _read(self) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        folder = self._path.resolve()  # one version, whatever a writer switches meanwhile
+        meta = json.loads((folder / "meta.json").read_text())
+        images = np.load(folder / "images.npy", mmap_mode="r" if self._mmap else None)
+        return meta, images, np.load(folder / "labels.npy")
 
     def save(self, data: ImageSet) -> None:
         missing = [key for key in _REQUIRED_KEYS if key not in data]
