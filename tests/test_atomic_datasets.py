@@ -188,6 +188,7 @@ def test_a_set_decoded_from_another_manifest_is_refused(tmp_path):
     manifest.write_text("file,class,subset\nb.jpg,a,train\n")  # a new split, not decoded yet
     with pytest.raises(DatasetError, match="not decoded from the split manifest"):
         dataset.load()
+    assert len(ImageSetDataset(str(tmp_path / "train")).load()["images"]) == 3  # not asked to
 
 
 def test_files_of_dead_processes_are_removed_at_the_next_write(tmp_path):

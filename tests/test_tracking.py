@@ -6,6 +6,7 @@ tests/pipelines/compare_architectures/test_compare_architectures_run.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -44,6 +45,7 @@ from image_classifiers.model_logging import (
 )
 from image_classifiers.tracking import (
     MlflowEpochMetrics,
+    TrackingStoreLost,
     close_killed_runs,
     flatten_params,
     git_commit,
@@ -411,6 +413,25 @@ def test_runs_left_running_by_a_killed_process_of_this_host_are_marked_killed(
     status = {name: store.get_run(run_id).info.status for name, run_id in runs.items()}
     assert status == {"killed": "KILLED", "this process": "RUNNING", "other host": "RUNNING"}
     assert "MLflow run 'killed'" in caplog.text
+
+
+def test_training_stops_with_one_message_when_the_sqlite_store_is_deleted(tmp_path):
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    callback = MlflowEpochMetrics()
+
+    class DeleteStore(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            (tmp_path / "mlflow.db").unlink(missing_ok=True)  # mid-run, before the metrics
+
+    mlflow.start_run()
+    try:
+        with pytest.raises(TrackingStoreLost, match="was deleted during"):
+            _fit([DeleteStore(), callback], epochs=3)
+    finally:
+        with contextlib.suppress(MlflowException):  # the run cannot be ended: no store
+            mlflow.end_run()
+        mlflow.set_tracking_uri(previous)
 
 
 # ---- run tags and parameters -----------------------------------------------------------------

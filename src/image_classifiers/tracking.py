@@ -203,13 +203,18 @@ def log_image_set(dataset: Any, context: str, attempts: int = 3) -> None:
             time.sleep(0.1 * attempt)
 
 
+class TrackingStoreLost(RuntimeError):
+    """The SQLite tracking store was deleted while a run wrote to it."""
+
+
 # Why not mlflow.keras.MlflowCallback: it logs asynchronously (a watcher sees an epoch late),
 # and logs the optimizer's settings as params at every fit, which MLflow refuses the second
 # time (transfer learning fits twice in one run, with another learning rate).
 class MlflowEpochMetrics(keras.callbacks.Callback):
     """Logs each epoch's numeric logs (step: the epoch, from 0) to the MLflow run active
     when training began, synchronously. Without an active run it does nothing; if the store
-    cannot be written it says so once and stops logging, never the training."""
+    cannot be written it says so once and stops logging, not training, unless the store's
+    file is gone (``TrackingStoreLost``): then nothing of the run could be recorded."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -231,6 +236,12 @@ class MlflowEpochMetrics(keras.callbacks.Callback):
         try:
             mlflow.MlflowClient().log_batch(self.run_id, metrics=metrics)
         except (MlflowException, OSError) as error:
+            if (database := sqlite_file(mlflow.get_tracking_uri())) and not database.exists():
+                raise TrackingStoreLost(
+                    f"The MLflow store {database} was deleted during the run: nothing more "
+                    "can be recorded, so training stops, and the model files stay as they were. "
+                    "Run again: training resumes after the last finished epoch."
+                ) from None
             logger.warning(
                 "Could not log epoch %d's metrics to MLflow (%s); training goes on without "
                 "live metrics.",

@@ -129,7 +129,7 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
                         "first: kedro run --pipelines=data_processing"
                     ) from None
         recorded = meta.pop("manifest_sha256", None)
-        if recorded and recorded != _sha256(self._manifest):
+        if recorded and self._manifest and recorded != _sha256(self._manifest):
             raise DatasetError(
                 f"The image set '{self._path}' was not decoded from the split manifest "
                 f"'{self._manifest}' as it is now (a data run stopped after its split step, "
