@@ -22,8 +22,8 @@ import pytest
 import yaml
 from kedro.io import DatasetError
 
+from image_classifiers.core.data.extract import HOST, atomic_dir
 from image_classifiers.datasets.atomic import (
-    HOST,
     AtomicCSVDataset,
     AtomicJSONDataset,
     AtomicMatplotlibDataset,
@@ -200,8 +200,11 @@ def test_files_of_dead_processes_are_removed_at_the_next_write(tmp_path):
     stale_temp = tmp_path / f".report.tmp-{HOST}-{gone.pid}-abc.json"
     for path in (dead, alive, other_host, stale_temp):
         path.write_bytes(b"")
+    (tmp_path / f".images.tmp-{HOST}-{gone.pid}-abc").mkdir()  # an extraction's
     staged_images_file(tmp_path).unlink()
     AtomicJSONDataset(filepath=str(tmp_path / "report.json")).save({})
+    with atomic_dir(tmp_path / "images"):
+        pass
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [alive.name, other_host.name, "report.json"]
+        [alive.name, other_host.name, "report.json", "images"]
     )

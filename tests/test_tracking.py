@@ -36,8 +36,8 @@ from mlflow.exceptions import MlflowException
 from project_copies import copy_project
 
 from image_classifiers import settings
+from image_classifiers.core.data.extract import HOST
 from image_classifiers.core.models import build_classifier
-from image_classifiers.datasets.atomic import HOST
 from image_classifiers.hooks import ModelRunsHook
 from image_classifiers.model_logging import (
     keras_signature,

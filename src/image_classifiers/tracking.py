@@ -24,7 +24,7 @@ from mlflow.environment_variables import MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
-from image_classifiers.datasets.atomic import HOST, process_gone
+from image_classifiers.core.data.extract import HOST, process_gone
 
 logger = logging.getLogger(__name__)
 

@@ -6,11 +6,8 @@ Temporary names carry the host and pid, so a later write removes what a killed r
 
 import glob
 import json
-import logging
 import os
-import re
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -18,38 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
-import psutil
 from filelock import FileLock, Timeout
 from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
 
-logger = logging.getLogger(__name__)
-HOST = socket.gethostname()
-
-
-def owned_prefix(prefix: str) -> str:
-    """``prefix`` with this host and process: ``remove_orphans(prefix)`` tells them apart."""
-    return f"{prefix}{HOST}-{os.getpid()}-"
-
-
-def process_gone(pid: int, since: float | None = None) -> bool:
-    """Whether process ``pid`` of this host has ended (or, since ``since``, its pid reused)."""
-    try:
-        started = psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:
-        return True
-    return since is not None and started > since + 1
-
-
-def remove_orphans(directory: str | Path, prefix: str) -> None:
-    """Delete the ``owned_prefix(prefix)`` entries of ended processes (``kill -9``) of this host."""
-    owner = re.compile(re.escape(f"{prefix}{HOST}-") + r"(\d+)-")
-    for path in Path(directory).glob(glob.escape(prefix) + "*"):
-        if (match := owner.match(path.name)) and process_gone(int(match[1])):
-            logger.info("Removing %s, left by a killed run (pid %s).", path, match[1])
-            _remove(path)
+from image_classifiers.core.data.extract import owned_prefix, remove_orphans, remove_path
 
 
 class _AtomicFile(AbstractDataset[Any, Any]):
@@ -95,7 +67,7 @@ def atomic_file(target: str | PurePath) -> Iterator[Path]:
         yield tmp
         _replace(tmp, target)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
 
 
 @contextmanager
@@ -119,20 +91,20 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
         previous = target.with_name(os.readlink(target)) if target.is_symlink() else None
         for orphan in target.parent.glob(f".{glob.escape(target.name)}.v-*"):
             if orphan != previous:  # versions of killed writers (we hold the lock)
-                _remove(orphan)
+                remove_path(orphan)
         tmp: Path | None = Path(tempfile.mkdtemp(prefix=f".{target.name}.v-", dir=target.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published folder should not be
         try:
             yield tmp
             if target.exists() and not target.is_symlink():  # a folder of the older layout
-                _remove(target)
+                remove_path(target)
             link = tmp.with_name(f"{tmp.name}.link")
             link.symlink_to(tmp.name)  # relative: the data folder may move
             os.replace(link, target)
             tmp = previous
         finally:
             if tmp is not None:
-                _remove(tmp)
+                remove_path(tmp)
 
 
 def _replace(source: Path, target: Path) -> None:
@@ -145,13 +117,6 @@ def _replace(source: Path, target: Path) -> None:
     os.replace(target, old)
     os.replace(source, target)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 # kedro-datasets' datasets with atomic saves (same arguments):
