@@ -64,7 +64,7 @@ def concise_excepthook(previous: ExceptHook) -> ExceptHook:
         # hide its message: show the user error, and what failed after it in one line.
         user, then = error, ""
         while not is_user_error(user) and user.__context__ is not None:
-            user, then = user.__context__, f"\n(Then: {kind.__name__}: {str(error)[:200]})"
+            user, then = user.__context__, f"\n(Cleaning up after it failed too: {kind.__name__}.)"
         if os.environ.get(TRACEBACK_VARIABLE) or not is_user_error(user):
             return previous(kind, error, frames)
         message = _PYDANTIC_NOISE.sub("", str(user))
