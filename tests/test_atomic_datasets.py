@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from kedro.io import DatasetError
+from kedro.io import DataCatalog, DatasetError
 
 from image_classifiers.core.data.extract import HOST, atomic_dir
 from image_classifiers.datasets.atomic import (
@@ -208,3 +208,11 @@ def test_files_of_dead_processes_are_removed_at_the_next_write(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [alive.name, other_host.name, "report.json", "images"]
     )
+
+
+def test_the_catalog_gives_each_decoded_set_its_split_manifest():
+    config = yaml.safe_load((PROJECT / "conf" / "base" / "catalog.yml").read_text())
+    resolver = DataCatalog.from_config(config).config_resolver
+    for name, manifest in (("train_set", ""), ("mnist.test_set", "mnist/")):
+        expected = f"data/02_intermediate/{manifest}split_manifest.csv"
+        assert resolver.resolve_pattern(name)["manifest"] == expected
