@@ -75,6 +75,25 @@ def test_the_hook_prints_user_errors_alone_and_passes_others_on(capsys, monkeypa
     assert passed_on == [other, user_error]
 
 
+def test_a_failure_while_cleaning_up_after_a_user_error_keeps_its_message(capsys, monkeypatch):
+    passed_on = []
+    hook = concise_excepthook(lambda *args: passed_on.append(args[1]))
+    monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
+
+    def close_runs_after_a_user_error() -> None:
+        try:
+            raise ArchiveDownloadError("no archive: set download.local_path")
+        except ArchiveDownloadError:
+            raise RuntimeError("attempt to write a readonly database") from None
+
+    error = raised(close_runs_after_a_user_error)
+    hook(type(error), error, error.__traceback__)
+    assert passed_on == []
+    printed = capsys.readouterr().err
+    assert "ArchiveDownloadError: no archive: set download.local_path\n" in printed
+    assert "(Cleaning up after it failed too: RuntimeError.)" in printed
+
+
 def test_a_kedro_wrapped_dataset_error_counts_as_what_it_wraps(tmp_path):
     catalog = DataCatalog({"train_set": ImageSetDataset(str(tmp_path / "train"))})
     wrapped = raised(catalog.load, "train_set")

@@ -1,13 +1,43 @@
-"""A hook that checks ``retrain.model`` against the ``models`` group before a run starts."""
+"""Checks before a run starts: ``retrain.model`` against the ``models`` group, and that the
+folders the run writes to are writable (not after hours of training)."""
+
+import os
+from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
 
 
+class ReadOnlyOutputsError(PermissionError):
+    """A folder the run writes to is read-only."""
+
+
 class ParamsCrossCheckHook:
     """``retrain.model`` must name a model of the ``models`` group (Kedro validates each group
-    alone): checked before any node and before kedro-mlflow opens a run."""
+    alone), and every output's folder must be writable: checked before any node and before
+    kedro-mlflow opens a run."""
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow's before_pipeline_run opens the run
     def before_pipeline_run(self, pipeline, catalog) -> None:
         if {"params:retrain", "params:models"} <= pipeline.inputs():
             catalog.load("params:retrain").model_options(catalog.load("params:models"))
+        if read_only := read_only_folders(pipeline, catalog):
+            raise ReadOnlyOutputsError(
+                f"Cannot write to {', '.join(read_only)}, where this run saves its outputs: "
+                "make them writable (chmod u+w) or free them, then run again."
+            )
+
+
+def read_only_folders(pipeline, catalog) -> list[str]:
+    """The nearest existing folders of the outputs' local files this process cannot write."""
+    folders = set()
+    for name in pipeline.all_outputs():
+        config = catalog.config_resolver.resolve_pattern(name)
+        inner = config.get("dataset")  # an MlflowArtifactDataset's file dataset
+        path = config.get("filepath") or (inner.get("filepath") if isinstance(inner, dict) else "")
+        if path and "://" not in path:
+            folder = Path(path).absolute().parent
+            while not folder.exists():
+                folder = folder.parent
+            if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+                folders.add(str(folder))
+    return sorted(folders)

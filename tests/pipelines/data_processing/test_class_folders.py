@@ -18,7 +18,11 @@ from image_classifiers.core.data.split import (
 )
 from image_classifiers.core.params import DownloadParams, SourceParams, SplitParams
 from image_classifiers.datasets import ImageSetDataset
-from image_classifiers.pipelines.data_processing.nodes import SourceError, download_data
+from image_classifiers.pipelines.data_processing.nodes import (
+    SourceError,
+    download_data,
+    split_data,
+)
 
 FRACTIONS = {"train": 0.5, "validation": 0.25, "test": 0.25}
 
@@ -187,6 +191,14 @@ def test_listed_classes_must_exist(tmp_path):
             {"path": str(local), "extensions": [".jpg"]},
             SplitParams(classes=["Cat", "Cow"], fractions=FRACTIONS, target_dir=str(tmp_path)),
         )
+
+
+def test_a_class_left_without_test_images_is_named_before_training(tmp_path, caplog):
+    local = _write_folder(tmp_path / "mine", {**_tree(), **_tree(1, ["Cow"])})
+    extracted = {"path": str(local), "extensions": [".jpg"]}
+    split = SplitParams(fractions=FRACTIONS, target_dir=str(tmp_path / "split"))
+    split_data(extracted, split, SourceParams(type="class_folders"))
+    assert "The test split has no images of classes ['Cow']" in caplog.text
 
 
 def test_no_folder_given_says_which_parameter_to_set():

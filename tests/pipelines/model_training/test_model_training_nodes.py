@@ -17,6 +17,7 @@ from image_classifiers.core.params import (
     ModelOptions,
     TrainingParams,
 )
+from image_classifiers.datasets.atomic import AtomicJSONDataset
 from image_classifiers.pipelines.model_training import nodes
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
@@ -168,6 +169,17 @@ def test_auc_is_none_when_the_test_set_has_one_class():
     metrics = classification_metrics(labels, probabilities, np.array([0, 1, 0]), ["x", "y"])
     assert metrics["test_roc_auc"] is None
     assert metrics["test_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_a_class_without_test_images_is_named_and_null_in_metrics_json(tmp_path, caplog):
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.1, 0.7, 0.2]])
+    metrics = classification_metrics(np.array([0, 0, 1]), probabilities, np.array([0, 0, 1]),
+                                     ["a", "b", "rare"])  # fmt: skip
+    assert "no images of classes ['rare']" in caplog.text
+    path = tmp_path / "metrics.json"
+    AtomicJSONDataset(filepath=str(path)).save(metrics)  # the catalog's metrics.json dataset
+    assert '"test_roc_auc": null' in path.read_text()
+    assert "NaN" not in path.read_text()
 
 
 def test_training_curves_show_accuracy_and_loss():

@@ -6,10 +6,13 @@ unpacked in place, at most ``MAX_NESTING`` deep; an entry whose path would leave
 with a stamp that lets the next run skip the work.
 """
 
+import glob
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import uuid
 import zipfile
 import zlib
@@ -18,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import psutil
+
 from image_classifiers.core.params import ExtractParams
 
 logger = logging.getLogger(__name__)
@@ -25,6 +30,38 @@ logger = logging.getLogger(__name__)
 STAMP_FILE = ".extracted.json"
 MAX_NESTING = 3
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, zipfile.LargeZipFile)
+HOST = socket.gethostname()  # in temporary names, with the pid: a later run removes orphans
+
+
+def owned_prefix(prefix: str) -> str:
+    """``prefix`` with this host and process: ``remove_orphans(prefix)`` tells them apart."""
+    return f"{prefix}{HOST}-{os.getpid()}-"
+
+
+def process_gone(pid: int, since: float | None = None) -> bool:
+    """Whether process ``pid`` of this host has ended (or, since ``since``, its pid reused)."""
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return True
+    return since is not None and started > since + 1
+
+
+def remove_orphans(directory: str | Path, prefix: str) -> None:
+    """Delete the ``owned_prefix(prefix)`` entries of ended processes (``kill -9``) of this host."""
+    owner = re.compile(re.escape(f"{prefix}{HOST}-") + r"(\d+)-")
+    for path in Path(directory).glob(glob.escape(prefix) + "*"):
+        if (match := owner.match(path.name)) and process_gone(int(match[1])):
+            logger.info("Removing %s, left by a killed run (pid %s).", path, match[1])
+            remove_path(path)
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file, a link or a folder, if there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class ArchiveExtractError(RuntimeError):
@@ -99,9 +136,11 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """A fresh folder beside ``target`` that replaces it, by renames, if the block succeeds:
     readers see the old complete folder or the new one; on an error the old one stays."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for kind in ("tmp", "old"):  # what a killed run left
+        remove_orphans(target.parent, f".{target.name}.{kind}-")
     tag = uuid.uuid4().hex[:8]
-    tmp = target.with_name(f".{target.name}.tmp-{tag}")
-    old = target.with_name(f".{target.name}.old-{tag}")
+    tmp = target.with_name(f"{owned_prefix(f'.{target.name}.tmp-')}{tag}")
+    old = target.with_name(f"{owned_prefix(f'.{target.name}.old-')}{tag}")
     tmp.mkdir()  # not tempfile.mkdtemp: its 0700 mode would end up on the published folder
     try:
         yield tmp

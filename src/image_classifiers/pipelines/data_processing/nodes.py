@@ -85,7 +85,11 @@ def split_data(
         "class_folders": split_class_folders,
         "keras_datasets": split_keras_dataset,
     }[source.type]
-    return splitter(extracted_images, split)
+    manifest, classes = splitter(extracted_images, split)
+    for subset, rows in manifest.groupby("subset"):
+        if absent := sorted(set(classes) - set(rows["class"])):
+            logger.warning("The %s split has no images of classes %s.", subset, absent)
+    return manifest, classes
 
 
 def decode_split(

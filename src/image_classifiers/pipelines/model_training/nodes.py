@@ -153,8 +153,14 @@ def classification_metrics(
         labels, predictions, labels=indices, average="binary" if binary else "macro",
         zero_division=0,
     )  # fmt: skip
-    if len(np.unique(labels)) < 2:
-        logger.warning("The test set holds a single class: ROC AUC is undefined.")
+    present = set(np.unique(labels).tolist())
+    if absent := [name for i, name in enumerate(classes) if i not in present]:
+        logger.warning(
+            "The test set holds no images of classes %s: metrics undefined without them are "
+            "null in metrics.json; give them test images (split.fractions, more images).",
+            absent,
+        )
+    if len(present) < 2:
         auc = None
     elif binary:
         auc = float(roc_auc_score(labels, probabilities[:, 1]))
