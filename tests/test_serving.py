@@ -31,8 +31,9 @@ from PIL import Image
 
 from image_classifiers import serving
 from image_classifiers.core.images import decode_image
-from image_classifiers.core.models import build_classifier
+from image_classifiers.core.models import ModelFileError, build_classifier
 from image_classifiers.core.training import predict_probabilities
+from image_classifiers.errors import is_user_error
 
 CLASSES = ["cat", "dog"]
 MODEL_NAME = "tiny_classifier"
@@ -195,8 +196,12 @@ def test_load_classifier_from_registry_and_file(champion, tmp_path):
     assert from_file.classes is None
     assert from_file.model.count_params() == champion.count_params()
 
-    with pytest.raises(FileNotFoundError, match="No model file"):
+    with pytest.raises(ModelFileError, match="No model file"):
         serving.load_classifier(tmp_path / "missing.keras")
+    (tmp_path / "text.keras").write_text("not a model\n")
+    with pytest.raises(ModelFileError, match="is not a Keras model file") as error:
+        serving.load_classifier(tmp_path / "text.keras")
+    assert is_user_error(error.value)  # one line under kedro run, no traceback
     with pytest.raises(LookupError, match="No model at"):
         serving.load_classifier(f"models:/{MODEL_NAME}@no_such_alias")
     with pytest.raises(LookupError, match="No model at"):

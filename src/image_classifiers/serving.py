@@ -235,13 +235,7 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
 
     text = str(source)
     if ":/" not in text:  # a local file, not a URI
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"No model file at '{path}'. Give a .keras file or a registry URI such as "
-                "models:/cats_vs_dogs@champion."
-            )
-        return LoadedClassifier(load_model_file(path, compile=False), text)
+        return LoadedClassifier(load_model_file(text, compile=False), text)
 
     with tempfile.TemporaryDirectory(prefix="classifier-") as tmp:
         try:
