@@ -173,6 +173,23 @@ def test_links_out_of_the_folder_and_special_files_get_a_row_unread(tmp_path):
     assert "elsewhere/secret.jpg" not in files
 
 
+def test_the_log_and_the_summary_count_the_same_unreadable_files(tmp_path, model_file, caplog):
+    (tmp_path / "outside.jpg").write_bytes(jpeg(9))
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "ok.jpg").write_bytes(jpeg(1))
+    (source / "text.jpg").write_text("not an image")
+    (source / "link.jpg").symlink_to(tmp_path / "outside.jpg")
+    os.mkfifo(source / "pipe.jpg")
+    caplog.set_level("INFO")
+
+    summary = summarize_predictions(predict(model_file, source=str(source)))
+
+    assert summary["unreadable"] == 3 and summary["predicted"] == 1
+    assert "Predicted 4 images in all (3 unreadable)" in caplog.text
+    assert "3 of 4 files could not be read" in caplog.text
+
+
 def test_archive_members_over_a_limit_get_a_row_and_cost_no_memory(tmp_path, model_file):
     archive = tmp_path / "bombs.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:

@@ -118,6 +118,7 @@ def _by_fractions(
     if empty:
         raise SplitError(f"No images for classes {empty} in {where}. Check split.classes.")
     plan: dict[str, list[tuple[str, str, T]]] = {subset: [] for subset in fractions}
+    left_out: dict[str, list[str]] = {}  # subset -> classes with no image in it
     for position, (label, by_key) in enumerate(members.items()):
         items = list(by_key.values())
         # A class's shuffle depends only on the seed and its position: adding a class
@@ -129,6 +130,17 @@ def _by_fractions(
         counts[np.argsort(counts - exact, kind="stable")[: len(items) - counts.sum()]] += 1
         for subset, part in zip(fractions, np.split(order, np.cumsum(counts)[:-1]), strict=True):
             plan[subset].extend((subset, label, items[i]) for i in np.sort(part))
+            if len(part) == 0 and fractions[subset] > 0:
+                left_out.setdefault(subset, []).append(f"{label} ({len(items)} images)")
+    for subset, labels in left_out.items():
+        logger.warning(
+            "split.fractions leave classes %s without %s images: their %s metrics will be "
+            "missing. Add images to them or raise split.fractions.%s.",
+            ", ".join(labels),
+            subset,
+            subset,
+            subset,
+        )
     return [row for rows in plan.values() for row in rows]
 
 
