@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,7 +22,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # conf/base needs the project's resolvers (settings.CONFIG_LOADER_ARGS); the tests' own
 # OmegaConfigLoaders get this one from OmegaConf's global registry.
 if not OmegaConf.has_resolver("model_options"):
-    OmegaConf.register_new_resolver("model_options", model_options)
+    with warnings.catch_warnings():  # deprecated in OmegaConf 2.4, as Kedro 1.7 calls it
+        warnings.simplefilter("ignore", UserWarning)
+        OmegaConf.register_new_resolver("model_options", model_options)
 
 
 @pytest.fixture

@@ -163,13 +163,14 @@ def test_links_out_of_the_folder_and_special_files_get_a_row_unread(tmp_path):
     (source / "cat" / "passwd.jpg").symlink_to(outside / "secret.jpg")
     (source / "elsewhere").symlink_to(outside, target_is_directory=True)
     os.mkfifo(source / "cat" / "pipe.jpg")  # opening it would block for ever
+    (source / "cat" / "loop.jpg").symlink_to(source / "cat" / "loop.jpg")
 
     files = {f.name: f for f in iter_image_files(source)}
 
     assert files["cat/ok.jpg"].data == files["cat/same.jpg"].data == jpeg(1)
     assert files["cat/passwd.jpg"].data is None and files["cat/passwd.jpg"].error == LINK_OUTSIDE
     assert files["elsewhere"].error == LINK_TO_FOLDER
-    assert files["cat/pipe.jpg"].error == NOT_REGULAR
+    assert files["cat/pipe.jpg"].error == files["cat/loop.jpg"].error == NOT_REGULAR
     assert "elsewhere/secret.jpg" not in files
 
 

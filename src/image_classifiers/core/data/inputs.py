@@ -30,9 +30,9 @@ def is_ignored(name: str) -> bool:
 def input_files(
     folder: Path, suffixes: Iterable[str], root: Path | None = None
 ) -> tuple[list[Path], list[dict[str, str]]]:
-    """The regular files under ``folder`` whose names end in ``suffixes`` (dot-files left
-    out), and the entries skipped as ``{"file", "reason"}``, both named relative to ``root``
-    (default ``folder``), the folder no symbolic link may lead out of."""
+    """The paths of the regular files under ``folder`` whose names end in ``suffixes``
+    (dot-files left out), and the entries skipped, ``{"file": <relative to root>, "reason"}``;
+    ``root`` (default ``folder``) is the folder no symbolic link may lead out of."""
     root = Path(root or folder)
     inside, suffixes = root.resolve(), tuple(s.lower() for s in suffixes)
     files: list[Path] = []
@@ -48,13 +48,14 @@ def input_files(
                     pending.append(path)
                     continue
                 wanted = entry.name.lower().endswith(suffixes)
-                if entry.is_symlink() and entry.is_dir():
+                # os.path, not the entry: a link loop is no error for it, just no file.
+                if entry.is_symlink() and os.path.isdir(path):
                     reason = LINK_TO_FOLDER
                 elif not wanted:
                     continue
-                elif entry.is_symlink() and not path.resolve().is_relative_to(inside):
+                elif entry.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(inside):
                     reason = LINK_OUTSIDE
-                elif not entry.is_file():
+                elif not (os.path.isfile(path) if entry.is_symlink() else entry.is_file()):
                     reason = NOT_REGULAR
                 else:
                     files.append(path)
