@@ -196,8 +196,9 @@ def test_load_classifier_from_registry_and_file(champion, tmp_path):
     assert from_file.classes is None
     assert from_file.model.count_params() == champion.count_params()
 
-    with pytest.raises(ModelFileError, match="No model file"):
+    with pytest.raises(ModelFileError, match="No model file") as missing:
         serving.load_classifier(tmp_path / "missing.keras")
+    assert is_user_error(missing.value)
     (tmp_path / "text.keras").write_text("not a model\n")
     with pytest.raises(ModelFileError, match="is not a Keras model file") as error:
         serving.load_classifier(tmp_path / "text.keras")
