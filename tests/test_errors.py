@@ -34,17 +34,18 @@ def test_the_packages_own_checks_are_user_errors():
 def test_a_parameter_naming_no_configured_key_is_a_user_error(tmp_path):
     from kedro.config import OmegaConfigLoader
 
+    from image_classifiers import settings
+
     project = copy_project(tmp_path / "project")
-    loader = OmegaConfigLoader(
-        str(project / "conf"),
-        base_env="base",
-        default_run_env="local",
-        runtime_params={"image_folders": {"model": "nope"}},
-    )
+    args = {**settings.CONFIG_LOADER_ARGS, "runtime_params": {"image_folders": {"model": "nope"}}}
+    loader = OmegaConfigLoader(str(project / "conf"), **args)
     error = raised(loader.__getitem__, "parameters")
     assert is_user_error(error)
-    assert "Interpolation key 'models.nope' not found" in str(error)
-    assert "image_folders.model_options" in str(error)
+    assert "The model 'nope' is not a key of models; choose one of [" in str(error)
+    assert "'mini_xception'" in str(error) and "image_folders.model_options" in str(error)
+    args["runtime_params"] = {"image_folders": {"model": "simple_convnet"}}
+    chosen = OmegaConfigLoader(str(project / "conf"), **args)["parameters"]["image_folders"]
+    assert chosen["model_options"]["architecture"] == "simple_convnet"
 
 
 def test_errors_from_elsewhere_are_not():

@@ -1,10 +1,25 @@
-"""Checks before a run starts: ``retrain.model`` against the ``models`` group, and that the
-folders the run writes to are writable (not after hours of training)."""
+"""Checks before a run starts: ``retrain.model`` against the ``models`` group, that the
+folders the run writes to are writable (not after hours of training), and the resolver that
+checks ``image_folders.model`` while the configuration loads."""
 
 import os
 from pathlib import Path
+from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from omegaconf.errors import InterpolationKeyError
+
+
+def model_options(models: Any, name: str) -> Any:
+    """``${model_options:${models},<name>}``: ``models[name]``, or an error that lists the
+    models (OmegaConf's own says only "Interpolation key 'models.nope' not found")."""
+    if name not in models:
+        # An InterpolationKeyError passes OmegaConf unwrapped and is a user error (no traceback).
+        raise InterpolationKeyError(
+            f"The model '{name}' is not a key of models; choose one of {sorted(models)} "
+            "(parameters_model_training.yml), or add it there."
+        )
+    return models[name]
 
 
 class ReadOnlyOutputsError(PermissionError):

@@ -1,15 +1,18 @@
 """Serve a classifier: an MLflow pyfunc that takes base64 JPEG/PNG files, not pixel arrays.
 
 It decodes with the data pipeline's ``decode_image`` and the model rescales itself, so what is
-served is what was trained; a bad request is ``INVALID_PARAMETER_VALUE`` (HTTP 400).
+served is what was trained; a bad request is ``INVALID_PARAMETER_VALUE`` (HTTP 400), a failure
+of the model a 500 whose traceback stays in the server's log.
 """
 
 import base64
 import importlib.util
 import io
+import logging
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -31,6 +34,14 @@ SERVING_BACKEND = "jax"
 #: Registered-model tag marking a name whose versions all take encoded images.
 SERVING_TAG = "image_classifiers.input"
 SERVING_TAG_VALUE = "encoded_images"
+#: How to call the model, for a request that holds no images.
+REQUEST_HELP = (
+    f'Send JSON {{"dataframe_split": {{"columns": ["{IMAGE_COLUMN}"], "data": '
+    f'[["<base64 file>"], ...]}}}}, or text/csv whose first line is the header '
+    f"'{IMAGE_COLUMN}' and each further line one base64-encoded image file."
+)
+
+logger = logging.getLogger(__name__)
 
 
 def probability_column(class_name: str) -> str:
@@ -110,13 +121,21 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
         self.threshold = float(config.get("threshold", 0.5))
         self.batch_size = int(config.get("batch_size", 32))
         self.image_size = model_image_size(self.model, config.get("image_size"))
+        # The server calls predict from several threads, and Keras' predict is not thread-safe
+        # (under JAX concurrent calls break the model for good): one inference at a time.
+        self.lock = threading.Lock()
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         from image_classifiers.core.training import predict_probabilities
 
-        # MLflow checks the columns against the signature (a missing `image` is an error).
+        # The column is optional in the signature so that a request without it (a CSV
+        # without its header line) gets this message rather than MLflow's.
+        if IMAGE_COLUMN not in model_input or model_input.empty:
+            raise MlflowException.invalid_parameter_value(
+                f"The request holds no '{IMAGE_COLUMN}' values. {REQUEST_HELP}"
+            )
         values = model_input[IMAGE_COLUMN].tolist()
         images = np.empty((len(values), *self.image_size, 3), dtype=np.uint8)
         problems = []
@@ -133,7 +152,15 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
                 "Send each file's bytes base64-encoded (e.g. base64.b64encode(open(path, "
                 "'rb').read()).decode())."
             )
-        probabilities = predict_probabilities(self.model, images, self.batch_size)
+        try:
+            with self.lock:
+                probabilities = predict_probabilities(self.model, images, self.batch_size)
+        except Exception as exc:  # MLflow would answer with the traceback and server paths
+            logger.exception("The model failed on a request of %d images.", len(images))
+            raise MlflowException(
+                f"The model failed on this request ({type(exc).__name__}); the server's log "
+                "has the details."
+            ) from exc
         return probability_frame(probabilities, self.classes, self.threshold)
 
 
@@ -171,7 +198,7 @@ def log_classifier(
         artifacts={KERAS_ARTIFACT: str(keras_path)},
         code_paths=[str(Path(__file__).resolve().parent)],
         signature=ModelSignature(
-            inputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
+            inputs=Schema([ColSpec("string", IMAGE_COLUMN, required=False)]),
             outputs=Schema([*outputs, ColSpec("string", LABEL_COLUMN)]),
         ),
         model_config={
@@ -208,13 +235,7 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
 
     text = str(source)
     if ":/" not in text:  # a local file, not a URI
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"No model file at '{path}'. Give a .keras file or a registry URI such as "
-                "models:/cats_vs_dogs@champion."
-            )
-        return LoadedClassifier(load_model_file(path, compile=False), text)
+        return LoadedClassifier(load_model_file(text, compile=False), text)
 
     with tempfile.TemporaryDirectory(prefix="classifier-") as tmp:
         try:

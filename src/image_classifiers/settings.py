@@ -6,7 +6,7 @@ from omegaconf.resolvers import oc
 
 from image_classifiers.errors import ConciseErrorsHook
 from image_classifiers.hooks import ModelRunsHook, TrackingStoreHook
-from image_classifiers.params_hooks import ParamsCrossCheckHook
+from image_classifiers.params_hooks import ParamsCrossCheckHook, model_options
 from image_classifiers.tracking import artifacts_beside, sqlite_store
 
 # Kedro 1.7 calls OmegaConf.register_new_resolver, deprecated in OmegaConf 2.4: no user can act.
@@ -24,6 +24,7 @@ CONFIG_LOADER_ARGS = {
         "oc.env": oc.env,
         "sqlite_store": sqlite_store,
         "artifacts_beside": artifacts_beside,
+        "model_options": model_options,
     },
     # An environment such as conf/smoke overrides single keys, not whole parameter groups.
     "merge_strategy": {"parameters": "soft", "mlflow": "soft"},

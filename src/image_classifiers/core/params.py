@@ -222,12 +222,27 @@ class DownloadParams(Params):
     resume: Bool = Field(True, description="continue an interrupted download's partial file")
 
 
+#: File suffixes read as images, by the data pipeline and by predict (PIL reads them all).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class ArchiveLimits(Params):
+    """``archive_limits``: how much a zip may unpack to (zip bombs); a member over a limit is
+    not read (predict: its row says why; extract: an error, or a skipped row for one member)."""
+
+    max_member_mb: PositiveInt = Field(1024, description="uncompressed, one member (zips too)")
+    max_total_mb: PositiveInt = Field(16384, description="uncompressed, all members (zips too)")
+    max_members: PositiveInt = Field(1_000_000, description="images and zips, nested too")
+    max_depth: NonNegativeInt = Field(3, description="zips inside zips")
+
+
 class ExtractParams(Params):
     """``extract``: which member of the archive holds the images, and where they go."""
 
     inner_archive: str | None = Field("train.zip", description="null = the archive itself")
-    extensions: Names = Field([".jpg", ".jpeg", ".png"], min_length=1)
+    extensions: Names = Field(list(IMAGE_EXTENSIONS), min_length=1)
     target_dir: str = "data/01_raw/dogs-vs-cats"
+    archive_limits: ArchiveLimits = ArchiveLimits()
 
 
 def _no_overlap(ranges: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
@@ -502,6 +517,7 @@ class PredictParams(Params):
     image_size: ImageSize | None = Field(None, description="only for any-size models")
     batch_size: PositiveInt = Field(64, description="images decoded and classified at a time")
     decode_workers: PositiveInt | None = Field(None, description="null = one per CPU core")
+    archive_limits: ArchiveLimits = ArchiveLimits()
 
 
 class RetrainParams(Params):
@@ -510,6 +526,7 @@ class RetrainParams(Params):
     incoming_dir: str = "data/01_raw/incoming"
     archive: str | None = Field(None, description="a .zip of <class>/ folders instead")
     processed_dir: str = "data/01_raw/incoming_processed"
+    archive_limits: ArchiveLimits = ArchiveLimits()
     on_bad_image: Literal["skip", "fail"] = "skip"
     force: Bool = Field(False, description="train a challenger even without new images")
     model: str = Field("mini_xception", min_length=1, description="a key of models")

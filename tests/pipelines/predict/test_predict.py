@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import struct
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -15,9 +18,10 @@ from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 from PIL import Image
 
+from image_classifiers.core.data.inputs import LINK_OUTSIDE, LINK_TO_FOLDER, NOT_REGULAR, refused
 from image_classifiers.core.images import decode_image
 from image_classifiers.core.models import build_classifier, load_model_file
-from image_classifiers.core.params import PredictParams
+from image_classifiers.core.params import ArchiveLimits, PredictParams
 from image_classifiers.core.training import predict_probabilities
 from image_classifiers.errors import is_user_error
 from image_classifiers.pipelines.predict import create_pipeline
@@ -135,6 +139,103 @@ def test_path_traversal_members_are_reported_not_read(tmp_path, model_file, capl
     predictions = predict(model_file, source=str(archive)).set_index("file")
     assert predictions.loc[unsafe, "error"].tolist() == [UNSAFE_MEMBER] * 3
     assert pd.isna(predictions.loc["cat/ok.jpg", "error"])
+
+
+def nested_zips(levels: int, innermost: dict[str, bytes]) -> bytes:
+    data = innermost
+    for _ in range(levels):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, member in data.items():
+                archive.writestr(name, member)
+        data = {"inner.zip": buffer.getvalue()}
+    return data["inner.zip"]
+
+
+def test_links_out_of_the_folder_and_special_files_get_a_row_unread(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"root:x:0:0:root:/root:/bin/bash")
+    source = tmp_path / "source"
+    (source / "cat").mkdir(parents=True)
+    (source / "cat" / "ok.jpg").write_bytes(jpeg(1))
+    (source / "cat" / "same.jpg").symlink_to(source / "cat" / "ok.jpg")  # inside: read
+    (source / "cat" / "passwd.jpg").symlink_to(outside / "secret.jpg")
+    (source / "elsewhere").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(source / "cat" / "pipe.jpg")  # opening it would block for ever
+    (source / "cat" / "loop.jpg").symlink_to(source / "cat" / "loop.jpg")
+
+    files = {f.name: f for f in iter_image_files(source)}
+
+    assert files["cat/ok.jpg"].data == files["cat/same.jpg"].data == jpeg(1)
+    assert files["cat/passwd.jpg"].data is None and files["cat/passwd.jpg"].error == LINK_OUTSIDE
+    assert files["elsewhere"].error == LINK_TO_FOLDER
+    assert files["cat/pipe.jpg"].error == files["cat/loop.jpg"].error == NOT_REGULAR
+    assert "elsewhere/secret.jpg" not in files
+
+
+def test_the_log_and_the_summary_count_the_same_unreadable_files(tmp_path, model_file, caplog):
+    (tmp_path / "outside.jpg").write_bytes(jpeg(9))
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "ok.jpg").write_bytes(jpeg(1))
+    (source / "text.jpg").write_text("not an image")
+    (source / "link.jpg").symlink_to(tmp_path / "outside.jpg")
+    os.mkfifo(source / "pipe.jpg")
+    caplog.set_level("INFO")
+
+    summary = summarize_predictions(predict(model_file, source=str(source)))
+
+    assert summary["unreadable"] == 3 and summary["predicted"] == 1
+    assert "Predicted 4 images in all (3 unreadable)" in caplog.text
+    assert "3 of 4 files could not be read" in caplog.text
+
+
+def test_archive_members_over_a_limit_get_a_row_and_cost_no_memory(tmp_path, model_file):
+    archive = tmp_path / "bombs.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a/ok.jpg", jpeg(1))
+        z.writestr("b/bomb.jpg", bytes(8 << 20))  # 8 MB of zeros: 8 KB deflated
+        z.writestr("c/deep.zip", nested_zips(30, {"x.jpg": jpeg(2)}))  # RecursionError before
+    limits = ArchiveLimits(max_member_mb=1, max_depth=2)
+
+    tracemalloc.start()
+    files = {f.name: f for f in iter_image_files(archive, limits)}
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
+    assert peak < 1 << 20  # the 8 MB member was never inflated
+    assert files["a/ok.jpg"].data == jpeg(1)
+    assert "8 MB uncompressed" in files["b/bomb.jpg"].error
+    assert "predict.archive_limits.max_member_mb" in files["b/bomb.jpg"].error
+    deep = [f for name, f in files.items() if name.startswith("c/deep.zip/")]
+    assert [f.error for f in deep] == [refused("max_depth", "zips nested over 2 deep", "predict")]
+    predictions = predict(model_file, source=str(archive), archive_limits=limits)
+    assert predictions["error"].notna().sum() == 2
+
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w", zipfile.ZIP_DEFLATED) as z:
+        for n in range(3):
+            z.writestr(f"{n}.jpg", bytes(600 << 10))
+    total = [f.error for f in iter_image_files(many, ArchiveLimits(max_total_mb=1))]
+    assert total[0] is None and all("archive_limits.max_total_mb" in e for e in total[1:])
+    count = [f.error for f in iter_image_files(many, ArchiveLimits(max_members=1))]
+    assert count[0] is None and len(count) == 2 and "over 1 members" in count[1]  # then stop
+
+
+def test_a_member_whose_header_understates_its_size_is_cut_at_that_size(tmp_path):
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bomb.jpg", bytes(8 << 20))
+    lying = bytearray(data.getvalue())
+    central = lying.rfind(b"PK\x01\x02")  # the central directory's uncompressed size field
+    struct.pack_into("<I", lying, central + 24, 100)
+    archive = tmp_path / "lying.zip"
+    archive.write_bytes(bytes(lying))
+
+    [file] = iter_image_files(archive, ArchiveLimits(max_member_mb=1))
+
+    assert file.data is None and "Bad CRC-32" in file.error
 
 
 # ---- nodes ---------------------------------------------------------------------------------

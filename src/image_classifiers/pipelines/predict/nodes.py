@@ -85,7 +85,7 @@ def predict_images(predict: PredictParams) -> pd.DataFrame:
     start = last = time.monotonic()
     failed = 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        files = iter_image_files(source)
+        files = iter_image_files(source, predict.archive_limits)
         for batch in iter(lambda: list(itertools.islice(files, batch_size)), []):
             decoded = list(pool.map(lambda f: f.decoded(image_size), batch))
             frames.append(_classify_batch(classifier, batch, decoded, batch_size))

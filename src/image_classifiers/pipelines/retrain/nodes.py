@@ -60,8 +60,12 @@ def collect_images(
     splits = {"train_set": train_set, "validation_set": validation_set, "test_set": test_set}
     fixed = {_pixel_hash(image): name for name, s in splits.items() for image in s["images"]}
     runs = sorted(p for p in Path(retrain.processed_dir).glob("*") if p.is_dir())
+    limits = retrain.archive_limits
     pooled = (
-        f for run in runs for f in iter_image_files(run) if f.name.split("/")[0] not in SET_ASIDE
+        f
+        for run in runs
+        for f in iter_image_files(run, limits, "retrain")
+        if f.name.split("/")[0] not in SET_ASIDE
     )
     ignored: dict[str, list] = {"rejected": [], "duplicates": []}  # told when they came in
     pool, pool_images = _accept(pooled, classes, size, fixed, known=set(), report=ignored)
@@ -73,7 +77,7 @@ def collect_images(
         "rejected": [],
         "duplicates": [],
     }
-    files = iter_image_files(source) if source.exists() else []
+    files = iter_image_files(source, limits, "retrain") if source.exists() else []
     known = {r["sha256"] for r in pool}
     added, new_images = _accept(files, classes, size, fixed, known=known, report=delivery)
     delivery["added"] = added
@@ -355,7 +359,7 @@ def archive_incoming(
 
 def _move_aside(source: Path, destination: Path) -> int:
     """Move one file (1) or report that it is gone already (0, e.g. after a crash)."""
-    if not source.exists():
+    if not source.is_symlink() and not source.exists():  # a link is moved, not followed
         return 0
     destination = destination.with_name(re.sub(r"[^\w.\-]", "_", destination.name) or "file")
     destination.parent.mkdir(parents=True, exist_ok=True)
