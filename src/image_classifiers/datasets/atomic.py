@@ -16,6 +16,7 @@ from kedro.io import AbstractDataset
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
+from kedro_datasets.text import TextDataset
 
 
 class _AtomicFile(AbstractDataset[Any, Any]):
@@ -110,3 +111,7 @@ class AtomicJSONDataset(_AtomicFile):
 
 class AtomicMatplotlibDataset(_AtomicFile):
     wrapped = MatplotlibDataset
+
+
+class AtomicTextDataset(_AtomicFile):
+    wrapped = TextDataset
