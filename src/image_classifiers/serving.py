@@ -7,6 +7,7 @@ served is what was trained; a bad request is ``INVALID_PARAMETER_VALUE`` (HTTP 4
 import base64
 import importlib.util
 import io
+import json
 import os
 import sys
 import tempfile
@@ -31,6 +32,8 @@ SERVING_BACKEND = "jax"
 #: Registered-model tag marking a name whose versions all take encoded images.
 SERVING_TAG = "image_classifiers.input"
 SERVING_TAG_VALUE = "encoded_images"
+#: The temperature file training writes beside ``<model>.keras`` and logs to the model's run.
+CALIBRATION_SUFFIX = ".calibration.json"
 
 
 def probability_column(class_name: str) -> str:
@@ -108,13 +111,14 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
         self.model = load_model_file(context.artifacts[KERAS_ARTIFACT], compile=False)
         self.classes = [str(c) for c in config["classes"]]
         self.threshold = float(config.get("threshold", 0.5))
+        self.temperature = config.get("temperature")  # fitted on the validation split
         self.batch_size = int(config.get("batch_size", 32))
         self.image_size = model_image_size(self.model, config.get("image_size"))
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from image_classifiers.core.training import predict_probabilities
+        from image_classifiers.core.training import apply_temperature, predict_probabilities
 
         # MLflow checks the columns against the signature (a missing `image` is an error).
         values = model_input[IMAGE_COLUMN].tolist()
@@ -134,6 +138,7 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
                 "'rb').read()).decode())."
             )
         probabilities = predict_probabilities(self.model, images, self.batch_size)
+        probabilities = apply_temperature(probabilities, self.temperature)
         return probability_frame(probabilities, self.classes, self.threshold)
 
 
@@ -158,6 +163,7 @@ def log_classifier(
     registered_model_name: str | None = None,
     threshold: float = 0.5,
     batch_size: int = 32,
+    temperature: float | None = None,
 ) -> Any:
     """Log a ``.keras`` file as a serving pyfunc in the active run (and register it); the
     package's source goes along (``code_paths``) for ``mlflow models serve`` to import."""
@@ -179,6 +185,7 @@ def log_classifier(
             "threshold": float(threshold),
             "batch_size": int(batch_size),
             "keras_backend": SERVING_BACKEND,
+            **({"temperature": float(temperature)} if temperature else {}),
         },
         pip_requirements=serving_requirements(),
         input_example=pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(example.getvalue()).decode()]}),
@@ -199,11 +206,13 @@ class LoadedClassifier:
     source: str
     classes: list[str] | None = None
     threshold: float | None = None
+    temperature: float | None = None  # calibration.json's, see calibration_temperature
 
 
 def load_classifier(source: str | Path) -> LoadedClassifier:
     """The Keras model of a ``.keras`` file or a model URI, with the classes and threshold of
-    one logged by :func:`log_classifier` (not of a Keras-flavor one)."""
+    one logged by :func:`log_classifier` (not of a Keras-flavor one) and its temperature (the
+    pyfunc's, the calibration file beside the ``.keras`` file or in a Keras model's run)."""
     from image_classifiers.core.models import load_model_file
 
     text = str(source)
@@ -214,7 +223,11 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
                 f"No model file at '{path}'. Give a .keras file or a registry URI such as "
                 "models:/cats_vs_dogs@champion."
             )
-        return LoadedClassifier(load_model_file(path, compile=False), text)
+        calibration = path.with_suffix(CALIBRATION_SUFFIX)  # written beside it by training
+        temperature = (
+            json.loads(calibration.read_text())["temperature"] if calibration.is_file() else None
+        )
+        return LoadedClassifier(load_model_file(path, compile=False), text, temperature=temperature)
 
     with tempfile.TemporaryDirectory(prefix="classifier-") as tmp:
         try:
@@ -238,6 +251,15 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
             )
         model = load_model_file(keras_files[0], compile=False)
         # The model_config of a pyfunc logged by log_classifier ({} for the Keras flavor).
-        flavors = mlflow.models.Model.load(str(local)).flavors
-        config = flavors.get("python_function", {}).get("config") or {}
-    return LoadedClassifier(model, text, config.get("classes"), config.get("threshold"))
+        logged = mlflow.models.Model.load(str(local))
+        config = logged.flavors.get("python_function", {}).get("config") or {}
+    temperature = config.get("temperature")
+    if "classes" not in config and logged.run_id:  # Keras flavor: the run's calibration file
+        client = mlflow.MlflowClient()
+        for artifact in client.list_artifacts(logged.run_id):
+            if artifact.path.endswith(CALIBRATION_SUFFIX):
+                uri = f"runs:/{logged.run_id}/{artifact.path}"
+                temperature = mlflow.artifacts.load_dict(uri)["temperature"]
+    return LoadedClassifier(
+        model, text, config.get("classes"), config.get("threshold"), temperature
+    )
