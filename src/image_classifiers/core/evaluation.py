@@ -44,7 +44,7 @@ def per_class_metrics(
     }
     if absent := [name for name, row in table.items() if row["support"] == 0]:
         logger.warning(
-            "No test images of class %s: its recall and F1 are null in metrics.json.",
+            "No test images of class %s: its recall is null in metrics.json.",
             ", ".join(map(repr, absent)),
         )
     return strict_json(table)
