@@ -11,7 +11,7 @@ from . import nodes
 
 NAMESPACE = "transfer"
 SHARED_PARAMETERS = ("transfer", "training", "augmentation", "evaluation", "inspection")
-# Phase 1's top losses and temperature stay in memory: only phase 2's model is served.
+# Phase 1 is reported under names of its own (catalog_transfer_learning.yml).
 PHASE_1_REPORTS = (
     "metrics",
     "confusion_matrix_plot",
