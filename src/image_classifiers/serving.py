@@ -32,7 +32,7 @@ SERVING_BACKEND = "jax"
 #: Registered-model tag marking a name whose versions all take encoded images.
 SERVING_TAG = "image_classifiers.input"
 SERVING_TAG_VALUE = "encoded_images"
-#: The temperature file training writes beside ``<model>.keras`` and logs to the model's run.
+#: The temperature file training writes beside ``<model>.keras``.
 CALIBRATION_SUFFIX = ".calibration.json"
 
 
@@ -212,7 +212,7 @@ class LoadedClassifier:
 def load_classifier(source: str | Path) -> LoadedClassifier:
     """The Keras model of a ``.keras`` file or a model URI, with the classes and threshold of
     one logged by :func:`log_classifier` (not of a Keras-flavor one) and its temperature (the
-    pyfunc's, the calibration file beside the ``.keras`` file or in a Keras model's run)."""
+    pyfunc's, the calibration file beside a ``.keras`` file, a Keras model run's metric)."""
     from image_classifiers.core.models import load_model_file
 
     text = str(source)
@@ -254,12 +254,8 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
         logged = mlflow.models.Model.load(str(local))
         config = logged.flavors.get("python_function", {}).get("config") or {}
     temperature = config.get("temperature")
-    if "classes" not in config and logged.run_id:  # Keras flavor: the run's calibration file
-        client = mlflow.MlflowClient()
-        for artifact in client.list_artifacts(logged.run_id):
-            if artifact.path.endswith(CALIBRATION_SUFFIX):
-                uri = f"runs:/{logged.run_id}/{artifact.path}"
-                temperature = mlflow.artifacts.load_dict(uri)["temperature"]
+    if "classes" not in config and logged.run_id:  # Keras flavor: its run's test metrics
+        temperature = mlflow.MlflowClient().get_run(logged.run_id).data.metrics.get("temperature")
     return LoadedClassifier(
         model, text, config.get("classes"), config.get("threshold"), temperature
     )
