@@ -178,6 +178,9 @@ def split_summary(image_set: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+AVERAGES = ["accuracy", "precision", "recall", "F1", "ROC AUC", "loss"]  # test_<key> metrics
+
+
 def model_card(
     model: dict[str, Any],
     metrics: dict[str, Any],
@@ -200,12 +203,9 @@ def model_card(
             for name, s in splits.items()
         ],
     )
+    columns = ["precision", "recall", "f1", "support"]
     class_table = markdown_table(
-        ["class", "precision", "recall", "F1", "support"],
-        [
-            [c, *(per_class[c][k] for k in ("precision", "recall", "f1", "support"))]
-            for c in classes
-        ],
+        ["class", *columns], [[c, *(per_class[c][k] for k in columns)] for c in classes]
     )
     confused = [
         f"- {p['a']} / {p['b']}: {p['total']} ({p['a']} as {p['b']}: {p['a_as_b']}, "
@@ -235,7 +235,6 @@ def model_card(
         f"served as predicted (test ECE {metrics['test_expected_calibration_error']:.4f})."
     )
     settings = ", ".join(f"{k}={v}" for k, v in training.items() if not isinstance(v, dict))
-    auc = metrics.get("test_roc_auc")
     sections = [
         f"# Model card: {model['name']}",
         f"Classifies {shape} images into {len(classes)} classes: {', '.join(classes)}.",
@@ -251,18 +250,7 @@ def model_card(
         "\n</details>",
         "## Test metrics",
         markdown_table(
-            ["accuracy", "precision", "recall", "F1", "ROC AUC", "loss", "images"],
-            [
-                [
-                    metrics["test_accuracy"],
-                    metrics["test_precision"],
-                    metrics["test_recall"],
-                    metrics["test_f1"],
-                    auc,
-                    metrics["test_loss"],
-                    metrics["num_test_images"],
-                ]
-            ],
+            AVERAGES, [[metrics.get(f"test_{k.lower().replace(' ', '_')}") for k in AVERAGES]]
         ),
         f"Per class (threshold {metrics['threshold']}):",
         class_table,
