@@ -149,7 +149,7 @@ def test_model_card_names_data_metrics_calibration_and_failures():
         | {"loss": 1.6}
     ]
     card = model_card(
-        {"name": "tiny", "input_shape": [2, 2, 3], "parameters": 1234, "layers": 3, "epochs": 2},
+        {"name": "tiny", "input_shape": [2, 2, 3], "parameters": 1234, "epochs": 2},
         metrics,
         calibration={"temperature": 1.5, "calibrated": True, "validation_images": 3},
         losses=losses,

@@ -244,8 +244,8 @@ def model_card(
         "`dataset_sha256` tag.",
         splits_table,
         "## Architecture and training",
-        f"{model['name']}: {model['parameters']:,} parameters in {model['layers']} layers, "
-        f"input {shape}, trained {model['epochs']} epochs.\n\nTraining parameters: {settings}.",
+        f"{model['name']}: {model['parameters']:,} parameters, input {shape}, trained "
+        f"{model['epochs']} epochs.\n\nTraining parameters: {settings}.",
         f"<details><summary>Keras summary</summary>\n\n```\n{model.get('summary', '')}\n```"
         "\n</details>",
         "## Test metrics",

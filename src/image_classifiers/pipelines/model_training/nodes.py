@@ -312,7 +312,6 @@ def write_model_card(
             "name": model.name,
             "input_shape": list(model.input_shape[1:]),
             "parameters": int(model.count_params()),
-            "layers": len(model.layers),
             "epochs": len(training_history.get("loss", [])),
             "summary": model_summary,
         },
