@@ -132,8 +132,7 @@ def calibrate_model(
     )
     temperature = fit_temperature(probabilities, labels)
     before, after = (
-        float(np.mean(sample_losses(apply_temperature(probabilities, t), labels)))
-        for t in (1.0, temperature)
+        cross_entropy(apply_temperature(probabilities, t), labels) for t in (1.0, temperature)
     )
     logger.info(
         "Temperature %.3f fitted on %d validation images: loss %.4f -> %.4f.",
