@@ -32,7 +32,7 @@ from PIL import Image
 from image_classifiers import serving
 from image_classifiers.core.images import decode_image
 from image_classifiers.core.models import ModelFileError, build_classifier
-from image_classifiers.core.training import predict_probabilities
+from image_classifiers.core.training import apply_temperature, predict_probabilities
 from image_classifiers.errors import is_user_error
 
 CLASSES = ["cat", "dog"]
@@ -207,6 +207,26 @@ def test_load_classifier_from_registry_and_file(champion, tmp_path):
         serving.load_classifier(f"models:/{MODEL_NAME}@no_such_alias")
     with pytest.raises(LookupError, match="No model at"):
         serving.load_classifier("models:/no_such_model@champion")
+
+
+def test_served_and_loaded_models_apply_the_temperature_they_were_logged_with(champion, tmp_path):
+    path = tmp_path / "calibrated.keras"
+    champion.save(path)
+    with mlflow.start_run():
+        serving.log_classifier(path, CLASSES, registered_model_name="calibrated", temperature=2.0)
+    jpeg = encoded_image(90)
+    served = mlflow.pyfunc.load_model("models:/calibrated/1").predict(
+        pd.DataFrame({"image": [b64(jpeg)]})
+    )
+    expected = apply_temperature(expected_probabilities(champion, [jpeg]), 2.0)
+    np.testing.assert_allclose(
+        served[["probability_cat", "probability_dog"]].to_numpy(), expected, atol=1e-5
+    )
+    assert serving.load_classifier("models:/calibrated/1").temperature == 2.0
+    # A .keras file: the calibration file training writes beside it, if any.
+    assert serving.load_classifier(path).temperature is None
+    path.with_suffix(".calibration.json").write_text(json.dumps({"temperature": 1.5}))
+    assert serving.load_classifier(path).temperature == 1.5
 
 
 def test_probability_frame_checks_classes():

@@ -112,9 +112,17 @@ class ModelRunsHook:
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
-        """Sign the model ``*.mlflow_model`` logged: kedro-mlflow's ``save_args`` cannot."""
+        """Sign the model ``*.mlflow_model`` logged (kedro-mlflow's ``save_args`` cannot); make
+        a ``*.model_card`` the description of the version the model's run registered."""
         if dataset_name.endswith("mlflow_model") and (logged := mlflow.last_logged_model()):
             mlflow.models.set_signature(logged.model_uri, keras_signature(data))
+        # The card is an artifact of the run (its catalog entry); a registered version's
+        # description has no catalog dataset, and the version that *.mlflow_model registered
+        # is only known here, from the run (the card's node runs after log_to_mlflow).
+        if dataset_name.endswith(".model_card") and (run := mlflow.active_run()):
+            client = mlflow.MlflowClient()
+            for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+                client.update_model_version(version.name, version.version, description=data)
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow ends the pipeline's run
     def after_pipeline_run(self) -> None:

@@ -9,6 +9,7 @@ import base64
 import importlib.util
 import io
 import logging
+import json
 import os
 import sys
 import tempfile
@@ -42,6 +43,8 @@ REQUEST_HELP = (
 )
 
 logger = logging.getLogger(__name__)
+#: The temperature file training writes beside ``<model>.keras``.
+CALIBRATION_SUFFIX = ".calibration.json"
 
 
 def probability_column(class_name: str) -> str:
@@ -119,6 +122,7 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
         self.model = load_model_file(context.artifacts[KERAS_ARTIFACT], compile=False)
         self.classes = [str(c) for c in config["classes"]]
         self.threshold = float(config.get("threshold", 0.5))
+        self.temperature = config.get("temperature")  # fitted on the validation split
         self.batch_size = int(config.get("batch_size", 32))
         self.image_size = model_image_size(self.model, config.get("image_size"))
         # The server calls predict from several threads, and Keras' predict is not thread-safe
@@ -128,7 +132,7 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from image_classifiers.core.training import predict_probabilities
+        from image_classifiers.core.training import apply_temperature, predict_probabilities
 
         # The column is optional in the signature so that a request without it (a CSV
         # without its header line) gets this message rather than MLflow's.
@@ -161,6 +165,7 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
                 f"The model failed on this request ({type(exc).__name__}); the server's log "
                 "has the details."
             ) from exc
+        probabilities = apply_temperature(probabilities, self.temperature)
         return probability_frame(probabilities, self.classes, self.threshold)
 
 
@@ -185,6 +190,7 @@ def log_classifier(
     registered_model_name: str | None = None,
     threshold: float = 0.5,
     batch_size: int = 32,
+    temperature: float | None = None,
 ) -> Any:
     """Log a ``.keras`` file as a serving pyfunc in the active run (and register it); the
     package's source goes along (``code_paths``) for ``mlflow models serve`` to import."""
@@ -206,6 +212,7 @@ def log_classifier(
             "threshold": float(threshold),
             "batch_size": int(batch_size),
             "keras_backend": SERVING_BACKEND,
+            **({"temperature": float(temperature)} if temperature else {}),
         },
         pip_requirements=serving_requirements(),
         input_example=pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(example.getvalue()).decode()]}),
@@ -226,16 +233,24 @@ class LoadedClassifier:
     source: str
     classes: list[str] | None = None
     threshold: float | None = None
+    temperature: float | None = None  # calibration.json's, see calibration_temperature
 
 
 def load_classifier(source: str | Path) -> LoadedClassifier:
     """The Keras model of a ``.keras`` file or a model URI, with the classes and threshold of
-    one logged by :func:`log_classifier` (not of a Keras-flavor one)."""
+    one logged by :func:`log_classifier` (not of a Keras-flavor one) and its temperature (the
+    pyfunc's, the calibration file beside a ``.keras`` file, a Keras model run's metric)."""
     from image_classifiers.core.models import load_model_file
 
     text = str(source)
     if ":/" not in text:  # a local file, not a URI
-        return LoadedClassifier(load_model_file(text, compile=False), text)
+        path = Path(text).expanduser()
+        calibration = path.with_suffix(CALIBRATION_SUFFIX)  # written beside it by training
+        temperature = (
+            json.loads(calibration.read_text())["temperature"] if calibration.is_file() else None
+        )
+        model = load_model_file(text, compile=False)
+        return LoadedClassifier(model, text, temperature=temperature)
 
     with tempfile.TemporaryDirectory(prefix="classifier-") as tmp:
         try:
@@ -259,6 +274,11 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
             )
         model = load_model_file(keras_files[0], compile=False)
         # The model_config of a pyfunc logged by log_classifier ({} for the Keras flavor).
-        flavors = mlflow.models.Model.load(str(local)).flavors
-        config = flavors.get("python_function", {}).get("config") or {}
-    return LoadedClassifier(model, text, config.get("classes"), config.get("threshold"))
+        logged = mlflow.models.Model.load(str(local))
+        config = logged.flavors.get("python_function", {}).get("config") or {}
+    temperature = config.get("temperature")
+    if "classes" not in config and logged.run_id:  # Keras flavor: its run's test metrics
+        temperature = mlflow.MlflowClient().get_run(logged.run_id).data.metrics.get("temperature")
+    return LoadedClassifier(
+        model, text, config.get("classes"), config.get("threshold"), temperature
+    )

@@ -2,7 +2,6 @@
 ``prepare_store``, run tags, image sets as MLflow datasets and ``metric_history``; and the
 Keras callback that streams each epoch's metrics to the model's run."""
 
-import hashlib
 import logging
 import numbers
 import os
@@ -25,6 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from image_classifiers.core.data.extract import HOST, process_gone
+from image_classifiers.core.evaluation import image_set_digest
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +171,6 @@ def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
     """A decoded image set as an MLflow dataset and its context (training, testing...); the
     digest hashes every pixel and label (about 0.5 s per 200 MB): same digest, same data."""
     images, labels = image_set["images"], np.asarray(image_set["labels"])
-    digest = hashlib.sha256()
-    for array in (images, labels):
-        digest.update(np.ascontiguousarray(array).data)  # a memory map is read, not copied
     filename = getattr(images, "filename", None)
     with warnings.catch_warnings():
         # MLflow registers two equivalent sources for local paths and warns about its choice.
@@ -182,7 +179,7 @@ def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
             images,
             targets=labels,
             name=name,
-            digest=digest.hexdigest()[:16],
+            digest=image_set_digest(image_set),
             source=Path(filename).parent.as_posix() if filename else None,
         )
     split = name.rsplit(".", 1)[-1].removesuffix("_set")

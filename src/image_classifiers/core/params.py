@@ -386,6 +386,9 @@ class EvaluationParams(Params):
     misclassified_grid: NonNegativeInt = Field(16, description="misclassified images plotted")
     batch_size: PositiveInt = Field(32, description="images per inference step")
     test_time_flip: Bool = Field(False, description="average with the mirror image")
+    calibrate: Bool = Field(True, description="fit a temperature on the validation split")
+    calibration_bins: PositiveInt = Field(15, description="confidence bins of ECE, diagram")
+    most_confused: NonNegativeInt = Field(10, description="class pairs listed")
 
 
 class InspectionParams(Params):

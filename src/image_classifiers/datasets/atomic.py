@@ -20,6 +20,7 @@ from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
+from kedro_datasets.text import TextDataset
 
 from image_classifiers.core.data.extract import owned_prefix, remove_orphans, remove_path
 
@@ -133,3 +134,7 @@ class AtomicJSONDataset(_AtomicFile):
 
 class AtomicMatplotlibDataset(_AtomicFile):
     wrapped = MatplotlibDataset
+
+
+class AtomicTextDataset(_AtomicFile):
+    wrapped = TextDataset

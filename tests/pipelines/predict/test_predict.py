@@ -22,7 +22,7 @@ from image_classifiers.core.data.inputs import LINK_OUTSIDE, LINK_TO_FOLDER, NOT
 from image_classifiers.core.images import decode_image
 from image_classifiers.core.models import build_classifier, load_model_file
 from image_classifiers.core.params import ArchiveLimits, PredictParams
-from image_classifiers.core.training import predict_probabilities
+from image_classifiers.core.training import apply_temperature, predict_probabilities
 from image_classifiers.errors import is_user_error
 from image_classifiers.pipelines.predict import create_pipeline
 from image_classifiers.pipelines.predict.nodes import (
@@ -287,6 +287,26 @@ def test_a_batch_of_only_bad_files_is_not_fatal(tmp_path, model_file):
 def test_empty_folder_gives_an_empty_table(tmp_path, model_file):
     predictions = predict(model_file, source=str(tmp_path))
     assert predictions.empty and "probability_dog" in predictions.columns
+
+
+def test_the_temperature_saved_beside_the_model_is_applied(tmp_path):
+    # P(dog) = mean pixel / 255: far from 0.5 for a bright image.
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    dense = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+    model = tmp_path / "calibrated.keras"
+    keras.Model(inputs, dense(x / 3)).save(model)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(jpeg(200))
+    source = str(tmp_path / "images")
+    plain = predict(model, source=source)
+    model.with_suffix(".calibration.json").write_text('{"temperature": 3.0}')
+    calibrated = predict(model, source=source)
+    p = plain[["probability_cat", "probability_dog"]].to_numpy(dtype=float)
+    expected = apply_temperature(p, 3.0)
+    assert np.abs(expected - p).max() > 1e-4  # the temperature makes a difference here
+    np.testing.assert_allclose(calibrated[["probability_cat", "probability_dog"]], expected)
+    assert calibrated["label"].tolist() == plain["label"].tolist()  # 0.5 stays 0.5
 
 
 def test_model_parameters_are_checked(model_file):

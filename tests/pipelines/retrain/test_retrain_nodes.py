@@ -200,7 +200,7 @@ def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_pa
     assert challengers == {}
     assert "No new images: no challenger is trained" in caplog.text
     # The later nodes map over no challenger: no champion is loaded, nothing is registered.
-    decisions = decide_promotion(challengers, splits[2], None, retrain)
+    decisions = decide_promotion(challengers, splits[1], splits[2], None, retrain)
     assert decisions == {}
     registered = register_challenger(
         challengers=challengers, decisions={}, delivery=delivery, evaluation=None, retrain=retrain
@@ -223,7 +223,7 @@ def test_a_champion_that_cannot_be_scored_says_what_to_do(splits, tmp_path, sqli
 
     retrain = RetrainParams(registered_model_name="cats")
     with pytest.raises(ValueError, match="champion cats version 1 cannot be scored on the test"):
-        decide_promotion({"tiny": tiny(32)}, splits[2], EvaluationParams(), retrain)
+        decide_promotion({"tiny": tiny(32)}, splits[1], splits[2], EvaluationParams(), retrain)
 
 
 # ---- the pool ------------------------------------------------------------------------------

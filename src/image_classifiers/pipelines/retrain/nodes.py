@@ -29,6 +29,7 @@ from image_classifiers.core.params import (
 )
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
+    calibrate_model,
     evaluate_model,
     train_model,
 )
@@ -195,15 +196,17 @@ def train_challenger(
 
 def decide_promotion(
     challengers: dict[str, keras.Model],
+    validation_set: dict[str, Any],
     test_set: dict[str, Any],
     evaluation: EvaluationParams,
     retrain: RetrainParams,
 ) -> dict[str, dict[str, Any]]:
     """Per challenger: :func:`promotion_rule`'s decision on the fixed test set, and its
-    ``challenger_metrics``."""
+    ``challenger_metrics`` (with the temperature fitted on the validation split)."""
     decisions = {}
     for name, model in challengers.items():
-        metrics, *_figures = evaluate_model(model, test_set, evaluation)
+        calibration = calibrate_model(model, validation_set, evaluation)
+        metrics, *_reports = evaluate_model(model, test_set, evaluation, calibration)
         champion = _champion_metrics(test_set, evaluation, retrain)
         decisions[name] = {
             **promotion_rule(metrics, champion, retrain),
@@ -225,7 +228,8 @@ def _champion_metrics(
         return {}
     version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
     try:
-        metrics, *_figures = evaluate_model(champion.model, test_set, evaluation)
+        calibration = {"temperature": champion.temperature or 1.0}
+        metrics, *_reports = evaluate_model(champion.model, test_set, evaluation, calibration)
     except ValueError as exc:
         raise ValueError(
             f"The champion {name} version {version.version} cannot be scored on the test "
@@ -305,6 +309,7 @@ def register_challenger(
                 registered_model_name=name,
                 threshold=evaluation.threshold,
                 batch_size=evaluation.batch_size,
+                temperature=decisions[model_name]["challenger_metrics"].get("temperature"),
             )
         version, client = str(info.registered_model_version), mlflow.MlflowClient()
         tags = {f"retrain.{k}": str(v) for k, v in decision.items()}

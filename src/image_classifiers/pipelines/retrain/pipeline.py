@@ -42,7 +42,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 decide_promotion,
-                ["retrain_challengers", "test_set", "params:evaluation", "params:retrain"],
+                [
+                    "retrain_challengers",
+                    "validation_set",
+                    "test_set",
+                    "params:evaluation",
+                    "params:retrain",
+                ],
                 "retrain_decisions",
                 name="decide_promotion",
             ),
