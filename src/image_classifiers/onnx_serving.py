@@ -13,7 +13,6 @@ import onnxruntime
 import pandas as pd
 
 from image_classifiers.serving import (
-    IMAGE_COLUMN,
     LABEL_COLUMN,
     decode_request,
     probability_column,

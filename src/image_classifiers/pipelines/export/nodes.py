@@ -173,6 +173,8 @@ def check_exports(report: dict[str, Any]) -> None:
     """Node: an error when no format verified (the saved report says why)."""
     refused = {f: r["reason"] for f, r in report["formats"].items() if r["status"] != OK}
     if len(refused) == len(report["formats"]):
-        raise ValueError(f"No format of '{report['name']}' verified: {'; '.join(refused.values())}.")
+        raise ValueError(
+            f"No format of '{report['name']}' verified: {'; '.join(refused.values())}."
+        )
     if refused:
         logger.warning("Refused formats of %s: %s.", report["name"], ", ".join(refused))
