@@ -14,7 +14,7 @@ from image_classifiers.core import export as core_export
 from image_classifiers.core.models import build_classifier
 from image_classifiers.core.params import DecodeParams, EvaluationParams, ExportParams
 from image_classifiers.core.training import predict_probabilities, predicted_labels
-from image_classifiers.pipelines.export.nodes import check_exports, export_model
+from image_classifiers.pipelines.export.nodes import check_exports, export_formats, export_model
 
 SIZE = 16
 FORMATS = list(core_export.FILES)
@@ -103,6 +103,27 @@ def test_a_file_its_runtime_cannot_load_is_refused_and_not_left(tiny, tmp_path, 
     report, _ = run_export(tiny, tmp_path, formats=["onnx"])
     with pytest.raises(ValueError, match="No format of 'tiny' verified: tiny as onnx"):
         check_exports(report)
+
+
+class Erfinv(keras.layers.Layer):
+    """tf2onnx keeps TensorFlow's Erfinv as it is: a file onnxruntime cannot load."""
+
+    def call(self, x):
+        return keras.ops.erfinv(keras.ops.clip(x, -0.5, 0.5))
+
+
+def test_a_layer_onnx_cannot_express_is_refused_not_written(tiny, tmp_path):
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    hidden = Erfinv()(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(hidden))
+    model = keras.Model(inputs, outputs)
+    export = ExportParams(formats=["onnx"], output_dir=str(tmp_path / "exported"))
+
+    report = export_formats(model, "tiny", tiny[3], export)
+
+    reason = report["formats"]["onnx"]["reason"]
+    assert reason.startswith("tiny as onnx: ") and "Erfinv" in reason, reason
+    assert published(tmp_path) == []
 
 
 def test_a_file_that_loses_accuracy_is_refused(tiny, tmp_path, monkeypatch):
