@@ -40,7 +40,7 @@ Predict = Callable[[np.ndarray], np.ndarray]
 def check_backend() -> None:
     """Keras writes SavedModel, ONNX and LiteRT from the TensorFlow backend only."""
     if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
+        raise ValueError(
             f"Exporting needs the TensorFlow backend, but KERAS_BACKEND is "
             f"'{keras.backend.backend()}'. Run it with KERAS_BACKEND=tensorflow (the default)."
         )

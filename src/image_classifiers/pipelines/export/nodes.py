@@ -61,6 +61,8 @@ def export_model(
         classifier = load_classifier(export.model)
     except ModelNotFoundError:
         raise
+    except FileNotFoundError as exc:
+        raise ValueError(f"Cannot export: {exc}") from exc
     except Exception as exc:  # Keras raises many kinds for a file that is not a model
         raise ValueError(
             f"Cannot export '{export.model}': it is not a Keras model this project can load "

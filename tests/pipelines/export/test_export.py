@@ -172,13 +172,13 @@ def test_a_source_that_is_no_keras_model_is_named(tiny, tmp_path):
     not_a_model.write_text("not a model")
     with pytest.raises(ValueError, match=r"Cannot export '.*notes\.keras': it is not a Keras"):
         run_export(tiny, tmp_path, model=str(not_a_model))
-    with pytest.raises(ValueError, match="No model file at"):
+    with pytest.raises(ValueError, match="Cannot export: No model file at"):
         run_export(tiny, tmp_path, model=str(tmp_path / "missing.keras"))
 
 
 def test_another_backend_is_told_to_use_tensorflow(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(
-        RuntimeError, match="needs the TensorFlow backend, but KERAS_BACKEND is 'jax'"
+        ValueError, match="needs the TensorFlow backend, but KERAS_BACKEND is 'jax'"
     ):
         run_export(tiny, tmp_path)
