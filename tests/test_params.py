@@ -36,6 +36,7 @@ GROUPS = {
     "transfer": (p.TransferParams, "parameters_transfer_learning.yml"),
     "predict": (p.PredictParams, "parameters_predict.yml"),
     "retrain": (p.RetrainParams, "parameters_retrain.yml"),
+    "export": (p.ExportParams, "parameters_export.yml"),
 }
 # The keys a group cannot do without (they come from globals.yml).
 REQUIRED = {

@@ -298,13 +298,16 @@ def pyenv_has_this_python() -> bool:
     return (Path(root.stdout.strip()) / "versions" / platform.python_version()).is_dir()
 
 
-def serve_and_check(champion, tracking_store, tmp_path, env_manager: str, env: dict) -> None:
-    """``mlflow models serve`` the champion; a JPEG, a PNG and broken payloads over HTTP."""
+def serve_and_check(
+    champion, tracking_store, tmp_path, env_manager: str, env: dict, *, name: str = MODEL_NAME
+) -> None:
+    """``mlflow models serve`` the champion of ``name`` (``champion`` its Keras model); a JPEG,
+    a PNG and broken payloads over HTTP."""
     port = free_port()
     log = tmp_path / "serve.log"
     command = [
         *(sys.executable, "-m", "mlflow", "models", "serve"),
-        *("-m", f"models:/{MODEL_NAME}@champion", "--env-manager", env_manager),
+        *("-m", f"models:/{name}@champion", "--env-manager", env_manager),
         *("-p", str(port), "-h", "127.0.0.1", "--workers", "1"),
     ]
     env = {**env, "MLFLOW_TRACKING_URI": tracking_store, "TF_CPP_MIN_LOG_LEVEL": "3"}

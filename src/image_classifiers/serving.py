@@ -8,8 +8,8 @@ of the model a 500 whose traceback stays in the server's log.
 import base64
 import importlib.util
 import io
-import logging
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -107,6 +107,33 @@ def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
     return decode_image(data, image_size)  # UnreadableImageError: a ValueError
 
 
+def decode_request(model_input: pd.DataFrame, image_size: tuple[int, int]) -> np.ndarray:
+    """The request's images ``(N, H, W, 3)`` uint8; any bad row is an HTTP 400 naming it."""
+    # The column is optional in the signature so that a request without it (a CSV
+    # without its header line) gets this message rather than MLflow's.
+    if IMAGE_COLUMN not in model_input or model_input.empty:
+        raise MlflowException.invalid_parameter_value(
+            f"The request holds no '{IMAGE_COLUMN}' values. {REQUEST_HELP}"
+        )
+    values = model_input[IMAGE_COLUMN].tolist()
+    images = np.empty((len(values), *image_size, 3), dtype=np.uint8)
+    problems = []
+    for row, value in enumerate(values):
+        try:
+            images[row] = decode_payload(value, image_size)
+        except ValueError as exc:
+            problems.append(f"row {row}: {exc}")
+    if problems:
+        shown, more = "; ".join(problems[:5]), len(problems) - 5
+        raise MlflowException.invalid_parameter_value(
+            f"{len(problems)} of {len(values)} '{IMAGE_COLUMN}' values are not "
+            f"base64-encoded images: {shown}{f'; and {more} more' if more > 0 else ''}. "
+            "Send each file's bytes base64-encoded (e.g. base64.b64encode(open(path, "
+            "'rb').read()).decode())."
+        )
+    return images
+
+
 class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     """Encoded images in, probabilities and labels out; ``model_config`` gives the classes."""
 
@@ -134,28 +161,7 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         from image_classifiers.core.training import apply_temperature, predict_probabilities
 
-        # The column is optional in the signature so that a request without it (a CSV
-        # without its header line) gets this message rather than MLflow's.
-        if IMAGE_COLUMN not in model_input or model_input.empty:
-            raise MlflowException.invalid_parameter_value(
-                f"The request holds no '{IMAGE_COLUMN}' values. {REQUEST_HELP}"
-            )
-        values = model_input[IMAGE_COLUMN].tolist()
-        images = np.empty((len(values), *self.image_size, 3), dtype=np.uint8)
-        problems = []
-        for row, value in enumerate(values):
-            try:
-                images[row] = decode_payload(value, self.image_size)
-            except ValueError as exc:
-                problems.append(f"row {row}: {exc}")
-        if problems:
-            shown, more = "; ".join(problems[:5]), len(problems) - 5
-            raise MlflowException.invalid_parameter_value(
-                f"{len(problems)} of {len(values)} '{IMAGE_COLUMN}' values are not "
-                f"base64-encoded images: {shown}{f'; and {more} more' if more > 0 else ''}. "
-                "Send each file's bytes base64-encoded (e.g. base64.b64encode(open(path, "
-                "'rb').read()).decode())."
-            )
+        images = decode_request(model_input, self.image_size)
         try:
             with self.lock:
                 probabilities = predict_probabilities(self.model, images, self.batch_size)
@@ -191,17 +197,28 @@ def log_classifier(
     threshold: float = 0.5,
     batch_size: int = 32,
     temperature: float | None = None,
+    onnx_path: str | Path | None = None,
 ) -> Any:
     """Log a ``.keras`` file as a serving pyfunc in the active run (and register it); the
-    package's source goes along (``code_paths``) for ``mlflow models serve`` to import."""
+    package's source goes along (``code_paths``) for ``mlflow models serve`` to import.
+    With a verified ``onnx_path`` it serves that over onnxruntime (``onnx_serving``, no
+    TensorFlow); the ``.keras`` file still goes along for :func:`load_classifier`."""
     classes = [str(c) for c in classes]
     outputs = [ColSpec("double", probability_column(c)) for c in classes]
     example = io.BytesIO()  # a small gray JPEG: how to call the model, in the MLflow UI
     Image.new("RGB", (16, 16), (128, 128, 128)).save(example, format="JPEG")
+    python_model, requirements = ImageClassifierModel(), serving_requirements()
+    artifacts = {KERAS_ARTIFACT: str(keras_path)}
+    if onnx_path is not None:
+        from image_classifiers import onnx_serving
+
+        python_model = onnx_serving.OnnxClassifierModel()
+        requirements = onnx_serving.requirements()
+        artifacts[onnx_serving.ONNX_ARTIFACT] = str(onnx_path)
     info = mlflow.pyfunc.log_model(
         name=name,
-        python_model=ImageClassifierModel(),
-        artifacts={KERAS_ARTIFACT: str(keras_path)},
+        python_model=python_model,
+        artifacts=artifacts,
         code_paths=[str(Path(__file__).resolve().parent)],
         signature=ModelSignature(
             inputs=Schema([ColSpec("string", IMAGE_COLUMN, required=False)]),
@@ -214,7 +231,7 @@ def log_classifier(
             "keras_backend": SERVING_BACKEND,
             **({"temperature": float(temperature)} if temperature else {}),
         },
-        pip_requirements=serving_requirements(),
+        pip_requirements=requirements,
         input_example=pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(example.getvalue()).decode()]}),
         registered_model_name=registered_model_name,
     )

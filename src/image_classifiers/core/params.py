@@ -541,6 +541,8 @@ class RetrainParams(Params):
     registered_model_name: str = Field("cats_vs_dogs", min_length=1)
     champion_alias: str = Field("champion", min_length=1)
     challenger_alias: str = Field("challenger", min_length=1)
+    serve_onnx: Bool = Field(True, description="register the verified ONNX export if any")
+    require_export: Bool = Field(False, description="promote only with a verified ONNX export")
 
     def model_options(self, models: Mapping[str, Any] | None) -> ModelOptions:
         """``models[retrain.model]`` validated, or a ``ValueError`` listing the models. Kedro
@@ -557,6 +559,32 @@ class RetrainParams(Params):
             raise ValueError(f"models.{self.model} (retrain.model): {exc}") from exc
 
 
+ExportFormat = Literal[
+    "saved_model", "onnx", "onnx_int8", "litert", "litert_float16", "litert_int8"
+]
+
+
+class ExportParams(Params):
+    """``export``: the formats a model is exported to and how each file is verified."""
+
+    model: str = Field(
+        "data/06_models/mini_xception.keras",
+        min_length=1,
+        description="a .keras file or a registry URI (models:/<name>@<alias>)",
+    )
+    formats: Annotated[list[ExportFormat], BeforeValidator(_split_words)] = Field(
+        ["saved_model", "onnx", "onnx_int8", "litert", "litert_float16", "litert_int8"],
+        min_length=1,
+    )
+    output_dir: str = Field("data/06_models/exported", description="<output_dir>/<model>/")
+    max_accuracy_drop: Fraction = Field(0.02, description="refuse a file this far below Keras")
+    representative_size: NonNegativeInt = Field(
+        100, description="training images calibrating int8 (0: no int8 export)"
+    )
+    latency_runs: PositiveInt = Field(50, description="batch-1 calls timed per format")
+    batch_size: PositiveInt = Field(32, description="images per call when scoring")
+
+
 #: The groups a user sets, by their key in conf/ (as ``python -m`` lists them).
 GROUPS: dict[str, type[Params]] = {
     "source": SourceParams,
@@ -571,6 +599,7 @@ GROUPS: dict[str, type[Params]] = {
     "transfer": TransferParams,
     "predict": PredictParams,
     "retrain": RetrainParams,
+    "export": ExportParams,
 }
 
 

@@ -203,7 +203,13 @@ def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_pa
     decisions = decide_promotion(challengers, splits[1], splits[2], None, retrain)
     assert decisions == {}
     registered = register_challenger(
-        challengers=challengers, decisions={}, delivery=delivery, evaluation=None, retrain=retrain
+        challengers=challengers,
+        decisions={},
+        delivery=delivery,
+        test_set=splits[2],
+        evaluation=None,
+        export=None,
+        retrain=retrain,
     )
     assert registered == {}
     with pytest.raises(ValueError, match=r"retrain\.model is 'tiny'"):  # forced: it trains

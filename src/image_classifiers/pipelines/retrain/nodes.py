@@ -24,9 +24,11 @@ import numpy as np
 from image_classifiers.core.params import (
     AugmentationParams,
     EvaluationParams,
+    ExportParams,
     RetrainParams,
     TrainingParams,
 )
+from image_classifiers.pipelines.export.nodes import export_formats
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
     calibrate_model,
@@ -290,11 +292,15 @@ def register_challenger(
     challengers: dict[str, keras.Model],
     decisions: dict[str, dict[str, Any]],
     delivery: dict[str, Any],
+    test_set: dict[str, Any],
     evaluation: EvaluationParams,
+    export: ExportParams,
     retrain: RetrainParams,
 ) -> dict[str, dict[str, Any]]:
     """Register each challenger (a serving pyfunc) in kedro-mlflow's run as a new version,
-    aliased ``challenger``; ``champion`` moves to it only on promotion."""
+    aliased ``challenger``; ``champion`` moves to it only on promotion. It serves its ONNX
+    export when that verified on ``test_set`` (``retrain.serve_onnx``); without one,
+    ``retrain.require_export`` keeps the champion."""
     name, run = retrain.registered_model_name, mlflow.active_run()
     run_id = run.info.run_id if run else None
     registrations = {}
@@ -302,6 +308,20 @@ def register_challenger(
         decision = {k: v for k, v in decisions[model_name].items() if k != "challenger_metrics"}
         with tempfile.TemporaryDirectory(prefix="challenger-") as tmp:
             model.save(Path(tmp) / "challenger.keras")
+            onnx, why = None, "not asked for"
+            if retrain.serve_onnx or retrain.require_export:
+                only_onnx = export.model_copy(update={"formats": ["onnx"], "output_dir": tmp})
+                report = export_formats(
+                    model, model_name, test_set, only_onnx, threshold=evaluation.threshold
+                )
+                onnx, why = (
+                    report["formats"]["onnx"].get("file"),
+                    report["formats"]["onnx"].get("reason"),
+                )
+            if onnx is None and retrain.require_export and decision["action"] == PROMOTE:
+                decision["action"] = KEEP
+                decision["reason"] += f", but retrain.require_export: no verified ONNX ({why})"
+            decision["served_as"] = "keras" if onnx is None else "onnx"
             info = log_classifier(
                 Path(tmp) / "challenger.keras",
                 delivery["classes"],
@@ -310,6 +330,7 @@ def register_challenger(
                 threshold=evaluation.threshold,
                 batch_size=evaluation.batch_size,
                 temperature=decisions[model_name]["challenger_metrics"].get("temperature"),
+                onnx_path=onnx,
             )
         version, client = str(info.registered_model_version), mlflow.MlflowClient()
         tags = {f"retrain.{k}": str(v) for k, v in decision.items()}
