@@ -28,7 +28,22 @@ _FEATURE_EXTRACTION = [
         "threshold",
     )
 ]
-_NEW_TRAINING_KEYS = ["training.checkpoint_dir", "training.log_every_seconds"]
+_NEW_TRAINING_KEYS = [
+    "training.checkpoint_dir",
+    "training.log_every_seconds",
+    "training.class_weight",  # issue #20
+]
+# Issue #20: the split acts on the data checks (exclusions, duplicates and their thresholds).
+_NEW_SPLIT_KEYS = [
+    f"split.{key}"
+    for key in (
+        "exclude",
+        "drop_duplicates",
+        "hash_size",
+        "duplicate_similarity",
+        "duplicate_correlation",
+    )
+]
 _COMPARED = ("mini_xception", "residual_convnet", "simple_convnet")
 _BOOK_MODELS = ("alexnet", "googlenet", "lenet", "resnet", "vgg16")
 #: (run or "registered_models", field, removed, added), with the reason beside each.
@@ -53,6 +68,7 @@ INTENDED: list[tuple[str, str, list[str], list[str]]] = [
             "compare_architectures/compare_architectures.residual_convnet",
         )
     ],
+    ("/xception_cats", "params", [], _NEW_SPLIT_KEYS),
     # Zips inside an archive are always unpacked: the switch is gone.
     ("/xception_cats", "params", ["extract.nested_zips"], []),
     # compare_architectures is one namespace per model, in code like cnn_cifar10's variants

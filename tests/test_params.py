@@ -29,6 +29,7 @@ GROUPS = {
     "extract": (p.ExtractParams, "parameters_data_processing.yml"),
     "split": (p.SplitParams, "parameters_data_processing.yml"),
     "decode": (p.DecodeParams, "parameters_data_processing.yml"),
+    "data_checks": (p.DataChecksParams, "parameters_data_checks.yml"),
     "augmentation": (p.AugmentationParams, "parameters_model_training.yml"),
     "training": (p.TrainingParams, "parameters_model_training.yml"),
     "evaluation": (p.EvaluationParams, "parameters_model_training.yml"),

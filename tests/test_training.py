@@ -9,6 +9,7 @@ import pytest
 from image_classifiers.core.params import TrainingParams
 from image_classifiers.core.training import (
     ImageBatches,
+    class_weights,
     compile_model,
     cross_entropy,
     fit_model,
@@ -221,6 +222,25 @@ def test_fit_lowers_the_loss_and_records_history():
     assert cross_entropy(probabilities, validation["labels"]) == pytest.approx(
         min(history["val_loss"]), rel=1e-4
     )
+
+
+def test_class_weights_balanced_or_by_name():
+    labels = np.array([0, 0, 0, 1])
+    assert class_weights("balanced", labels, ["cat", "dog"]) == {0: 4 / 6, 1: 2.0}
+    assert class_weights({"dog": 3.0}, labels, ["cat", "dog"]) == {1: 3.0}
+    assert class_weights(None, labels, ["cat", "dog"]) is None
+    with pytest.raises(ValueError, match=r"names \['cow'\]"):
+        class_weights({"cow": 2.0}, labels, ["cat", "dog"])
+
+
+def test_class_weights_change_the_training_loss():
+    train = image_set(16)
+    train["labels"][:12] = 0  # 14 cats, 2 dogs
+    losses = [
+        fit_model(tiny_model(), train, image_set(8), options(epochs=1, class_weight=weight))[1]
+        for weight in (None, "balanced")
+    ]
+    assert losses[0]["loss"][0] != pytest.approx(losses[1]["loss"][0], rel=1e-3)
 
 
 @pytest.mark.slow

@@ -288,6 +288,19 @@ class SplitParams(Params):
     )
     fractions: dict[str, Annotated[float, Strict(), Field(gt=0, le=1)]] | None = None
     seed: NonNegativeInt = Field(0, description="the shuffle of a fraction split")
+    exclude: Annotated[list[str], BeforeValidator(_split_words)] = Field(
+        default_factory=list, description="files left out (as in split_manifest.csv, or cat.12.jpg)"
+    )
+    drop_duplicates: Bool = Field(False, description="drop exact and cross-subset copies")
+    hash_size: Annotated[int, Strict(), Field(ge=4, le=32, multiple_of=4)] = Field(
+        8, description="near duplicates: difference hash of hash_size² bits (4, 8 ... 32)"
+    )
+    duplicate_similarity: Annotated[float, Strict(), Field(ge=0.5, le=1)] = Field(
+        0.8, description="near duplicates share at least this fraction of hash bits"
+    )
+    duplicate_correlation: Annotated[float, Strict(), Field(ge=0, le=1)] = Field(
+        0.9, description="and their grey thumbnails correlate at least this much"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -328,6 +341,18 @@ class DecodeParams(Params):
     scratch_dir: str = Field("data/05_model_input", description="where a split is staged")
 
 
+class DataChecksParams(Params):
+    """``data_checks``: the label model of ``core.data.checks`` (hashes: ``split``)."""
+
+    folds: Annotated[int, Strict(), Field(ge=2)] = Field(5, description="out-of-fold k")
+    feature_size: PositiveInt = Field(16, description="images shrunk to this square")
+    components: PositiveInt = Field(64, description="PCA components, then logistic regression")
+    regularization: Float = Field(1.0, gt=0, description="the logistic regression's C")
+    max_iter: PositiveInt = Field(1000, description="the logistic regression's iterations")
+    suspects_grid: NonNegativeInt = Field(25, description="top suspects drawn")
+    seed: NonNegativeInt = 0
+
+
 # ---- model_training -----------------------------------------------------------------------
 
 
@@ -348,6 +373,9 @@ class TrainingParams(Params):
     seed: NonNegativeInt | None = Field(None, description="kedro runs: globals.seed")
     checkpoint_dir: str | None = Field(None, description="killed runs resume; null: never")
     log_every_seconds: Float = Field(60, gt=0, description="progress lines inside an epoch")
+    class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="balanced (n / (classes × count)) | {class: weight} | null"
+    )
     distribution: Literal["auto", "none", "data_parallel"] = Field(
         "auto",
         description="auto: every local device on JAX when there are several | none | "
@@ -592,6 +620,7 @@ GROUPS: dict[str, type[Params]] = {
     "extract": ExtractParams,
     "split": SplitParams,
     "decode": DecodeParams,
+    "data_checks": DataChecksParams,
     "training": TrainingParams,
     "augmentation": AugmentationParams,
     "evaluation": EvaluationParams,

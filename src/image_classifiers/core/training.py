@@ -340,6 +340,21 @@ class ProgressLog(keras.callbacks.Callback):
         logger.info("Epoch %d/%d - %.2f s - %s%s", epoch + 1, self.epochs, seconds, shown, best)
 
 
+def class_weights(
+    given: str | dict[str, float] | None, labels: np.ndarray, classes: Sequence[str]
+) -> dict[int, float] | None:
+    """Keras' ``class_weight``: ``balanced`` weighs class c by n / (classes × count of c);
+    a mapping names classes (the others weigh 1)."""
+    if given is None:
+        return None
+    if given == "balanced":
+        counts = np.bincount(labels, minlength=len(classes))
+        return {c: len(labels) / (len(classes) * n) for c, n in enumerate(counts.tolist()) if n}
+    if unknown := sorted(set(given) - set(classes)):
+        raise ValueError(f"training.class_weight names {unknown}, not classes of {list(classes)}.")
+    return {list(classes).index(name): weight for name, weight in given.items()}
+
+
 def _labels_for(model: keras.Model, labels: np.ndarray, one_hot: bool) -> np.ndarray:
     # A sigmoid head wants float targets of its shape; a softmax indices, or one-hot rows
     # for the smoothed categorical loss.
@@ -505,6 +520,7 @@ def fit_model(
                 initial_epoch=initial_epoch,
                 callbacks=[*stock, *callbacks, progress, RestoreMallocThresholds()],
                 shuffle=False,  # ImageBatches shuffles itself
+                class_weight=class_weights(training.class_weight, labels, train_set["classes"]),
                 # Keras' progress bar on a terminal; ProgressLog's lines everywhere.
                 verbose=1 if sys.stdout.isatty() else 0,
             )

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from image_classifiers.core.data.checks import apply_exclusions, drop_duplicates
 from image_classifiers.core.data.download import download_archive
 from image_classifiers.core.data.extract import extract_images
 from image_classifiers.core.data.inputs import input_files
@@ -85,13 +86,17 @@ def extract_data(
 def split_data(
     extracted_images: dict[str, Any], split: SplitParams, source: SourceParams
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Assign every image to one subset: the manifest and the class names in label order."""
+    """Assign every image to one subset: the manifest and the class names in label order,
+    without ``split.exclude`` and, with ``split.drop_duplicates``, without copies."""
     splitter = {
         "kaggle_names": split_kaggle_names,
         "class_folders": split_class_folders,
         "keras_datasets": split_keras_dataset,
     }[source.type]
     manifest, classes = splitter(extracted_images, split)
+    manifest = apply_exclusions(manifest, split)
+    if split.drop_duplicates:
+        manifest = drop_duplicates(manifest, split)
     for subset, rows in manifest.groupby("subset"):
         if absent := sorted(set(classes) - set(rows["class"])):
             logger.warning("The %s split has no images of classes %s.", subset, absent)
