@@ -71,6 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="training, augmentation and evaluation parameters: conf/base (book) or "
         "conf/base + conf/improved, as kedro run --env=improved",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="GROUP.KEY=VALUE",
+        help="a recipe parameter replaced, e.g. training.ema=true (a YAML value; repeatable)",
+    )
     parser.add_argument("--optimizer", default=None, help="default: the recipe's")
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the recipe's")
     parser.add_argument("--schedule", default=None, choices=[None, "cosine"])
@@ -88,8 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def recipe_parameters(recipe: str) -> dict[str, dict]:
-    """The ``training``, ``augmentation`` and ``evaluation`` parameters of ``recipe``.
+def recipe_parameters(recipe: str, settings: list[str] = ()) -> dict[str, dict]:
+    """The ``training``, ``augmentation`` and ``evaluation`` parameters of ``recipe``, with
+    ``settings`` (``group.key=value``) applied.
 
     Read from the project's conf/ as Kedro merges it (the environment's keys replace single
     values of conf/base), without Kedro: the GPU machine has JAX and PyYAML only.
@@ -100,9 +108,14 @@ def recipe_parameters(recipe: str) -> dict[str, dict]:
     groups = {name: dict(base[name]) for name in ("training", "augmentation", "evaluation")}
     if recipe != "book":
         for name, values in yaml.safe_load((CONF / recipe / PARAMETERS_FILE).read_text()).items():
-            groups[name].update(values)
+            if name in groups:  # not image_folders' copies of them
+                groups[name].update(values)
     groups["training"].pop("seed")  # ${globals:seed} there; --seed here
     groups["training"].pop("checkpoint_dir", None)  # a benchmark starts afresh every time
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        group, _, key = name.partition(".")
+        groups[group][key] = yaml.safe_load(value)
     return groups
 
 
@@ -187,7 +200,7 @@ def run(args: argparse.Namespace) -> dict:
         " / ".join(f"{len(s['labels'])} {name}" for name, s in splits.items()),
         decode_seconds,
     )
-    recipe = recipe_parameters(args.recipe)
+    recipe = recipe_parameters(args.recipe, args.set)
     overrides = {
         "optimizer": args.optimizer,
         "learning_rate": args.learning_rate,
@@ -239,6 +252,7 @@ def run(args: argparse.Namespace) -> dict:
         "architecture": args.architecture,
         "parameters": model.count_params(),
         "recipe": args.recipe,
+        "settings": args.set,
         "image_size": args.image_size,
         "images": {name: len(s["labels"]) for name, s in splits.items()},
         "training": training.model_dump(mode="json"),

@@ -78,6 +78,8 @@ def test_train_gpu_benchmark_writes_its_figures(tmp_path):
             "32",
             "--batch-size",
             "4",
+            "--set",
+            "training.ema=true",
             "--output",
             str(output),
         ],
@@ -85,6 +87,7 @@ def test_train_gpu_benchmark_writes_its_figures(tmp_path):
     )
     results = json.loads(output.read_text())
     assert results["backend"] == "jax"
+    assert results["training"]["ema"] is True and results["settings"] == ["training.ema=true"]
     assert results["images"] == {"train": 8, "validation": 8, "test": 8}
     assert results["parameters"] == 721_857  # mini-Xception does not depend on the image size
     assert 0 < results["steady_epoch_seconds"] <= results["first_epoch_seconds"]

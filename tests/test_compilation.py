@@ -9,12 +9,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from backend_env import backend_env
 
-# Runs in the child process; prints one JSON line.
-SCRIPT = """
+# Runs in the child process (the start of each script): JAX logs what it compiles.
+PRELUDE = """
 import json, logging
 import numpy as np
 import jax
@@ -38,7 +39,11 @@ import keras
 from image_classifiers.core import training
 from image_classifiers.core.models import build_classifier
 from image_classifiers.core.params import TrainingParams
-
+"""
+# Prints one JSON line.
+SCRIPT = (
+    PRELUDE
+    + """
 after_epoch = []
 
 
@@ -73,13 +78,13 @@ print(json.dumps({
     "steps": [name for name in compiled if name.endswith("_step)")],
 }))
 """
+)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
-def test_training_and_evaluation_compile_each_step_once():
+def run_child(script: str) -> Any:
+    """Run ``script`` on JAX in a child process; the JSON of its last line."""
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [sys.executable, "-c", script],
         # Compiles quickly: the number of compilations is what is checked, not their speed.
         env=backend_env("jax"),
         capture_output=True,
@@ -89,10 +94,48 @@ def test_training_and_evaluation_compile_each_step_once():
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_training_and_evaluation_compile_each_step_once():
+    found = run_child(SCRIPT)
     # One training step and one inference step (validation and test share it)...
     assert sorted(found["steps"]) == ["jit(predict_step)", "jit(train_step)"], found
     # ... all compiled during the first epoch: later epochs and the test set compile nothing.
     first, *later = found["after_epoch"]
     assert len(later) == 2 and all(count == first for count in later), found
     assert found["for_test"] == [], found
+
+
+# Every recipe option on (issue #21): MixUp, CutMix, EMA, random erasing, label smoothing.
+RECIPE_SCRIPT = (
+    PRELUDE
+    + """
+rng = np.random.default_rng(0)
+
+
+def image_set(n):
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    return {"images": images, "labels": np.arange(n) % 3, "classes": ["a", "b", "c"]}
+
+
+options = TrainingParams(
+    epochs=2, batch_size=8, seed=1, optimizer="adamw", label_smoothing=0.1,
+    mixup_alpha=0.2, cutmix_alpha=1.0, ema=True,
+)
+augmentation = {"horizontal_flip": True, "rotation": 0.1, "erasing": 0.5}
+with training.model_build_scope(options):
+    model = build_classifier("residual_convnet", (32, 32, 3), 3, augmentation=augmentation)
+training.fit_model(model, image_set(24), image_set(9), options)
+print(json.dumps([name for name in compiled if name.endswith("_step)")]))
+"""
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_every_option_on_keeps_one_compiled_training_step():
+    steps = run_child(RECIPE_SCRIPT)
+    assert sorted(steps) == ["jit(predict_step)", "jit(train_step)"], steps

@@ -142,6 +142,16 @@ INTENDED += [
         ["feature_extraction_reliability.png", "feature_extraction_top_losses.csv"],
     ),
 ]
+
+
+#: The recipe options (issue #21), new keys in every run that logs their group (the key
+#: that shows it): MixUp, CutMix and EMA in training, random erasing in augmentation.
+RECIPE_KEYS = {
+    "training.learning_rate": [
+        f"training.{key}" for key in ("cutmix_alpha", "ema", "ema_momentum", "mixup_alpha")
+    ],
+    "augmentation.zoom": ["augmentation.erasing", "augmentation.erasing_area"],
+}
 #: New runs, and the run whose metrics, artifacts and status each must share.
 NEW_RUNS = {
     "compare_architectures/compare_architectures.simple_convnet": (
@@ -164,6 +174,10 @@ def _apply_intended(golden: dict[str, Any]) -> dict[str, Any]:
         entry = expected["runs"][where]
         assert set(removed) <= set(entry[field]), f"{where}: {removed} not in the golden record"
         entry[field] = sorted((set(entry[field]) - set(removed)) | set(added))
+    for entry in expected["runs"].values():
+        for shown_by, keys in RECIPE_KEYS.items():
+            if shown_by in entry["params"]:
+                entry["params"] = sorted({*entry["params"], *keys})
     return expected
 
 

@@ -7,6 +7,7 @@ from omegaconf.resolvers import oc
 from image_classifiers.errors import ConciseErrorsHook
 from image_classifiers.hooks import ModelRunsHook, TrackingStoreHook
 from image_classifiers.params_hooks import ParamsCrossCheckHook, model_options
+from image_classifiers.pipelines.lr_find import LrFindTargetHook
 from image_classifiers.tracking import artifacts_beside, sqlite_store
 
 # Kedro 1.7 calls OmegaConf.register_new_resolver, deprecated in OmegaConf 2.4: no user can act.
@@ -33,6 +34,7 @@ CONFIG_LOADER_ARGS = {
 # kedro-mlflow registers itself; each hook does only what it cannot:
 HOOKS = (
     ParamsCrossCheckHook(),  # retrain.model must name a model of the models group
+    LrFindTargetHook(),  # lr_find.target picks the pipeline lr_find runs on
     TrackingStoreHook(),  # create the store and experiment safely for runs started at once
     ModelRunsHook(),  # one nested MLflow run per model, typed parameter groups flattened
     ConciseErrorsHook(),  # a user's mistake ends `kedro run` with its message, no traceback

@@ -13,6 +13,8 @@ import keras
 from keras import ops
 
 FILL_MODES = ("reflect", "nearest")
+ERASING_MIN_AREA = 0.02  # random erasing's smallest box and aspect ratios (Zhong et al., 2020)
+ERASING_ASPECT = (0.3, 1 / 0.3)
 
 # Columns of the per-image uniform draw.
 _FLIP, _ROTATION, _ZOOM, _SHIFT_X, _SHIFT_Y, _CONTRAST, _BRIGHTNESS = range(7)
@@ -20,8 +22,8 @@ _FLIP, _ROTATION, _ZOOM, _SHIFT_X, _SHIFT_Y, _CONTRAST, _BRIGHTNESS = range(7)
 
 @keras.saving.register_keras_serializable(package="image_classifiers")
 class RandomAugment(keras.layers.Layer):
-    """Random flip, rotation, zoom, translation, contrast and brightness, in training only;
-    each factor ``f`` (drawn from ``[-f, f]``) or ``[low, high]`` as for the Keras layer."""
+    """Random flip, rotation, zoom, translation, contrast, brightness and erasing, in training
+    only; each factor ``f`` (drawn from ``[-f, f]``) or ``[low, high]`` as for the Keras layer."""
 
     def __init__(
         self,
@@ -32,6 +34,8 @@ class RandomAugment(keras.layers.Layer):
         translation: float | Sequence[float] = 0.0,
         contrast: float | Sequence[float] = 0.0,
         brightness: float | Sequence[float] = 0.0,
+        erasing: float = 0.0,
+        erasing_area: float = 0.33,
         seed: int | None = None,
         value_range: Sequence[float] = (0, 1),
         fill_mode: str = "reflect",
@@ -52,6 +56,12 @@ class RandomAugment(keras.layers.Layer):
         self.contrast = _factor_range(contrast, "contrast")
         self.brightness = _factor_range(brightness, "brightness")
         self.value_range = _value_range(value_range)
+        if not (0 <= erasing <= 1 and ERASING_MIN_AREA < erasing_area <= 1):
+            raise ValueError(
+                f"RandomAugment erasing must be a share in [0, 1] and erasing_area in "
+                f"({ERASING_MIN_AREA}, 1]; got {erasing!r} and {erasing_area!r}."
+            )
+        self.erasing, self.erasing_area = float(erasing), float(erasing_area)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.warps = self.horizontal_flip or any(
             r != (0.0, 0.0) for r in (self.rotation, self.zoom, self.translation)
@@ -85,6 +95,8 @@ class RandomAugment(keras.layers.Layer):
             images = images + _per_image(delta, 4)
         if self.contrast != (0.0, 0.0) or self.brightness != (0.0, 0.0):
             images = ops.clip(images, *self.value_range)
+        if self.erasing:
+            images = self._erase(images, height, width)
 
         if not keras.backend.is_float_dtype(inputs.dtype):
             images = ops.round(images)
@@ -110,6 +122,30 @@ class RandomAugment(keras.layers.Layer):
         zeros = ops.zeros_like(a0)
         return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
+    def _erase(self, images, height: int, width: int):
+        """Random erasing: on a share ``erasing`` of the images one box (area and aspect
+        ratio drawn at random) of uniform noise; a mask, so the step stays compiled."""
+        # Its own draws, so the other transforms' random streams stay as they were.
+        draws = keras.random.uniform((ops.shape(images)[0], 5), seed=self.seed_generator)
+        area = _between(draws[:, 1], (ERASING_MIN_AREA, self.erasing_area)) * (height * width)
+        aspect = ops.exp(_between(draws[:, 2], tuple(map(math.log, ERASING_ASPECT))))
+        box_height = ops.minimum(ops.sqrt(area * aspect), float(height))
+        box_width = ops.minimum(ops.sqrt(area / aspect), float(width))
+        top = _per_image(draws[:, 3] * (height - box_height), 3)
+        left = _per_image(draws[:, 4] * (width - box_width), 3)
+        rows = ops.reshape(ops.arange(height, dtype="float32"), (1, -1, 1))
+        columns = ops.reshape(ops.arange(width, dtype="float32"), (1, 1, -1))
+        inside = (
+            (rows >= top)
+            & (rows < top + _per_image(box_height, 3))
+            & (columns >= left)
+            & (columns < left + _per_image(box_width, 3))
+            & _per_image(draws[:, 0] < self.erasing, 3)
+        )
+        low, high = self.value_range
+        noise = keras.random.uniform(ops.shape(images), low, high, seed=self.seed_generator)
+        return ops.where(ops.expand_dims(inside, -1), noise, images)
+
     def get_config(self) -> dict[str, Any]:
         ranges = ("rotation", "zoom", "translation", "contrast", "brightness", "value_range")
         return {
@@ -118,6 +154,8 @@ class RandomAugment(keras.layers.Layer):
             "horizontal_flip": self.horizontal_flip,
             "seed": self.seed,
             "fill_mode": self.fill_mode,
+            "erasing": self.erasing,
+            "erasing_area": self.erasing_area,
         }
 
 

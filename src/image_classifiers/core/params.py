@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from image_classifiers.core.images import RESAMPLING_FILTERS
 
@@ -92,6 +93,19 @@ def _distinct(value: list[str]) -> list[str]:
     return value
 
 
+def _rate_or_auto(value: Any) -> Any:
+    """One clear message for a rate that is neither a positive number nor ``auto``."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("rate", "Input should be a valid number or 'auto'")
+    if not value > 0:
+        raise PydanticCustomError("rate", "Input should be greater than 0")
+    return value
+
+
+#: A positive learning rate, or ``auto`` (an LR range test chooses it).
+LearningRate = Annotated[float | Literal["auto"], BeforeValidator(_rate_or_auto)]
 #: ``[height, width]`` of positive integers; on the command line ``96`` or ``96x128``.
 ImageSize = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(_parse_image_size)]
 #: A list of names; on the command line ``"cat dog"`` (space-separated). A list, not a
@@ -360,7 +374,9 @@ class TrainingParams(Params):
     """``training``: optimizer, schedule and loop of ``core.training.fit_model``."""
 
     optimizer: Annotated[Literal["rmsprop", "adam", "adamw"], BeforeValidator(_lower)] = "rmsprop"
-    learning_rate: Float = Field(1e-3, gt=0)
+    learning_rate: LearningRate = Field(
+        1e-3, description="auto: an LR range test (lr_find's defaults) picks it first"
+    )
     weight_decay: Float | None = Field(None, ge=0, description="null: adamw's 0.004")
     schedule: Literal["cosine"] | None = Field(None, description="null = constant")
     warmup_epochs: NonNegativeInt = Field(0, description="cosine: linear warm-up first")
@@ -368,6 +384,10 @@ class TrainingParams(Params):
     batch_size: PositiveInt = 32
     early_stopping_patience: PositiveInt | None = Field(None, description="null = off")
     label_smoothing: Float = Field(0.0, ge=0, lt=1, description="towards uniform targets")
+    mixup_alpha: Float = Field(0.0, ge=0, description="MixUp's Beta(a, a); 0 = off")
+    cutmix_alpha: Float = Field(0.0, ge=0, description="CutMix's Beta(a, a); 0 = off")
+    ema: Bool = Field(False, description="validate and keep a moving average of the weights")
+    ema_momentum: Float = Field(0.99, gt=0, lt=1, description="ema: the average's momentum")
     mixed_precision: Bool = Field(False, description="mixed_bfloat16, set at build time")
     steps_per_execution: PositiveInt = 1
     seed: NonNegativeInt | None = Field(None, description="kedro runs: globals.seed")
@@ -405,6 +425,10 @@ class AugmentationParams(Params):
     translation: Fraction = Field(0.0, description="fraction of height/width")
     contrast: Fraction = 0.0
     brightness: Fraction = 0.0
+    erasing: Fraction = Field(0.0, description="random erasing: share of images given a box")
+    erasing_area: Annotated[float, Strict(), Field(gt=0.02, le=1)] = Field(
+        0.33, description="random erasing: largest box, a fraction of the image (from 0.02)"
+    )
 
 
 class EvaluationParams(Params):
@@ -470,6 +494,34 @@ class ModelOptions(Params):
     def options(self) -> dict[str, Any]:
         """``build_classifier``'s keyword options: ``normalization`` and the builder's."""
         return {"normalization": self.normalization, **(self.model_extra or {})}
+
+
+class LrFindParams(Params):
+    """``lr_find``: the LR range test (``core.lr_range``) and the pipeline it runs on."""
+
+    target: str = Field("model_training", min_length=1, description="a training pipeline")
+    min_learning_rate: Float = Field(1e-7, gt=0, description="the sweep's first rate")
+    max_learning_rate: Float = Field(10.0, gt=0, description="the sweep's last rate")
+    steps: Annotated[int, Strict(), Field(ge=10)] = Field(200, description="batches swept")
+    smoothing: Annotated[float, Strict(), Field(ge=0, lt=1)] = Field(
+        0.9, description="of the loss' moving average (0.9: over about 10 batches)"
+    )
+    divergence: Annotated[float, Strict(), Field(gt=1)] = Field(
+        4.0, description="stop once the smoothed loss exceeds this times its minimum"
+    )
+    method: Literal["steepest", "minimum"] = Field(
+        "steepest",
+        description="steepest descent of the smoothed loss | minimum: its minimum's rate / 10",
+    )
+
+    @model_validator(mode="after")
+    def _rising(self) -> Self:
+        if self.min_learning_rate >= self.max_learning_rate:
+            raise ValueError(
+                f"min_learning_rate ({self.min_learning_rate:g}) must be below "
+                f"max_learning_rate ({self.max_learning_rate:g})"
+            )
+        return self
 
 
 # ---- transfer_learning --------------------------------------------------------------------
@@ -625,6 +677,7 @@ GROUPS: dict[str, type[Params]] = {
     "augmentation": AugmentationParams,
     "evaluation": EvaluationParams,
     "inspection": InspectionParams,
+    "lr_find": LrFindParams,
     "transfer": TransferParams,
     "predict": PredictParams,
     "retrain": RetrainParams,

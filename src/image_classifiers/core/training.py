@@ -25,7 +25,7 @@ import numpy as np
 
 from image_classifiers.core.host_memory import RestoreMallocThresholds
 from image_classifiers.core.images import read_rows
-from image_classifiers.core.params import TrainingParams
+from image_classifiers.core.params import LrFindParams, TrainingParams
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,11 @@ def compile_model(
     """(Re)compile ``model`` in place with the optimizer, schedule and loss asked for (the
     cosine schedule decays over ``epochs * steps_per_epoch`` steps: ``fit_model`` passes it)."""
     learning_rate: Any = training.learning_rate
+    if learning_rate == "auto":
+        raise ValueError(
+            "training.learning_rate 'auto' is resolved by fit_model (an LR range test): "
+            "call fit_model, or give compile_model a number."
+        )
     if training.schedule == "cosine":
         if steps_per_epoch is None:
             raise ValueError(
@@ -111,30 +116,68 @@ def compile_model(
     kwargs: dict[str, Any] = {"learning_rate": learning_rate}
     if training.weight_decay is not None:
         kwargs["weight_decay"] = training.weight_decay
+    if training.ema:  # Keras keeps the average in the optimizer, inside the compiled step
+        kwargs.update(use_ema=True, ema_momentum=training.ema_momentum)
     model.compile(
         optimizer=OPTIMIZERS[training.optimizer](**kwargs),
-        loss=training_loss(model, training.label_smoothing),
+        loss=training_loss(model, training.label_smoothing, one_hot=soft_labels(training)),
         metrics=["accuracy"],
         steps_per_execution=training.steps_per_execution,
     )
     return model
 
 
-def training_loss(model: keras.Model, label_smoothing: float = 0.0) -> str | keras.losses.Loss:
+def soft_labels(training: TrainingParams) -> bool:
+    """Whether training needs one-hot (or float) labels: smoothing, MixUp or CutMix."""
+    return training.label_smoothing > 0 or training.mixup_alpha > 0 or training.cutmix_alpha > 0
+
+
+def training_loss(
+    model: keras.Model, label_smoothing: float = 0.0, one_hot: bool = False
+) -> str | keras.losses.Loss:
     """Binary cross-entropy for one sigmoid unit, else sparse categorical on integer labels;
-    smoothed categorical on one-hot labels when smoothing (the sparse loss cannot smooth)."""
-    if not label_smoothing:
+    categorical on one-hot labels when smoothing or mixing (the sparse loss can do neither)."""
+    if not label_smoothing and not one_hot:
         return "binary_crossentropy" if is_binary(model) else "sparse_categorical_crossentropy"
     if is_binary(model):
         return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
     return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
 
+def mix_batch(
+    images: np.ndarray,
+    labels: np.ndarray,
+    mixup_alpha: float,
+    cutmix_alpha: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MixUp or CutMix (one of the two at random when both are on) of a batch with the batch
+    reversed; float ``labels`` (one-hot, or a sigmoid's targets) mix in the share of each
+    image's pixels: CutMix's share is the box actually pasted, after clipping at the edges."""
+    cutmix = cutmix_alpha > 0 and (mixup_alpha == 0 or rng.random() < 0.5)
+    alpha = cutmix_alpha if cutmix else mixup_alpha
+    share = float(rng.beta(alpha, alpha))  # of each image's own pixels
+    mixed, partner = images.astype(np.float32), images[::-1]
+    if cutmix:
+        height, width = images.shape[1:3]
+        box = np.sqrt(1.0 - share) * np.array([height, width])
+        centre = rng.uniform(0, 1, 2) * [height, width]
+        top, left = np.clip(np.round(centre - box / 2), 0, [height, width]).astype(int)
+        bottom, right = np.clip(np.round(centre + box / 2), 0, [height, width]).astype(int)
+        mixed[:, top:bottom, left:right] = partner[:, top:bottom, left:right]
+        share = 1.0 - (bottom - top) * (right - left) / (height * width)
+    else:
+        mixed = share * mixed + (1.0 - share) * mixed[::-1]  # float32 throughout
+    return mixed, (share * labels + (1.0 - share) * labels[::-1]).astype(np.float32)
+
+
 class ImageBatches(keras.utils.PyDataset):
     """Fixed-size batches of uint8 images (and labels), read from arrays or memory maps.
 
-    Training (``shuffle=True``) reshuffles every epoch and drops the last partial batch;
-    inference keeps the order and pads the last batch with black images.
+    Training (``shuffle=True``) reshuffles every epoch and drops the last partial batch,
+    and with ``mixup_alpha``/``cutmix_alpha`` mixes each batch (float32 images, float labels:
+    outside the compiled step, which sees one input signature); inference keeps the order
+    and pads the last batch with black images.
     """
 
     def __init__(
@@ -144,9 +187,13 @@ class ImageBatches(keras.utils.PyDataset):
         batch_size: int,
         shuffle: bool = False,
         seed: int | None = None,
+        *,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
     ):
         super().__init__()
         self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.training = shuffle
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(images)) if shuffle else None
@@ -160,7 +207,10 @@ class ImageBatches(keras.utils.PyDataset):
         start = index * self.batch_size
         if self.training:
             rows = np.sort(self.order[start : start + self.batch_size])
-            return read_rows(self.images, rows), self.labels[rows]
+            batch = read_rows(self.images, rows), self.labels[rows]
+            if self.mixup_alpha or self.cutmix_alpha:
+                return mix_batch(*batch, self.mixup_alpha, self.cutmix_alpha, self.rng)
+            return batch
         images = read_rows(self.images, slice(start, start + self.batch_size))
         if missing := self.batch_size - len(images):
             images = np.concatenate([images, np.zeros((missing, *images.shape[1:]), np.uint8)])
@@ -322,7 +372,10 @@ class ProgressLog(keras.callbacks.Callback):
             )
 
     def _log_forecast(self, seconds: float) -> None:
-        devices = keras.distribution.list_devices()
+        try:
+            devices = keras.distribution.list_devices()
+        except AttributeError:  # PyTorch: Keras has no distribution backend for it
+            devices = []
         accelerated = any(not device.lower().startswith("cpu") for device in devices)
         where = "" if accelerated else " on the CPU (no GPU or TPU found)"
         level = logging.WARNING if seconds > 600 and not accelerated else logging.INFO
@@ -355,9 +408,47 @@ def class_weights(
     return {list(classes).index(name): weight for name, weight in given.items()}
 
 
+class AveragedWeights(keras.callbacks.Callback):
+    """``training.ema``: at each epoch's end the optimizer's moving average of the weights
+    goes into the model (Keras' ``finalize_variable_values``) for the callbacks after this one
+    (validation, the best checkpoint); ``AveragedWeights(restore=first)``, placed before the
+    backup, puts the raw weights back so training goes on from them."""
+
+    def __init__(self, restore: "AveragedWeights | None" = None):
+        super().__init__()
+        self.source, self.raw = restore, []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        variables = self.model.trainable_variables
+        if self.source is None:
+            self.raw = [keras.ops.convert_to_numpy(variable) for variable in variables]
+            self.model.optimizer.finalize_variable_values(variables)
+            for variable in variables:  # a copy: on JAX they'd share the average's buffer
+                variable.assign(keras.ops.convert_to_numpy(variable))
+        else:
+            for variable, value in zip(variables, self.source.raw, strict=True):
+                variable.assign(value)
+
+
+def training_batches(
+    model: keras.Model, train_set: dict[str, Any], training: TrainingParams
+) -> ImageBatches:
+    """The training split's shuffled (mixed) batches, with labels as the loss wants them."""
+    labels = np.asarray(train_set["labels"], dtype=np.int32)
+    return ImageBatches(
+        train_set["images"],
+        _labels_for(model, labels, one_hot=soft_labels(training)),
+        min(training.batch_size, len(labels)),
+        shuffle=True,
+        seed=training.seed,
+        mixup_alpha=training.mixup_alpha,
+        cutmix_alpha=training.cutmix_alpha,
+    )
+
+
 def _labels_for(model: keras.Model, labels: np.ndarray, one_hot: bool) -> np.ndarray:
     # A sigmoid head wants float targets of its shape; a softmax indices, or one-hot rows
-    # for the smoothed categorical loss.
+    # for the categorical loss (smoothing, MixUp, CutMix).
     if is_binary(model):
         return labels.astype(np.float32).reshape(-1, 1)
     if one_hot:
@@ -422,6 +513,28 @@ def _check_splits(model: keras.Model, train_set: dict, validation_set: dict) -> 
         )
 
 
+def _resolved_learning_rate(
+    model: keras.Model,
+    train_set: dict[str, Any],
+    training: TrainingParams,
+    distribution: keras.distribution.DataParallel | None,
+) -> TrainingParams:
+    """``training``; for ``learning_rate: auto`` with the rate an LR range test (with
+    ``lr_find``'s default settings) suggests."""
+    if training.learning_rate != "auto":
+        return training
+    if training.epochs == 0:  # nothing to train: the default rate, no range test
+        default = TrainingParams.model_fields["learning_rate"].default
+        return training.model_copy(update={"learning_rate": default})
+    from image_classifiers.core.lr_range import find_learning_rate  # it builds on this module
+
+    with _scope(distribution):
+        found = find_learning_rate(model, train_set, training, LrFindParams())
+    rate = found["suggested_learning_rate"]
+    logger.info("training.learning_rate auto: %.3g, from an LR range test.", rate)
+    return training.model_copy(update={"learning_rate": rate})
+
+
 def fit_model(
     model: keras.Model,
     train_set: dict[str, Any],
@@ -453,6 +566,7 @@ def fit_model(
         logger.warning("training.batch_size is larger than the %d training images.", batch_size)
         training = training.model_copy(update={"batch_size": batch_size})
     distribution = data_parallel(training)
+    training = _resolved_learning_rate(model, train_set, training, distribution)
     with _scope(distribution):  # the optimizer's variables are replicated too
         compile_model(model, training, steps_per_epoch=len(images) // batch_size)
     if training.epochs == 0:
@@ -478,7 +592,9 @@ def fit_model(
         epochs = initial_epoch + training.epochs
         # Order matters: the history and best weights are written before the backup, so a
         # kill between them reruns that epoch (its CSV row is replaced) rather than losing it.
+        averaged = [AveragedWeights()] if training.ema else []
         stock = [
+            *averaged,  # validate and checkpoint the averaged weights
             ExactValidation(validation_set, batch_size),
             keras.callbacks.CSVLogger(str(history_file), append=True),
             keras.callbacks.ModelCheckpoint(
@@ -495,6 +611,7 @@ def fit_model(
                     monitor="val_loss", patience=training.early_stopping_patience
                 )
             )
+        stock += [AveragedWeights(restore=first) for first in averaged]  # back to raw weights
         # double_checkpoint: a kill while the backup is written leaves the previous one.
         stock.append(
             keras.callbacks.BackupAndRestore(str(folder / "backup"), double_checkpoint=True)
@@ -505,14 +622,7 @@ def fit_model(
         logger.info(
             "Training %s (%s) for %d epoch(s): %s.", model.name, size, training.epochs, data
         )
-        labels = np.asarray(train_set["labels"], dtype=np.int32)
-        batches = ImageBatches(
-            images,
-            _labels_for(model, labels, one_hot=training.label_smoothing > 0),
-            batch_size,
-            shuffle=True,
-            seed=training.seed,
-        )
+        batches = training_batches(model, train_set, training)
         with _scope(distribution):
             model.fit(
                 batches,
@@ -520,7 +630,9 @@ def fit_model(
                 initial_epoch=initial_epoch,
                 callbacks=[*stock, *callbacks, progress, RestoreMallocThresholds()],
                 shuffle=False,  # ImageBatches shuffles itself
-                class_weight=class_weights(training.class_weight, labels, train_set["classes"]),
+                class_weight=class_weights(
+                    training.class_weight, np.asarray(train_set["labels"]), train_set["classes"]
+                ),
                 # Keras' progress bar on a terminal; ProgressLog's lines everywhere.
                 verbose=1 if sys.stdout.isatty() else 0,
             )
