@@ -38,11 +38,13 @@ GROUPS = {
     "predict": (p.PredictParams, "parameters_predict.yml"),
     "retrain": (p.RetrainParams, "parameters_retrain.yml"),
     "export": (p.ExportParams, "parameters_export.yml"),
+    "tune": (p.TuneParams, "parameters_tune.yml"),
 }
 # The keys a group cannot do without (they come from globals.yml).
 REQUIRED = {
     "decode": {"image_size": [8, 8]},
     "transfer": {"base": "vgg16"},
+    "tune": {"space": {"training": {"learning_rate": {"low": 1e-4, "high": 1e-2}}}},
 }
 
 

@@ -1,6 +1,7 @@
 """Checks before a run starts: ``retrain.model`` against the ``models`` group, that the
 folders the run writes to are writable (not after hours of training), and the resolver that
-checks ``image_folders.model`` while the configuration loads."""
+checks ``image_folders.model`` while the configuration loads; the run's ``tune.target``
+handed to the tune pipeline before it is built."""
 
 import os
 from pathlib import Path
@@ -28,7 +29,8 @@ class ReadOnlyOutputsError(PermissionError):
 
 class ParamsCrossCheckHook:
     """``retrain.model`` must name a model of the ``models`` group (Kedro validates each group
-    alone), and every output's folder must be writable: checked before any node and before
+    alone), every output's folder must be writable and a search's space fit its target's
+    groups: checked before any node and before
     kedro-mlflow opens a run."""
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow's before_pipeline_run opens the run
@@ -40,6 +42,10 @@ class ParamsCrossCheckHook:
                 f"Cannot write to {', '.join(read_only)}, where this run saves its outputs: "
                 "make them writable (chmod u+w) or free them, then run again."
             )
+        if "params:tune" in pipeline.inputs():  # before the target's data processing
+            from image_classifiers.pipelines.tune.nodes import check_search
+
+            check_search(catalog.load("params:tune"), lambda name: catalog.load(f"params:{name}"))
 
 
 def read_only_folders(pipeline, catalog) -> list[str]:
@@ -56,3 +62,16 @@ def read_only_folders(pipeline, catalog) -> list[str]:
             if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
                 folders.add(str(folder))
     return sorted(folders)
+
+
+#: ``tune.target`` of the run being set up, read by the tune pipeline; None: the default.
+RUN_TARGET: dict[str, str | None] = {"target": None}
+
+
+class TuneTargetHook:
+    """Hands the run's ``tune.target`` to the tune pipeline, built (on the first access to
+    Kedro's pipelines) after the context: its nodes are the target's data nodes."""
+
+    @hook_impl(tryfirst=True)  # before anything reads context.params, which builds pipelines
+    def after_context_created(self, context) -> None:
+        RUN_TARGET["target"] = (context.config_loader["parameters"].get("tune") or {}).get("target")

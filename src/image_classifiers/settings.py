@@ -6,7 +6,7 @@ from omegaconf.resolvers import oc
 
 from image_classifiers.errors import ConciseErrorsHook
 from image_classifiers.hooks import ModelRunsHook, TrackingStoreHook
-from image_classifiers.params_hooks import ParamsCrossCheckHook, model_options
+from image_classifiers.params_hooks import ParamsCrossCheckHook, TuneTargetHook, model_options
 from image_classifiers.pipelines.lr_find import LrFindTargetHook
 from image_classifiers.tracking import artifacts_beside, sqlite_store
 
@@ -35,6 +35,7 @@ CONFIG_LOADER_ARGS = {
 HOOKS = (
     ParamsCrossCheckHook(),  # retrain.model must name a model of the models group
     LrFindTargetHook(),  # lr_find.target picks the pipeline lr_find runs on
+    TuneTargetHook(),  # the tune pipeline is built for the run's tune.target
     TrackingStoreHook(),  # create the store and experiment safely for runs started at once
     ModelRunsHook(),  # one nested MLflow run per model, typed parameter groups flattened
     ConciseErrorsHook(),  # a user's mistake ends `kedro run` with its message, no traceback

@@ -665,6 +665,82 @@ class ExportParams(Params):
     batch_size: PositiveInt = Field(32, description="images per call when scoring")
 
 
+# ---- tune --------------------------------------------------------------------------------
+
+#: The target's groups a search may vary: ``tune.space.<group>.<key>``.
+TUNABLE = {"training": TrainingParams, "augmentation": AugmentationParams, "model_options": None}
+Choice = Bool | Int | Float | str | None  # what Optuna's suggest_categorical takes
+
+
+class SearchDimension(Params):
+    """One searched parameter: ``low`` and ``high`` (``log``, ``step``), or ``choices``."""
+
+    low: Int | Float | None = None
+    high: Int | Float | None = None
+    log: Bool = Field(False, description="sample on a log scale (low > 0)")
+    step: Int | Float | None = Field(None, description="a grid from low; ints: 1")
+    choices: Annotated[list[Choice], AfterValidator(_distinct)] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if (self.choices is None) == (self.low is None and self.high is None):
+            raise ValueError("give either low and high, or choices (not both)")
+        if self.choices is None and (
+            self.low is None or self.high is None or self.low >= self.high
+        ):
+            raise ValueError(f"low must be below high, got low {self.low}, high {self.high}")
+        if self.log and (self.step is not None or self.low is None or self.low <= 0):
+            raise ValueError("log needs low > 0 and no step")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        """Whether the range is of integers (``suggest_int``)."""
+        return all(isinstance(v, int) for v in (self.low, self.high, self.step or 1))
+
+
+class TuneParams(Params):
+    """``tune``: an Optuna study over a training pipeline's parameters (``--pipelines=tune``)."""
+
+    target: str = Field("model_training", description="the training pipeline searched")
+    n_trials: PositiveInt = Field(20, description="trials this run adds, all workers together")
+    n_workers: PositiveInt = Field(1, description="worker processes on this machine")
+    study_name: str | None = Field(None, min_length=1, description="null: the target; resumes")
+    storage: str = Field("sqlite:///data/06_models/optuna.db", description="or postgresql://")
+    metric: Literal["val_loss", "val_accuracy"] = Field("val_loss", description="its best epoch")
+    epochs: PositiveInt | None = Field(None, description="per trial; null: the target's")
+    pruner: Literal["median", "none"] = Field("median", description="from the metric per epoch")
+    pruner_startup_trials: NonNegativeInt = Field(5, description="completed before pruning")
+    pruner_warmup_epochs: NonNegativeInt = Field(1, description="epochs never pruned")
+    seed: NonNegativeInt | None = Field(None, description="the sampler's; kedro: globals.seed")
+    space: dict[
+        Literal["training", "augmentation", "model_options"], dict[str, SearchDimension]
+    ] = Field(description="<group>: {<key>: {low, high, log} or {choices}}")
+
+    @model_validator(mode="after")
+    def _searchable(self) -> Self:
+        if not any(self.space.values()):
+            raise ValueError("the search space is empty: give tune.space.<group>.<key> ranges")
+        if self.n_workers > self.n_trials:
+            raise ValueError(
+                f"n_workers ({self.n_workers}) is more than n_trials ({self.n_trials}): "
+                "a worker would have no trial; lower n_workers or raise n_trials"
+            )
+        for group, keys in self.space.items():
+            model = TUNABLE[group]  # model_options: checked against the target's builder
+            for key in keys if model else ():
+                if key not in model.model_fields:
+                    close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    raise ValueError(f"space.{group}: {group} has no key '{key}'{hint}")
+        return self
+
+    @property
+    def direction(self) -> str:
+        """Optuna's direction for ``metric``."""
+        return "minimize" if self.metric.endswith("loss") else "maximize"
+
+
 #: The groups a user sets, by their key in conf/ (as ``python -m`` lists them).
 GROUPS: dict[str, type[Params]] = {
     "source": SourceParams,
@@ -682,6 +758,7 @@ GROUPS: dict[str, type[Params]] = {
     "predict": PredictParams,
     "retrain": RetrainParams,
     "export": ExportParams,
+    "tune": TuneParams,
 }
 
 

@@ -20,7 +20,9 @@ from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
+from kedro_datasets.plotly import HTMLDataset
 from kedro_datasets.text import TextDataset
+from kedro_datasets.yaml import YAMLDataset
 
 from image_classifiers.core.data.extract import owned_prefix, remove_orphans, remove_path
 
@@ -138,3 +140,11 @@ class AtomicMatplotlibDataset(_AtomicFile):
 
 class AtomicTextDataset(_AtomicFile):
     wrapped = TextDataset
+
+
+class AtomicHTMLDataset(_AtomicFile):
+    wrapped = HTMLDataset  # a plotly figure
+
+
+class AtomicYAMLDataset(_AtomicFile):
+    wrapped = YAMLDataset
