@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fixture_archives import write_archive
+from omegaconf import OmegaConf
+
+from image_classifiers.params_hooks import model_options
 
 # Tests run on the default backend unless the caller chose one; keep TF quiet on CPU.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Tests copy the project into tmp folders that lack its .telemetry file: never prompt or send.
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# conf/base needs the project's resolvers (settings.CONFIG_LOADER_ARGS); the tests' own
+# OmegaConfigLoaders get this one from OmegaConf's global registry.
+if not OmegaConf.has_resolver("model_options"):
+    with warnings.catch_warnings():  # deprecated in OmegaConf 2.4, as Kedro 1.7 calls it
+        warnings.simplefilter("ignore", UserWarning)
+        OmegaConf.register_new_resolver("model_options", model_options)
 
 
 @pytest.fixture

@@ -1,9 +1,14 @@
-"""Atomic saves: a concurrent reader never sees part of a file, a failed save leaves the old."""
+"""Atomic saves: a concurrent reader never sees part of a file, a failed save leaves the old,
+a second writer is refused, a killed writer's leftovers go at the next write."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import matplotlib
@@ -11,16 +16,21 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from kedro.io import DatasetError
+from kedro.io import DataCatalog, DatasetError
 
+from image_classifiers.core.data.extract import HOST, atomic_dir
 from image_classifiers.datasets.atomic import (
     AtomicCSVDataset,
     AtomicJSONDataset,
     AtomicMatplotlibDataset,
 )
+from image_classifiers.datasets.image_set_dataset import ImageSetDataset, staged_images_file
+
+INF = float("inf")
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -91,3 +101,118 @@ def test_the_catalog_outputs_are_atomic_also_inside_mlflow_datasets():
                     inner.get("type") if isinstance(inner, dict) else inner,
                 }
         assert not types & plain, f"{catalog.name}: use the Atomic* datasets"
+
+
+def test_json_is_strict_nan_and_infinity_become_null(tmp_path):
+    path = tmp_path / "metrics.json"
+    AtomicJSONDataset(filepath=str(path)).save({"recall": {"cat": float("nan")}, "x": [1.5, INF]})
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not strict JSON: {constant}")
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "recall": {"cat": None},
+        "x": [1.5, None],
+    }
+
+
+def image_set(n: int) -> dict:
+    images = np.full((n, 2, 2, 3), n, dtype=np.uint8)
+    return {"images": images, "labels": np.zeros(n), "classes": ["a"], "files": ["f"] * n}
+
+
+def test_an_image_set_save_switches_versions_under_a_concurrent_reader(tmp_path):
+    dataset = ImageSetDataset(str(tmp_path / "train"))
+    dataset.save(image_set(3))
+    seen, failures, done = [], [], threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                loaded = dataset.load()
+                seen.append((len(loaded["images"]), len(loaded["labels"])))
+            except Exception as error:  # the gap between removing the old and renaming the new
+                failures.append(repr(error))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(12):
+            dataset.save(image_set(3 + 2 * (i % 2)))
+            time.sleep(0.02)  # saves are far apart in a run; a load may span one switch
+    finally:
+        done.set()
+        reader.join()
+    assert failures == []
+    assert seen and set(seen) <= {(3, 3), (5, 5)}
+    # The link, its lock and the current version; no earlier version or temporary folder.
+    current = os.readlink(tmp_path / "train")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".train.lock", current, "train"])
+
+
+HOLD = """import sys, time
+from image_classifiers.datasets.atomic import atomic_folder
+with atomic_folder(sys.argv[1]) as tmp:
+    (tmp / "meta.json").write_text("{}")
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_writer_is_refused_and_a_killed_writer_leaves_nothing(tmp_path):
+    dataset = ImageSetDataset(str(tmp_path / "train"))
+    dataset.save(image_set(3))
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path / "train")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert first.stdout.readline() == "writing\n"
+        with pytest.raises(DatasetError, match=f"Another process \\(pid {first.pid}\\)"):
+            dataset.save(image_set(5))
+        assert len(dataset.load()["images"]) == 3  # readers keep reading the current version
+    finally:
+        first.kill()  # kill -9 in the middle of its save
+        first.wait()
+    assert len(list(tmp_path.glob(".train.v-*"))) == 2  # the current one and the killed one's
+    dataset.save(image_set(5))  # the lock went with its process; its folder goes now
+    assert len(dataset.load()["images"]) == 5
+    assert len(list(tmp_path.glob(".train.v-*"))) == 1
+
+
+def test_a_set_decoded_from_another_manifest_is_refused(tmp_path):
+    manifest = tmp_path / "split_manifest.csv"
+    manifest.write_text("file,class,subset\na.jpg,a,train\n")
+    dataset = ImageSetDataset(str(tmp_path / "train"), manifest=str(manifest))
+    dataset.save(image_set(3))
+    assert "manifest_sha256" not in dataset.load()
+    manifest.write_text("file,class,subset\nb.jpg,a,train\n")  # a new split, not decoded yet
+    with pytest.raises(DatasetError, match="not decoded from the split manifest"):
+        dataset.load()
+    assert len(ImageSetDataset(str(tmp_path / "train")).load()["images"]) == 3  # not asked to
+
+
+def test_files_of_dead_processes_are_removed_at_the_next_write(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f".staged-images-{HOST}-{gone.pid}-x.npy"
+    alive = tmp_path / f".staged-images-{HOST}-{os.getpid()}-y.npy"
+    other_host = tmp_path / f".staged-images-elsewhere-{gone.pid}-z.npy"
+    stale_temp = tmp_path / f".report.tmp-{HOST}-{gone.pid}-abc.json"
+    for path in (dead, alive, other_host, stale_temp):
+        path.write_bytes(b"")
+    (tmp_path / f".images.tmp-{HOST}-{gone.pid}-abc").mkdir()  # an extraction's
+    staged_images_file(tmp_path).unlink()
+    AtomicJSONDataset(filepath=str(tmp_path / "report.json")).save({})
+    with atomic_dir(tmp_path / "images"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [alive.name, other_host.name, "report.json", "images"]
+    )
+
+
+def test_the_catalog_gives_each_decoded_set_its_split_manifest():
+    config = yaml.safe_load((PROJECT / "conf" / "base" / "catalog.yml").read_text())
+    resolver = DataCatalog.from_config(config).config_resolver
+    for name, manifest in (("train_set", ""), ("mnist.test_set", "mnist/")):
+        expected = f"data/02_intermediate/{manifest}split_manifest.csv"
+        assert resolver.resolve_pattern(name)["manifest"] == expected

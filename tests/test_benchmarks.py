@@ -206,6 +206,23 @@ def test_kedro_epoch_benchmark_times_both_in_the_same_session(tmp_path):
     assert results["images_per_split"] == 8
 
 
+def test_export_benchmark_reports_every_format(tmp_path):
+    archive = sample_archive(tmp_path)
+    output = tmp_path / "export.json"
+    result = run_script(
+        [
+            str(BENCHMARKS / "export.py"),
+            f"--archive={archive}",
+            *("--image-size=32", "--limit=4", "--epochs=1", "--batch-size=4"),
+            *("--latency-runs=2", "--max-accuracy-drop=1", f"--output={output}"),
+        ]
+    )
+    results = json.loads(output.read_text())
+    assert results["images"] == {"train": 8, "validation": 8, "test": 8}
+    assert [r["status"] for r in results["formats"].values()] == ["ok"] * 6
+    assert "| onnx_int8 | ok |" in result.stdout
+
+
 def test_benchmark_figures_are_written_whole_or_not_at_all(tmp_path):
     spec = importlib.util.spec_from_file_location("_results", BENCHMARKS / "_results.py")
     results = importlib.util.module_from_spec(spec)

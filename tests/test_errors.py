@@ -34,17 +34,18 @@ def test_the_packages_own_checks_are_user_errors():
 def test_a_parameter_naming_no_configured_key_is_a_user_error(tmp_path):
     from kedro.config import OmegaConfigLoader
 
+    from image_classifiers import settings
+
     project = copy_project(tmp_path / "project")
-    loader = OmegaConfigLoader(
-        str(project / "conf"),
-        base_env="base",
-        default_run_env="local",
-        runtime_params={"image_folders": {"model": "nope"}},
-    )
+    args = {**settings.CONFIG_LOADER_ARGS, "runtime_params": {"image_folders": {"model": "nope"}}}
+    loader = OmegaConfigLoader(str(project / "conf"), **args)
     error = raised(loader.__getitem__, "parameters")
     assert is_user_error(error)
-    assert "Interpolation key 'models.nope' not found" in str(error)
-    assert "image_folders.model_options" in str(error)
+    assert "The model 'nope' is not a key of models; choose one of [" in str(error)
+    assert "'mini_xception'" in str(error) and "image_folders.model_options" in str(error)
+    args["runtime_params"] = {"image_folders": {"model": "simple_convnet"}}
+    chosen = OmegaConfigLoader(str(project / "conf"), **args)["parameters"]["image_folders"]
+    assert chosen["model_options"]["architecture"] == "simple_convnet"
 
 
 def test_errors_from_elsewhere_are_not():
@@ -73,6 +74,25 @@ def test_the_hook_prints_user_errors_alone_and_passes_others_on(capsys, monkeypa
     monkeypatch.setenv(TRACEBACK_VARIABLE, "1")
     hook(type(user_error), user_error, user_error.__traceback__)
     assert passed_on == [other, user_error]
+
+
+def test_a_failure_while_cleaning_up_after_a_user_error_keeps_its_message(capsys, monkeypatch):
+    passed_on = []
+    hook = concise_excepthook(lambda *args: passed_on.append(args[1]))
+    monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
+
+    def close_runs_after_a_user_error() -> None:
+        try:
+            raise ArchiveDownloadError("no archive: set download.local_path")
+        except ArchiveDownloadError:
+            raise RuntimeError("attempt to write a readonly database") from None
+
+    error = raised(close_runs_after_a_user_error)
+    hook(type(error), error, error.__traceback__)
+    assert passed_on == []
+    printed = capsys.readouterr().err
+    assert "ArchiveDownloadError: no archive: set download.local_path\n" in printed
+    assert "(Cleaning up after it failed too: RuntimeError.)" in printed
 
 
 def test_a_kedro_wrapped_dataset_error_counts_as_what_it_wraps(tmp_path):

@@ -101,6 +101,49 @@ INTENDED: list[tuple[str, str, list[str], list[str]]] = [
         ],
     ),
 ]
+# The evaluation report (issue #19): calibration metrics (the temperature among them) and
+# parameters, the report's files.
+_REPORT_METRICS = [
+    "temperature",
+    "test_brier",
+    "test_brier_calibrated",
+    "test_expected_calibration_error",
+    "test_expected_calibration_error_calibrated",
+]
+_REPORT_PARAMS = ["evaluation.calibrate", "evaluation.calibration_bins", "evaluation.most_confused"]
+_REPORT_FILES = ["model_card.md", "reliability.png", "top_losses.csv"]
+INTENDED += [
+    *[(run, "params", [], _REPORT_PARAMS) for run in ("/xception_cats", "/compare_architectures")],
+    *[
+        change
+        for pipeline, model in (
+            ("xception_cats", "mini_xception"),
+            ("xception_cats", "transfer"),
+            ("compare_architectures", "mini_xception"),
+            ("compare_architectures", "residual_convnet"),
+        )
+        for change in (
+            (f"{pipeline}/{pipeline}.{model}", "params", [], _REPORT_PARAMS),
+            (f"{pipeline}/{pipeline}.{model}", "metrics", [], _REPORT_METRICS),
+            (f"{pipeline}/{pipeline}.{model}", "artifacts", [], _REPORT_FILES),
+        )
+    ],
+    # Phase 1 of transfer learning: its own calibration metrics and report files.
+    (
+        "xception_cats/xception_cats.transfer",
+        "metrics",
+        [],
+        [f"feature_extraction.{name}" for name in _REPORT_METRICS],
+    ),
+    (
+        "xception_cats/xception_cats.transfer",
+        "artifacts",
+        [],
+        ["feature_extraction_reliability.png", "feature_extraction_top_losses.csv"],
+    ),
+]
+
+
 #: The recipe options (issue #21), new keys in every run that logs their group (the key
 #: that shows it): MixUp, CutMix and EMA in training, random erasing in augmentation.
 RECIPE_KEYS = {

@@ -168,3 +168,23 @@ def test_an_experiment_created_meanwhile_by_another_run_is_taken_as_is(client, m
     assert client.get_experiment_by_name("created_meanwhile").experiment_id == experiment_id
     with pytest.raises(MlflowException, match="INVALID_PARAMETER_VALUE"):
         ensure_experiment(url, "")  # any other error is not swallowed
+
+
+def test_the_database_uri_stays_out_of_the_process_list(tmp_path):
+    # A stand-in `mlflow` records what the script hands it (any local user can read argv).
+    fake = tmp_path / "bin" / "mlflow"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "argv: $*"\necho "env: $MLFLOW_BACKEND_STORE_URI"\n')
+    fake.chmod(0o755)
+    uri = "postgresql+psycopg://mlflow:s3cret@db.example.org:5432/mlflow"
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", str(TESTS.parent / "scripts" / "mlflow_server.sh"), "--port", "5001"],
+        env={**env, "MLFLOW_BACKEND_STORE_URI": uri},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    argv, passed = result.stdout.splitlines()
+    assert "s3cret" not in argv and "--port 5001" in argv
+    assert passed == f"env: {uri}"

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from image_classifiers.core import params as p
+from image_classifiers.params_hooks import ReadOnlyOutputsError
 
 # Every typed group and the parameter file that documents its defaults.
 GROUPS = {
@@ -36,6 +37,7 @@ GROUPS = {
     "transfer": (p.TransferParams, "parameters_transfer_learning.yml"),
     "predict": (p.PredictParams, "parameters_predict.yml"),
     "retrain": (p.RetrainParams, "parameters_retrain.yml"),
+    "export": (p.ExportParams, "parameters_export.yml"),
     "tune": (p.TuneParams, "parameters_tune.yml"),
 }
 # The keys a group cannot do without (they come from globals.yml).
@@ -390,3 +392,20 @@ def test_env_recipes_reach_image_folders_but_not_the_experiments(tmp_path, monke
     for name in ("lenet_mnist", "cnn_fashion_mnist", "vgg16_cifar10"):
         assert improved[name]["evaluation"] == base[name]["evaluation"], name
         assert improved[name]["training"] == base[name]["training"], name
+
+
+def test_a_read_only_output_folder_stops_the_run_before_any_node(tmp_path, monkeypatch):
+    project = copy_project(tmp_path / "project")
+    models = project / "data" / "06_models"
+    models.parent.mkdir()
+    models.write_text("")  # a file, not a folder: nothing can be written in it, root or not
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    bootstrap_project(project)
+    try:
+        result = CliRunner().invoke(kedro_run_command, ["--env=smoke", "--pipelines=__default__"])
+    finally:
+        bootstrap_project(PROJECT)
+    assert isinstance(result.exception, ReadOnlyOutputsError), result.output
+    assert str(result.exception).startswith(f"Cannot write to {models}, where this run saves")
+    assert sorted(p.name for p in (project / "data").iterdir()) == ["06_models"]  # nothing ran

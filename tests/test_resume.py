@@ -1,5 +1,6 @@
 """A `kedro run` killed with SIGKILL mid-training and started again with the same command
-continues after its last finished epoch (issue #18's acceptance), in a copy of the project."""
+continues after its last finished epoch (issue #18's acceptance), in a copy of the project,
+and marks the killed run's MLflow runs KILLED (issue #22)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 from project_copies import make_project
@@ -78,3 +80,9 @@ def test_a_killed_kedro_run_resumes_after_its_last_finished_epoch(tmp_path):
     history = json.loads((reports / "training_history.json").read_text())
     assert len(history["loss"]) == 12
     assert not (project / "data/06_models/checkpoints").exists()
+    # The killed run's pipeline and model runs are KILLED, not RUNNING for ever.
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    statuses = sorted(run.info.status for run in client.search_runs(experiments))
+    assert statuses == ["FINISHED", "FINISHED", "KILLED", "KILLED"], statuses
+    assert output.count("was left running by a killed process; marked KILLED") == 2

@@ -14,9 +14,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -29,8 +31,9 @@ from PIL import Image
 
 from image_classifiers import serving
 from image_classifiers.core.images import decode_image
-from image_classifiers.core.models import build_classifier
-from image_classifiers.core.training import predict_probabilities
+from image_classifiers.core.models import ModelFileError, build_classifier
+from image_classifiers.core.training import apply_temperature, predict_probabilities
+from image_classifiers.errors import is_user_error
 
 CLASSES = ["cat", "dog"]
 MODEL_NAME = "tiny_classifier"
@@ -112,7 +115,9 @@ def test_pyfunc_decodes_resizes_and_matches_keras(champion):
         (pd.DataFrame({"image": ["%%% not base64 %%%"]}), "not valid base64"),
         (pd.DataFrame({"image": [b64(b"GIF89a but not really")]}), "Cannot decode image"),
         (pd.DataFrame({"image": [b64(b"")]}), "empty"),
-        (pd.DataFrame({"picture": [b64(encoded_image(1))]}), "missing inputs ['image']"),
+        (pd.DataFrame({"picture": [b64(encoded_image(1))]}), "holds no 'image' values"),
+        # A CSV without its header line: the one image became the column name.
+        (pd.DataFrame({b64(encoded_image(1)): []}), "first line is the header 'image'"),
     ],
 )
 def test_bad_payloads_are_invalid_parameter_errors(champion, request_frame, message):
@@ -133,6 +138,53 @@ def test_bad_rows_are_named_in_the_message(champion):
     assert "row 1:" in error.value.message and "row 3:" in error.value.message
 
 
+class OverlapProbe:
+    """A Keras model's stand-in that counts how many threads are inside ``predict`` at once."""
+
+    def __init__(self, model):
+        self.model, self.inside, self.most = model, 0, 0
+        self.counter = threading.Lock()
+
+    def predict(self, *args, **kwargs):
+        with self.counter:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        time.sleep(0.02)  # long enough for the other threads to arrive
+        try:
+            return self.model.predict(*args, **kwargs)
+        finally:
+            with self.counter:
+                self.inside -= 1
+
+
+def test_concurrent_requests_are_answered_one_inference_at_a_time(champion):
+    """The scoring server calls predict from a thread per request; Keras' predict is not
+    thread-safe (under JAX, concurrent calls break the model for good)."""
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    probe = OverlapProbe(champion)
+    pyfunc.unwrap_python_model().model = probe
+    encoded = [encoded_image(value) for value in range(0, 256, 16)]
+    requests = [pd.DataFrame({"image": [b64(data)]}) for data in encoded]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(pyfunc.predict, requests))
+
+    assert probe.most == 1
+    answered = np.concatenate([r[["probability_cat", "probability_dog"]] for r in results])
+    np.testing.assert_allclose(answered, expected_probabilities(champion, encoded), atol=1e-5)
+    assert len(pyfunc.predict(requests[0])) == 1  # still answering
+
+
+def test_a_failing_model_is_a_server_error_without_traceback(champion):
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    pyfunc.unwrap_python_model().model = None  # predict raises AttributeError inside Keras code
+    with pytest.raises(MlflowException) as error:
+        pyfunc.predict(pd.DataFrame({"image": [b64(encoded_image(3))]}))
+    assert error.value.get_http_status_code() == 500
+    assert "model failed on this request (AttributeError)" in error.value.message
+    assert "stack_trace" not in error.value.serialize_as_json()
+
+
 def test_load_classifier_from_registry_and_file(champion, tmp_path):
     loaded = serving.load_classifier(f"models:/{MODEL_NAME}@champion")
     assert loaded.classes == CLASSES and loaded.threshold == 0.5
@@ -144,12 +196,37 @@ def test_load_classifier_from_registry_and_file(champion, tmp_path):
     assert from_file.classes is None
     assert from_file.model.count_params() == champion.count_params()
 
-    with pytest.raises(FileNotFoundError, match="No model file"):
+    with pytest.raises(ModelFileError, match="No model file") as missing:
         serving.load_classifier(tmp_path / "missing.keras")
+    assert is_user_error(missing.value)
+    (tmp_path / "text.keras").write_text("not a model\n")
+    with pytest.raises(ModelFileError, match="is not a Keras model file") as error:
+        serving.load_classifier(tmp_path / "text.keras")
+    assert is_user_error(error.value)  # one line under kedro run, no traceback
     with pytest.raises(LookupError, match="No model at"):
         serving.load_classifier(f"models:/{MODEL_NAME}@no_such_alias")
     with pytest.raises(LookupError, match="No model at"):
         serving.load_classifier("models:/no_such_model@champion")
+
+
+def test_served_and_loaded_models_apply_the_temperature_they_were_logged_with(champion, tmp_path):
+    path = tmp_path / "calibrated.keras"
+    champion.save(path)
+    with mlflow.start_run():
+        serving.log_classifier(path, CLASSES, registered_model_name="calibrated", temperature=2.0)
+    jpeg = encoded_image(90)
+    served = mlflow.pyfunc.load_model("models:/calibrated/1").predict(
+        pd.DataFrame({"image": [b64(jpeg)]})
+    )
+    expected = apply_temperature(expected_probabilities(champion, [jpeg]), 2.0)
+    np.testing.assert_allclose(
+        served[["probability_cat", "probability_dog"]].to_numpy(), expected, atol=1e-5
+    )
+    assert serving.load_classifier("models:/calibrated/1").temperature == 2.0
+    # A .keras file: the calibration file training writes beside it, if any.
+    assert serving.load_classifier(path).temperature is None
+    path.with_suffix(".calibration.json").write_text(json.dumps({"temperature": 1.5}))
+    assert serving.load_classifier(path).temperature == 1.5
 
 
 def test_probability_frame_checks_classes():
@@ -221,13 +298,16 @@ def pyenv_has_this_python() -> bool:
     return (Path(root.stdout.strip()) / "versions" / platform.python_version()).is_dir()
 
 
-def serve_and_check(champion, tracking_store, tmp_path, env_manager: str, env: dict) -> None:
-    """``mlflow models serve`` the champion; a JPEG, a PNG and broken payloads over HTTP."""
+def serve_and_check(
+    champion, tracking_store, tmp_path, env_manager: str, env: dict, *, name: str = MODEL_NAME
+) -> None:
+    """``mlflow models serve`` the champion of ``name`` (``champion`` its Keras model); a JPEG,
+    a PNG and broken payloads over HTTP."""
     port = free_port()
     log = tmp_path / "serve.log"
     command = [
         *(sys.executable, "-m", "mlflow", "models", "serve"),
-        *("-m", f"models:/{MODEL_NAME}@champion", "--env-manager", env_manager),
+        *("-m", f"models:/{name}@champion", "--env-manager", env_manager),
         *("-p", str(port), "-h", "127.0.0.1", "--workers", "1"),
     ]
     env = {**env, "MLFLOW_TRACKING_URI": tracking_store, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -255,7 +335,18 @@ def serve_and_check(champion, tracking_store, tmp_path, env_manager: str, env: d
         assert "not an image format" in body["message"]
 
         status, body = post(port, {"dataframe_records": [{"file": b64(images[0])}]})
-        assert status == 400 and "missing inputs ['image']" in body["message"]
+        assert status == 400 and "holds no 'image' values" in body["message"]
+
+        # Concurrent requests: all answered right, and the server still answers afterwards.
+        encoded = [encoded_image(value) for value in range(0, 256, 16)]
+        payloads = [{"dataframe_records": [{"image": b64(data)}]} for data in encoded]
+        with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
+            answers = list(pool.map(lambda payload: post(port, payload), payloads))
+        assert [status for status, _ in answers] == [200] * len(payloads), answers
+        answered = [body["predictions"][0]["probability_dog"] for _, body in answers]
+        expected = expected_probabilities(champion, encoded)[:, 1]
+        np.testing.assert_allclose(answered, expected, atol=1e-4)
+        assert post(port, payloads[0])[0] == 200
     finally:
         # Gone already if it failed to start: that failure is the one to report.
         with contextlib.suppress(ProcessLookupError):

@@ -6,6 +6,7 @@ tests/pipelines/compare_architectures/test_compare_architectures_run.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from mlflow.exceptions import MlflowException
 from project_copies import copy_project
 
 from image_classifiers import settings
+from image_classifiers.core.data.extract import HOST
 from image_classifiers.core.models import build_classifier
 from image_classifiers.hooks import ModelRunsHook
 from image_classifiers.model_logging import (
@@ -43,10 +45,13 @@ from image_classifiers.model_logging import (
 )
 from image_classifiers.tracking import (
     MlflowEpochMetrics,
+    TrackingStoreLost,
+    close_killed_runs,
     flatten_params,
     git_commit,
     log_image_set,
     metric_history,
+    process_tags,
 )
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -388,6 +393,45 @@ def test_epoch_metrics_never_open_a_run_nor_stop_training(store, caplog, monkeyp
     with mlflow.start_run():
         _fit([MlflowEpochMetrics()], epochs=2)
     assert caplog.text.count("training goes on without live metrics") == 1
+
+
+def test_runs_left_running_by_a_killed_process_of_this_host_are_marked_killed(
+    store, request, caplog
+):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    experiment = store.get_experiment_by_name(request.node.name).experiment_id
+    runs = {
+        name: store.create_run(experiment, tags=tags, run_name=name).info.run_id
+        for name, tags in {
+            "killed": {"host": HOST, "pid": str(gone.pid)},
+            "this process": process_tags(),
+            "other host": {"host": "elsewhere", "pid": str(gone.pid)},
+        }.items()
+    }
+    close_killed_runs(experiment)
+    status = {name: store.get_run(run_id).info.status for name, run_id in runs.items()}
+    assert status == {"killed": "KILLED", "this process": "RUNNING", "other host": "RUNNING"}
+    assert "MLflow run 'killed'" in caplog.text
+
+
+def test_training_stops_with_one_message_when_the_sqlite_store_is_deleted(tmp_path):
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    callback = MlflowEpochMetrics()
+
+    class DeleteStore(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            (tmp_path / "mlflow.db").unlink(missing_ok=True)  # mid-run, before the metrics
+
+    mlflow.start_run()
+    try:
+        with pytest.raises(TrackingStoreLost, match="was deleted during"):
+            _fit([DeleteStore(), callback], epochs=3)
+    finally:
+        with contextlib.suppress(MlflowException):  # the run cannot be ended: no store
+            mlflow.end_run()
+        mlflow.set_tracking_uri(previous)
 
 
 # ---- run tags and parameters -----------------------------------------------------------------

@@ -60,11 +60,16 @@ def concise_excepthook(previous: ExceptHook) -> ExceptHook:
     def excepthook(
         kind: type[BaseException], error: BaseException, frames: TracebackType | None
     ) -> Any:
-        if os.environ.get(TRACEBACK_VARIABLE) or not is_user_error(error):
+        # A failure while cleaning up after a user error (closing runs on a lost store) would
+        # hide its message: show the user error, and what failed after it in one line.
+        user, then = error, ""
+        while not is_user_error(user) and user.__context__ is not None:
+            user, then = user.__context__, f"\n(Cleaning up after it failed too: {kind.__name__}.)"
+        if os.environ.get(TRACEBACK_VARIABLE) or not is_user_error(user):
             return previous(kind, error, frames)
-        message = _PYDANTIC_NOISE.sub("", str(error))
+        message = _PYDANTIC_NOISE.sub("", str(user))
         sys.stderr.write(
-            f"\n{kind.__name__}: {message}\n\n(The message says what to fix; set "
+            f"\n{type(user).__name__}: {message}{then}\n\n(The message says what to fix; set "
             f"{TRACEBACK_VARIABLE}=1 to see the traceback.)\n"
         )
         return None

@@ -1,6 +1,7 @@
 """Hooks for what kedro-mlflow cannot do: create the store and experiment safely when two
-runs start at once (``TrackingStoreHook``), give each model its own run and flatten typed
-parameter groups (``ModelRunsHook``). ``tests/test_tracking.py`` guards what they build on."""
+runs start at once (``TrackingStoreHook``), give each model its own run, flatten typed
+parameter groups and mark KILLED the runs of killed processes (``ModelRunsHook``).
+``tests/test_tracking.py`` guards what they build on."""
 
 import logging
 from collections import Counter
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 
 from image_classifiers.model_logging import keras_signature
 from image_classifiers.tracking import (
+    close_killed_runs,
     environment_tags,
     flatten_params,
     git_commit,
@@ -23,6 +25,7 @@ from image_classifiers.tracking import (
     is_image_set,
     log_image_set,
     prepare_store,
+    process_tags,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,11 +67,16 @@ class ModelRunsHook:
     @hook_impl(trylast=True)  # after kedro-mlflow has opened the pipeline's run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         runner = str(run_params.get("runner") or "")
-        # No active run: tracking disabled in mlflow.yml; other runners leave the run behind.
-        if mlflow.active_run() is None or "Parallel" in runner or "Thread" in runner:
+        if (active := mlflow.active_run()) is None:  # tracking disabled in mlflow.yml
+            self._reset()
+            return
+        mlflow.set_tags(process_tags())
+        close_killed_runs(active.info.experiment_id)
+        if "Parallel" in runner or "Thread" in runner:  # they leave the model run behind
             self._reset()
             return
         tags = {
+            **process_tags(),
             **environment_tags(),
             **git_commit(run_params.get("project_path") or "."),
             "kedro_pipeline": "+".join(run_params.get("pipeline_names") or ["__default__"]),
@@ -104,9 +112,17 @@ class ModelRunsHook:
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
-        """Sign the model ``*.mlflow_model`` logged: kedro-mlflow's ``save_args`` cannot."""
+        """Sign the model ``*.mlflow_model`` logged (kedro-mlflow's ``save_args`` cannot); make
+        a ``*.model_card`` the description of the version the model's run registered."""
         if dataset_name.endswith("mlflow_model") and (logged := mlflow.last_logged_model()):
             mlflow.models.set_signature(logged.model_uri, keras_signature(data))
+        # The card is an artifact of the run (its catalog entry); a registered version's
+        # description has no catalog dataset, and the version that *.mlflow_model registered
+        # is only known here, from the run (the card's node runs after log_to_mlflow).
+        if dataset_name.endswith(".model_card") and (run := mlflow.active_run()):
+            client = mlflow.MlflowClient()
+            for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+                client.update_model_version(version.name, version.version, description=data)
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow ends the pipeline's run
     def after_pipeline_run(self) -> None:

@@ -1,15 +1,19 @@
 """Serve a classifier: an MLflow pyfunc that takes base64 JPEG/PNG files, not pixel arrays.
 
 It decodes with the data pipeline's ``decode_image`` and the model rescales itself, so what is
-served is what was trained; a bad request is ``INVALID_PARAMETER_VALUE`` (HTTP 400).
+served is what was trained; a bad request is ``INVALID_PARAMETER_VALUE`` (HTTP 400), a failure
+of the model a 500 whose traceback stays in the server's log.
 """
 
 import base64
 import importlib.util
 import io
+import json
+import logging
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -31,6 +35,16 @@ SERVING_BACKEND = "jax"
 #: Registered-model tag marking a name whose versions all take encoded images.
 SERVING_TAG = "image_classifiers.input"
 SERVING_TAG_VALUE = "encoded_images"
+#: How to call the model, for a request that holds no images.
+REQUEST_HELP = (
+    f'Send JSON {{"dataframe_split": {{"columns": ["{IMAGE_COLUMN}"], "data": '
+    f'[["<base64 file>"], ...]}}}}, or text/csv whose first line is the header '
+    f"'{IMAGE_COLUMN}' and each further line one base64-encoded image file."
+)
+
+logger = logging.getLogger(__name__)
+#: The temperature file training writes beside ``<model>.keras``.
+CALIBRATION_SUFFIX = ".calibration.json"
 
 
 def probability_column(class_name: str) -> str:
@@ -93,6 +107,33 @@ def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
     return decode_image(data, image_size)  # UnreadableImageError: a ValueError
 
 
+def decode_request(model_input: pd.DataFrame, image_size: tuple[int, int]) -> np.ndarray:
+    """The request's images ``(N, H, W, 3)`` uint8; any bad row is an HTTP 400 naming it."""
+    # The column is optional in the signature so that a request without it (a CSV
+    # without its header line) gets this message rather than MLflow's.
+    if IMAGE_COLUMN not in model_input or model_input.empty:
+        raise MlflowException.invalid_parameter_value(
+            f"The request holds no '{IMAGE_COLUMN}' values. {REQUEST_HELP}"
+        )
+    values = model_input[IMAGE_COLUMN].tolist()
+    images = np.empty((len(values), *image_size, 3), dtype=np.uint8)
+    problems = []
+    for row, value in enumerate(values):
+        try:
+            images[row] = decode_payload(value, image_size)
+        except ValueError as exc:
+            problems.append(f"row {row}: {exc}")
+    if problems:
+        shown, more = "; ".join(problems[:5]), len(problems) - 5
+        raise MlflowException.invalid_parameter_value(
+            f"{len(problems)} of {len(values)} '{IMAGE_COLUMN}' values are not "
+            f"base64-encoded images: {shown}{f'; and {more} more' if more > 0 else ''}. "
+            "Send each file's bytes base64-encoded (e.g. base64.b64encode(open(path, "
+            "'rb').read()).decode())."
+        )
+    return images
+
+
 class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     """Encoded images in, probabilities and labels out; ``model_config`` gives the classes."""
 
@@ -108,32 +149,29 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
         self.model = load_model_file(context.artifacts[KERAS_ARTIFACT], compile=False)
         self.classes = [str(c) for c in config["classes"]]
         self.threshold = float(config.get("threshold", 0.5))
+        self.temperature = config.get("temperature")  # fitted on the validation split
         self.batch_size = int(config.get("batch_size", 32))
         self.image_size = model_image_size(self.model, config.get("image_size"))
+        # The server calls predict from several threads, and Keras' predict is not thread-safe
+        # (under JAX concurrent calls break the model for good): one inference at a time.
+        self.lock = threading.Lock()
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from image_classifiers.core.training import predict_probabilities
+        from image_classifiers.core.training import apply_temperature, predict_probabilities
 
-        # MLflow checks the columns against the signature (a missing `image` is an error).
-        values = model_input[IMAGE_COLUMN].tolist()
-        images = np.empty((len(values), *self.image_size, 3), dtype=np.uint8)
-        problems = []
-        for row, value in enumerate(values):
-            try:
-                images[row] = decode_payload(value, self.image_size)
-            except ValueError as exc:
-                problems.append(f"row {row}: {exc}")
-        if problems:
-            shown, more = "; ".join(problems[:5]), len(problems) - 5
-            raise MlflowException.invalid_parameter_value(
-                f"{len(problems)} of {len(values)} '{IMAGE_COLUMN}' values are not "
-                f"base64-encoded images: {shown}{f'; and {more} more' if more > 0 else ''}. "
-                "Send each file's bytes base64-encoded (e.g. base64.b64encode(open(path, "
-                "'rb').read()).decode())."
-            )
-        probabilities = predict_probabilities(self.model, images, self.batch_size)
+        images = decode_request(model_input, self.image_size)
+        try:
+            with self.lock:
+                probabilities = predict_probabilities(self.model, images, self.batch_size)
+        except Exception as exc:  # MLflow would answer with the traceback and server paths
+            logger.exception("The model failed on a request of %d images.", len(images))
+            raise MlflowException(
+                f"The model failed on this request ({type(exc).__name__}); the server's log "
+                "has the details."
+            ) from exc
+        probabilities = apply_temperature(probabilities, self.temperature)
         return probability_frame(probabilities, self.classes, self.threshold)
 
 
@@ -158,20 +196,32 @@ def log_classifier(
     registered_model_name: str | None = None,
     threshold: float = 0.5,
     batch_size: int = 32,
+    temperature: float | None = None,
+    onnx_path: str | Path | None = None,
 ) -> Any:
     """Log a ``.keras`` file as a serving pyfunc in the active run (and register it); the
-    package's source goes along (``code_paths``) for ``mlflow models serve`` to import."""
+    package's source goes along (``code_paths``) for ``mlflow models serve`` to import.
+    With a verified ``onnx_path`` it serves that over onnxruntime (``onnx_serving``, no
+    TensorFlow); the ``.keras`` file still goes along for :func:`load_classifier`."""
     classes = [str(c) for c in classes]
     outputs = [ColSpec("double", probability_column(c)) for c in classes]
     example = io.BytesIO()  # a small gray JPEG: how to call the model, in the MLflow UI
     Image.new("RGB", (16, 16), (128, 128, 128)).save(example, format="JPEG")
+    python_model, requirements = ImageClassifierModel(), serving_requirements()
+    artifacts = {KERAS_ARTIFACT: str(keras_path)}
+    if onnx_path is not None:
+        from image_classifiers import onnx_serving
+
+        python_model = onnx_serving.OnnxClassifierModel()
+        requirements = onnx_serving.requirements()
+        artifacts[onnx_serving.ONNX_ARTIFACT] = str(onnx_path)
     info = mlflow.pyfunc.log_model(
         name=name,
-        python_model=ImageClassifierModel(),
-        artifacts={KERAS_ARTIFACT: str(keras_path)},
+        python_model=python_model,
+        artifacts=artifacts,
         code_paths=[str(Path(__file__).resolve().parent)],
         signature=ModelSignature(
-            inputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
+            inputs=Schema([ColSpec("string", IMAGE_COLUMN, required=False)]),
             outputs=Schema([*outputs, ColSpec("string", LABEL_COLUMN)]),
         ),
         model_config={
@@ -179,8 +229,9 @@ def log_classifier(
             "threshold": float(threshold),
             "batch_size": int(batch_size),
             "keras_backend": SERVING_BACKEND,
+            **({"temperature": float(temperature)} if temperature else {}),
         },
-        pip_requirements=serving_requirements(),
+        pip_requirements=requirements,
         input_example=pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(example.getvalue()).decode()]}),
         registered_model_name=registered_model_name,
     )
@@ -199,22 +250,24 @@ class LoadedClassifier:
     source: str
     classes: list[str] | None = None
     threshold: float | None = None
+    temperature: float | None = None  # calibration.json's, see calibration_temperature
 
 
 def load_classifier(source: str | Path) -> LoadedClassifier:
     """The Keras model of a ``.keras`` file or a model URI, with the classes and threshold of
-    one logged by :func:`log_classifier` (not of a Keras-flavor one)."""
+    one logged by :func:`log_classifier` (not of a Keras-flavor one) and its temperature (the
+    pyfunc's, the calibration file beside a ``.keras`` file, a Keras model run's metric)."""
     from image_classifiers.core.models import load_model_file
 
     text = str(source)
     if ":/" not in text:  # a local file, not a URI
         path = Path(text).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"No model file at '{path}'. Give a .keras file or a registry URI such as "
-                "models:/cats_vs_dogs@champion."
-            )
-        return LoadedClassifier(load_model_file(path, compile=False), text)
+        calibration = path.with_suffix(CALIBRATION_SUFFIX)  # written beside it by training
+        temperature = (
+            json.loads(calibration.read_text())["temperature"] if calibration.is_file() else None
+        )
+        model = load_model_file(text, compile=False)
+        return LoadedClassifier(model, text, temperature=temperature)
 
     with tempfile.TemporaryDirectory(prefix="classifier-") as tmp:
         try:
@@ -238,6 +291,11 @@ def load_classifier(source: str | Path) -> LoadedClassifier:
             )
         model = load_model_file(keras_files[0], compile=False)
         # The model_config of a pyfunc logged by log_classifier ({} for the Keras flavor).
-        flavors = mlflow.models.Model.load(str(local)).flavors
-        config = flavors.get("python_function", {}).get("config") or {}
-    return LoadedClassifier(model, text, config.get("classes"), config.get("threshold"))
+        logged = mlflow.models.Model.load(str(local))
+        config = logged.flavors.get("python_function", {}).get("config") or {}
+    temperature = config.get("temperature")
+    if "classes" not in config and logged.run_id:  # Keras flavor: its run's test metrics
+        temperature = mlflow.MlflowClient().get_run(logged.run_id).data.metrics.get("temperature")
+    return LoadedClassifier(
+        model, text, config.get("classes"), config.get("threshold"), temperature
+    )

@@ -6,7 +6,7 @@ from omegaconf.resolvers import oc
 
 from image_classifiers.errors import ConciseErrorsHook
 from image_classifiers.hooks import ModelRunsHook, TrackingStoreHook
-from image_classifiers.params_hooks import ParamsCrossCheckHook, TuneTargetHook
+from image_classifiers.params_hooks import ParamsCrossCheckHook, TuneTargetHook, model_options
 from image_classifiers.pipelines.lr_find import LrFindTargetHook
 from image_classifiers.tracking import artifacts_beside, sqlite_store
 
@@ -25,6 +25,7 @@ CONFIG_LOADER_ARGS = {
         "oc.env": oc.env,
         "sqlite_store": sqlite_store,
         "artifacts_beside": artifacts_beside,
+        "model_options": model_options,
     },
     # An environment such as conf/smoke overrides single keys, not whole parameter groups.
     "merge_strategy": {"parameters": "soft", "mlflow": "soft"},

@@ -2,9 +2,9 @@
 ``prepare_store``, run tags, image sets as MLflow datasets and ``metric_history``; and the
 Keras callback that streams each epoch's metrics to the model's run."""
 
-import hashlib
 import logging
 import numbers
+import os
 import subprocess
 import time
 import warnings
@@ -22,6 +22,9 @@ from mlflow.entities import Metric
 from mlflow.environment_variables import MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+from image_classifiers.core.data.extract import HOST, process_gone
+from image_classifiers.core.evaluation import image_set_digest
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,27 @@ def ensure_experiment(uri: str, name: str, tags: dict[str, Any] | None = None) -
     except MlflowException as exc:
         if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
+
+
+def close_killed_runs(experiment_id: str) -> None:
+    """Mark KILLED the runs of the experiment left RUNNING by a process of this host that is
+    gone (``kill -9``): its ``host`` and ``pid`` tags name the process (``process_tags``)."""
+    client = mlflow.MlflowClient()
+    query = f"attributes.status = 'RUNNING' and tags.host = '{HOST}'"
+    for run in client.search_runs([experiment_id], query, max_results=1000):
+        pid = run.data.tags.get("pid", "")
+        if pid.isdigit() and process_gone(int(pid), run.info.start_time / 1000):
+            client.set_terminated(run.info.run_id, "KILLED")
+            logger.warning(
+                "MLflow run '%s' (%s) was left running by a killed process; marked KILLED.",
+                run.info.run_name,
+                run.info.run_id,
+            )
+
+
+def process_tags() -> dict[str, str]:
+    """The ``host`` and ``pid`` tags that let ``close_killed_runs`` tell a killed run."""
+    return {"host": HOST, "pid": str(os.getpid())}
 
 
 def git_commit(project_path: Path) -> dict[str, str]:
@@ -147,9 +171,6 @@ def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
     """A decoded image set as an MLflow dataset and its context (training, testing...); the
     digest hashes every pixel and label (about 0.5 s per 200 MB): same digest, same data."""
     images, labels = image_set["images"], np.asarray(image_set["labels"])
-    digest = hashlib.sha256()
-    for array in (images, labels):
-        digest.update(np.ascontiguousarray(array).data)  # a memory map is read, not copied
     filename = getattr(images, "filename", None)
     with warnings.catch_warnings():
         # MLflow registers two equivalent sources for local paths and warns about its choice.
@@ -158,7 +179,7 @@ def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
             images,
             targets=labels,
             name=name,
-            digest=digest.hexdigest()[:16],
+            digest=image_set_digest(image_set),
             source=Path(filename).parent.as_posix() if filename else None,
         )
     split = name.rsplit(".", 1)[-1].removesuffix("_set")
@@ -179,13 +200,18 @@ def log_image_set(dataset: Any, context: str, attempts: int = 3) -> None:
             time.sleep(0.1 * attempt)
 
 
+class TrackingStoreLost(RuntimeError):
+    """The SQLite tracking store was deleted while a run wrote to it."""
+
+
 # Why not mlflow.keras.MlflowCallback: it logs asynchronously (a watcher sees an epoch late),
 # and logs the optimizer's settings as params at every fit, which MLflow refuses the second
 # time (transfer learning fits twice in one run, with another learning rate).
 class MlflowEpochMetrics(keras.callbacks.Callback):
     """Logs each epoch's numeric logs (step: the epoch, from 0) to the MLflow run active
     when training began, synchronously. Without an active run it does nothing; if the store
-    cannot be written it says so once and stops logging, never the training."""
+    cannot be written it says so once and stops logging, not training, unless the store's
+    file is gone (``TrackingStoreLost``): then nothing of the run could be recorded."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -207,6 +233,12 @@ class MlflowEpochMetrics(keras.callbacks.Callback):
         try:
             mlflow.MlflowClient().log_batch(self.run_id, metrics=metrics)
         except (MlflowException, OSError) as error:
+            if (database := sqlite_file(mlflow.get_tracking_uri())) and not database.exists():
+                raise TrackingStoreLost(
+                    f"The MLflow store {database} was deleted during the run: nothing more "
+                    "can be recorded, so training stops, and the model files stay as they were. "
+                    "Run again: training resumes after the last finished epoch."
+                ) from None
             logger.warning(
                 "Could not log epoch %d's metrics to MLflow (%s); training goes on without "
                 "live metrics.",

@@ -236,12 +236,27 @@ class DownloadParams(Params):
     resume: Bool = Field(True, description="continue an interrupted download's partial file")
 
 
+#: File suffixes read as images, by the data pipeline and by predict (PIL reads them all).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class ArchiveLimits(Params):
+    """``archive_limits``: how much a zip may unpack to (zip bombs); a member over a limit is
+    not read (predict: its row says why; extract: an error, or a skipped row for one member)."""
+
+    max_member_mb: PositiveInt = Field(1024, description="uncompressed, one member (zips too)")
+    max_total_mb: PositiveInt = Field(16384, description="uncompressed, all members (zips too)")
+    max_members: PositiveInt = Field(1_000_000, description="images and zips, nested too")
+    max_depth: NonNegativeInt = Field(3, description="zips inside zips")
+
+
 class ExtractParams(Params):
     """``extract``: which member of the archive holds the images, and where they go."""
 
     inner_archive: str | None = Field("train.zip", description="null = the archive itself")
-    extensions: Names = Field([".jpg", ".jpeg", ".png"], min_length=1)
+    extensions: Names = Field(list(IMAGE_EXTENSIONS), min_length=1)
     target_dir: str = "data/01_raw/dogs-vs-cats"
+    archive_limits: ArchiveLimits = ArchiveLimits()
 
 
 def _no_overlap(ranges: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
@@ -423,6 +438,9 @@ class EvaluationParams(Params):
     misclassified_grid: NonNegativeInt = Field(16, description="misclassified images plotted")
     batch_size: PositiveInt = Field(32, description="images per inference step")
     test_time_flip: Bool = Field(False, description="average with the mirror image")
+    calibrate: Bool = Field(True, description="fit a temperature on the validation split")
+    calibration_bins: PositiveInt = Field(15, description="confidence bins of ECE, diagram")
+    most_confused: NonNegativeInt = Field(10, description="class pairs listed")
 
 
 class InspectionParams(Params):
@@ -582,6 +600,7 @@ class PredictParams(Params):
     image_size: ImageSize | None = Field(None, description="only for any-size models")
     batch_size: PositiveInt = Field(64, description="images decoded and classified at a time")
     decode_workers: PositiveInt | None = Field(None, description="null = one per CPU core")
+    archive_limits: ArchiveLimits = ArchiveLimits()
 
 
 class RetrainParams(Params):
@@ -590,6 +609,7 @@ class RetrainParams(Params):
     incoming_dir: str = "data/01_raw/incoming"
     archive: str | None = Field(None, description="a .zip of <class>/ folders instead")
     processed_dir: str = "data/01_raw/incoming_processed"
+    archive_limits: ArchiveLimits = ArchiveLimits()
     on_bad_image: Literal["skip", "fail"] = "skip"
     force: Bool = Field(False, description="train a challenger even without new images")
     model: str = Field("mini_xception", min_length=1, description="a key of models")
@@ -601,6 +621,8 @@ class RetrainParams(Params):
     registered_model_name: str = Field("cats_vs_dogs", min_length=1)
     champion_alias: str = Field("champion", min_length=1)
     challenger_alias: str = Field("challenger", min_length=1)
+    serve_onnx: Bool = Field(True, description="register the verified ONNX export if any")
+    require_export: Bool = Field(False, description="promote only with a verified ONNX export")
 
     def model_options(self, models: Mapping[str, Any] | None) -> ModelOptions:
         """``models[retrain.model]`` validated, or a ``ValueError`` listing the models. Kedro
@@ -615,6 +637,32 @@ class RetrainParams(Params):
             return ModelOptions.model_validate(models[self.model])
         except ValueError as exc:  # pydantic's ValidationError is one
             raise ValueError(f"models.{self.model} (retrain.model): {exc}") from exc
+
+
+ExportFormat = Literal[
+    "saved_model", "onnx", "onnx_int8", "litert", "litert_float16", "litert_int8"
+]
+
+
+class ExportParams(Params):
+    """``export``: the formats a model is exported to and how each file is verified."""
+
+    model: str = Field(
+        "data/06_models/mini_xception.keras",
+        min_length=1,
+        description="a .keras file or a registry URI (models:/<name>@<alias>)",
+    )
+    formats: Annotated[list[ExportFormat], BeforeValidator(_split_words)] = Field(
+        ["saved_model", "onnx", "onnx_int8", "litert", "litert_float16", "litert_int8"],
+        min_length=1,
+    )
+    output_dir: str = Field("data/06_models/exported", description="<output_dir>/<model>/")
+    max_accuracy_drop: Fraction = Field(0.02, description="refuse a file this far below Keras")
+    representative_size: NonNegativeInt = Field(
+        100, description="training images calibrating int8 (0: no int8 export)"
+    )
+    latency_runs: PositiveInt = Field(50, description="batch-1 calls timed per format")
+    batch_size: PositiveInt = Field(32, description="images per call when scoring")
 
 
 # ---- tune --------------------------------------------------------------------------------
@@ -709,6 +757,7 @@ GROUPS: dict[str, type[Params]] = {
     "transfer": TransferParams,
     "predict": PredictParams,
     "retrain": RetrainParams,
+    "export": ExportParams,
     "tune": TuneParams,
 }
 

@@ -1,8 +1,11 @@
 """File datasets whose saves are atomic: a reader sees the old file or the new one, never a part.
 
 kedro-datasets' file datasets write into the target (versioned too), so a reader or a crash
-can meet half a file: here a hidden sibling is renamed over it (``os.replace``); local only."""
+can meet half a file: here a hidden sibling is renamed over it (``os.replace``); local only.
+Temporary names carry the host and pid, so a later write removes what a killed run left."""
 
+import glob
+import json
 import os
 import shutil
 import tempfile
@@ -12,13 +15,16 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
-from kedro.io import AbstractDataset
+from filelock import FileLock, Timeout
+from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
 from kedro_datasets.plotly import HTMLDataset
 from kedro_datasets.text import TextDataset
 from kedro_datasets.yaml import YAMLDataset
+
+from image_classifiers.core.data.extract import owned_prefix, remove_orphans, remove_path
 
 
 class _AtomicFile(AbstractDataset[Any, Any]):
@@ -58,29 +64,50 @@ def atomic_file(target: str | PurePath) -> Iterator[Path]:
     into; renamed over ``target`` on success, deleted on failure."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+    remove_orphans(target.parent, prefix := f".{target.stem}.tmp-")
+    tmp = target.with_name(f"{owned_prefix(prefix)}{uuid.uuid4().hex[:8]}{target.suffix}")
     try:
         yield tmp
         _replace(tmp, target)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
 
 
 @contextmanager
 def atomic_folder(target: str | Path) -> Iterator[Path]:
-    """A new empty sibling folder of ``target`` to write into; swapped in on success (after a
-    failure ``target`` is as it was and the temporary folder is gone)."""
+    """A new empty folder to write ``target``'s next version into. ``target`` is a symbolic
+    link to its current version (``.<name>.v-*``), switched by one rename on success, so a
+    reader sees the old version or the new one, never neither (after a failure nothing has
+    changed). One writer at a time: a second gets an error naming the first's pid."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published folder should not be
-    try:
-        yield tmp
-        if target.exists() and not target.is_dir():
-            target.unlink()
-        _replace(tmp, target)
-    finally:
-        _remove(tmp)
+    lock_file = target.with_name(f".{target.name}.lock")
+    try:  # the OS releases the lock of a killed process
+        lock = FileLock(lock_file, timeout=0).acquire()
+    except Timeout:
+        raise DatasetError(
+            f"Another process (pid {lock_file.read_text().strip() or '?'}) is writing "
+            f"'{target}'; wait for it to end: two runs must not write the same data at once."
+        ) from None
+    with lock:
+        lock_file.write_text(f"{os.getpid()}\n")
+        previous = target.with_name(os.readlink(target)) if target.is_symlink() else None
+        for orphan in target.parent.glob(f".{glob.escape(target.name)}.v-*"):
+            if orphan != previous:  # versions of killed writers (we hold the lock)
+                remove_path(orphan)
+        tmp: Path | None = Path(tempfile.mkdtemp(prefix=f".{target.name}.v-", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published folder should not be
+        try:
+            yield tmp
+            if target.exists() and not target.is_symlink():  # a folder of the older layout
+                remove_path(target)
+            link = tmp.with_name(f"{tmp.name}.link")
+            link.symlink_to(tmp.name)  # relative: the data folder may move
+            os.replace(link, target)
+            tmp = previous
+        finally:
+            if tmp is not None:
+                remove_path(tmp)
 
 
 def _replace(source: Path, target: Path) -> None:
@@ -95,13 +122,6 @@ def _replace(source: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
-
-
 # kedro-datasets' datasets with atomic saves (same arguments):
 class AtomicCSVDataset(_AtomicFile):
     wrapped = CSVDataset
@@ -109,6 +129,9 @@ class AtomicCSVDataset(_AtomicFile):
 
 class AtomicJSONDataset(_AtomicFile):
     wrapped = JSONDataset
+
+    def save(self, data: Any) -> None:  # strict JSON: NaN (a class without test images) is null
+        super().save(json.loads(json.dumps(data), parse_constant=lambda _: None))
 
 
 class AtomicMatplotlibDataset(_AtomicFile):

@@ -2,8 +2,10 @@
 memory-mapped), ``labels.npy`` (int32, (N,)), ``meta.json`` (``{"classes": [], "files": []}``).
 
 Memory-mapped, a split may be larger than RAM and no JPEG is decoded per epoch; writes are
-chunked, and a ``staged_images_file`` is published by moving it, not copying it."""
+chunked, and a ``staged_images_file`` is published by moving it, not copying it. A set saved
+with a ``manifest`` records its SHA-256; loading it checks the manifest is still that one."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +19,7 @@ from kedro.io import AbstractDataset, DatasetError
 
 from image_classifiers.core.images import read_rows
 
-from .atomic import atomic_folder
+from .atomic import atomic_folder, owned_prefix, remove_orphans
 
 ImageSet = dict[str, Any]
 _REQUIRED_KEYS = ("images", "labels", "classes", "files")
@@ -65,7 +67,9 @@ def staged_images_file(directory: str | Path) -> Path:
     with it memory-mapped moves it into place. Delete it if the set is never saved."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=".staged-images-", suffix=".npy", dir=directory)
+    remove_orphans(directory, ".staged-images-")
+    prefix = owned_prefix(".staged-images-")
+    handle, name = tempfile.mkstemp(prefix=prefix, suffix=".npy", dir=directory)
     os.close(handle)
     os.chmod(name, 0o644)  # mkstemp makes it private; the published file should not be
     _STAGED.add(os.path.realpath(name))
@@ -92,25 +96,53 @@ def _write_images(path: Path, images: Any) -> None:
             writer.append(read_rows(images, slice(start, start + COPY_CHUNK)))
 
 
+def _sha256(path: Path | None) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path and path.is_file() else None
+
+
 class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
     """Saves and loads an image set dict ``{"images", "labels", "classes", "files"}``
-    (``mmap``: load ``images.npy`` memory-mapped, read-only)."""
+    (``mmap``: load ``images.npy`` memory-mapped, read-only; ``manifest``: the split manifest
+    it is decoded from, checked on load). Saves switch versions (``atomic_folder``)."""
 
-    def __init__(self, filepath: str, mmap: bool = True, metadata: dict | None = None):
+    def __init__(
+        self,
+        filepath: str,
+        mmap: bool = True,
+        manifest: str | None = None,
+        metadata: dict | None = None,
+    ):
         self._path = Path(filepath)
         self._mmap = mmap
+        self._manifest = Path(manifest) if manifest else None
         self.metadata = metadata
 
     def load(self) -> ImageSet:
-        if not (self._path / "meta.json").is_file():
+        for attempt in range(3):  # a writer may delete the version just resolved: read anew
+            try:
+                meta, images, labels = self._read()
+                break
+            except FileNotFoundError:
+                if attempt == 2 or not self._exists():
+                    raise DatasetError(
+                        f"No decoded image set at '{self._path}'. Run the data pipeline "
+                        "first: kedro run --pipelines=data_processing"
+                    ) from None
+        recorded = meta.pop("manifest_sha256", None)
+        if recorded and self._manifest and recorded != _sha256(self._manifest):
             raise DatasetError(
-                f"No decoded image set at '{self._path}'. Run the data pipeline first: "
+                f"The image set '{self._path}' was not decoded from the split manifest "
+                f"'{self._manifest}' as it is now (a data run stopped after its split step, "
+                "or the manifest changed): run the data pipeline again, e.g. "
                 "kedro run --pipelines=data_processing"
             )
-        meta = json.loads((self._path / "meta.json").read_text())
-        images = np.load(self._path / "images.npy", mmap_mode="r" if self._mmap else None)
-        labels = np.load(self._path / "labels.npy")
         return {"images": images, "labels": labels, **meta}
+
+    def _read(self) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        folder = self._path.resolve()  # one version, whatever a writer switches meanwhile
+        meta = json.loads((folder / "meta.json").read_text())
+        images = np.load(folder / "images.npy", mmap_mode="r" if self._mmap else None)
+        return meta, images, np.load(folder / "labels.npy")
 
     def save(self, data: ImageSet) -> None:
         missing = [key for key in _REQUIRED_KEYS if key not in data]
@@ -133,10 +165,12 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
                 _write_images(tmp / "images.npy", images)
             np.save(tmp / "labels.npy", labels)
             meta = {"classes": list(data["classes"]), "files": [str(f) for f in data["files"]]}
+            if digest := _sha256(self._manifest):
+                meta["manifest_sha256"] = digest
             (tmp / "meta.json").write_text(json.dumps(meta))
 
     def _exists(self) -> bool:
         return (self._path / "meta.json").is_file()
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._path), "mmap": self._mmap}
+        return {"filepath": str(self._path), "mmap": self._mmap, "manifest": self._manifest}

@@ -30,6 +30,7 @@ from image_classifiers.core import training
 from image_classifiers.datasets import KerasModelDataset
 from image_classifiers.pipelines.compare_architectures.nodes import COMPARISON_COLUMNS
 from image_classifiers.pipelines.model_training import nodes as model_training_nodes
+from image_classifiers.serving import load_classifier
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +44,9 @@ MODEL_ARTIFACTS = {
     "grad_cam.png",
     "model_summary.txt",
     "data_quality.json",
+    "reliability.png",  # the evaluation report
+    "top_losses.csv",
+    "model_card.md",
 }
 REPORTS = Path("data/08_reporting")
 
@@ -218,6 +222,11 @@ def test_each_model_is_registered_and_the_version_loads_and_predicts(runs, track
         pyfunc = mlflow.pyfunc.load_model(uri)
         assert pyfunc.metadata.signature.inputs.inputs[0].shape == (-1, 32, 32, 3)
         np.testing.assert_allclose(pyfunc.predict(images), expected, rtol=1e-5)
+        # The model card is the version's description; predict finds the run's temperature.
+        card = (tracked_project / REPORTS / model / "model_card.md").read_text()
+        assert version.description == card and card.startswith("# Model card:")
+        saved = json.loads((tracked_project / REPORTS / model / "metrics.json").read_text())
+        assert load_classifier(uri).temperature == pytest.approx(saved["temperature"])
 
 
 def test_comparison_has_one_row_per_model_and_is_logged_to_the_pipeline_run(runs, tracked_project):

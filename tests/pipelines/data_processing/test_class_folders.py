@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
 import pytest
 from data_runs import run_data_pipeline
 from fixture_archives import jpeg_bytes
+from PIL import Image
 
+from image_classifiers.core.data.inputs import LINK_OUTSIDE, LINK_TO_FOLDER, NOT_REGULAR
 from image_classifiers.core.data.split import (
     SplitError,
     find_class_folders,
@@ -18,7 +21,11 @@ from image_classifiers.core.data.split import (
 )
 from image_classifiers.core.params import DownloadParams, SourceParams, SplitParams
 from image_classifiers.datasets import ImageSetDataset
-from image_classifiers.pipelines.data_processing.nodes import SourceError, download_data
+from image_classifiers.pipelines.data_processing.nodes import (
+    SourceError,
+    download_data,
+    split_data,
+)
 
 FRACTIONS = {"train": 0.5, "validation": 0.25, "test": 0.25}
 
@@ -189,6 +196,47 @@ def test_listed_classes_must_exist(tmp_path):
         )
 
 
+def test_a_class_left_without_test_images_is_named_before_training(tmp_path, caplog):
+    local = _write_folder(tmp_path / "mine", {**_tree(), **_tree(1, ["Cow"])})
+    extracted = {"path": str(local), "extensions": [".jpg"]}
+    split = SplitParams(fractions=FRACTIONS, target_dir=str(tmp_path / "split"))
+    split_data(extracted, split, SourceParams(type="class_folders"))
+    assert "The test split has no images of classes ['Cow']" in caplog.text
+
+
 def test_no_folder_given_says_which_parameter_to_set():
     with pytest.raises(SourceError, match=r"image_folders\.download\.local_path=/abs/path"):
         download_data(DownloadParams(gdrive_id=None), SourceParams(type="class_folders"))
+
+
+def test_links_out_of_the_folder_and_named_pipes_are_reported_not_read(tmp_path, monkeypatch):
+    secret = b"root:x:0:0:root:/root:/bin/bash"
+    outside = _write_folder(tmp_path / "outside", {"passwd": secret, "cats/x.jpg": jpeg_bytes(9)})
+    local = _write_folder(tmp_path / "mine", _tree())
+    cat, dog = local / "PetImages" / "Cat", local / "PetImages" / "Dog"
+    (cat / "passwd.jpg").symlink_to(outside / "passwd")
+    (cat / "again.jpg").symlink_to(dog / "0.jpg")  # inside the folder: read
+    (dog / "more").symlink_to(outside / "cats", target_is_directory=True)
+    (local / "PetImages" / "Bird").symlink_to(outside / "cats", target_is_directory=True)
+    os.mkfifo(dog / "pipe.jpg")
+    # Predict reads .webp and .bmp files: so does training.
+    Image.open(io.BytesIO(jpeg_bytes(7))).save(cat / "webp.webp")
+    Image.open(io.BytesIO(jpeg_bytes(8))).save(dog / "bmp.bmp")
+    monkeypatch.chdir(tmp_path)
+
+    run_data_pipeline(_params(local), namespace="image_folders")
+
+    report = json.loads(Path("data/08_reporting/image_folders/data_quality.json").read_text())
+    reasons = {s["file"]: s["reason"] for s in report["skipped"] if s["subset"] is None}
+    assert reasons == {
+        "PetImages/Bird": LINK_TO_FOLDER,
+        "PetImages/Cat/passwd.jpg": LINK_OUTSIDE,
+        "PetImages/Dog/more": LINK_TO_FOLDER,
+        "PetImages/Dog/pipe.jpg": NOT_REGULAR,
+    }
+    sets = _sets()
+    assert sets["train"]["classes"] == ["Cat", "Dog"]  # no class from the linked folder
+    names = sorted(Path(f).name for s in sets.values() for f in s["files"])
+    assert len(names) == 8 + 2 + 8 + 1 and {"again.jpg", "webp.webp", "bmp.bmp"} <= set(names)
+    written = [p for p in Path("data").rglob("*") if p.is_file()]
+    assert written and not any(secret in p.read_bytes() for p in written)

@@ -121,7 +121,7 @@ def test_split_decoder_is_a_named_node_function(manifest):
 def test_report_merges_the_splits(manifest):
     subsets = ("train", "validation")
     qualities = [decode_split(manifest, DECODE, ["cat", "dog"], s)[1] for s in subsets]
-    report = report_data_quality(DECODE, *qualities)
+    report = report_data_quality(DECODE, {}, *qualities)
     assert report["image_size"] == [12, 16]
     assert report["on_bad_image"] == "skip"
     assert (report["images"], report["decoded"], report["skipped_count"]) == (8, 5, 3)

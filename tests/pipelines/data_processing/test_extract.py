@@ -175,6 +175,45 @@ def test_zips_inside_are_unpacked_in_place_up_to_a_nesting_limit(tmp_path):
     assert extracted.read_bytes() == b"x"
 
     too_deep = _outer_zip(tmp_path / "deep.zip", {"a/inner.zip": nest(4)})
-    with pytest.raises(ArchiveExtractError, match="nests zips more than 3 deep"):
+    with pytest.raises(ArchiveExtractError, match="zips nested over 3 deep"):
         extract_images(_record(too_deep), _params(tmp_path, inner_archive=None))
     assert extracted.is_file()  # the earlier output is untouched
+
+
+def _deflated(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_member_over_the_size_limit_is_skipped_and_reported_unread(tmp_path):
+    # 3 MB of zeros deflate to a few KB: a small zip bomb.
+    archive = _deflated(tmp_path / "a.zip", {"cat/ok.jpg": b"x", "cat/bomb.jpg": bytes(3 << 20)})
+    limits = {"max_member_mb": 1}
+    params = _params(tmp_path, inner_archive=None, archive_limits=limits)
+
+    record = extract_images(_record(archive), params)
+
+    assert record["files"] == 1 and _files(Path(params.target_dir))[1:] == ["cat/ok.jpg"]
+    [skipped] = record["skipped"]
+    assert skipped["file"] == "cat/bomb.jpg"
+    assert "3 MB uncompressed" in skipped["reason"]
+    assert "extract.archive_limits.max_member_mb" in skipped["reason"]
+    assert extract_images(_record(archive), params)["skipped"] == [skipped]  # from the stamp
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"max_total_mb": 1}, r"pass 1 MB uncompressed .*max_total_mb"),
+        ({"max_members": 2}, r"over 2 members .*max_members"),
+    ],
+)
+def test_an_archive_over_its_total_or_count_limit_is_not_extracted(tmp_path, limits, message):
+    members = {f"cat/{n}.jpg": bytes(600 << 10) for n in range(3)}
+    archive = _deflated(tmp_path / "a.zip", members)
+    params = _params(tmp_path, inner_archive=None, archive_limits=limits)
+    with pytest.raises(ArchiveExtractError, match=message):
+        extract_images(_record(archive), params)
+    assert not Path(params.target_dir).exists()

@@ -67,6 +67,7 @@ def test_cifar_folder_it_unpacks_to(tmp_path):
     ("name", "make", "message"),
     [
         ("mnist", lambda p: (p.write_text("not a zip"), p)[1], "is not a Keras mnist.npz"),
+        ("mnist", lambda p: (p.write_text("x,y\n1"), p)[1], r"no \.npz archive \(it starts"),
         (
             "mnist",
             lambda p: np.savez(p.with_suffix(".npz"), x_train=np.zeros(3)) or p.with_suffix(".npz"),
@@ -79,8 +80,9 @@ def test_cifar_folder_it_unpacks_to(tmp_path):
 )
 def test_a_local_file_of_the_wrong_format_is_named(tmp_path, name, make, message):
     path = make(tmp_path / "file")
-    with pytest.raises(KerasDatasetError, match=message):
+    with pytest.raises(KerasDatasetError, match=message) as error:
         read_local_file(path, name)
+    assert "allow_pickle" not in str(error.value)
 
 
 def test_labels_out_of_range_and_unpicklable_code_are_refused(tmp_path):

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from image_classifiers.core.data.split import (
     SplitError,
+    assign,
     compact_ranges,
     split_kaggle_names,
 )
@@ -187,3 +188,16 @@ def test_bad_fractions_say_what_to_fix(tmp_path, fractions, message):
 def test_fraction_parameters_are_checked_before_any_node(change, message):
     with pytest.raises(ValidationError, match=message):
         SplitParams(classes=["cat", "dog"], **change)
+
+
+def test_a_class_left_without_test_images_is_warned_of_before_training(caplog):
+    members = {"cat": dict(enumerate(range(40))), "dog": dict(enumerate(range(40)))}
+    members["fox"] = {0: 0, 1: 1, 2: 2}
+    split = SplitParams(fractions={"train": 0.7, "validation": 0.15, "test": 0.15})
+
+    plan = assign(members, split, "'here'")
+
+    assert {c for s, c, _ in plan if s == "test"} == {"cat", "dog"}
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "leave classes fox (3 images) without test images" in warning
+    assert "split.fractions.test" in warning

@@ -17,13 +17,16 @@ from image_classifiers.core.params import (
     ModelOptions,
     TrainingParams,
 )
+from image_classifiers.datasets.atomic import AtomicJSONDataset
 from image_classifiers.pipelines.model_training import nodes
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
+    calibrate_model,
     classification_metrics,
     evaluate_model,
     plot_training_curves,
     train_model,
+    write_model_card,
 )
 from image_classifiers.tracking import MlflowEpochMetrics
 
@@ -55,7 +58,7 @@ def grey_set(pixels: np.ndarray, labels: np.ndarray, size: int = 4) -> dict:
 
 
 def test_evaluate_model_on_known_predictions():
-    metrics, confusion, misclassified = evaluate_model(
+    metrics, confusion, misclassified, reliability, losses = evaluate_model(
         brightness_model(),
         grey_set(PIXELS, LABELS),
         EvaluationParams(threshold=0.5, misclassified_grid=16, batch_size=4),
@@ -73,8 +76,34 @@ def test_evaluate_model_on_known_predictions():
     assert metrics["test_loss"] == pytest.approx(expected_loss, rel=1e-5)
     assert metrics["num_test_images"] == 6 and metrics["num_misclassified"] == 2
     assert isinstance(confusion, Figure) and isinstance(misclassified, Figure)
-    titles = sorted(axes.get_title() for axes in misclassified.axes)
-    assert titles == ["true: cat\npred: dog (0.60)", "true: dog\npred: cat (0.70)"]
+    # Drawn from the top losses: 76 (a dog at P(dog) 0.30, loss -log 0.30), then 153.
+    titles = [axes.get_title() for axes in misclassified.axes]
+    assert titles == ["true: dog\npred: cat (0.70)", "true: cat\npred: dog (0.60)"]
+    assert losses["file"].tolist() == ["img4.jpg", "img2.jpg"]
+    assert losses["true_class"].tolist() == ["dog", "cat"]
+    assert losses["predicted_class"].tolist() == ["cat", "dog"]
+    np.testing.assert_allclose(losses["probability"], [1 - p[4], p[2]], rtol=1e-5)
+    np.testing.assert_allclose(losses["loss"], -np.log([p[4], 1 - p[2]]), rtol=1e-5)
+    # Per class: cats 2 of 3 found, 2 of 3 "cat" right; the same for dogs.
+    assert metrics["per_class"]["cat"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3}
+    )
+    assert sum(row["support"] for row in metrics["per_class"].values()) == 6
+    assert metrics["most_confused"] == [
+        {"a": "cat", "b": "dog", "a_as_b": 1, "b_as_a": 1, "total": 2}
+    ]
+    # No calibration given: temperature 1, the same ECE and Brier before and after.
+    assert metrics["temperature"] == 1.0
+    confidence = np.maximum(p, 1 - p)
+    assert metrics["test_brier"] == pytest.approx(
+        np.mean(2 * (np.where(LABELS == 1, p, 1 - p) - 1) ** 2), rel=1e-5
+    )
+    assert metrics["test_expected_calibration_error"] == pytest.approx(
+        metrics["test_expected_calibration_error_calibrated"]
+    )
+    assert 0 < metrics["test_expected_calibration_error"] <= np.max(confidence)
+    json.dumps(metrics, allow_nan=False)
+    assert [line.get_label() for line in reliability.axes[0].get_lines()][1].startswith("As pred")
 
 
 def left_half_model(size: int = 4) -> keras.Model:
@@ -95,8 +124,8 @@ def test_evaluation_averages_over_mirror_images_when_test_time_flip_is_on():
     test_set = grey_set(PIXELS, LABELS)
     test_set["images"][:, :, 2:] = 255 - test_set["images"][:, :, 2:]
     evaluation = EvaluationParams(threshold=0.5, misclassified_grid=4, batch_size=4)
-    plain, _, _ = evaluate_model(left_half_model(), test_set, evaluation)
-    flipped, _, _ = evaluate_model(
+    plain, *_ = evaluate_model(left_half_model(), test_set, evaluation)
+    flipped, *_ = evaluate_model(
         left_half_model(), test_set, evaluation.model_copy(update={"test_time_flip": True})
     )
     p = PIXELS / 255
@@ -108,7 +137,7 @@ def test_evaluation_averages_over_mirror_images_when_test_time_flip_is_on():
 
 
 def test_threshold_moves_the_decision():
-    metrics, _, _ = evaluate_model(
+    metrics, *_ = evaluate_model(
         brightness_model(), grey_set(PIXELS, LABELS), EvaluationParams(threshold=0.65)
     )
     # Now 153 (0.60) is a cat and 178 (0.70) still a dog: only 76 is wrong.
@@ -118,18 +147,26 @@ def test_threshold_moves_the_decision():
 
 
 def test_misclassified_grid_is_capped_and_says_when_nothing_is_wrong():
-    _, _, grid = evaluate_model(
+    _, _, grid, _, losses = evaluate_model(
         brightness_model(), grey_set(PIXELS, LABELS), EvaluationParams(misclassified_grid=1)
     )
+    assert len(losses) == 2  # the CSV lists every mistake, the grid the first ones
     assert len(grid.axes) == 1
     assert grid.axes[0].get_title().startswith("true: dog")  # the most confident mistake
     perfect = np.array([0, 0, 0, 1, 1, 1], dtype=np.int32)
-    _, _, empty = evaluate_model(
+    _, _, empty, _, none = evaluate_model(
         brightness_model(),
         grey_set(np.array([10, 20, 30, 200, 220, 240]), perfect),
         EvaluationParams(),
     )
     assert empty.axes == [] and "No misclassified" in empty.texts[0].get_text()
+    assert none.empty and list(none.columns) == [
+        "file",
+        "true_class",
+        "predicted_class",
+        "probability",
+        "loss",
+    ]
 
 
 def test_evaluate_model_rejects_images_of_another_size():
@@ -168,6 +205,17 @@ def test_auc_is_none_when_the_test_set_has_one_class():
     metrics = classification_metrics(labels, probabilities, np.array([0, 1, 0]), ["x", "y"])
     assert metrics["test_roc_auc"] is None
     assert metrics["test_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_a_class_without_test_images_is_named_and_null_in_metrics_json(tmp_path, caplog):
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.1, 0.7, 0.2]])
+    metrics = classification_metrics(np.array([0, 0, 1]), probabilities, np.array([0, 0, 1]),
+                                     ["a", "b", "rare"])  # fmt: skip
+    assert "no images of classes ['rare']" in caplog.text
+    path = tmp_path / "metrics.json"
+    AtomicJSONDataset(filepath=str(path)).save(metrics)  # the catalog's metrics.json dataset
+    assert '"test_roc_auc": null' in path.read_text()
+    assert "NaN" not in path.read_text()
 
 
 def test_training_curves_show_accuracy_and_loss():
@@ -232,3 +280,45 @@ def test_train_model_sends_live_metrics_to_mlflow(monkeypatch):
     monkeypatch.setattr(nodes, "fit_model", fit)
     train_model(brightness_model(), {}, {}, TrainingParams())
     assert [type(callback) for callback in seen["callbacks"]] == [MlflowEpochMetrics]
+
+
+def test_calibration_fits_on_the_validation_split_and_is_reported_on_the_test_split():
+    # The brightness model says P(dog) = 230/255 or 25/255 (0.90 sure), but is right 3 times
+    # in 4: too sure.
+    pixels = np.array([230, 230, 230, 230, 25, 25, 25, 25])
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 1], dtype=np.int32)
+    split = grey_set(pixels, labels)
+    evaluation = EvaluationParams(batch_size=4)
+    calibration = calibrate_model(brightness_model(), split, evaluation)
+    assert calibration["calibrated"] and calibration["temperature"] > 1
+    assert calibration["validation_loss_calibrated"] < calibration["validation_loss"]
+    metrics, *_, reliability, _ = evaluate_model(brightness_model(), split, evaluation, calibration)
+    assert metrics["temperature"] == calibration["temperature"]
+    # Fitted on these very images: confidence 0.75 after, as often right: ECE 0.
+    assert metrics["test_expected_calibration_error_calibrated"] == pytest.approx(0, abs=1e-3)
+    assert metrics["test_expected_calibration_error"] == pytest.approx(230 / 255 - 0.75, rel=1e-4)
+    assert len(reliability.axes[0].get_lines()) == 3  # diagonal, before, after
+    off = calibrate_model(
+        brightness_model(), split, evaluation.model_copy(update={"calibrate": False})
+    )
+    assert off == {"temperature": 1.0, "calibrated": False}
+
+
+def test_model_card_node_reads_the_report_and_the_splits():
+    split = grey_set(PIXELS, LABELS)
+    metrics, _, _, _, losses = evaluate_model(brightness_model(), split, EvaluationParams())
+    card = write_model_card(
+        model=brightness_model(),
+        metrics=metrics,
+        calibration={"temperature": 1.0, "calibrated": False},
+        top_losses=losses,
+        training_history={"loss": [0.5, 0.4]},
+        train_set=split,
+        validation_set=split,
+        test_set=split,
+        training=TrainingParams(),
+        model_summary="Total params: 3",
+    )
+    assert "| test | 6 | 3 | 3 |" in card and "trained 2 epochs" in card
+    assert "`img4.jpg`: dog predicted cat" in card and "Total params: 3" in card
+    assert "No temperature was fitted" in card

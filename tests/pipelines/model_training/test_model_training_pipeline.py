@@ -36,6 +36,10 @@ OUTPUTS = {
     "misclassified_plot",
     "feature_maps_plot",
     "grad_cam_plot",
+    "calibration",  # the evaluation report
+    "reliability_plot",
+    "top_losses",
+    "model_card",
 }
 
 
@@ -57,6 +61,8 @@ def test_pipeline_is_namespaced_per_model_with_shared_inputs():
         "tiny.inspect_model",
         "tiny.plot_training_curves",
         "tiny.log_to_mlflow",
+        "tiny.calibrate_model",
+        "tiny.write_model_card",
     }
     assert pipeline.inputs() == {
         "train_set",
@@ -71,7 +77,7 @@ def test_pipeline_is_namespaced_per_model_with_shared_inputs():
     assert pipeline.all_outputs() == {f"tiny.{name}" for name in OUTPUTS | {"untrained_model"}}
     # Two models side by side share the data but nothing they produce.
     both = create_pipeline("tiny") + create_pipeline("other")
-    assert len(both.nodes) == 12
+    assert len(both.nodes) == 16
 
 
 def test_catalog_factories_resolve_every_output_without_touching_the_splits():
@@ -123,10 +129,17 @@ def test_pipeline_runs_with_the_project_catalog(tmp_path, monkeypatch):
 
     reports = tmp_path / "data/08_reporting/tiny"
     pngs = ("training_curves", "confusion_matrix", "misclassified", "feature_maps", "grad_cam")
-    for png in (f"{name}.png" for name in pngs):
+    for png in (f"{name}.png" for name in (*pngs, "reliability")):
         assert (reports / png).stat().st_size > 1000
     metrics = json.loads((reports / "metrics.json").read_text())
     assert metrics["num_test_images"] == 8 and 0 <= metrics["test_accuracy"] <= 1
+    assert sum(row["support"] for row in metrics["per_class"].values()) == 8
+    calibration = json.loads((tmp_path / "data/06_models/tiny.calibration.json").read_text())
+    assert metrics["temperature"] == calibration["temperature"] > 0
+    losses = (reports / "top_losses.csv").read_text().splitlines()
+    assert losses[0] == "file,true_class,predicted_class,probability,loss"
+    assert len(losses) == 1 + metrics["num_misclassified"]
+    assert "# Model card: " in (reports / "model_card.md").read_text()
     history = json.loads((reports / "training_history.json").read_text())
     assert len(history["val_loss"]) == parameters["training"]["epochs"]
     model = KerasModelDataset(str(tmp_path / "data/06_models/tiny.keras")).load()

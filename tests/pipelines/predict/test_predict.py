@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import struct
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -15,10 +18,11 @@ from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 from PIL import Image
 
+from image_classifiers.core.data.inputs import LINK_OUTSIDE, LINK_TO_FOLDER, NOT_REGULAR, refused
 from image_classifiers.core.images import decode_image
 from image_classifiers.core.models import build_classifier, load_model_file
-from image_classifiers.core.params import PredictParams
-from image_classifiers.core.training import predict_probabilities
+from image_classifiers.core.params import ArchiveLimits, PredictParams
+from image_classifiers.core.training import apply_temperature, predict_probabilities
 from image_classifiers.errors import is_user_error
 from image_classifiers.pipelines.predict import create_pipeline
 from image_classifiers.pipelines.predict.nodes import (
@@ -137,6 +141,103 @@ def test_path_traversal_members_are_reported_not_read(tmp_path, model_file, capl
     assert pd.isna(predictions.loc["cat/ok.jpg", "error"])
 
 
+def nested_zips(levels: int, innermost: dict[str, bytes]) -> bytes:
+    data = innermost
+    for _ in range(levels):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, member in data.items():
+                archive.writestr(name, member)
+        data = {"inner.zip": buffer.getvalue()}
+    return data["inner.zip"]
+
+
+def test_links_out_of_the_folder_and_special_files_get_a_row_unread(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"root:x:0:0:root:/root:/bin/bash")
+    source = tmp_path / "source"
+    (source / "cat").mkdir(parents=True)
+    (source / "cat" / "ok.jpg").write_bytes(jpeg(1))
+    (source / "cat" / "same.jpg").symlink_to(source / "cat" / "ok.jpg")  # inside: read
+    (source / "cat" / "passwd.jpg").symlink_to(outside / "secret.jpg")
+    (source / "elsewhere").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(source / "cat" / "pipe.jpg")  # opening it would block for ever
+    (source / "cat" / "loop.jpg").symlink_to(source / "cat" / "loop.jpg")
+
+    files = {f.name: f for f in iter_image_files(source)}
+
+    assert files["cat/ok.jpg"].data == files["cat/same.jpg"].data == jpeg(1)
+    assert files["cat/passwd.jpg"].data is None and files["cat/passwd.jpg"].error == LINK_OUTSIDE
+    assert files["elsewhere"].error == LINK_TO_FOLDER
+    assert files["cat/pipe.jpg"].error == files["cat/loop.jpg"].error == NOT_REGULAR
+    assert "elsewhere/secret.jpg" not in files
+
+
+def test_the_log_and_the_summary_count_the_same_unreadable_files(tmp_path, model_file, caplog):
+    (tmp_path / "outside.jpg").write_bytes(jpeg(9))
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "ok.jpg").write_bytes(jpeg(1))
+    (source / "text.jpg").write_text("not an image")
+    (source / "link.jpg").symlink_to(tmp_path / "outside.jpg")
+    os.mkfifo(source / "pipe.jpg")
+    caplog.set_level("INFO")
+
+    summary = summarize_predictions(predict(model_file, source=str(source)))
+
+    assert summary["unreadable"] == 3 and summary["predicted"] == 1
+    assert "Predicted 4 images in all (3 unreadable)" in caplog.text
+    assert "3 of 4 files could not be read" in caplog.text
+
+
+def test_archive_members_over_a_limit_get_a_row_and_cost_no_memory(tmp_path, model_file):
+    archive = tmp_path / "bombs.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a/ok.jpg", jpeg(1))
+        z.writestr("b/bomb.jpg", bytes(8 << 20))  # 8 MB of zeros: 8 KB deflated
+        z.writestr("c/deep.zip", nested_zips(30, {"x.jpg": jpeg(2)}))  # RecursionError before
+    limits = ArchiveLimits(max_member_mb=1, max_depth=2)
+
+    tracemalloc.start()
+    files = {f.name: f for f in iter_image_files(archive, limits)}
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
+    assert peak < 1 << 20  # the 8 MB member was never inflated
+    assert files["a/ok.jpg"].data == jpeg(1)
+    assert "8 MB uncompressed" in files["b/bomb.jpg"].error
+    assert "predict.archive_limits.max_member_mb" in files["b/bomb.jpg"].error
+    deep = [f for name, f in files.items() if name.startswith("c/deep.zip/")]
+    assert [f.error for f in deep] == [refused("max_depth", "zips nested over 2 deep", "predict")]
+    predictions = predict(model_file, source=str(archive), archive_limits=limits)
+    assert predictions["error"].notna().sum() == 2
+
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w", zipfile.ZIP_DEFLATED) as z:
+        for n in range(3):
+            z.writestr(f"{n}.jpg", bytes(600 << 10))
+    total = [f.error for f in iter_image_files(many, ArchiveLimits(max_total_mb=1))]
+    assert total[0] is None and all("archive_limits.max_total_mb" in e for e in total[1:])
+    count = [f.error for f in iter_image_files(many, ArchiveLimits(max_members=1))]
+    assert count[0] is None and len(count) == 2 and "over 1 members" in count[1]  # then stop
+
+
+def test_a_member_whose_header_understates_its_size_is_cut_at_that_size(tmp_path):
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bomb.jpg", bytes(8 << 20))
+    lying = bytearray(data.getvalue())
+    central = lying.rfind(b"PK\x01\x02")  # the central directory's uncompressed size field
+    struct.pack_into("<I", lying, central + 24, 100)
+    archive = tmp_path / "lying.zip"
+    archive.write_bytes(bytes(lying))
+
+    [file] = iter_image_files(archive, ArchiveLimits(max_member_mb=1))
+
+    assert file.data is None and "Bad CRC-32" in file.error
+
+
 # ---- nodes ---------------------------------------------------------------------------------
 def test_predictions_one_row_per_file_with_errors(make_archive, model_file):
     archive = make_archive(
@@ -186,6 +287,26 @@ def test_a_batch_of_only_bad_files_is_not_fatal(tmp_path, model_file):
 def test_empty_folder_gives_an_empty_table(tmp_path, model_file):
     predictions = predict(model_file, source=str(tmp_path))
     assert predictions.empty and "probability_dog" in predictions.columns
+
+
+def test_the_temperature_saved_beside_the_model_is_applied(tmp_path):
+    # P(dog) = mean pixel / 255: far from 0.5 for a bright image.
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    dense = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+    model = tmp_path / "calibrated.keras"
+    keras.Model(inputs, dense(x / 3)).save(model)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(jpeg(200))
+    source = str(tmp_path / "images")
+    plain = predict(model, source=source)
+    model.with_suffix(".calibration.json").write_text('{"temperature": 3.0}')
+    calibrated = predict(model, source=source)
+    p = plain[["probability_cat", "probability_dog"]].to_numpy(dtype=float)
+    expected = apply_temperature(p, 3.0)
+    assert np.abs(expected - p).max() > 1e-4  # the temperature makes a difference here
+    np.testing.assert_allclose(calibrated[["probability_cat", "probability_dog"]], expected)
+    assert calibrated["label"].tolist() == plain["label"].tolist()  # 0.5 stays 0.5
 
 
 def test_model_parameters_are_checked(model_file):

@@ -11,6 +11,7 @@ import mlflow
 import pytest
 from retrain_project import CLASSES, image_set, jpeg
 
+from image_classifiers.core.data.inputs import LINK_OUTSIDE
 from image_classifiers.core.models import build_classifier
 from image_classifiers.core.params import EvaluationParams, RetrainParams, TrainingParams
 from image_classifiers.pipelines.retrain.nodes import (
@@ -77,6 +78,22 @@ def test_unusable_files_are_rejected_with_a_reason(splits, tmp_path):
     assert "HTML" in reasons["dog/page.jpg"]
     with pytest.raises(ValueError, match="3 incoming files cannot be used"):
         collect(splits, tmp_path, on_bad_image="fail")
+
+
+def test_a_link_out_of_incoming_is_rejected_unread_and_moved_aside_as_a_link(splits, tmp_path):
+    secret = write(tmp_path / "etc" / "passwd", b"root:x:0:0:root:/root:/bin/bash")
+    incoming_dir = tmp_path / "incoming"
+    write(incoming_dir / "cat" / "ok.jpg", jpeg(0, 5))
+    (incoming_dir / "cat" / "x.jpg").symlink_to(secret)
+
+    images, delivery = collect(splits, incoming_dir, tmp_path / "processed")
+
+    assert images["files"] == ["cat/ok.jpg"]
+    assert [(r["file"], r["reason"]) for r in delivery["rejected"]] == [("cat/x.jpg", LINK_OUTSIDE)]
+    archive_incoming(delivery, {}, RetrainParams(processed_dir=str(tmp_path / "processed")))
+    moved = tmp_path / "processed" / delivery["run_id"] / "rejected" / "cat" / "x.jpg"
+    assert moved.is_symlink() and secret.read_bytes().startswith(b"root")
+    assert not (incoming_dir / "cat" / "x.jpg").is_symlink()
 
 
 def test_known_files_and_fixed_split_pictures_are_not_added(splits, tmp_path):
@@ -183,10 +200,16 @@ def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_pa
     assert challengers == {}
     assert "No new images: no challenger is trained" in caplog.text
     # The later nodes map over no challenger: no champion is loaded, nothing is registered.
-    decisions = decide_promotion(challengers, splits[2], None, retrain)
+    decisions = decide_promotion(challengers, splits[1], splits[2], None, retrain)
     assert decisions == {}
     registered = register_challenger(
-        challengers=challengers, decisions={}, delivery=delivery, evaluation=None, retrain=retrain
+        challengers=challengers,
+        decisions={},
+        delivery=delivery,
+        test_set=splits[2],
+        evaluation=None,
+        export=None,
+        retrain=retrain,
     )
     assert registered == {}
     with pytest.raises(ValueError, match=r"retrain\.model is 'tiny'"):  # forced: it trains
@@ -206,7 +229,7 @@ def test_a_champion_that_cannot_be_scored_says_what_to_do(splits, tmp_path, sqli
 
     retrain = RetrainParams(registered_model_name="cats")
     with pytest.raises(ValueError, match="champion cats version 1 cannot be scored on the test"):
-        decide_promotion({"tiny": tiny(32)}, splits[2], EvaluationParams(), retrain)
+        decide_promotion({"tiny": tiny(32)}, splits[1], splits[2], EvaluationParams(), retrain)
 
 
 # ---- the pool ------------------------------------------------------------------------------

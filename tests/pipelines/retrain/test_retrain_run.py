@@ -20,6 +20,7 @@ from retrain_project import (
 from image_classifiers.core.params import RetrainParams
 from image_classifiers.datasets import ImageSetDataset
 from image_classifiers.pipelines.retrain import nodes
+from image_classifiers.serving import load_classifier
 
 pytestmark = pytest.mark.slow
 SPLITS = ("train", "validation", "test")
@@ -44,6 +45,16 @@ def project(tmp_path, monkeypatch):
 
 def report(root: Path) -> dict:
     return json.loads((root / "data/08_reporting/retrain/report.json").read_text())
+
+
+def served_with_its_temperature(root: Path, version: str) -> bool:
+    """The challenger was calibrated on the validation split; its served version applies it."""
+    decisions = json.loads((root / "data/08_reporting/retrain/decisions.json").read_text())
+    (metrics,) = (decision["challenger_metrics"] for decision in decisions.values())
+    assert "per_class" in metrics and metrics["temperature"] > 0
+    served = load_classifier(f"models:/{MODEL_NAME}/{version}").temperature
+    assert served == pytest.approx(metrics["temperature"])
+    return True
 
 
 def challenger(root: Path) -> dict:
@@ -115,7 +126,8 @@ def test_retrain_promotes_then_keeps_and_never_counts_twice(project, monkeypatch
         "retrain/decisions.json",
         "retrain/report.json",
     }
-    assert run.data.metrics["loss"] > 0  # per epoch, live (MlflowEpochMetrics)
+    # Per epoch, live (MlflowEpochMetrics); calibrated, and served with its temperature.
+    assert run.data.metrics["loss"] > 0 and served_with_its_temperature(project, "1")
 
     # 2. The same files delivered again: recognised, set aside, nothing trained or added.
     deliver_again(processed, project / "data/01_raw/incoming")

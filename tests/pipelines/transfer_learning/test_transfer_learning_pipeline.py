@@ -53,13 +53,16 @@ def test_pipeline_is_namespaced_with_shared_inputs():
     assert [node.name for node in pipeline.nodes] == [
         "transfer.build_transfer_model",
         "transfer.train_feature_extractor",
-        "transfer.feature_extraction.evaluate_model",
+        "transfer.feature_extraction.calibrate_model",
         "transfer.fine_tune_model",
-        "transfer.evaluate_model",
+        "transfer.calibrate_model",
+        "transfer.feature_extraction.evaluate_model",
         "transfer.inspect_model",
-        "transfer.log_feature_extraction_metrics",
         "transfer.plot_training_curves",
+        "transfer.evaluate_model",
+        "transfer.log_feature_extraction_metrics",
         "transfer.log_to_mlflow",
+        "transfer.write_model_card",
     ]
     assert pipeline.inputs() == {"train_set", "validation_set", "test_set"} | {
         f"params:{name}" for name in PARAMETERS
@@ -69,7 +72,7 @@ def test_pipeline_is_namespaced_with_shared_inputs():
     # Both phases evaluated by the shared evaluation pipeline (phase 1: its metrics only).
     assert {"transfer.feature_extraction_metrics", "transfer.grad_cam_plot"} <= outputs
     (phase_1,) = pipeline.only_nodes("transfer.feature_extraction.evaluate_model").nodes
-    assert phase_1.func is evaluation_pipeline().nodes[0].func
+    assert phase_1.func is evaluation_pipeline().only_nodes("evaluate_model").nodes[0].func
 
 
 @pytest.mark.parametrize("runtime_params", [None, {"transfer": {"base": "xception"}}])

@@ -1,15 +1,19 @@
 """Extract the images of a (nested) zip: outer zip -> ``train.zip`` -> ``train/*.jpg``.
 
 Only image files are written; dot-files and macOS metadata are skipped; zips inside are
-unpacked in place, at most ``MAX_NESTING`` deep; an entry whose path would leave the target
+unpacked in place, within ``extract.archive_limits`` (a member too large is skipped and
+reported, any other limit fails the extraction); an entry whose path would leave the target
 (zip-slip) fails the whole extraction. The target is replaced only when everything is out,
 with a stamp that lets the next run skip the work.
 """
 
+import glob
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import uuid
 import zipfile
 import zlib
@@ -18,13 +22,48 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import psutil
+
 from image_classifiers.core.params import ExtractParams
+
+from .inputs import ArchiveBudget, is_ignored, refused
 
 logger = logging.getLogger(__name__)
 
 STAMP_FILE = ".extracted.json"
-MAX_NESTING = 3
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, zipfile.LargeZipFile)
+HOST = socket.gethostname()  # in temporary names, with the pid: a later run removes orphans
+
+
+def owned_prefix(prefix: str) -> str:
+    """``prefix`` with this host and process: ``remove_orphans(prefix)`` tells them apart."""
+    return f"{prefix}{HOST}-{os.getpid()}-"
+
+
+def process_gone(pid: int, since: float | None = None) -> bool:
+    """Whether process ``pid`` of this host has ended (or, since ``since``, its pid reused)."""
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return True
+    return since is not None and started > since + 1
+
+
+def remove_orphans(directory: str | Path, prefix: str) -> None:
+    """Delete the ``owned_prefix(prefix)`` entries of ended processes (``kill -9``) of this host."""
+    owner = re.compile(re.escape(f"{prefix}{HOST}-") + r"(\d+)-")
+    for path in Path(directory).glob(glob.escape(prefix) + "*"):
+        if (match := owner.match(path.name)) and process_gone(int(match[1])):
+            logger.info("Removing %s, left by a killed run (pid %s).", path, match[1])
+            remove_path(path)
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file, a link or a folder, if there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class ArchiveExtractError(RuntimeError):
@@ -42,10 +81,10 @@ def extract_images(raw_archive: dict[str, Any], extract: ExtractParams) -> dict[
         "extensions": sorted({e.lower() for e in extract.extensions}),
     }
     record = {"path": str(target), "archive": str(archive), **stamp}
-    files = _already_extracted(target, stamp)
-    if files is not None:
-        logger.info("%s already holds the %d images of %s; not extracting.", target, files, archive)
-        return {**record, "files": files}
+    done = _already_extracted(target, stamp)
+    if done is not None:
+        logger.info("%s already holds the %d images of %s; not extracting.", target, *done, archive)
+        return {**record, "files": done[0], "skipped": done[1]}
 
     if raw_archive.get("source") == "local_path":
         hint = "Download the archive again and point download.local_path at the new copy"
@@ -53,7 +92,9 @@ def extract_images(raw_archive: dict[str, Any], extract: ExtractParams) -> dict[
         hint = f"Delete '{archive}' and run the pipeline again to download it anew"
     label = f"'{archive}'"
     with atomic_dir(target) as tmp:
-        unpack = _Unpacker(tmp, tuple(stamp["extensions"]), f"{hint} (nothing was extracted).")
+        budget = ArchiveBudget(extract.archive_limits)
+        hint = f"{hint} (nothing was extracted)."
+        unpack = _Unpacker(tmp, tuple(stamp["extensions"]), hint, budget)
         try:
             with zipfile.ZipFile(archive) as outer:
                 if inner is None:
@@ -64,8 +105,13 @@ def extract_images(raw_archive: dict[str, Any], extract: ExtractParams) -> dict[
                         f"{sorted(outer.namelist())[:10]}). Set extract.inner_archive to the "
                         "member that holds the images, or null if they are in the archive itself."
                     )
+                elif unpack.admitted(member := outer.getinfo(inner), label, 1):
+                    files = unpack.zip_member(outer, member, label, tmp, 1)
                 else:
-                    files = unpack.zip_member(outer, outer.getinfo(inner), label, tmp, 1)
+                    raise ArchiveExtractError(
+                        f"{label}: '{inner}' is {unpack.skipped[0]['reason']}. Nothing was "
+                        "extracted; raise the limit if you trust the archive."
+                    )
         except _CORRUPT as exc:
             raise ArchiveExtractError(
                 f"{label} is truncated or corrupt ({exc}). {unpack.hint}"
@@ -75,15 +121,10 @@ def extract_images(raw_archive: dict[str, Any], extract: ExtractParams) -> dict[
                 f"{label} holds no image files ending in {stamp['extensions']}. Check "
                 "extract.inner_archive and extract.extensions."
             )
-        (tmp / STAMP_FILE).write_text(json.dumps({**stamp, "files": files}))
+        done = {"files": files, "skipped": unpack.skipped}
+        (tmp / STAMP_FILE).write_text(json.dumps({**stamp, **done}))
     logger.info("Extracted %d images from %s to %s.", files, archive, target)
-    return {**record, "files": files}
-
-
-def is_ignored(name: str) -> bool:
-    """macOS resource forks (``__MACOSX/``, ``._x``), other dot-files and folders."""
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    return name.endswith("/") or any(p == "__MACOSX" or p.startswith(".") for p in parts)
+    return {**record, **done}
 
 
 def safe_member_path(name: str) -> PurePosixPath | None:
@@ -99,9 +140,11 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """A fresh folder beside ``target`` that replaces it, by renames, if the block succeeds:
     readers see the old complete folder or the new one; on an error the old one stays."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for kind in ("tmp", "old"):  # what a killed run left
+        remove_orphans(target.parent, f".{target.name}.{kind}-")
     tag = uuid.uuid4().hex[:8]
-    tmp = target.with_name(f".{target.name}.tmp-{tag}")
-    old = target.with_name(f".{target.name}.old-{tag}")
+    tmp = target.with_name(f"{owned_prefix(f'.{target.name}.tmp-')}{tag}")
+    old = target.with_name(f"{owned_prefix(f'.{target.name}.old-')}{tag}")
     tmp.mkdir()  # not tempfile.mkdtemp: its 0700 mode would end up on the published folder
     try:
         yield tmp
@@ -113,8 +156,9 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _already_extracted(target: Path, stamp: dict[str, Any]) -> int | None:
-    """The number of files if ``target`` is a complete extraction of the same archive."""
+def _already_extracted(target: Path, stamp: dict[str, Any]) -> tuple[int, list] | None:
+    """The number of files and the skipped members if ``target`` is a complete extraction of
+    the same archive."""
     try:
         saved = json.loads((target / STAMP_FILE).read_text())
     except (OSError, ValueError):
@@ -122,14 +166,31 @@ def _already_extracted(target: Path, stamp: dict[str, Any]) -> int | None:
     if stamp["archive_sha256"] is None or {k: saved.get(k) for k in stamp} != stamp:
         return None
     on_disk = sum(1 for p in target.rglob("*") if p.is_file() and not is_ignored(p.name))
-    return on_disk if on_disk == saved.get("files") else None
+    return (on_disk, saved.get("skipped", [])) if on_disk == saved.get("files") else None
 
 
 class _Unpacker:
     """Unpacks zips into a staging folder ``tmp``, where nested zips are copied too."""
 
-    def __init__(self, tmp: Path, extensions: tuple[str, ...], hint: str):
-        self.tmp, self.extensions, self.hint = tmp, extensions, hint
+    def __init__(self, tmp: Path, extensions: tuple[str, ...], hint: str, budget: ArchiveBudget):
+        self.tmp, self.extensions, self.hint, self.budget = tmp, extensions, hint, budget
+        self.skipped: list[dict[str, str]] = []
+
+    def admitted(self, info: zipfile.ZipInfo, label: str, depth: int) -> bool:
+        """Whether ``info`` is within the archive limits (from its header): a member too large
+        is skipped and reported, any other limit fails the extraction."""
+        refusal = self.budget.refusal(info, depth)
+        if refusal is None:
+            return True
+        reason = refused(*refusal, "extract")
+        if refusal[0] != "max_member_mb":
+            raise ArchiveExtractError(
+                f"{label}, at '{info.filename}': {reason}. Nothing was extracted; raise the "
+                "limit if you trust the archive."
+            )
+        logger.warning("Skipped '%s' of %s: %s.", info.filename, label, reason)
+        self.skipped.append({"file": info.filename, "reason": reason})
+        return False
 
     def members(self, archive: zipfile.ZipFile, label: str, into: Path, depth: int) -> int:
         """Write the images of ``archive`` under ``into`` and unpack its zips; count images.
@@ -144,14 +205,14 @@ class _Unpacker:
                     "the extraction folder (zip-slip). Nothing was extracted. The archive is "
                     "damaged or malicious: get it again from a source you trust."
                 )
-            destination = into.joinpath(*relative.parts)
+            destination, suffix = into.joinpath(*relative.parts), relative.suffix.lower()
             if info.is_dir() and not is_ignored(info.filename.rstrip("/")):
                 destination.mkdir(parents=True, exist_ok=True)
-            elif is_ignored(info.filename):
+            elif is_ignored(info.filename) or suffix not in (".zip", *self.extensions):
                 continue
-            elif relative.suffix.lower() == ".zip":
+            elif suffix == ".zip" and self.admitted(info, label, depth + 1):
                 count += self.zip_member(archive, info, label, destination.parent, depth + 1)
-            elif relative.suffix.lower() in self.extensions:
+            elif suffix != ".zip" and self.admitted(info, label, depth):
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as src, open(destination, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
@@ -162,11 +223,6 @@ class _Unpacker:
         self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, into: Path, depth: int
     ) -> int:
         """Unpack a member zip into ``into``, beside where its own entry would be."""
-        if depth > MAX_NESTING:
-            raise ArchiveExtractError(
-                f"{label} nests zips more than {MAX_NESTING} deep ('{info.filename}'). "
-                "Unpack the archive by hand and point download.local_path at the folder."
-            )
         # Copied to a file first: a zip reader seeks backwards, and seeking back in a
         # compressed member re-decompresses it from its start every time.
         copy = self.tmp / f".nested-{uuid.uuid4().hex[:8]}.zip"

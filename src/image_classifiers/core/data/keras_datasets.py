@@ -189,6 +189,9 @@ def read_local_file(path: Path, name: str) -> Arrays:
             arrays = _read_cifar(path, *_CIFAR[name])
         elif path.is_dir():
             arrays = _read_idx_folder(path)
+        elif not zipfile.is_zipfile(path):  # numpy would advise allow_pickle=True
+            with path.open("rb") as file:
+                raise KerasDatasetError(f"it is no .npz archive (it starts with {file.read(16)!r})")
         else:
             with np.load(path, allow_pickle=False) as data:
                 missing = [key for key in ARRAY_FILES if key not in data.files]

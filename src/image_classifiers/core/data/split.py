@@ -7,7 +7,6 @@ the class balance. ``<target_dir>/<subset>/<class>/`` is replaced whole once eve
 """
 
 import logging
-import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,7 +19,8 @@ import pandas as pd
 
 from image_classifiers.core.params import SplitParams
 
-from .extract import atomic_dir, is_ignored
+from .extract import atomic_dir
+from .inputs import input_files, is_ignored
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ def _by_fractions(
     if empty:
         raise SplitError(f"No images for classes {empty} in {where}. Check split.classes.")
     plan: dict[str, list[tuple[str, str, T]]] = {subset: [] for subset in fractions}
+    left_out: dict[str, list[str]] = {}  # subset -> classes with no image in it
     for position, (label, by_key) in enumerate(members.items()):
         items = list(by_key.values())
         # A class's shuffle depends only on the seed and its position: adding a class
@@ -129,6 +130,17 @@ def _by_fractions(
         counts[np.argsort(counts - exact, kind="stable")[: len(items) - counts.sum()]] += 1
         for subset, part in zip(fractions, np.split(order, np.cumsum(counts)[:-1]), strict=True):
             plan[subset].extend((subset, label, items[i]) for i in np.sort(part))
+            if len(part) == 0 and fractions[subset] > 0:
+                left_out.setdefault(subset, []).append(f"{label} ({len(items)} images)")
+    for subset, labels in left_out.items():
+        logger.warning(
+            "split.fractions leave classes %s without %s images: their %s metrics will be "
+            "missing. Add images to them or raise split.fractions.%s.",
+            ", ".join(labels),
+            subset,
+            subset,
+            subset,
+        )
     return [row for rows in plan.values() for row in rows]
 
 
@@ -184,7 +196,8 @@ def find_class_folders(root: Path, extensions: Iterable[str]) -> tuple[Path, dic
     folder = root
     while True:
         entries = [p for p in sorted(folder.iterdir()) if not is_ignored(p.name)]
-        subfolders = [p for p in entries if p.is_dir()]
+        # A linked folder is never followed (extract_data reports it).
+        subfolders = [p for p in entries if p.is_dir() and not p.is_symlink()]
         loose = [p for p in entries if p.is_file() and p.suffix.lower() in suffixes]
         if loose or len(subfolders) != 1:
             break
@@ -200,7 +213,7 @@ def find_class_folders(root: Path, extensions: Iterable[str]) -> tuple[Path, dic
             f"{len(loose)} images lie directly in '{folder}', not in class folders (e.g. "
             f"{loose[0].name}). Put each class's images in a folder named after the class."
         )
-    members = {p.name: _images_under(p, suffixes) for p in subfolders}
+    members = {p.name: _images_under(p, suffixes, root) for p in subfolders}
     if len(members) < 2:
         raise SplitError(
             f"'{folder}' holds {len(members)} class folder(s) {sorted(members)}; a classifier "
@@ -221,20 +234,10 @@ def _natural_key(text: str) -> list[tuple[int, int, str]]:
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in _DIGITS.split(text)]
 
 
-def _images_under(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    # os.walk knows files from folders without a stat per file: rglob + is_file cost twice
-    # the Kaggle source's whole split.
-    found = []
-    for parent, folders, files in os.walk(folder):
-        folders[:] = [name for name in folders if not is_ignored(name)]
-        relative = os.path.relpath(parent, folder)
-        prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
-        found.extend(
-            prefix + name
-            for name in files
-            if name.lower().endswith(suffixes) and not is_ignored(name)
-        )
-    return [folder / name for name in sorted(found, key=_natural_key)]
+def _images_under(folder: Path, suffixes: tuple[str, ...], root: Path) -> list[Path]:
+    """The images under ``folder``, in natural order; links only to files inside ``root``."""
+    files, _ = input_files(folder, suffixes, root)
+    return sorted(files, key=lambda path: _natural_key(path.relative_to(folder).as_posix()))
 
 
 def compact_ranges(indices: Iterable[int]) -> str:

@@ -3,6 +3,7 @@ images; ``build_classifier`` puts normalisation and augmentation in front, so a 
 takes raw 0-255 images, as keras-io advises."""
 
 import operator
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,27 @@ ARCHITECTURES = {
 }
 
 
+class ModelFileError(ValueError):
+    """No model file at a path, or one that is no ``.keras`` file (the message says which)."""
+
+
 def load_model_file(path: str | Path, compile: bool = True) -> keras.Model:
     """Load a project ``.keras`` file without Kedro; Keras never imports its custom layers."""
     import image_classifiers.core.models.transfer  # noqa: F401  (registers its layers)
 
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelFileError(
+            f"No model file at '{path}'. Give a .keras file or a registry URI such as "
+            "models:/cats_vs_dogs@champion, or train one first (kedro run)."
+        )
+    if not zipfile.is_zipfile(path):  # Keras says "File not found" for any other file
+        with path.open("rb") as file:
+            start = file.read(16)
+        raise ModelFileError(
+            f"'{path}' is not a Keras model file (a .keras file is a zip archive; this one "
+            f"starts with {start!r}). Give the .keras file that model.save() wrote."
+        )
     return keras.saving.load_model(path, compile=compile)
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from image_classifiers.core.data.checks import apply_exclusions, drop_duplicates
 from image_classifiers.core.data.download import download_archive
 from image_classifiers.core.data.extract import extract_images
+from image_classifiers.core.data.inputs import input_files
 from image_classifiers.core.data.keras_datasets import (
     extract_keras_dataset,
     fetch_keras_dataset,
@@ -73,7 +74,12 @@ def extract_data(
         return extract_keras_dataset(raw_archive, extract)
     if raw_archive.get("folder"):
         extensions = sorted({e.lower() for e in extract.extensions})
-        return {"path": raw_archive["path"], "archive": None, "extensions": extensions}
+        # Links out of the folder and special files: never read, listed in the report.
+        _, skipped = input_files(Path(raw_archive["path"]), extensions)
+        for item in skipped:
+            logger.warning("Skipped %s: %s", item["file"], item["reason"])
+        extracted = {"path": raw_archive["path"], "archive": None, "extensions": extensions}
+        return {**extracted, "skipped": skipped}
     return extract_images(raw_archive, extract)
 
 
@@ -89,7 +95,12 @@ def split_data(
     }[source.type]
     manifest, classes = splitter(extracted_images, split)
     manifest = apply_exclusions(manifest, split)
-    return (drop_duplicates(manifest, split) if split.drop_duplicates else manifest), classes
+    if split.drop_duplicates:
+        manifest = drop_duplicates(manifest, split)
+    for subset, rows in manifest.groupby("subset"):
+        if absent := sorted(set(classes) - set(rows["class"])):
+            logger.warning("The %s split has no images of classes %s.", subset, absent)
+    return manifest, classes
 
 
 def decode_split(
@@ -188,9 +199,13 @@ def make_split_decoder(subset: str) -> Callable[..., tuple[dict[str, Any], dict[
     return decode_subset
 
 
-def report_data_quality(decode: DecodeParams, *qualities: dict[str, Any]) -> dict[str, Any]:
-    """Merge the decode nodes' quality records into the data-quality report."""
-    skipped = [{"subset": q["subset"], **item} for q in qualities for item in q["skipped"]]
+def report_data_quality(
+    decode: DecodeParams, extracted_images: dict[str, Any], *qualities: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge the files the extract step did not read (subset null) and the decode nodes'
+    quality records into the data-quality report."""
+    skipped = [{"subset": None, **item} for item in extracted_images.get("skipped", [])]
+    skipped += [{"subset": q["subset"], **item} for q in qualities for item in q["skipped"]]
     report = {
         "image_size": list(decode.image_size),
         "on_bad_image": decode.on_bad_image,
@@ -204,7 +219,7 @@ def report_data_quality(decode: DecodeParams, *qualities: dict[str, Any]) -> dic
     }
     if skipped:
         logger.warning(
-            "%d unreadable images were left out; see data/08_reporting/data_quality.json.",
+            "%d files were left out; see data/08_reporting/data_quality.json.",
             len(skipped),
         )
     else:

@@ -47,7 +47,11 @@ def create_pipeline(namespace: str | None = None, **kwargs) -> Pipeline:
             ),
             Node(
                 report_data_quality,
-                ["params:decode", *(f"{subset}_data_quality" for subset in SUBSETS)],
+                [
+                    "params:decode",
+                    "extracted_images",
+                    *(f"{subset}_data_quality" for subset in SUBSETS),
+                ],
                 "data_quality_report",
                 name="report_data_quality",
             ),

@@ -3,12 +3,16 @@ every training pipeline. Figures avoid pyplot: no global state, no display."""
 
 import logging
 import math
+import shlex
+import sys
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -19,6 +23,18 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from image_classifiers.core.evaluation import (
+    calibration_metrics,
+    fit_temperature,
+    model_card,
+    most_confused,
+    per_class_metrics,
+    reliability,
+    sample_losses,
+    split_summary,
+    strict_json,
+    top_losses,
+)
 from image_classifiers.core.models import build_classifier
 from image_classifiers.core.params import (
     AugmentationParams,
@@ -27,6 +43,7 @@ from image_classifiers.core.params import (
     TrainingParams,
 )
 from image_classifiers.core.training import (
+    apply_temperature,
     check_image_set,
     cross_entropy,
     fit_model,
@@ -88,23 +105,60 @@ def train_model(
 
 
 def test_split_for(
-    model: keras.Model, test_set: dict[str, Any]
+    model: keras.Model, test_set: dict[str, Any], name: str = "test_set"
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The test split's images, integer labels and class names, checked against ``model``."""
-    check_image_set("test_set", test_set)
+    """A split's (the test split's) images, integer labels and class names, checked against
+    ``model``."""
+    check_image_set(name, test_set)
     images, labels = test_set["images"], np.asarray(test_set["labels"], dtype=np.int32)
     if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
         raise ValueError(
-            f"The model takes images of shape {tuple(model.input_shape[1:])} but test_set "
+            f"The model takes images of shape {tuple(model.input_shape[1:])} but {name} "
             f"holds {tuple(images.shape[1:])}; decode the test set at the model's size."
         )
     return images, labels, [str(c) for c in test_set["classes"]]
 
 
+def calibrate_model(
+    model: keras.Model, validation_set: dict[str, Any], evaluation: EvaluationParams
+) -> dict[str, Any]:
+    """The temperature that calibrates ``model``'s probabilities on the validation split
+    (1.0 with ``evaluation.calibrate`` off), saved beside the model for predict and serving."""
+    if not evaluation.calibrate:
+        return {"temperature": 1.0, "calibrated": False}
+    images, labels, _ = test_split_for(model, validation_set, "validation_set")
+    probabilities = predict_probabilities(
+        model, images, evaluation.batch_size, flip_average=evaluation.test_time_flip
+    )
+    temperature = fit_temperature(probabilities, labels)
+    before, after = (
+        cross_entropy(apply_temperature(probabilities, t), labels) for t in (1.0, temperature)
+    )
+    logger.info(
+        "Temperature %.3f fitted on %d validation images: loss %.4f -> %.4f.",
+        temperature,
+        len(labels),
+        before,
+        after,
+    )
+    return {
+        "temperature": temperature,
+        "calibrated": True,
+        "validation_images": len(labels),
+        "validation_loss": before,
+        "validation_loss_calibrated": after,
+    }
+
+
 def evaluate_model(
-    model: keras.Model, test_set: dict[str, Any], evaluation: EvaluationParams
-) -> tuple[dict[str, Any], Figure, Figure]:
-    """Test metrics, the confusion matrix and the most confidently misclassified images."""
+    model: keras.Model,
+    test_set: dict[str, Any],
+    evaluation: EvaluationParams,
+    calibration: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], Figure, Figure, Figure, pd.DataFrame]:
+    """Test metrics (per class, most-confused pairs and calibration too, strict JSON), the
+    confusion matrix, the misclassified images of highest loss, the reliability diagram and
+    the top losses; ``calibration``'s temperature is measured, not applied to the metrics."""
     images, labels, classes = test_split_for(model, test_set)
     probabilities = predict_probabilities(
         model, images, evaluation.batch_size, flip_average=evaluation.test_time_flip
@@ -116,30 +170,57 @@ def evaluate_model(
         )
     predictions = predicted_labels(probabilities, evaluation.threshold)
     metrics = classification_metrics(labels, probabilities, predictions, classes)
+    temperature = (calibration or {}).get("temperature", 1.0)
+    bins = evaluation.calibration_bins
+    metrics |= calibration_metrics(probabilities, labels, temperature, bins)
     metrics["threshold"] = evaluation.threshold
+    metrics["per_class"] = per_class_metrics(labels, predictions, classes)
+    matrix = np.array(metrics["confusion_matrix"])
+    metrics["most_confused"] = most_confused(matrix, classes, evaluation.most_confused)
     auc = metrics["test_roc_auc"]
     logger.info(
-        "Test: loss %.4f, accuracy %.4f, F1 %.4f, ROC AUC %s on %d images.",
+        "Test: loss %.4f, accuracy %.4f, F1 %.4f, ROC AUC %s, ECE %.4f on %d images.",
         metrics["test_loss"],
         metrics["test_accuracy"],
         metrics["test_f1"],
         "n/a" if auc is None else f"{auc:.4f}",
+        metrics["test_expected_calibration_error"],
         metrics["num_test_images"],
     )
-    confidence = probabilities[np.arange(len(predictions)), predictions]
-    wrong = np.flatnonzero(predictions != labels)
-    shown = wrong[np.argsort(-confidence[wrong], kind="stable")][: evaluation.misclassified_grid]
+    order = top_losses(probabilities, labels, predictions)
+    files = [str(f) for f in test_set.get("files", [])] or [f"#{i}" for i in range(len(labels))]
+    names = np.asarray(classes, dtype=object)
+    losses = pd.DataFrame(
+        {
+            "file": np.asarray(files, dtype=object)[order],
+            "true_class": names[labels[order]],
+            "predicted_class": names[predictions[order]],
+            "probability": probabilities[order, predictions[order]],
+            "loss": sample_losses(probabilities, labels)[order],
+        }
+    )
+    shown = order[: evaluation.misclassified_grid]
     if len(shown):
         titles = [
-            f"true: {classes[labels[i]]}\npred: {classes[predictions[i]]} ({confidence[i]:.2f})"
-            for i in shown
+            f"true: {row.true_class}\npred: {row.predicted_class} ({row.probability:.2f})"
+            for row in losses.head(len(shown)).itertuples()
         ]
-        suptitle = f"{len(shown)} of {len(wrong)} misclassified test images"
+        suptitle = f"{len(shown)} of {len(order)} misclassified test images, highest loss first"
         misclassified = image_grid(images[shown], titles, suptitle)
     else:
         misclassified = message_figure("No misclassified test images")
-    matrix = plot_confusion_matrix(np.array(metrics["confusion_matrix"]), classes)
-    return metrics, matrix, misclassified
+    reliability_plot = plot_reliability(
+        reliability(probabilities, labels, bins),
+        reliability(apply_temperature(probabilities, temperature), labels, bins),
+        metrics,
+    )
+    return (
+        strict_json(metrics),
+        plot_confusion_matrix(matrix, classes),
+        misclassified,
+        reliability_plot,
+        losses,
+    )
 
 
 def classification_metrics(
@@ -153,8 +234,14 @@ def classification_metrics(
         labels, predictions, labels=indices, average="binary" if binary else "macro",
         zero_division=0,
     )  # fmt: skip
-    if len(np.unique(labels)) < 2:
-        logger.warning("The test set holds a single class: ROC AUC is undefined.")
+    present = set(np.unique(labels).tolist())
+    if absent := [name for i, name in enumerate(classes) if i not in present]:
+        logger.warning(
+            "The test set holds no images of classes %s: metrics undefined without them are "
+            "null in metrics.json; give them test images (split.fractions, more images).",
+            absent,
+        )
+    if len(present) < 2:
         auc = None
     elif binary:
         auc = float(roc_auc_score(labels, probabilities[:, 1]))
@@ -184,6 +271,66 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list[str]) -> Figure:
     )
     axes.set_title(f"Confusion matrix ({int(matrix.sum())} test images)")
     return figure
+
+
+def plot_reliability(
+    before: dict[str, list], after: dict[str, list], metrics: dict[str, Any]
+) -> Figure:
+    """Reliability diagram: accuracy against confidence per bin, as predicted and after the
+    temperature; a calibrated model lies on the diagonal."""
+    figure = Figure(figsize=(5, 5), layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", label="Perfect calibration")
+    ece, temperature = metrics["test_expected_calibration_error"], metrics["temperature"]
+    curves = [(before, f"As predicted (ECE {ece:.3f})", "o-")]
+    if temperature != 1.0:
+        ece = metrics["test_expected_calibration_error_calibrated"]
+        curves.append((after, f"Temperature {temperature:.2f} (ECE {ece:.3f})", "s--"))
+    for table, label, style in curves:
+        confidence, accuracy = (np.array(table[k], dtype=float) for k in ("confidence", "accuracy"))
+        axes.plot(confidence, accuracy, style, label=label)  # empty bins (NaN) are gaps
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="Confidence (top class)", ylabel="Accuracy")
+    axes.set_title(f"Reliability on {metrics['num_test_images']} test images")
+    axes.legend(loc="upper left")
+    return figure
+
+
+def write_model_card(
+    *,
+    model: keras.Model,
+    metrics: dict[str, Any],
+    calibration: dict[str, Any],
+    top_losses: pd.DataFrame,
+    training_history: dict[str, list[Any]],
+    train_set: dict[str, Any],
+    validation_set: dict[str, Any],
+    test_set: dict[str, Any],
+    training: TrainingParams,
+    model_summary: str,
+) -> str:
+    """The model card (Markdown) of a trained model, from its report and Keras summary; the
+    command that made it is this process's ``kedro run`` command line, when there is one."""
+    arguments = sys.argv[1:] if Path(sys.argv[0]).name == "kedro" else []
+    command = shlex.join(["kedro", *arguments]) if arguments[:1] == ["run"] else None
+    return model_card(
+        {
+            "name": model.name,
+            "input_shape": list(model.input_shape[1:]),
+            "parameters": int(model.count_params()),
+            "epochs": len(training_history.get("loss", [])),
+            "summary": model_summary,
+        },
+        metrics,
+        calibration=calibration,
+        losses=top_losses.to_dict("records"),
+        splits={
+            "train": split_summary(train_set),
+            "validation": split_summary(validation_set),
+            "test": split_summary(test_set),
+        },
+        training=training.model_dump(mode="json"),
+        command=command,
+    )
 
 
 def message_figure(text: str) -> Figure:

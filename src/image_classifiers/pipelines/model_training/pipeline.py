@@ -5,7 +5,14 @@ from kedro.pipeline import Node, Pipeline
 from image_classifiers.model_logging import mlflow_records
 
 from .inspection import inspect_model
-from .nodes import build_model, evaluate_model, plot_training_curves, train_model
+from .nodes import (
+    build_model,
+    calibrate_model,
+    evaluate_model,
+    plot_training_curves,
+    train_model,
+    write_model_card,
+)
 
 SHARED_PARAMETERS = ("training", "augmentation", "evaluation", "inspection")
 # The model trained by `kedro run --pipelines=model_training` (and xception_cats).
@@ -13,20 +20,52 @@ DEFAULT_MODEL = "mini_xception"
 
 
 def evaluation_pipeline() -> Pipeline:
-    """What every trained ``model`` gets: test metrics and figures, inspection, curves;
-    shared by model_training, transfer_learning (both phases) and the experiments."""
+    """What every trained ``model`` gets: a temperature fitted on the validation split, test
+    metrics and figures, top losses, inspection, curves, a model card; shared by
+    model_training, transfer_learning (both phases) and the experiments."""
     model = ["model", "test_set"]
-    reports = ["metrics", "confusion_matrix_plot", "misclassified_plot"]
+    reports = [
+        "metrics",
+        "confusion_matrix_plot",
+        "misclassified_plot",
+        "reliability_plot",
+        "top_losses",
+    ]
     figures = ["feature_maps_plot", "grad_cam_plot"]
+    splits = ["train_set", "validation_set", "test_set"]
+    card = ["model", "metrics", "calibration", "top_losses", "training_history", *splits]
     return Pipeline(
         [
-            Node(evaluate_model, [*model, "params:evaluation"], reports, name="evaluate_model"),
+            Node(
+                calibrate_model,
+                ["model", "validation_set", "params:evaluation"],
+                "calibration",
+                name="calibrate_model",
+            ),
+            Node(
+                evaluate_model,
+                [*model, "params:evaluation", "calibration"],
+                reports,
+                name="evaluate_model",
+            ),
             # The model's MLflow run: the model (Keras flavor, registered), metrics, summary.
             Node(
                 mlflow_records,
                 ["model", "metrics"],
                 ["mlflow_model", "mlflow_metrics", "model_summary"],
                 name="log_to_mlflow",
+            ),
+            # After log_to_mlflow (its model_summary goes in the card): the hook copies the card
+            # to the registered version's description, so that version must exist by then.
+            Node(
+                write_model_card,
+                {
+                    **{name: name for name in card},
+                    "training": "params:training",
+                    "model_summary": "model_summary",
+                },
+                "model_card",
+                name="write_model_card",
             ),
             Node(
                 inspect_model,

@@ -11,7 +11,7 @@ import pandas as pd
 
 from image_classifiers.core.images import available_cpus
 from image_classifiers.core.params import PredictParams
-from image_classifiers.core.training import predict_probabilities
+from image_classifiers.core.training import apply_temperature, predict_probabilities
 from image_classifiers.serving import (
     LABEL_COLUMN,
     LoadedClassifier,
@@ -56,6 +56,8 @@ def load_prediction_model(predict: PredictParams) -> LoadedClassifier:
             f"The model at '{source}' does not carry its class names: set predict.classes "
             "(in the model's class-index order)."
         )
+    if classifier.temperature not in (None, 1.0):
+        logger.info("Calibrated probabilities: temperature %.3f.", classifier.temperature)
     if predict.threshold is not None:
         classifier.threshold = predict.threshold
     elif classifier.threshold is None:
@@ -85,7 +87,7 @@ def predict_images(predict: PredictParams) -> pd.DataFrame:
     start = last = time.monotonic()
     failed = 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        files = iter_image_files(source)
+        files = iter_image_files(source, predict.archive_limits)
         for batch in iter(lambda: list(itertools.islice(files, batch_size)), []):
             decoded = list(pool.map(lambda f: f.decoded(image_size), batch))
             frames.append(_classify_batch(classifier, batch, decoded, batch_size))
@@ -136,6 +138,7 @@ def _classify_batch(
     probabilities = predict_probabilities(
         classifier.model, np.stack([decoded[i] for i in good]), batch_size
     )
+    probabilities = apply_temperature(probabilities, classifier.temperature)
     scored = probability_frame(probabilities, classifier.classes, classifier.threshold)
     scored.index = good
     return frame.join(scored)

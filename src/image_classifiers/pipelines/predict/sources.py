@@ -1,5 +1,7 @@
 """Image files of a folder or a zip (zips inside it included), one at a time, as bytes:
 nothing is extracted, so the Kaggle sample (zip -> ``train.zip`` -> ``*.jpg``) is read as is.
+Links out of the folder, special files and members over the archive limits get a row saying
+why they were not read (``core/data/inputs.py``).
 """
 
 import logging
@@ -14,13 +16,12 @@ from typing import IO
 
 import numpy as np
 
-from image_classifiers.core.data.extract import is_ignored, safe_member_path
+from image_classifiers.core.data.extract import safe_member_path
+from image_classifiers.core.data.inputs import ArchiveBudget, input_files, is_ignored, refused
 from image_classifiers.core.images import UnreadableImageError, decode_image
+from image_classifiers.core.params import IMAGE_EXTENSIONS, ArchiveLimits
 
 logger = logging.getLogger(__name__)
-
-#: File suffixes read as images (anything else in a folder or archive is skipped).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: Why a zip member with an absolute path or ``..`` in it (zip-slip) is not read.
 UNSAFE_MEMBER = "unsafe path in the archive (absolute, or with '..'): not read"
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
@@ -62,16 +63,20 @@ def is_image_name(name: str) -> bool:
     return not is_ignored(name) and PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def iter_image_files(source: str | Path) -> Iterator[ImageFile]:
+def iter_image_files(
+    source: str | Path, limits: ArchiveLimits | None = None, section: str = "predict"
+) -> Iterator[ImageFile]:
     """Every image file of a folder (recursively) or of a ``.zip`` (nested zips opened), in
-    name order; an unreadable one comes with ``data=None`` and its ``error``."""
+    name order; an unreadable one comes with ``data=None`` and its ``error``. Each archive is
+    read within ``limits`` (``<section>.archive_limits`` in the messages)."""
     path = Path(source).expanduser()
+    reader = _Reader(limits or ArchiveLimits(), section)
     if path.is_dir():
-        yield from _iter_folder(path)
+        yield from reader.folder(path)
     elif path.is_file() and (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path)):
         try:
             with zipfile.ZipFile(path) as archive:
-                yield from _iter_zip(archive, prefix="")
+                yield from reader.zip(archive, "", ArchiveBudget(reader.limits), 0)
         except _ZIP_ERRORS as exc:
             raise ImageSourceError(
                 f"Cannot read the archive '{path}' ({exc}); it is truncated or corrupt. "
@@ -89,57 +94,74 @@ def iter_image_files(source: str | Path) -> Iterator[ImageFile]:
         )
 
 
-def _iter_folder(folder: Path) -> Iterator[ImageFile]:
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        name = file.relative_to(folder).as_posix()
-        if file.suffix.lower() == ".zip":
-            yield from _iter_nested_zip(file, name, file)
-        elif is_image_name(name):
-            try:
-                yield ImageFile(name, file.read_bytes(), location=file)
-            except OSError as exc:
-                yield ImageFile(name, None, f"cannot read the file ({exc.strerror})", file)
+class _Reader:
+    """Reads a folder's or an archive's image files within the archive limits."""
 
+    def __init__(self, limits: ArchiveLimits, section: str):
+        self.limits, self.section = limits, section
 
-def _iter_nested_zip(
-    file: Path | IO[bytes], name: str, location: Path | None = None
-) -> Iterator[ImageFile]:
-    try:
-        inner = zipfile.ZipFile(file)
-    except _ZIP_ERRORS as exc:
-        yield ImageFile(name, None, f"the archive is truncated or corrupt ({exc})", location)
-        return
-    with inner:
-        yield from _iter_zip(inner, prefix=f"{name}/")
+    def folder(self, folder: Path) -> Iterator[ImageFile]:
+        files, skipped = input_files(folder, (*IMAGE_EXTENSIONS, ".zip"))
+        rows = [(file.relative_to(folder).as_posix(), file) for file in files]
+        rows += [(item["file"], item["reason"]) for item in skipped]
+        for name, file in sorted(rows):
+            if isinstance(file, str):  # why it is not read (the link itself is moved aside)
+                yield ImageFile(name, None, file, folder / name)
+            elif file.suffix.lower() == ".zip":
+                yield from self.nested(file, name, ArchiveBudget(self.limits), 0, file)
+            else:
+                try:
+                    yield ImageFile(name, file.read_bytes(), location=file)
+                except OSError as exc:
+                    yield ImageFile(name, None, f"cannot read the file ({exc.strerror})", file)
 
+    def nested(
+        self,
+        file: Path | IO[bytes],
+        name: str,
+        budget: ArchiveBudget,
+        depth: int,
+        location: Path | None = None,
+    ) -> Iterator[ImageFile]:
+        try:
+            inner = zipfile.ZipFile(file)
+        except _ZIP_ERRORS as exc:
+            yield ImageFile(name, None, f"the archive is truncated or corrupt ({exc})", location)
+            return
+        with inner:
+            yield from self.zip(inner, f"{name}/", budget, depth)
 
-def _iter_zip(archive: zipfile.ZipFile, prefix: str) -> Iterator[ImageFile]:
-    for info in sorted(archive.infolist(), key=lambda i: i.filename):
-        name = f"{prefix}{info.filename}"
-        if info.is_dir():
-            continue
-        if safe_member_path(info.filename) is None:
-            # Never read (a tool that extracts the archive would write outside its folder),
-            # but reported: the caller promises one row per file.
-            if is_image_name(PurePosixPath(info.filename).name):
+    def zip(
+        self, archive: zipfile.ZipFile, prefix: str, budget: ArchiveBudget, depth: int
+    ) -> Iterator[ImageFile]:
+        for info in sorted(archive.infolist(), key=lambda i: i.filename):
+            name = f"{prefix}{info.filename}"
+            is_zip = info.filename.lower().endswith(".zip")
+            if info.is_dir() or not (is_zip or is_image_name(PurePosixPath(name).name)):
+                continue
+            if safe_member_path(info.filename) is None:
+                # Never read (a tool that extracts the archive would write outside its
+                # folder), but reported: the caller promises one row per file.
                 logger.warning("Skipped archive member '%s': %s.", name, UNSAFE_MEMBER)
                 yield ImageFile(name, None, UNSAFE_MEMBER)
-            continue
-        if is_ignored(info.filename):
-            continue
-        if info.filename.lower().endswith(".zip"):
-            # Spooled to a temp file, not read through the outer zip: a zip reader seeks
-            # backwards, and seeking in a compressed member decompresses it again from the start.
-            with tempfile.TemporaryFile() as spool:
-                try:
+                continue
+            if is_ignored(info.filename):
+                continue
+            if refusal := budget.refusal(info, depth + is_zip):
+                yield ImageFile(name, None, refused(*refusal, self.section))
+                if refusal[0] == "max_members":
+                    return  # one row says it; the rest are not even listed
+                continue
+            try:
+                if not is_zip:
+                    yield ImageFile(name, archive.read(info))
+                    continue
+                # Spooled to a temp file, not read through the outer zip: a zip reader seeks
+                # backwards, and seeking in a compressed member decompresses it again.
+                with tempfile.TemporaryFile() as spool:
                     with archive.open(info) as member:
                         shutil.copyfileobj(member, spool, 1 << 20)
-                except _ZIP_ERRORS as exc:
-                    yield ImageFile(name, None, f"the archive is truncated or corrupt ({exc})")
-                    continue
-                yield from _iter_nested_zip(spool, name)
-        elif is_image_name(info.filename):
-            try:
-                yield ImageFile(name, archive.read(info))
+                    yield from self.nested(spool, name, budget, depth + 1)
             except _ZIP_ERRORS as exc:
-                yield ImageFile(name, None, f"cannot read it from the archive ({exc})")
+                why = "the archive is truncated or corrupt" if is_zip else "cannot read it"
+                yield ImageFile(name, None, f"{why} ({exc})")

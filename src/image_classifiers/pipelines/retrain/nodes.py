@@ -24,11 +24,14 @@ import numpy as np
 from image_classifiers.core.params import (
     AugmentationParams,
     EvaluationParams,
+    ExportParams,
     RetrainParams,
     TrainingParams,
 )
+from image_classifiers.pipelines.export.nodes import export_formats
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
+    calibrate_model,
     evaluate_model,
     train_model,
 )
@@ -60,8 +63,12 @@ def collect_images(
     splits = {"train_set": train_set, "validation_set": validation_set, "test_set": test_set}
     fixed = {_pixel_hash(image): name for name, s in splits.items() for image in s["images"]}
     runs = sorted(p for p in Path(retrain.processed_dir).glob("*") if p.is_dir())
+    limits = retrain.archive_limits
     pooled = (
-        f for run in runs for f in iter_image_files(run) if f.name.split("/")[0] not in SET_ASIDE
+        f
+        for run in runs
+        for f in iter_image_files(run, limits, "retrain")
+        if f.name.split("/")[0] not in SET_ASIDE
     )
     ignored: dict[str, list] = {"rejected": [], "duplicates": []}  # told when they came in
     pool, pool_images = _accept(pooled, classes, size, fixed, known=set(), report=ignored)
@@ -73,7 +80,7 @@ def collect_images(
         "rejected": [],
         "duplicates": [],
     }
-    files = iter_image_files(source) if source.exists() else []
+    files = iter_image_files(source, limits, "retrain") if source.exists() else []
     known = {r["sha256"] for r in pool}
     added, new_images = _accept(files, classes, size, fixed, known=known, report=delivery)
     delivery["added"] = added
@@ -191,15 +198,17 @@ def train_challenger(
 
 def decide_promotion(
     challengers: dict[str, keras.Model],
+    validation_set: dict[str, Any],
     test_set: dict[str, Any],
     evaluation: EvaluationParams,
     retrain: RetrainParams,
 ) -> dict[str, dict[str, Any]]:
     """Per challenger: :func:`promotion_rule`'s decision on the fixed test set, and its
-    ``challenger_metrics``."""
+    ``challenger_metrics`` (with the temperature fitted on the validation split)."""
     decisions = {}
     for name, model in challengers.items():
-        metrics, *_figures = evaluate_model(model, test_set, evaluation)
+        calibration = calibrate_model(model, validation_set, evaluation)
+        metrics, *_reports = evaluate_model(model, test_set, evaluation, calibration)
         champion = _champion_metrics(test_set, evaluation, retrain)
         decisions[name] = {
             **promotion_rule(metrics, champion, retrain),
@@ -221,7 +230,8 @@ def _champion_metrics(
         return {}
     version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
     try:
-        metrics, *_figures = evaluate_model(champion.model, test_set, evaluation)
+        calibration = {"temperature": champion.temperature or 1.0}
+        metrics, *_reports = evaluate_model(champion.model, test_set, evaluation, calibration)
     except ValueError as exc:
         raise ValueError(
             f"The champion {name} version {version.version} cannot be scored on the test "
@@ -282,11 +292,15 @@ def register_challenger(
     challengers: dict[str, keras.Model],
     decisions: dict[str, dict[str, Any]],
     delivery: dict[str, Any],
+    test_set: dict[str, Any],
     evaluation: EvaluationParams,
+    export: ExportParams,
     retrain: RetrainParams,
 ) -> dict[str, dict[str, Any]]:
     """Register each challenger (a serving pyfunc) in kedro-mlflow's run as a new version,
-    aliased ``challenger``; ``champion`` moves to it only on promotion."""
+    aliased ``challenger``; ``champion`` moves to it only on promotion. It serves its ONNX
+    export when that verified on ``test_set`` (``retrain.serve_onnx``); without one,
+    ``retrain.require_export`` keeps the champion."""
     name, run = retrain.registered_model_name, mlflow.active_run()
     run_id = run.info.run_id if run else None
     registrations = {}
@@ -294,6 +308,20 @@ def register_challenger(
         decision = {k: v for k, v in decisions[model_name].items() if k != "challenger_metrics"}
         with tempfile.TemporaryDirectory(prefix="challenger-") as tmp:
             model.save(Path(tmp) / "challenger.keras")
+            onnx, why = None, "not asked for"
+            if retrain.serve_onnx or retrain.require_export:
+                only_onnx = export.model_copy(update={"formats": ["onnx"], "output_dir": tmp})
+                report = export_formats(
+                    model, model_name, test_set, only_onnx, threshold=evaluation.threshold
+                )
+                onnx, why = (
+                    report["formats"]["onnx"].get("file"),
+                    report["formats"]["onnx"].get("reason"),
+                )
+            if onnx is None and retrain.require_export and decision["action"] == PROMOTE:
+                decision["action"] = KEEP
+                decision["reason"] += f", but retrain.require_export: no verified ONNX ({why})"
+            decision["served_as"] = "keras" if onnx is None else "onnx"
             info = log_classifier(
                 Path(tmp) / "challenger.keras",
                 delivery["classes"],
@@ -301,6 +329,8 @@ def register_challenger(
                 registered_model_name=name,
                 threshold=evaluation.threshold,
                 batch_size=evaluation.batch_size,
+                temperature=decisions[model_name]["challenger_metrics"].get("temperature"),
+                onnx_path=onnx,
             )
         version, client = str(info.registered_model_version), mlflow.MlflowClient()
         tags = {f"retrain.{k}": str(v) for k, v in decision.items()}
@@ -355,7 +385,7 @@ def archive_incoming(
 
 def _move_aside(source: Path, destination: Path) -> int:
     """Move one file (1) or report that it is gone already (0, e.g. after a crash)."""
-    if not source.exists():
+    if not source.is_symlink() and not source.exists():  # a link is moved, not followed
         return 0
     destination = destination.with_name(re.sub(r"[^\w.\-]", "_", destination.name) or "file")
     destination.parent.mkdir(parents=True, exist_ok=True)

@@ -11,23 +11,36 @@ from . import nodes
 
 NAMESPACE = "transfer"
 SHARED_PARAMETERS = ("transfer", "training", "augmentation", "evaluation", "inspection")
-PHASE_1_REPORTS = ("metrics", "confusion_matrix_plot", "misclassified_plot")
+# Phase 1 is reported under names of its own (catalog_transfer_learning.yml).
+PHASE_1_REPORTS = (
+    "metrics",
+    "confusion_matrix_plot",
+    "misclassified_plot",
+    "reliability_plot",
+    "top_losses",
+    "calibration",
+)
 
 
 def create_pipeline(namespace: str = NAMESPACE, run_after: Sequence[str] = (), **kwargs):
     """The pipeline in ``namespace`` (an experiment gives its own, e.g. ``vgg16_cifar10``).
 
-    The shared evaluation pipeline evaluates phase 1 (``evaluate_model`` alone, in the
-    sub-namespace ``feature_extraction``) and phase 2. ``run_after``: datasets its first node
-    takes and ignores, to start after them (``xception_cats``: the from-scratch model).
+    The shared evaluation pipeline evaluates phase 1 (``calibrate_model`` and
+    ``evaluate_model``, in the sub-namespace ``feature_extraction``) and phase 2.
+    ``run_after``: datasets its first node takes and ignores, to start after them
+    (``xception_cats``: the from-scratch model).
     """
     splits = ["train_set", "validation_set"]
     phase = ["params:training", "params:transfer"]
     build = ["train_set", "params:transfer", "params:augmentation", "params:training", *run_after]
     phase_1_evaluation = Pipeline(
-        evaluation_pipeline().only_nodes("evaluate_model"),
+        evaluation_pipeline().only_nodes("calibrate_model", "evaluate_model"),
         namespace="feature_extraction",
-        inputs={"model": "feature_extraction_model", "test_set": "test_set"},
+        inputs={
+            "model": "feature_extraction_model",
+            "validation_set": "validation_set",
+            "test_set": "test_set",
+        },
         outputs={name: f"feature_extraction_{name}" for name in PHASE_1_REPORTS},
         parameters={"params:evaluation"},
     )
