@@ -27,6 +27,8 @@ from image_classifiers.datasets.atomic import (
     AtomicCSVDataset,
     AtomicJSONDataset,
     AtomicMatplotlibDataset,
+    atomic_folder,
+    published_folder,
 )
 from image_classifiers.datasets.image_set_dataset import ImageSetDataset, staged_images_file
 
@@ -216,3 +218,15 @@ def test_the_catalog_gives_each_decoded_set_its_split_manifest():
     for name, manifest in (("train_set", ""), ("mnist.test_set", "mnist/")):
         expected = f"data/02_intermediate/{manifest}split_manifest.csv"
         assert resolver.resolve_pattern(name)["manifest"] == expected
+
+
+def test_a_version_folder_is_named_by_the_link_it_is_published_as(tmp_path):
+    target = tmp_path / "05_model_input" / "train"
+    with atomic_folder(target) as version:
+        (version / "meta.json").write_text("{}")
+    published = target.resolve()
+    assert published != target and published.name.startswith(".train.v-")
+    assert published_folder(published) == target
+    assert published_folder(target) == target
+    for other in (".train", ".v-1", ".train.v-"):  # no version folder: left as is
+        assert published_folder(tmp_path / other) == tmp_path / other

@@ -25,6 +25,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from image_classifiers.core.data.extract import HOST, process_gone
 from image_classifiers.core.evaluation import image_set_digest
+from image_classifiers.datasets.atomic import published_folder
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def image_set_input(name: str, image_set: dict[str, Any]) -> tuple[Any, str]:
             targets=labels,
             name=name,
             digest=image_set_digest(image_set),
-            source=Path(filename).parent.as_posix() if filename else None,
+            source=published_folder(Path(filename).parent).as_posix() if filename else None,
         )
     split = name.rsplit(".", 1)[-1].removesuffix("_set")
     return dataset, _SPLIT_CONTEXTS.get(split, split)

@@ -110,6 +110,16 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
                 remove_path(tmp)
 
 
+def published_folder(folder: str | Path) -> Path:
+    """The link an :func:`atomic_folder` version is published as (``data/x/.train.v-ab12`` ->
+    ``data/x/train``): the name users know, which outlives the version; other folders as is."""
+    folder = Path(folder)
+    name, _, version = folder.name.rpartition(".v-")
+    if folder.name.startswith(".") and name[1:] and version:
+        return folder.with_name(name[1:])
+    return folder
+
+
 def _replace(source: Path, target: Path) -> None:
     """Rename ``source`` over ``target``; a folder (a list of figures) replaces a folder."""
     if not (source.is_dir() and target.is_dir()):

@@ -293,7 +293,8 @@ def test_namespaces_choose_the_models_trained(tmp_path, monkeypatch):
             session.run(pipeline_names=["compare_architectures"], namespaces=["residual_convnet"])
     finally:
         bootstrap_project(PROJECT)
-    assert [p.name for p in (project / "data/06_models").iterdir()] == ["residual_convnet.keras"]
+    models = sorted(p.name for p in (project / "data/06_models").iterdir())
+    assert models == ["residual_convnet.calibration.json", "residual_convnet.keras"]
     assert not (project / "data/08_reporting/architecture_comparison.csv").exists()
     found = mlflow.MlflowClient().search_runs(
         [mlflow.get_experiment_by_name(EXPERIMENT).experiment_id]

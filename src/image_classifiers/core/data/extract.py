@@ -83,7 +83,9 @@ def extract_images(raw_archive: dict[str, Any], extract: ExtractParams) -> dict[
     record = {"path": str(target), "archive": str(archive), **stamp}
     done = _already_extracted(target, stamp)
     if done is not None:
-        logger.info("%s already holds the %d images of %s; not extracting.", target, *done, archive)
+        logger.info(
+            "%s already holds the %d images of %s; not extracting.", target, done[0], archive
+        )
         return {**record, "files": done[0], "skipped": done[1]}
 
     if raw_archive.get("source") == "local_path":

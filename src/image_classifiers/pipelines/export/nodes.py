@@ -25,6 +25,7 @@ from image_classifiers.core.export import (
     runtime_probabilities,
     size_bytes,
 )
+from image_classifiers.core.models import ModelFileError
 from image_classifiers.core.params import DecodeParams, EvaluationParams, ExportParams
 from image_classifiers.core.training import check_image_set, predict_probabilities, predicted_labels
 from image_classifiers.datasets.atomic import atomic_file, atomic_folder
@@ -61,7 +62,7 @@ def export_model(
         classifier = load_classifier(export.model)
     except ModelNotFoundError:
         raise
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ModelFileError) as exc:  # their message says what to do
         raise ValueError(f"Cannot export: {exc}") from exc
     except Exception as exc:  # Keras raises many kinds for a file that is not a model
         raise ValueError(
