@@ -129,6 +129,8 @@ def test_smoke_run_with_a_real_base(tmp_path, monkeypatch):
     assert metrics["num_test_images"] == 8
     models = tmp_path / "data/06_models"
     assert (models / "transfer_feature_extraction.keras").is_file()
+    for phase in ("transfer_feature_extraction", "transfer"):  # each model's temperature
+        assert json.loads((models / f"{phase}.calibration.json").read_text())["temperature"] > 0
     model = KerasModelDataset(str(models / "transfer.keras")).load()
     assert model.name == f"transfer_{BASE}"
     # The reloaded model predicts what was evaluated.
