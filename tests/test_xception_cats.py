@@ -54,10 +54,10 @@ def test_the_transfer_stage_starts_after_the_from_scratch_model():
     # ... through a data dependency, which every Kedro runner honours. On its own the
     # transfer_learning pipeline needs no from-scratch model.
     assert (
-        "mini_xception.metrics"
+        "mini_xception.model_card"
         in pipelines["xception_cats"].only_nodes("transfer.build_transfer_model").inputs()
     )
-    assert "mini_xception.metrics" not in pipelines["transfer_learning"].inputs()
+    assert "mini_xception.model_card" not in pipelines["transfer_learning"].inputs()
 
 
 def test_kedro_loads_only_the_requested_pipelines_and_finds_the_assembled_ones():
