@@ -69,6 +69,16 @@ INTENDED: list[tuple[str, str, list[str], list[str]]] = [
         )
     ],
     ("/xception_cats", "params", [], _NEW_SPLIT_KEYS),
+    # Issue #22: the extraction's limits against archive bombs are parameters.
+    (
+        "/xception_cats",
+        "params",
+        [],
+        [
+            f"extract.archive_limits.{key}"
+            for key in ("max_depth", "max_member_mb", "max_members", "max_total_mb")
+        ],
+    ),
     # Zips inside an archive are always unpacked: the switch is gone.
     ("/xception_cats", "params", ["extract.nested_zips"], []),
     # compare_architectures is one namespace per model, in code like cnn_cifar10's variants
