@@ -116,6 +116,7 @@ def test_retrain_serves_the_onnx_export_and_may_require_it(
     delivery = {"classes": CLASSES, "run_id": "r1", "added": [], "rejected": [], "duplicates": []}
     decision = {"action": "promote", "reason": "no champion yet", "metric": "test_accuracy"}
     decision |= {"challenger_score": 1.0, "champion_score": None, "champion_version": None}
+    decision["challenger_metrics"] = {"test_accuracy": 1.0, "temperature": 1.0}  # decide_promotion
 
     def register(**retrain):
         with mlflow.start_run():
