@@ -4,6 +4,7 @@ with a failing trial, and the bad input that stops a search before any trial."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import mlflow
@@ -142,7 +143,8 @@ def test_a_resumed_study_adds_trials_and_records_a_failing_one(project, monkeypa
     monkeypatch.chdir(project)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     enqueue("sqlite:///data/06_models/optuna.db", BROKEN, GOOD)
-    run_pipeline(project, "tune", {"tune": {"n_trials": 2}})
+    # No pruner: whether GOOD ties the completed GOOD trials' median to the last bit is luck.
+    run_pipeline(project, "tune", {"tune": {"n_trials": 2, "pruner": "none"}})
     study = optuna.load_study(study_name=STUDY, storage="sqlite:///data/06_models/optuna.db")
     assert [t.state.name for t in study.trials[4:]] == ["FAIL", "COMPLETE"]
     runs = trial_runs(project)
@@ -230,3 +232,19 @@ def test_a_bad_search_stops_the_run_before_any_node(project, monkeypatch, tune, 
     monkeypatch.chdir(project)
     with pytest.raises(Exception, match=re.escape(message)):
         run_pipeline(project, "tune", {"tune": tune})
+
+
+def test_a_sqlite_study_transaction_holds_the_write_lock_from_its_start(tmp_path):
+    """Two workers must not both take one queued trial: the read of its state and the write
+    that marks it running are one locked step (no worker writes in between)."""
+    path = tmp_path / "study.db"
+    storage = open_storage(f"sqlite:///{path}")
+    optuna.create_study(study_name="s", storage=storage).enqueue_trial({"x": 1.0})
+    with storage.engine.begin() as worker:  # a worker that has read, not yet written
+        worker.exec_driver_sql("SELECT state FROM trials")
+        other = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.close()
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.state.name for t in study.trials] == ["WAITING"]

@@ -18,7 +18,8 @@ import optuna
 from optuna.trial import TrialState
 from optuna_integration.keras import KerasPruningCallback
 from plotly.graph_objects import Figure
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from image_classifiers.core.params import Params, SearchDimension, TuneParams
@@ -99,18 +100,20 @@ def shown(url: str) -> str:
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at ``url``, or a ``ValueError`` saying why it cannot be used."""
+    sqlite = url.startswith("sqlite:///")
     engine_kwargs = {}
-    if url.startswith("sqlite:///"):
+    if sqlite:
         if (path := Path(url.removeprefix("sqlite:///"))).name:
             path.parent.mkdir(parents=True, exist_ok=True)
         # Workers write to one file: wait for its lock (sqlite3 gives up after 5 s) rather
-        # than fail a trial's tell while another worker commits on a busy machine.
-        engine_kwargs = {"connect_args": {"timeout": 120}}
+        # than fail a trial while another worker commits on a busy machine. sqlite3 itself
+        # begins no transaction (isolation_level None): see serialize_sqlite.
+        engine_kwargs = {"connect_args": {"timeout": 120, "isolation_level": None}}
     try:
         # A worker killed mid-trial (out of host memory) stops beating: its trial is failed.
         experimental = optuna.exceptions.ExperimentalWarning  # heartbeats: stable for years
         with warnings.catch_warnings(action="ignore", category=experimental):
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url, engine_kwargs, heartbeat_interval=30, grace_period=120
             )
     except Exception as error:  # drivers raise their own errors
@@ -118,6 +121,21 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             f"tune.storage {shown(url)!r} cannot be used ({type(error).__name__}: {error}); give a "
             "reachable database URL (sqlite:///path.db, postgresql://user@host/db)"
         ) from None
+    if sqlite:
+        serialize_sqlite(storage.engine)
+    return storage
+
+
+def serialize_sqlite(engine: Engine) -> None:
+    """Make each transaction on ``engine`` take SQLite's write lock when it begins.
+
+    Optuna reads a queued (``enqueue_trial``) trial, then marks it running, in one transaction
+    "for update"; SQLite has no row locks and sqlite3 begins a transaction only at its first
+    write, so two workers could both read it as waiting and run the same trial (the second
+    one's result is then refused: "Cannot tell a COMPLETE trial"). ``BEGIN IMMEDIATE`` makes
+    the read and the write one step per worker; the others wait (the timeout above).
+    """
+    event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
 
 
 def load_study(tune: TuneParams, worker: int = 0) -> optuna.Study:
