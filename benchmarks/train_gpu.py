@@ -181,13 +181,13 @@ def run(args: argparse.Namespace) -> dict:
 
     from image_classifiers.core.models import build_classifier
     from image_classifiers.core.params import TrainingParams
+    from image_classifiers.core.probabilities import predicted_labels
     from image_classifiers.core.training import (
         ImageBatches,
         cross_entropy,
         fit_model,
         model_build_scope,
         predict_probabilities,
-        predicted_labels,
     )
 
     if args.compile_cache is not None:

@@ -23,7 +23,7 @@ from image_classifiers.core.evaluation import (
     strict_json,
     top_losses,
 )
-from image_classifiers.core.training import apply_temperature
+from image_classifiers.core.probabilities import apply_temperature
 
 
 def binary(p_second: list[float]) -> np.ndarray:

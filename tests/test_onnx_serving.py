@@ -27,7 +27,8 @@ from test_serving import (  # the Keras pyfunc's tests: same store, images and H
 from image_classifiers.core import export as core_export
 from image_classifiers.core.models import build_classifier
 from image_classifiers.core.params import EvaluationParams, ExportParams, RetrainParams
-from image_classifiers.core.training import predict_probabilities, predicted_labels
+from image_classifiers.core.probabilities import apply_temperature, predicted_labels
+from image_classifiers.core.training import predict_probabilities
 from image_classifiers.onnx_serving import PACKAGES
 from image_classifiers.pipelines.export.nodes import export_formats
 from image_classifiers.pipelines.retrain.nodes import register_challenger
@@ -86,6 +87,27 @@ def test_the_onnx_pyfunc_answers_like_the_keras_one(onnx_champion):
     listed = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{NAME}@champion")).read_text()
     assert {line.split("==")[0] for line in listed.split()} == set(PACKAGES)
     assert load_classifier(f"models:/{NAME}@champion").classes == CLASSES
+
+
+def test_the_onnx_pyfunc_applies_the_model_temperature(onnx_champion, test_set, tmp_path):
+    """Served over ONNX or Keras, a calibrated model answers with calibrated probabilities."""
+    onnx = tmp_path / "exported" / "tiny" / "model.onnx"
+    export = ExportParams(formats=["onnx"], output_dir=str(tmp_path / "exported"), latency_runs=1)
+    jpeg = encoded_image(90)
+    images = pd.DataFrame({"image": [b64(jpeg)]})
+    onnx_champion.save(tmp_path / "tiny.keras")
+    assert export_formats(onnx_champion, "tiny", test_set, export)["formats"]["onnx"]["file"]
+    answers = {}
+    for served, path in (("keras", None), ("onnx", onnx)):
+        with mlflow.start_run():
+            info = log_classifier(
+                tmp_path / "tiny.keras", CLASSES, temperature=4.0, onnx_path=path, name=served
+            )
+        answers[served] = mlflow.pyfunc.load_model(info.model_uri).predict(images)
+    expected = apply_temperature(expected_probabilities(onnx_champion, [jpeg]), 4.0)
+    for served, answer in answers.items():
+        dog = answer["probability_dog"].to_numpy()
+        assert dog == pytest.approx(expected[:, 1], abs=1e-5), served
 
 
 def test_exporting_a_missing_alias_says_so(onnx_champion):

@@ -32,7 +32,8 @@ from PIL import Image
 from image_classifiers import serving
 from image_classifiers.core.images import decode_image
 from image_classifiers.core.models import ModelFileError, build_classifier
-from image_classifiers.core.training import apply_temperature, predict_probabilities
+from image_classifiers.core.probabilities import apply_temperature
+from image_classifiers.core.training import predict_probabilities
 from image_classifiers.errors import is_user_error
 
 CLASSES = ["cat", "dog"]

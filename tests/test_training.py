@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from image_classifiers.core.params import TrainingParams
+from image_classifiers.core.probabilities import predicted_labels
 from image_classifiers.core.training import (
     ImageBatches,
     class_weights,
@@ -15,7 +16,6 @@ from image_classifiers.core.training import (
     fit_model,
     model_build_scope,
     predict_probabilities,
-    predicted_labels,
 )
 
 SIZE = 12

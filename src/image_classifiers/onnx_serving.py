@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime
 import pandas as pd
 
+from image_classifiers.core.probabilities import apply_temperature, predicted_labels
 from image_classifiers.serving import (
     LABEL_COLUMN,
     decode_request,
@@ -44,6 +45,7 @@ class OnnxClassifierModel(mlflow.pyfunc.PythonModel):
         self.image_size = (int(height), int(width))
         self.classes = [str(c) for c in config["classes"]]
         self.threshold = float(config.get("threshold", 0.5))
+        self.temperature = config.get("temperature")  # fitted on the validation split
         self.batch_size = int(config.get("batch_size", 32))
 
     def predict(
@@ -57,11 +59,8 @@ class OnnxClassifierModel(mlflow.pyfunc.PythonModel):
         probabilities = np.concatenate(outputs) if outputs else np.zeros((0, len(self.classes)))
         if probabilities.shape[-1] == 1:  # a sigmoid head: P(second class)
             probabilities = np.concatenate([1 - probabilities, probabilities], axis=-1)
-        # core.training.predicted_labels, which imports Keras: threshold for two classes.
-        if len(self.classes) == 2:
-            labels = (probabilities[:, 1] > self.threshold).astype(int)
-        else:
-            labels = probabilities.argmax(axis=-1)
+        probabilities = apply_temperature(probabilities, self.temperature)
+        labels = predicted_labels(probabilities, self.threshold)
         frame = pd.DataFrame(
             probabilities.astype(np.float64), columns=[probability_column(c) for c in self.classes]
         )

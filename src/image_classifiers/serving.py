@@ -56,7 +56,7 @@ def probability_frame(
     probabilities: np.ndarray, classes: list[str], threshold: float = 0.5
 ) -> pd.DataFrame:
     """One row per image: ``probability_<class>`` for every class, then ``label``."""
-    from image_classifiers.core.training import predicted_labels
+    from image_classifiers.core.probabilities import predicted_labels
 
     if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
         raise ValueError(
@@ -159,7 +159,8 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from image_classifiers.core.training import apply_temperature, predict_probabilities
+        from image_classifiers.core.probabilities import apply_temperature
+        from image_classifiers.core.training import predict_probabilities
 
         images = decode_request(model_input, self.image_size)
         try:

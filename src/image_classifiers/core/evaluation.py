@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
-from image_classifiers.core.training import apply_temperature
+from image_classifiers.core.probabilities import apply_temperature
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ import numpy as np
 from image_classifiers.core.host_memory import RestoreMallocThresholds
 from image_classifiers.core.images import read_rows
 from image_classifiers.core.params import LrFindParams, TrainingParams
+from image_classifiers.core.probabilities import predicted_labels
 
 logger = logging.getLogger(__name__)
 
@@ -248,24 +249,6 @@ def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     epsilon = keras.config.epsilon()
     picked = probabilities[np.arange(len(labels)), labels]
     return float(-np.mean(np.log(np.clip(picked, epsilon, 1.0 - epsilon))))
-
-
-def apply_temperature(probabilities: np.ndarray, temperature: float | None) -> np.ndarray:
-    """``softmax(log p / T)``: temperature scaling of predicted probabilities (the log of a
-    softmax output is its logits up to a constant); T of 1 or None changes nothing. Numpy
-    only, so the serving environment (no SciPy) can apply it."""
-    if temperature is None or temperature == 1.0:
-        return probabilities
-    scaled = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
-    scaled = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
-    return (scaled / scaled.sum(axis=-1, keepdims=True)).astype(probabilities.dtype)
-
-
-def predicted_labels(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Predicted class indices; with two classes the second wins above ``threshold``."""
-    if probabilities.shape[-1] == 2:
-        return (probabilities[:, 1] > threshold).astype(np.int32)
-    return np.argmax(probabilities, axis=-1).astype(np.int32)
 
 
 def check_image_set(name: str, image_set: dict[str, Any]) -> None:

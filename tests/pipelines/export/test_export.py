@@ -14,7 +14,8 @@ import pytest
 from image_classifiers.core import export as core_export
 from image_classifiers.core.models import build_classifier
 from image_classifiers.core.params import DecodeParams, EvaluationParams, ExportParams
-from image_classifiers.core.training import predict_probabilities, predicted_labels
+from image_classifiers.core.probabilities import predicted_labels
+from image_classifiers.core.training import predict_probabilities
 from image_classifiers.pipelines.export.nodes import check_exports, export_formats, export_model
 
 SIZE = 16

@@ -22,7 +22,8 @@ from image_classifiers.core.data.inputs import LINK_OUTSIDE, LINK_TO_FOLDER, NOT
 from image_classifiers.core.images import decode_image
 from image_classifiers.core.models import build_classifier, load_model_file
 from image_classifiers.core.params import ArchiveLimits, PredictParams
-from image_classifiers.core.training import apply_temperature, predict_probabilities
+from image_classifiers.core.probabilities import apply_temperature
+from image_classifiers.core.training import predict_probabilities
 from image_classifiers.errors import is_user_error
 from image_classifiers.pipelines.predict import create_pipeline
 from image_classifiers.pipelines.predict.nodes import (

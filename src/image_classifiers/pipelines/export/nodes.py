@@ -27,7 +27,8 @@ from image_classifiers.core.export import (
 )
 from image_classifiers.core.models import ModelFileError
 from image_classifiers.core.params import DecodeParams, EvaluationParams, ExportParams
-from image_classifiers.core.training import check_image_set, predict_probabilities, predicted_labels
+from image_classifiers.core.probabilities import predicted_labels
+from image_classifiers.core.training import check_image_set, predict_probabilities
 from image_classifiers.datasets.atomic import atomic_file, atomic_folder
 from image_classifiers.model_logging import inference_model
 from image_classifiers.serving import ModelNotFoundError, load_classifier, model_image_size

@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 
 from image_classifiers.core.inspection import feature_maps, grad_cam
 from image_classifiers.core.params import EvaluationParams, InspectionParams
-from image_classifiers.core.training import predict_probabilities, predicted_labels
+from image_classifiers.core.probabilities import predicted_labels
+from image_classifiers.core.training import predict_probabilities
 
 from .nodes import image_grid, message_figure, show_image, test_split_for
 

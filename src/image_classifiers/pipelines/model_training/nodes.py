@@ -42,14 +42,13 @@ from image_classifiers.core.params import (
     ModelOptions,
     TrainingParams,
 )
+from image_classifiers.core.probabilities import apply_temperature, predicted_labels
 from image_classifiers.core.training import (
-    apply_temperature,
     check_image_set,
     cross_entropy,
     fit_model,
     model_build_scope,
     predict_probabilities,
-    predicted_labels,
 )
 from image_classifiers.tracking import MlflowEpochMetrics
 

@@ -11,7 +11,8 @@ import pandas as pd
 
 from image_classifiers.core.images import available_cpus
 from image_classifiers.core.params import PredictParams
-from image_classifiers.core.training import apply_temperature, predict_probabilities
+from image_classifiers.core.probabilities import apply_temperature
+from image_classifiers.core.training import predict_probabilities
 from image_classifiers.serving import (
     LABEL_COLUMN,
     LoadedClassifier,
