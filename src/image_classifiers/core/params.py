@@ -623,6 +623,9 @@ class RetrainParams(Params):
     challenger_alias: str = Field("challenger", min_length=1)
     serve_onnx: Bool = Field(True, description="register the verified ONNX export if any")
     require_export: Bool = Field(False, description="promote only with a verified ONNX export")
+    max_calibration_error: Float | None = Field(
+        None, ge=0, le=1, description="promote only if the served test ECE is at most this"
+    )
 
     def model_options(self, models: Mapping[str, Any] | None) -> ModelOptions:
         """``models[retrain.model]`` validated, or a ``ValueError`` listing the models. Kedro

@@ -176,6 +176,31 @@ def test_unknown_metric_fails():
         promotion_rule({"test_accuracy": 0.9}, {}, RetrainParams(**{**RULE, "metric": "test_f2"}))
 
 
+@pytest.mark.parametrize(
+    ("ece", "bound", "action"),
+    [
+        (0.03, None, "promote"),  # no bound: calibration does not decide
+        (0.03, 0.05, "promote"),
+        (0.08, 0.05, "keep"),  # better accuracy, but its probabilities mislead
+        (None, 0.05, "keep"),  # a bound asked for and nothing measured: never promote blind
+    ],
+)
+def test_a_calibration_bound_keeps_a_misleading_challenger_out(ece, bound, action):
+    rule = RetrainParams(**RULE, max_calibration_error=bound)
+    metrics = {"test_accuracy": 0.9}
+    if ece is not None:
+        metrics["test_expected_calibration_error_calibrated"] = ece
+    decision = promotion_rule(metrics, {"test_accuracy": 0.8, "version": "3"}, rule)
+    assert decision["action"] == action, decision["reason"]
+    if action == "keep":
+        assert "exceeds retrain.max_calibration_error 0.05" in decision["reason"]
+
+
+def test_a_calibration_bound_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="max_calibration_error"):
+        RetrainParams(max_calibration_error=1.5)
+
+
 def test_a_first_challenger_below_min_score_says_why_it_is_no_champion():
     decision = promotion_rule({"test_accuracy": 0.5}, {}, RetrainParams(**RULE))
     assert decision["action"] == "keep" and decision["champion_version"] is None

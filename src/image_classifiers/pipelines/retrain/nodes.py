@@ -246,7 +246,8 @@ def promotion_rule(
     challenger_metrics: dict[str, Any], champion_metrics: dict[str, Any], retrain: RetrainParams
 ) -> dict[str, Any]:
     """Promote only a challenger that beats the champion by ``retrain.min_improvement`` (ties
-    keep the champion) and reaches ``retrain.min_score``, so a broken first model never wins."""
+    keep the champion) and reaches ``retrain.min_score``, so a broken first model never wins,
+    and whose calibration error is within ``retrain.max_calibration_error`` when given."""
     metric, higher = retrain.metric, retrain.greater_is_better
     margin, floor = float(retrain.min_improvement), retrain.min_score
     challenger = challenger_metrics.get(metric)
@@ -276,6 +277,16 @@ def promotion_rule(
     else:
         action = KEEP
         reason = f"challenger {metric} {challenger:.4f} does not beat {champion:.4f} by {margin}"
+    # The probabilities it would serve (its temperature applied) must mean what they say.
+    ece = challenger_metrics.get("test_expected_calibration_error_calibrated")
+    bound = retrain.max_calibration_error
+    if action == PROMOTE and bound is not None and (ece is None or ece > bound):
+        action = KEEP
+        shown = "not measured" if ece is None else f"{ece:.4f}"
+        reason += (
+            f", but its test calibration error {shown} exceeds "
+            f"retrain.max_calibration_error {bound}"
+        )
     logger.info("Decision: %s (%s).", action.upper(), reason)
     return {
         "action": action,
