@@ -138,13 +138,15 @@ def test_retrain_serves_the_onnx_export_and_may_require_it(
     delivery = {"classes": CLASSES, "run_id": "r1", "added": [], "rejected": [], "duplicates": []}
     decision = {"action": "promote", "reason": "no champion yet", "metric": "test_accuracy"}
     decision |= {"challenger_score": 1.0, "champion_score": None, "champion_version": None}
-    decision["challenger_metrics"] = {"test_accuracy": 1.0, "temperature": 1.0}  # decide_promotion
+    decision["challenger_metrics"] = {"test_accuracy": 1.0}  # as decide_promotion makes it
+    decision["calibration"] = {"temperature": 1.0, "calibrated": False}
 
     def register(**retrain):
         with mlflow.start_run():
             return register_challenger(
                 challengers={"tiny": keras_model},
                 decisions={"tiny": decision},
+                model_cards={"tiny": "# tiny\n\nA model card."},
                 delivery=delivery,
                 test_set=test_set,
                 evaluation=EvaluationParams(),

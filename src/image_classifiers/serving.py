@@ -43,6 +43,8 @@ REQUEST_HELP = (
 )
 
 logger = logging.getLogger(__name__)
+#: The model card that goes along with a logged classifier (``log_classifier``).
+MODEL_CARD_ARTIFACT = "model_card"
 #: The temperature file training writes beside ``<model>.keras``.
 CALIBRATION_SUFFIX = ".calibration.json"
 
@@ -199,17 +201,23 @@ def log_classifier(
     batch_size: int = 32,
     temperature: float | None = None,
     onnx_path: str | Path | None = None,
+    model_card: str | None = None,
 ) -> Any:
     """Log a ``.keras`` file as a serving pyfunc in the active run (and register it); the
     package's source goes along (``code_paths``) for ``mlflow models serve`` to import.
     With a verified ``onnx_path`` it serves that over onnxruntime (``onnx_serving``, no
-    TensorFlow); the ``.keras`` file still goes along for :func:`load_classifier`."""
+    TensorFlow); the ``.keras`` file still goes along for :func:`load_classifier`, and the
+    ``model_card`` text, if any, as ``model_card.md``."""
     classes = [str(c) for c in classes]
     outputs = [ColSpec("double", probability_column(c)) for c in classes]
     example = io.BytesIO()  # a small gray JPEG: how to call the model, in the MLflow UI
     Image.new("RGB", (16, 16), (128, 128, 128)).save(example, format="JPEG")
     python_model, requirements = ImageClassifierModel(), serving_requirements()
     artifacts = {KERAS_ARTIFACT: str(keras_path)}
+    if model_card is not None:  # beside the .keras file, which the caller keeps until logged
+        card = Path(keras_path).with_name("model_card.md")
+        card.write_text(model_card, encoding="utf-8")
+        artifacts[MODEL_CARD_ARTIFACT] = str(card)
     if onnx_path is not None:
         from image_classifiers import onnx_serving
 

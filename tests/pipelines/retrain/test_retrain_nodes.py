@@ -21,6 +21,7 @@ from image_classifiers.pipelines.retrain.nodes import (
     promotion_rule,
     register_challenger,
     train_challenger,
+    write_challenger_cards,
 )
 from image_classifiers.serving import log_classifier
 
@@ -221,15 +222,28 @@ def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_pa
         "training": TrainingParams(),
     }
     retrain = RetrainParams(**RULE)
-    challengers = train_challenger(**arguments, retrain=retrain)
-    assert challengers == {}
+    challengers, histories = train_challenger(**arguments, retrain=retrain)
+    assert challengers == {} and histories == {}
     assert "No new images: no challenger is trained" in caplog.text
     # The later nodes map over no challenger: no champion is loaded, nothing is registered.
     decisions = decide_promotion(challengers, splits[1], splits[2], None, retrain)
     assert decisions == {}
+    cards = write_challenger_cards(
+        challengers=challengers,
+        decisions=decisions,
+        histories=histories,
+        train_set=splits[0],
+        validation_set=splits[1],
+        test_set=splits[2],
+        evaluation=None,
+        training=TrainingParams(),
+        retrain=retrain,
+    )
+    assert cards == ({}, {})
     registered = register_challenger(
         challengers=challengers,
         decisions={},
+        model_cards={},
         delivery=delivery,
         test_set=splits[2],
         evaluation=None,

@@ -128,6 +128,13 @@ def test_retrain_promotes_then_keeps_and_never_counts_twice(project, monkeypatch
     }
     # Per epoch, live (MlflowEpochMetrics); calibrated, and served with its temperature.
     assert run.data.metrics["loss"] > 0 and served_with_its_temperature(project, "1")
+    # Its model card: a file, the version's description and an artifact of the logged model.
+    (card,) = (project / "data/08_reporting/retrain/model_cards").glob("*.md")
+    text = card.read_text()
+    assert text.startswith("# ") and "temperature" in text.lower()
+    assert client.get_model_version(MODEL_NAME, "1").description == text
+    logged = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/1"))
+    assert (logged / "artifacts" / "model_card.md").read_text() == text
 
     # 2. The same files delivered again: recognised, set aside, nothing trained or added.
     deliver_again(processed, project / "data/01_raw/incoming")

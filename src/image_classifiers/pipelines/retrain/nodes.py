@@ -28,12 +28,14 @@ from image_classifiers.core.params import (
     RetrainParams,
     TrainingParams,
 )
+from image_classifiers.model_logging import mlflow_records
 from image_classifiers.pipelines.export.nodes import export_formats
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
     calibrate_model,
     evaluate_model,
     train_model,
+    write_model_card,
 )
 from image_classifiers.pipelines.predict.sources import ImageFile, iter_image_files
 from image_classifiers.serving import ModelNotFoundError, load_classifier, log_classifier
@@ -166,8 +168,9 @@ def train_challenger(
     augmentation: AugmentationParams | None,
     training: TrainingParams,
     retrain: RetrainParams,
-) -> dict[str, keras.Model]:
-    """The challengers by model name: ``{}`` unless new images came in or ``retrain.force``.
+) -> tuple[dict[str, keras.Model], dict[str, dict[str, list]]]:
+    """The challengers by model name and their training histories: ``{}`` unless new images
+    came in or ``retrain.force``.
 
     ``models[retrain.model]`` trained on ``train_set``, the pool and the new ``images``.
     """
@@ -176,7 +179,7 @@ def train_challenger(
             "No new images: no challenger is trained and nothing is registered "
             "(retrain.force=true trains one anyway)."
         )
-        return {}
+        return {}, {}
     options = training.merged(retrain.training)
     combined = {
         "images": np.concatenate([train_set["images"], images["images"]]),
@@ -192,8 +195,8 @@ def train_challenger(
         len(delivery["added"]),
     )
     model = build_model(combined, retrain.model_options(models), augmentation, options)
-    model, _history = train_model(model, combined, validation_set, options)
-    return {retrain.model: model}
+    model, history = train_model(model, combined, validation_set, options)
+    return {retrain.model: model}, {retrain.model: history}
 
 
 def decide_promotion(
@@ -213,8 +216,45 @@ def decide_promotion(
         decisions[name] = {
             **promotion_rule(metrics, champion, retrain),
             "challenger_metrics": metrics,
+            "calibration": calibration,
         }
     return decisions
+
+
+def write_challenger_cards(
+    *,
+    challengers: dict[str, keras.Model],
+    decisions: dict[str, dict[str, Any]],
+    histories: dict[str, dict[str, list]],
+    train_set: dict[str, Any],
+    validation_set: dict[str, Any],
+    test_set: dict[str, Any],
+    evaluation: EvaluationParams,
+    training: TrainingParams,
+    retrain: RetrainParams,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Per challenger, the model card every trained model gets (``model_training``'s), from
+    its test report with the temperature ``decide_promotion`` fitted; the training split it
+    names is ``train_set`` (the pool and new images are in the delivery report). Twice: for
+    the files and for :func:`register_challenger`."""
+    cards = {}
+    for name, model in challengers.items():
+        calibration = decisions[name]["calibration"]
+        metrics, *_figures, top_losses = evaluate_model(model, test_set, evaluation, calibration)
+        *_, summary = mlflow_records(model, metrics)
+        cards[name] = write_model_card(
+            model=model,
+            metrics=metrics,
+            calibration=calibration,
+            top_losses=top_losses,
+            training_history=histories[name],
+            train_set=train_set,
+            validation_set=validation_set,
+            test_set=test_set,
+            training=training.merged(retrain.training),
+            model_summary=summary,
+        )
+    return cards, cards
 
 
 def _champion_metrics(
@@ -302,6 +342,7 @@ def register_challenger(
     *,
     challengers: dict[str, keras.Model],
     decisions: dict[str, dict[str, Any]],
+    model_cards: dict[str, str],
     delivery: dict[str, Any],
     test_set: dict[str, Any],
     evaluation: EvaluationParams,
@@ -309,14 +350,16 @@ def register_challenger(
     retrain: RetrainParams,
 ) -> dict[str, dict[str, Any]]:
     """Register each challenger (a serving pyfunc) in kedro-mlflow's run as a new version,
-    aliased ``challenger``; ``champion`` moves to it only on promotion. It serves its ONNX
-    export when that verified on ``test_set`` (``retrain.serve_onnx``); without one,
-    ``retrain.require_export`` keeps the champion."""
+    aliased ``challenger``, its model card as the version's description and an artifact of the
+    model; ``champion`` moves to it only on promotion. It serves its ONNX export when that
+    verified on ``test_set`` (``retrain.serve_onnx``); without one, ``retrain.require_export``
+    keeps the champion."""
     name, run = retrain.registered_model_name, mlflow.active_run()
     run_id = run.info.run_id if run else None
     registrations = {}
     for model_name, model in challengers.items():
-        decision = {k: v for k, v in decisions[model_name].items() if k != "challenger_metrics"}
+        reports = ("challenger_metrics", "calibration")  # in decisions.json, not in tags
+        decision = {k: v for k, v in decisions[model_name].items() if k not in reports}
         with tempfile.TemporaryDirectory(prefix="challenger-") as tmp:
             model.save(Path(tmp) / "challenger.keras")
             onnx, why = None, "not asked for"
@@ -340,10 +383,12 @@ def register_challenger(
                 registered_model_name=name,
                 threshold=evaluation.threshold,
                 batch_size=evaluation.batch_size,
-                temperature=decisions[model_name]["challenger_metrics"].get("temperature"),
+                temperature=decisions[model_name]["calibration"]["temperature"],
                 onnx_path=onnx,
+                model_card=model_cards[model_name],
             )
         version, client = str(info.registered_model_version), mlflow.MlflowClient()
+        client.update_model_version(name, version, description=model_cards[model_name])
         tags = {f"retrain.{k}": str(v) for k, v in decision.items()}
         tags |= {"retrain.version": version, "retrain.incoming_run": delivery["run_id"]}
         for key, value in tags.items():

@@ -8,11 +8,13 @@ from .nodes import (
     decide_promotion,
     register_challenger,
     train_challenger,
+    write_challenger_cards,
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Collect -> train the challenger -> decide -> register -> archive into the pool.
+    """Collect -> train the challenger -> decide -> its model card -> register -> archive into
+    the pool.
 
     Kedro has no conditional nodes (kedro-org/kedro#2410): "nothing new" is an empty mapping
     of challengers that each later node maps over.
@@ -37,7 +39,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "training": "params:training",
                     "retrain": "params:retrain",
                 },
-                "retrain_challengers",
+                ["retrain_challengers", "retrain_histories"],
                 name="train_challenger",
             ),
             Node(
@@ -53,10 +55,29 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="decide_promotion",
             ),
             Node(
+                write_challenger_cards,
+                {
+                    "challengers": "retrain_challengers",
+                    "decisions": "retrain_decisions",
+                    "histories": "retrain_histories",
+                    "train_set": "train_set",
+                    "validation_set": "validation_set",
+                    "test_set": "test_set",
+                    "evaluation": "params:evaluation",
+                    "training": "params:training",
+                    "retrain": "params:retrain",
+                },
+                # The files, and the texts in memory for register_challenger: a partitioned
+                # dataset with no partition (no challenger) cannot be loaded.
+                ["retrain_model_cards", "retrain_challenger_cards"],
+                name="write_challenger_cards",
+            ),
+            Node(
                 register_challenger,
                 {
                     "challengers": "retrain_challengers",
                     "decisions": "retrain_decisions",
+                    "model_cards": "retrain_challenger_cards",
                     "delivery": "retrain_delivery",
                     "test_set": "test_set",
                     "evaluation": "params:evaluation",
