@@ -73,6 +73,18 @@ def pool_hashes(root: Path) -> list[str]:
         return [r["sha256"] for r in delivery["pool"]]
 
 
+def has_its_model_card(root: Path, client: mlflow.MlflowClient, version: str) -> bool:
+    """The challenger's model card: a file, the version's description and an artifact of the
+    logged model."""
+    (card,) = (root / "data/08_reporting/retrain/model_cards").glob("*.md")
+    text = card.read_text()
+    assert text.startswith("# ") and "temperature" in text.lower()
+    assert client.get_model_version(MODEL_NAME, version).description == text
+    logged = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/{version}"))
+    assert (logged / "artifacts" / "model_card.md").read_text() == text
+    return True
+
+
 def versions(client: mlflow.MlflowClient) -> list[str]:
     return sorted(str(v.version) for v in client.search_model_versions(f"name='{MODEL_NAME}'"))
 
@@ -126,15 +138,12 @@ def test_retrain_promotes_then_keeps_and_never_counts_twice(project, monkeypatch
         "retrain/decisions.json",
         "retrain/report.json",
     }
-    # Per epoch, live (MlflowEpochMetrics); calibrated, and served with its temperature.
-    assert run.data.metrics["loss"] > 0 and served_with_its_temperature(project, "1")
-    # Its model card: a file, the version's description and an artifact of the logged model.
-    (card,) = (project / "data/08_reporting/retrain/model_cards").glob("*.md")
-    text = card.read_text()
-    assert text.startswith("# ") and "temperature" in text.lower()
-    assert client.get_model_version(MODEL_NAME, "1").description == text
-    logged = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/1"))
-    assert (logged / "artifacts" / "model_card.md").read_text() == text
+    # Per epoch, live (MlflowEpochMetrics); calibrated, served with its temperature; its card.
+    assert (
+        run.data.metrics["loss"] > 0
+        and served_with_its_temperature(project, "1")
+        and has_its_model_card(project, client, "1")
+    )
 
     # 2. The same files delivered again: recognised, set aside, nothing trained or added.
     deliver_again(processed, project / "data/01_raw/incoming")
