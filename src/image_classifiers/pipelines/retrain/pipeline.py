@@ -67,8 +67,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "training": "params:training",
                     "retrain": "params:retrain",
                 },
-                # The files, and the texts in memory for register_challenger: a partitioned
-                # dataset with no partition (no challenger) cannot be loaded.
+                # The Markdown files, and the texts for register_challenger (catalog_retrain.yml).
                 ["retrain_model_cards", "retrain_challenger_cards"],
                 name="write_challenger_cards",
             ),
