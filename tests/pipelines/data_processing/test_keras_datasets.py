@@ -19,14 +19,17 @@ from fixture_archives import (
 from kedro.validation import ParameterValidationError
 from pydantic import ValidationError
 
+from image_classifiers.core.data.inputs import MEGABYTE
 from image_classifiers.core.data.keras_datasets import (
+    _FASHION_FILES,
     CLASS_NAMES,
     KerasDatasetError,
+    extract_keras_dataset,
     fetch_keras_dataset,
     read_local_file,
 )
 from image_classifiers.core.data.split import SplitError
-from image_classifiers.core.params import DownloadParams, SourceParams
+from image_classifiers.core.params import ArchiveLimits, DownloadParams, ExtractParams, SourceParams
 from image_classifiers.datasets import ImageSetDataset
 
 WRITERS = {
@@ -246,3 +249,44 @@ def test_the_parameters_name_every_dataset_the_source_reads():
     from image_classifiers.core.params import KERAS_DATASETS
 
     assert tuple(CLASS_NAMES) == KERAS_DATASETS
+
+
+def write_bomb(tmp_path: Path, name: str) -> Path:
+    """``name``'s local file whose first member unpacks to 2 MB of zeros (a few KB packed)."""
+    import gzip
+    import io
+    import tarfile
+    import zipfile
+
+    big = bytes(2 * MEGABYTE)
+    if name == "mnist":
+        path = tmp_path / "bomb.npz"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("x_train.npy", big)
+        return path
+    if name == "cifar10":
+        path = tmp_path / "bomb.tar.gz"
+        with tarfile.open(path, "w:gz") as tar:
+            info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+            info.size = len(big)
+            tar.addfile(info, io.BytesIO(big))
+        return path
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    for file in _FASHION_FILES.values():
+        (folder / file).write_bytes(gzip.compress(big))
+    return folder
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "fashion_mnist"])
+def test_a_member_over_the_archive_limits_is_never_decompressed(tmp_path, name):
+    path = write_bomb(tmp_path, name)
+    limits = ArchiveLimits(max_member_mb=1)
+    with pytest.raises(KerasDatasetError, match=r"extract\.archive_limits\.max_member_mb"):
+        read_local_file(path, name, limits)
+    # The extract step reads with extract.archive_limits, and writes nothing.
+    target = tmp_path / "arrays"
+    extract = ExtractParams(target_dir=str(target), archive_limits=limits)
+    with pytest.raises(KerasDatasetError, match="max_member_mb"):
+        extract_keras_dataset({"dataset": name, "path": str(path), "sha256": None}, extract)
+    assert not target.exists()

@@ -9,6 +9,7 @@ no memory either.
 """
 
 import os
+import tarfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -70,10 +71,13 @@ class ArchiveBudget:
     def __init__(self, limits: ArchiveLimits):
         self.limits, self.members, self.total = limits, 0, 0
 
-    def refusal(self, info: zipfile.ZipInfo, depth: int = 0) -> tuple[str, str] | None:
+    def refusal(
+        self, info: zipfile.ZipInfo | tarfile.TarInfo, depth: int = 0
+    ) -> tuple[str, str] | None:
         """``(limit, why)`` if ``info`` (a member ``depth`` zips deep) is not to be read, from
         its header, before reading; None if it may be (its size then counts to the total)."""
-        limits, size = self.limits, info.file_size
+        limits = self.limits
+        size = info.file_size if isinstance(info, zipfile.ZipInfo) else info.size
         self.members += 1
         if self.members > limits.max_members:
             return "max_members", f"the archive holds over {limits.max_members} members"

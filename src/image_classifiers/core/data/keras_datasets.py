@@ -23,9 +23,10 @@ import pandas as pd
 from PIL import Image
 
 from image_classifiers.core.images import RESAMPLING_FILTERS
-from image_classifiers.core.params import DownloadParams, ExtractParams, SplitParams
+from image_classifiers.core.params import ArchiveLimits, DownloadParams, ExtractParams, SplitParams
 
 from .extract import STAMP_FILE, atomic_dir
+from .inputs import MEGABYTE, ArchiveBudget, refused
 from .split import MANIFEST_COLUMNS, SplitError, assign, log_counts
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def extract_keras_dataset(raw: dict[str, Any], extract: ExtractParams) -> dict[s
     if {k: saved.get(k) for k in stamp} == stamp:
         logger.info("%s already holds the %s arrays; not writing them again.", target, name)
         return {**record, "train": saved["train"], "test": saved["test"]}
-    arrays = _load(Path(raw["path"]) if raw.get("path") else None, name)
+    arrays = _load(Path(raw["path"]) if raw.get("path") else None, name, extract.archive_limits)
     counts = {"train": len(arrays["y_train"]), "test": len(arrays["y_test"])}
     with atomic_dir(target) as tmp:
         for key in ARRAY_FILES:
@@ -175,10 +176,11 @@ def read_array_rows(files: list[str], image_size: tuple[int, int], resample: str
     return np.stack(resized).reshape(len(images), height, width, channels)
 
 
-def read_local_file(path: Path, name: str) -> Arrays:
+def read_local_file(path: Path, name: str, limits: ArchiveLimits | None = None) -> Arrays:
     """Read a dataset file (or folder) in the format Keras downloads for ``name``: images
-    ``(N, H, W, C)`` uint8, labels ``(N,)`` int64."""
-    expected = _expected(name)
+    ``(N, H, W, C)`` uint8, labels ``(N,)`` int64. No member over ``limits`` (the archive's
+    headers say, before anything is read) is decompressed: a bomb costs no memory."""
+    expected, budget = _expected(name), ArchiveBudget(limits or ArchiveLimits())
     if not path.exists():
         raise KerasDatasetError(
             f"download.local_path points at '{path}', which does not exist. Give the absolute "
@@ -186,13 +188,16 @@ def read_local_file(path: Path, name: str) -> Arrays:
         )
     try:
         if name in _CIFAR:
-            arrays = _read_cifar(path, *_CIFAR[name])
+            arrays = _read_cifar(path, *_CIFAR[name], budget=budget)
         elif path.is_dir():
-            arrays = _read_idx_folder(path)
+            arrays = _read_idx_folder(path, budget)
         elif not zipfile.is_zipfile(path):  # numpy would advise allow_pickle=True
             with path.open("rb") as file:
                 raise KerasDatasetError(f"it is no .npz archive (it starts with {file.read(16)!r})")
         else:
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist():
+                    _within(budget, info, info.filename)
             with np.load(path, allow_pickle=False) as data:
                 missing = [key for key in ARRAY_FILES if key not in data.files]
                 if missing:
@@ -220,13 +225,25 @@ def _expected(name: str) -> str:
     return f"Keras' {_CIFAR[name][0]} download (the .tar.gz or the folder it unpacks to)"
 
 
-def _read_idx_folder(folder: Path) -> Arrays:
+def _within(budget: ArchiveBudget, info: zipfile.ZipInfo | tarfile.TarInfo, name: str) -> None:
+    """Raise if the member ``name`` is over the archive limits (from its header)."""
+    if refusal := budget.refusal(info):
+        raise KerasDatasetError(f"{name}: {refused(*refusal, 'extract')}")
+
+
+def _read_idx_folder(folder: Path, budget: ArchiveBudget) -> Arrays:
     missing = [f for f in _FASHION_FILES.values() if not (folder / f).is_file()]
     if missing:
         raise KerasDatasetError(f"the folder lacks {missing}")
     arrays = {}
+    limit = budget.limits.max_member_mb * MEGABYTE
     for key, file in _FASHION_FILES.items():
-        data = gzip.decompress((folder / file).read_bytes())
+        # A gzip file's header holds no size to trust: read one byte past the limit at most.
+        with gzip.open(folder / file) as stream:
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            why = f"over {budget.limits.max_member_mb} MB uncompressed"
+            raise KerasDatasetError(f"{file}: {refused('max_member_mb', why, 'extract')}")
         # idx: a 4-byte magic, then one 4-byte size per dimension (labels 1, images 3).
         arrays[key] = np.frombuffer(data, np.uint8, offset=16 if key.startswith("x_") else 8)
     for part in ("train", "test"):
@@ -237,13 +254,19 @@ def _read_idx_folder(folder: Path) -> Arrays:
     return arrays
 
 
-def _read_cifar(path: Path, folder: str, train: list[str], test: str, label_key: str) -> Arrays:
+def _read_cifar(
+    path: Path, folder: str, train: list[str], test: str, label_key: str, *, budget: ArchiveBudget
+) -> Arrays:
     if path.is_dir():
         root = path if (path / test).is_file() else path / folder
         pickles = [(root / member).read_bytes() for member in [*train, test]]
     else:
         with tarfile.open(path, "r:*") as tar:
-            pickles = [tar.extractfile(f"{folder}/{member}").read() for member in [*train, test]]
+            pickles = []
+            for member in [*train, test]:
+                info = tar.getmember(f"{folder}/{member}")
+                _within(budget, info, info.name)
+                pickles.append(tar.extractfile(info).read())
     batches = [_unpickle_batch(data, label_key) for data in pickles]
     return {
         "x_train": np.concatenate([images for images, _ in batches[:-1]]),
@@ -308,10 +331,12 @@ def _checked(arrays: Arrays, name: str) -> Arrays:
     return checked
 
 
-def _load(path: Path | None, name: str) -> Arrays:
-    """The dataset's arrays from ``path``, or from Keras (downloading once) when None."""
+def _load(path: Path | None, name: str, limits: ArchiveLimits | None = None) -> Arrays:
+    """The dataset's arrays from ``path``, or from Keras (downloading once) when None.
+    The download step checks the file with the default limits (no real Keras file comes near
+    them), the extract step with ``extract.archive_limits``."""
     if path is not None:
-        return read_local_file(path, name)
+        return read_local_file(path, name, limits)
     import keras
 
     try:
