@@ -39,12 +39,17 @@ def inference_model(model: Any) -> Any:
         return model
 
 
+def summary_text(model: Any) -> str:
+    """Keras' ``model.summary()`` as text."""
+    summary: list[str] = []
+    model.summary(print_fn=lambda text, *args, **kwargs: summary.append(text))
+    return "\n".join(summary)
+
+
 def mlflow_records(model: Any, metrics: dict[str, Any]) -> tuple[Any, dict[str, Any], str]:
     """Node: the model to log, its metrics and ``param_count`` as history, its summary text."""
     history = metric_history({**metrics, "param_count": int(model.count_params())})
-    summary: list[str] = []
-    model.summary(print_fn=lambda text, *args, **kwargs: summary.append(text))
-    return inference_model(model), history, "\n".join(summary)
+    return inference_model(model), history, summary_text(model)
 
 
 def keras_signature(model: Any) -> ModelSignature:

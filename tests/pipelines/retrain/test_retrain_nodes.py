@@ -18,10 +18,10 @@ from image_classifiers.pipelines.retrain.nodes import (
     archive_incoming,
     collect_images,
     decide_promotion,
+    evaluate_challengers,
     promotion_rule,
     register_challenger,
     train_challenger,
-    write_challenger_cards,
 )
 from image_classifiers.serving import log_classifier
 
@@ -226,11 +226,8 @@ def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_pa
     assert challengers == {} and histories == {}
     assert "No new images: no challenger is trained" in caplog.text
     # The later nodes map over no challenger: no champion is loaded, nothing is registered.
-    decisions = decide_promotion(challengers, splits[1], splits[2], None, retrain)
-    assert decisions == {}
-    cards = write_challenger_cards(
+    reports, cards, _texts = evaluate_challengers(
         challengers=challengers,
-        decisions=decisions,
         histories=histories,
         train_set=splits[0],
         validation_set=splits[1],
@@ -239,7 +236,9 @@ def test_no_new_images_means_no_challenger_and_nothing_downstream(splits, tmp_pa
         training=TrainingParams(),
         retrain=retrain,
     )
-    assert cards == ({}, {})
+    assert reports == {} and cards == {}
+    decisions = decide_promotion(reports, splits[2], None, retrain)
+    assert decisions == {}
     registered = register_challenger(
         challengers=challengers,
         decisions={},
@@ -267,8 +266,18 @@ def test_a_champion_that_cannot_be_scored_says_what_to_do(splits, tmp_path, sqli
     assert info.registered_model_version == 1
 
     retrain = RetrainParams(registered_model_name="cats")
+    reports, *_cards = evaluate_challengers(
+        challengers={"tiny": tiny(32)},
+        histories={"tiny": {}},
+        train_set=splits[0],
+        validation_set=splits[1],
+        test_set=splits[2],
+        evaluation=EvaluationParams(),
+        training=TrainingParams(),
+        retrain=retrain,
+    )
     with pytest.raises(ValueError, match="champion cats version 1 cannot be scored on the test"):
-        decide_promotion({"tiny": tiny(32)}, splits[1], splits[2], EvaluationParams(), retrain)
+        decide_promotion(reports, splits[2], EvaluationParams(), retrain)
 
 
 # ---- the pool ------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from image_classifiers.core.params import (
     RetrainParams,
     TrainingParams,
 )
-from image_classifiers.model_logging import mlflow_records
+from image_classifiers.model_logging import summary_text
 from image_classifiers.pipelines.export.nodes import export_formats
 from image_classifiers.pipelines.model_training.nodes import (
     build_model,
@@ -199,32 +199,9 @@ def train_challenger(
     return {retrain.model: model}, {retrain.model: history}
 
 
-def decide_promotion(
-    challengers: dict[str, keras.Model],
-    validation_set: dict[str, Any],
-    test_set: dict[str, Any],
-    evaluation: EvaluationParams,
-    retrain: RetrainParams,
-) -> dict[str, dict[str, Any]]:
-    """Per challenger: :func:`promotion_rule`'s decision on the fixed test set, and its
-    ``challenger_metrics`` (with the temperature fitted on the validation split)."""
-    decisions = {}
-    for name, model in challengers.items():
-        calibration = calibrate_model(model, validation_set, evaluation)
-        metrics, *_reports = evaluate_model(model, test_set, evaluation, calibration)
-        champion = _champion_metrics(test_set, evaluation, retrain)
-        decisions[name] = {
-            **promotion_rule(metrics, champion, retrain),
-            "challenger_metrics": metrics,
-            "calibration": calibration,
-        }
-    return decisions
-
-
-def write_challenger_cards(
+def evaluate_challengers(
     *,
     challengers: dict[str, keras.Model],
-    decisions: dict[str, dict[str, Any]],
     histories: dict[str, dict[str, list]],
     train_set: dict[str, Any],
     validation_set: dict[str, Any],
@@ -232,16 +209,17 @@ def write_challenger_cards(
     evaluation: EvaluationParams,
     training: TrainingParams,
     retrain: RetrainParams,
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Per challenger, the model card every trained model gets (``model_training``'s), from
-    its test report with the temperature ``decide_promotion`` fitted; the training split it
-    names is ``train_set`` (the pool and new images are in the delivery report). Twice: for
-    the files and for :func:`register_challenger`."""
-    cards = {}
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, str]]:
+    """Per challenger, what every trained model gets (``model_training``'s nodes): the
+    temperature fitted on the validation split, the test report and the model card, whose
+    training split is ``train_set`` (the pool and new images are in the delivery report).
+    The metrics and calibration by challenger; the cards twice, for the files and for
+    :func:`register_challenger`."""
+    reports, cards = {}, {}
     for name, model in challengers.items():
-        calibration = decisions[name]["calibration"]
+        calibration = calibrate_model(model, validation_set, evaluation)
         metrics, *_figures, top_losses = evaluate_model(model, test_set, evaluation, calibration)
-        *_, summary = mlflow_records(model, metrics)
+        reports[name] = {"metrics": metrics, "calibration": calibration}
         cards[name] = write_model_card(
             model=model,
             metrics=metrics,
@@ -252,9 +230,28 @@ def write_challenger_cards(
             validation_set=validation_set,
             test_set=test_set,
             training=training.merged(retrain.training),
-            model_summary=summary,
+            model_summary=summary_text(model),
         )
-    return cards, cards
+    return reports, cards, cards
+
+
+def decide_promotion(
+    reports: dict[str, dict[str, Any]],
+    test_set: dict[str, Any],
+    evaluation: EvaluationParams,
+    retrain: RetrainParams,
+) -> dict[str, dict[str, Any]]:
+    """Per challenger: :func:`promotion_rule`'s decision on the fixed test set, with its
+    ``challenger_metrics`` and ``calibration`` (:func:`evaluate_challengers`)."""
+    decisions = {}
+    for name, report in reports.items():
+        champion = _champion_metrics(test_set, evaluation, retrain)
+        decisions[name] = {
+            **promotion_rule(report["metrics"], champion, retrain),
+            "challenger_metrics": report["metrics"],
+            "calibration": report["calibration"],
+        }
+    return decisions
 
 
 def _champion_metrics(

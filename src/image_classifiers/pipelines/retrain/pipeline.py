@@ -6,15 +6,15 @@ from .nodes import (
     archive_incoming,
     collect_images,
     decide_promotion,
+    evaluate_challengers,
     register_challenger,
     train_challenger,
-    write_challenger_cards,
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Collect -> train the challenger -> decide -> its model card -> register -> archive into
-    the pool.
+    """Collect -> train the challenger -> evaluate it (report, model card) -> decide ->
+    register -> archive into the pool.
 
     Kedro has no conditional nodes (kedro-org/kedro#2410): "nothing new" is an empty mapping
     of challengers that each later node maps over.
@@ -43,22 +43,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="train_challenger",
             ),
             Node(
-                decide_promotion,
-                [
-                    "retrain_challengers",
-                    "validation_set",
-                    "test_set",
-                    "params:evaluation",
-                    "params:retrain",
-                ],
-                "retrain_decisions",
-                name="decide_promotion",
-            ),
-            Node(
-                write_challenger_cards,
+                evaluate_challengers,
                 {
                     "challengers": "retrain_challengers",
-                    "decisions": "retrain_decisions",
                     "histories": "retrain_histories",
                     "train_set": "train_set",
                     "validation_set": "validation_set",
@@ -67,9 +54,16 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "training": "params:training",
                     "retrain": "params:retrain",
                 },
-                # The Markdown files, and the texts for register_challenger (catalog_retrain.yml).
-                ["retrain_model_cards", "retrain_challenger_cards"],
-                name="write_challenger_cards",
+                # The reports, the cards' Markdown files, and the cards' texts for
+                # register_challenger (catalog_retrain.yml).
+                ["retrain_challenger_reports", "retrain_model_cards", "retrain_challenger_cards"],
+                name="evaluate_challengers",
+            ),
+            Node(
+                decide_promotion,
+                ["retrain_challenger_reports", "test_set", "params:evaluation", "params:retrain"],
+                "retrain_decisions",
+                name="decide_promotion",
             ),
             Node(
                 register_challenger,
