@@ -150,8 +150,7 @@ def load_base(
         f"with network access ({spec.weights_folder}{file_name}), copy the file here and run "
         f'with --params="transfer.weights=/path/to/{file_name}" (or put it in '
         "~/.keras/models/, where weights: imagenet looks first). "
-        "Use transfer.weights=null to start from random weights. After xception_cats only "
-        "the transfer stage is left to run: kedro run --pipelines=transfer_learning --params=..."
+        "Use transfer.weights=null to start from random weights."
     )
     if weights is None:
         return build(weights=None)

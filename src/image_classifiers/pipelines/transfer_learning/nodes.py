@@ -24,9 +24,8 @@ def build_transfer_model(
     transfer: TransferParams,
     augmentation: AugmentationParams | None,
     training: TrainingParams | None = None,
-    *run_after: Any,
 ) -> keras.Model:
-    """The frozen pretrained base and a new head; ``run_after`` only orders the node."""
+    """The frozen pretrained base (its weights fetched now) and a new head."""
     options = transfer.model_dump(exclude={FEATURE_EXTRACTION, FINE_TUNING})
     build = partial(transfer_models.build_transfer_model, **options)
     return build_for_data(build, train_set, augmentation, training)

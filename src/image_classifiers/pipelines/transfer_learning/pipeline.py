@@ -1,7 +1,5 @@
 """The transfer_learning pipeline: build -> feature extraction -> fine-tuning -> evaluate."""
 
-from collections.abc import Sequence
-
 from kedro.pipeline import Node, Pipeline
 
 from image_classifiers.pipelines.model_training.pipeline import evaluation_pipeline
@@ -22,17 +20,15 @@ PHASE_1_REPORTS = (
 )
 
 
-def create_pipeline(namespace: str = NAMESPACE, run_after: Sequence[str] = (), **kwargs):
+def create_pipeline(namespace: str = NAMESPACE, **kwargs):
     """The pipeline in ``namespace`` (an experiment gives its own, e.g. ``vgg16_cifar10``).
 
     The shared evaluation pipeline evaluates phase 1 (``calibrate_model`` and
     ``evaluate_model``, in the sub-namespace ``feature_extraction``) and phase 2.
-    ``run_after``: datasets its first node takes and ignores, to start after them
-    (``xception_cats``: the from-scratch model).
     """
     splits = ["train_set", "validation_set"]
     phase = ["params:training", "params:transfer"]
-    build = ["train_set", "params:transfer", "params:augmentation", "params:training", *run_after]
+    build = ["train_set", "params:transfer", "params:augmentation", "params:training"]
     phase_1_evaluation = Pipeline(
         evaluation_pipeline().only_nodes("calibrate_model", "evaluate_model"),
         namespace="feature_extraction",
@@ -70,6 +66,6 @@ def create_pipeline(namespace: str = NAMESPACE, run_after: Sequence[str] = (), *
     return Pipeline(
         steps,
         namespace=namespace,
-        inputs={*splits, "test_set", *run_after},
+        inputs={*splits, "test_set"},
         parameters={f"params:{name}" for name in SHARED_PARAMETERS},
     )
