@@ -554,7 +554,7 @@ def _base_names() -> tuple[str, ...]:
 class TransferParams(Params):
     """``transfer``: the pretrained base, the new head, and the two training phases."""
 
-    base: str = Field(description="set in conf/base: the catalog's file names depend on it")
+    base: str = Field(description="the pretrained network; conf/base sets vgg16")
     weights: str | None = Field("imagenet", description="or a no-top .h5 file, or null")
     pooling: Literal["flatten", "avg", "max"] = "flatten"
     dense_units: PositiveInt | None = Field(256, description="ReLU units before the dropout")
