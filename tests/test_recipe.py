@@ -10,11 +10,12 @@ import pytest
 from test_training import image_set, options, tiny_model
 
 from image_classifiers.core.layers import RandomAugment
-from image_classifiers.core.lr_range import find_learning_rate, suggest_learning_rate
+from image_classifiers.core.lr_range import suggest_learning_rate
 from image_classifiers.core.params import LrFindParams, TrainingParams
 from image_classifiers.core.training import (
     compile_model,
     cross_entropy,
+    find_learning_rate,
     fit_model,
     mix_batch,
     predict_probabilities,

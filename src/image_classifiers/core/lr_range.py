@@ -1,20 +1,13 @@
 """The learning-rate range test (Smith, 2017; fastai's ``lr_find``): train a few hundred
 batches while the rate grows exponentially, record each batch's loss, stop once the loss
-diverges, and suggest a rate from the smoothed loss curve. The model's weights are put back.
+diverges, and suggest a rate from the smoothed loss curve. ``core.training.find_learning_rate``
+runs it with a model's training recipe and puts the model's weights back.
 """
 
-import logging
 import math
-from typing import Any
 
 import keras
 import numpy as np
-
-from image_classifiers.core.host_memory import RestoreMallocThresholds
-from image_classifiers.core.params import LrFindParams, TrainingParams
-from image_classifiers.core.training import compile_model, training_batches
-
-logger = logging.getLogger(__name__)
 
 METHODS = {
     "steepest": "steepest descent of the smoothed loss against log(rate), before its minimum",
@@ -84,65 +77,3 @@ def suggest_learning_rate(
         drops = smoothed[skip + span : lowest + 1] - smoothed[skip : lowest + 1 - span]
         return float(rates[skip + int(np.argmin(drops)) + span // 2]), METHODS["steepest"]
     return float(max(rates[lowest] / 10, rates[0])), METHODS["minimum"]
-
-
-def find_learning_rate(
-    model: keras.Model, train_set: dict[str, Any], training: TrainingParams, sweep: LrFindParams
-) -> dict[str, Any]:
-    """Run the range test on ``model`` (compiled here with ``training``'s optimizer, loss,
-    batches and recipe, at a constant rate) and put its weights back. Returns
-    ``suggested_learning_rate``, ``method`` and the curve (``learning_rates``, ``losses``,
-    ``smoothed_losses``)."""
-    # A constant rate the callback sets, and one step per call: a callback per batch.
-    constant = training.model_copy(
-        update={
-            "learning_rate": sweep.min_learning_rate,
-            "schedule": None,
-            "warmup_epochs": 0,
-            "steps_per_execution": 1,
-        }
-    )
-    weights = model.get_weights()
-    compile_model(model, constant)
-    batches = training_batches(model, train_set, constant)
-    callback = LearningRateSweep(
-        sweep.min_learning_rate,
-        sweep.max_learning_rate,
-        sweep.steps,
-        sweep.smoothing,
-        sweep.divergence,
-    )
-    if training.seed is not None:
-        keras.utils.set_random_seed(training.seed)
-    epochs = math.ceil(sweep.steps / len(batches))
-    model.fit(batches, epochs=epochs, callbacks=[callback, RestoreMallocThresholds()], verbose=0)
-    model.set_weights(weights)
-    rates, smoothed = np.array(callback.rates), np.array(callback.smoothed)
-    suggested, method = suggest_learning_rate(rates, smoothed, sweep.method)
-    if suggested <= rates[0]:
-        logger.warning(
-            "The loss of %s never fell in the LR range test: its suggestion is the lowest rate. "
-            "Lower lr_find.min_learning_rate or sweep more steps.",
-            model.name,
-        )
-    logger.info(
-        "LR range test of %s: %d steps from %.2g to %.2g%s; suggested %.3g (%s).",
-        model.name,
-        len(rates),
-        rates[0],
-        rates[-1],
-        ", stopped when the loss diverged" if callback.diverged else "",
-        suggested,
-        method,
-    )
-    return {
-        "suggested_learning_rate": suggested,
-        "method": method,
-        "diverged": callback.diverged,
-        "steps_run": len(rates),
-        "batch_size": batches.batch_size,
-        **sweep.model_dump(exclude={"target", "method"}),
-        "learning_rates": callback.rates,
-        "losses": callback.losses,
-        "smoothed_losses": callback.smoothed,
-    }

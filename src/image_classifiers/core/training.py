@@ -25,6 +25,7 @@ import numpy as np
 
 from image_classifiers.core.host_memory import RestoreMallocThresholds
 from image_classifiers.core.images import read_rows
+from image_classifiers.core.lr_range import LearningRateSweep, suggest_learning_rate
 from image_classifiers.core.params import LrFindParams, TrainingParams
 from image_classifiers.core.probabilities import predicted_labels
 
@@ -496,6 +497,68 @@ def _check_splits(model: keras.Model, train_set: dict, validation_set: dict) -> 
         )
 
 
+def find_learning_rate(
+    model: keras.Model, train_set: dict[str, Any], training: TrainingParams, sweep: LrFindParams
+) -> dict[str, Any]:
+    """Run the range test on ``model`` (compiled here with ``training``'s optimizer, loss,
+    batches and recipe, at a constant rate) and put its weights back. Returns
+    ``suggested_learning_rate``, ``method`` and the curve (``learning_rates``, ``losses``,
+    ``smoothed_losses``)."""
+    # A constant rate the callback sets, and one step per call: a callback per batch.
+    constant = training.model_copy(
+        update={
+            "learning_rate": sweep.min_learning_rate,
+            "schedule": None,
+            "warmup_epochs": 0,
+            "steps_per_execution": 1,
+        }
+    )
+    weights = model.get_weights()
+    compile_model(model, constant)
+    batches = training_batches(model, train_set, constant)
+    callback = LearningRateSweep(
+        sweep.min_learning_rate,
+        sweep.max_learning_rate,
+        sweep.steps,
+        sweep.smoothing,
+        sweep.divergence,
+    )
+    if training.seed is not None:
+        keras.utils.set_random_seed(training.seed)
+    epochs = math.ceil(sweep.steps / len(batches))
+    model.fit(batches, epochs=epochs, callbacks=[callback, RestoreMallocThresholds()], verbose=0)
+    model.set_weights(weights)
+    rates, smoothed = np.array(callback.rates), np.array(callback.smoothed)
+    suggested, method = suggest_learning_rate(rates, smoothed, sweep.method)
+    if suggested <= rates[0]:
+        logger.warning(
+            "The loss of %s never fell in the LR range test: its suggestion is the lowest rate. "
+            "Lower lr_find.min_learning_rate or sweep more steps.",
+            model.name,
+        )
+    logger.info(
+        "LR range test of %s: %d steps from %.2g to %.2g%s; suggested %.3g (%s).",
+        model.name,
+        len(rates),
+        rates[0],
+        rates[-1],
+        ", stopped when the loss diverged" if callback.diverged else "",
+        suggested,
+        method,
+    )
+    return {
+        "suggested_learning_rate": suggested,
+        "method": method,
+        "diverged": callback.diverged,
+        "steps_run": len(rates),
+        "batch_size": batches.batch_size,
+        **sweep.model_dump(exclude={"target", "method"}),
+        "learning_rates": callback.rates,
+        "losses": callback.losses,
+        "smoothed_losses": callback.smoothed,
+    }
+
+
 def _resolved_learning_rate(
     model: keras.Model,
     train_set: dict[str, Any],
@@ -509,8 +572,6 @@ def _resolved_learning_rate(
     if training.epochs == 0:  # nothing to train: the default rate, no range test
         default = TrainingParams.model_fields["learning_rate"].default
         return training.model_copy(update={"learning_rate": default})
-    from image_classifiers.core.lr_range import find_learning_rate  # it builds on this module
-
     with _scope(distribution):
         found = find_learning_rate(model, train_set, training, LrFindParams())
     rate = found["suggested_learning_rate"]

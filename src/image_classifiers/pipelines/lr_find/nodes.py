@@ -1,4 +1,5 @@
-"""The node that runs the LR range test (``core.lr_range``) and draws its curve."""
+"""The node that runs the LR range test (``core.training.find_learning_rate``) and draws its
+curve."""
 
 from typing import Any
 
@@ -6,9 +7,9 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from image_classifiers.core import lr_range
 from image_classifiers.core.params import LrFindParams, TrainingParams
 from image_classifiers.core.training import check_fits
+from image_classifiers.core.training import find_learning_rate as range_test
 
 
 def find_learning_rate(
@@ -18,7 +19,7 @@ def find_learning_rate(
     training recipe (optimizer, loss, batch size, augmentation, MixUp/CutMix): the report
     (``suggested_learning_rate``, ``method``, the curve) and the loss-against-rate plot."""
     check_fits(model, "train_set", train_set)
-    found = lr_range.find_learning_rate(model, train_set, training, lr_find)
+    found = range_test(model, train_set, training, lr_find)
     return found, plot_lr_find(found, model.name)
 
 
