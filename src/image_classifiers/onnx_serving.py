@@ -1,7 +1,8 @@
 """Serve a classifier's verified ONNX export with onnxruntime: no TensorFlow, Keras or JAX.
 
-Same request and answers as ``serving.ImageClassifierModel`` (base64 images in, probabilities
-and labels out, HTTP 400 for a bad row); ``serving.log_classifier(..., onnx_path=...)`` logs it.
+Same request and answers as ``serving.ImageClassifierModel`` (``payloads``: base64 images in,
+probabilities and labels out, HTTP 400 for a bad row); ``serving.log_classifier(...,
+onnx_path=...)`` logs it.
 """
 
 from importlib.metadata import version
@@ -12,12 +13,8 @@ import numpy as np
 import onnxruntime
 import pandas as pd
 
-from image_classifiers.core.probabilities import apply_temperature, predicted_labels
-from image_classifiers.serving import (
-    LABEL_COLUMN,
-    decode_request,
-    probability_column,
-)
+from image_classifiers.core.probabilities import apply_temperature
+from image_classifiers.payloads import decode_request, probability_frame
 
 ONNX_ARTIFACT = "onnx_model"
 #: What this module imports (mlflow-skinny provides ``mlflow``), so all a server installs.
@@ -60,9 +57,4 @@ class OnnxClassifierModel(mlflow.pyfunc.PythonModel):
         if probabilities.shape[-1] == 1:  # a sigmoid head: P(second class)
             probabilities = np.concatenate([1 - probabilities, probabilities], axis=-1)
         probabilities = apply_temperature(probabilities, self.temperature)
-        labels = predicted_labels(probabilities, self.threshold)
-        frame = pd.DataFrame(
-            probabilities.astype(np.float64), columns=[probability_column(c) for c in self.classes]
-        )
-        frame[LABEL_COLUMN] = np.asarray(self.classes, dtype=object)[labels] if len(frame) else []
-        return frame
+        return probability_frame(probabilities, self.classes, self.threshold)

@@ -20,57 +20,32 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from PIL import Image
 
-IMAGE_COLUMN = "image"
+from image_classifiers.payloads import (
+    IMAGE_COLUMN,
+    LABEL_COLUMN,
+    decode_request,
+    probability_column,
+    probability_frame,
+)
+
 KERAS_ARTIFACT = "keras_model"  # the .keras file among the pyfunc's artifacts
-LABEL_COLUMN = "label"
 #: Keras backend of the served model's environment (see :func:`serving_requirements`).
 SERVING_BACKEND = "jax"
 #: Registered-model tag marking a name whose versions all take encoded images.
 SERVING_TAG = "image_classifiers.input"
 SERVING_TAG_VALUE = "encoded_images"
-#: How to call the model, for a request that holds no images.
-REQUEST_HELP = (
-    f'Send JSON {{"dataframe_split": {{"columns": ["{IMAGE_COLUMN}"], "data": '
-    f'[["<base64 file>"], ...]}}}}, or text/csv whose first line is the header '
-    f"'{IMAGE_COLUMN}' and each further line one base64-encoded image file."
-)
 
 logger = logging.getLogger(__name__)
 #: The model card that goes along with a logged classifier (``log_classifier``).
 MODEL_CARD_ARTIFACT = "model_card"
 #: The temperature file training writes beside ``<model>.keras``.
 CALIBRATION_SUFFIX = ".calibration.json"
-
-
-def probability_column(class_name: str) -> str:
-    """Output column of one class's probability, e.g. ``probability_cat``."""
-    return f"probability_{class_name}"
-
-
-def probability_frame(
-    probabilities: np.ndarray, classes: list[str], threshold: float = 0.5
-) -> pd.DataFrame:
-    """One row per image: ``probability_<class>`` for every class, then ``label``."""
-    from image_classifiers.core.probabilities import predicted_labels
-
-    if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
-        raise ValueError(
-            f"The model predicts {probabilities.shape[-1]} classes but {len(classes)} class "
-            f"names were given ({classes}); pass the classes the model was trained on."
-        )
-    frame = pd.DataFrame(
-        probabilities.astype(np.float64), columns=[probability_column(c) for c in classes]
-    )
-    names = np.asarray(classes, dtype=object)
-    frame[LABEL_COLUMN] = names[predicted_labels(probabilities, threshold)] if len(frame) else []
-    return frame
 
 
 def model_image_size(model: Any, fallback: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -88,52 +63,6 @@ def model_image_size(model: Any, fallback: tuple[int, int] | None = None) -> tup
 
 class ModelNotFoundError(LookupError):
     """The registry has no model, version or alias at a URI (the message says what to do)."""
-
-
-def decode_payload(value: Any, image_size: tuple[int, int]) -> np.ndarray:
-    """One request cell (base64 text, a ``data:`` URL or raw bytes) -> ``(H, W, 3)`` uint8."""
-    from image_classifiers.core.images import decode_image
-
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("data:") and "," in text:  # data:image/jpeg;base64,<...>
-            text = text.split(",", 1)[1]
-        try:
-            data = base64.b64decode(text, validate=True)
-        except ValueError as exc:  # binascii.Error is one
-            raise ValueError(f"not valid base64 ({exc})") from exc
-    elif isinstance(value, bytes | bytearray | memoryview):
-        data = bytes(value)
-    else:
-        raise ValueError(f"expected a base64 string, got {type(value).__name__}")
-    return decode_image(data, image_size)  # UnreadableImageError: a ValueError
-
-
-def decode_request(model_input: pd.DataFrame, image_size: tuple[int, int]) -> np.ndarray:
-    """The request's images ``(N, H, W, 3)`` uint8; any bad row is an HTTP 400 naming it."""
-    # The column is optional in the signature so that a request without it (a CSV
-    # without its header line) gets this message rather than MLflow's.
-    if IMAGE_COLUMN not in model_input or model_input.empty:
-        raise MlflowException.invalid_parameter_value(
-            f"The request holds no '{IMAGE_COLUMN}' values. {REQUEST_HELP}"
-        )
-    values = model_input[IMAGE_COLUMN].tolist()
-    images = np.empty((len(values), *image_size, 3), dtype=np.uint8)
-    problems = []
-    for row, value in enumerate(values):
-        try:
-            images[row] = decode_payload(value, image_size)
-        except ValueError as exc:
-            problems.append(f"row {row}: {exc}")
-    if problems:
-        shown, more = "; ".join(problems[:5]), len(problems) - 5
-        raise MlflowException.invalid_parameter_value(
-            f"{len(problems)} of {len(values)} '{IMAGE_COLUMN}' values are not "
-            f"base64-encoded images: {shown}{f'; and {more} more' if more > 0 else ''}. "
-            "Send each file's bytes base64-encoded (e.g. base64.b64encode(open(path, "
-            "'rb').read()).decode())."
-        )
-    return images
 
 
 class ImageClassifierModel(mlflow.pyfunc.PythonModel):
@@ -219,7 +148,7 @@ def log_classifier(
         card.write_text(model_card, encoding="utf-8")
         artifacts[MODEL_CARD_ARTIFACT] = str(card)
     if onnx_path is not None:
-        from image_classifiers import onnx_serving
+        from image_classifiers import onnx_serving  # onnxruntime: imported only for ONNX
 
         python_model = onnx_serving.OnnxClassifierModel()
         requirements = onnx_serving.requirements()
