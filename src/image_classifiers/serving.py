@@ -143,36 +143,40 @@ def log_classifier(
     Image.new("RGB", (16, 16), (128, 128, 128)).save(example, format="JPEG")
     python_model, requirements = ImageClassifierModel(), serving_requirements()
     artifacts = {KERAS_ARTIFACT: str(keras_path)}
-    if model_card is not None:  # beside the .keras file, which the caller keeps until logged
-        card = Path(keras_path).with_name("model_card.md")
-        card.write_text(model_card, encoding="utf-8")
-        artifacts[MODEL_CARD_ARTIFACT] = str(card)
     if onnx_path is not None:
         from image_classifiers import onnx_serving  # onnxruntime: imported only for ONNX
 
         python_model = onnx_serving.OnnxClassifierModel()
         requirements = onnx_serving.requirements()
         artifacts[onnx_serving.ONNX_ARTIFACT] = str(onnx_path)
-    info = mlflow.pyfunc.log_model(
-        name=name,
-        python_model=python_model,
-        artifacts=artifacts,
-        code_paths=[str(Path(__file__).resolve().parent)],
-        signature=ModelSignature(
-            inputs=Schema([ColSpec("string", IMAGE_COLUMN, required=False)]),
-            outputs=Schema([*outputs, ColSpec("string", LABEL_COLUMN)]),
-        ),
-        model_config={
-            "classes": classes,
-            "threshold": float(threshold),
-            "batch_size": int(batch_size),
-            "keras_backend": SERVING_BACKEND,
-            **({"temperature": float(temperature)} if temperature else {}),
-        },
-        pip_requirements=requirements,
-        input_example=pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(example.getvalue()).decode()]}),
-        registered_model_name=registered_model_name,
-    )
+    # The card's file lives only until MLflow has copied it, never in the caller's folder.
+    with tempfile.TemporaryDirectory(prefix="model-card-") as folder:
+        if model_card is not None:
+            card = Path(folder) / "model_card.md"
+            card.write_text(model_card, encoding="utf-8")
+            artifacts[MODEL_CARD_ARTIFACT] = str(card)
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=python_model,
+            artifacts=artifacts,
+            code_paths=[str(Path(__file__).resolve().parent)],
+            signature=ModelSignature(
+                inputs=Schema([ColSpec("string", IMAGE_COLUMN, required=False)]),
+                outputs=Schema([*outputs, ColSpec("string", LABEL_COLUMN)]),
+            ),
+            model_config={
+                "classes": classes,
+                "threshold": float(threshold),
+                "batch_size": int(batch_size),
+                "keras_backend": SERVING_BACKEND,
+                **({"temperature": float(temperature)} if temperature else {}),
+            },
+            pip_requirements=requirements,
+            input_example=pd.DataFrame(
+                {IMAGE_COLUMN: [base64.b64encode(example.getvalue()).decode()]}
+            ),
+            registered_model_name=registered_model_name,
+        )
     if registered_model_name:
         mlflow.MlflowClient().set_registered_model_tag(
             registered_model_name, SERVING_TAG, SERVING_TAG_VALUE

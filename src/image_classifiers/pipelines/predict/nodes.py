@@ -13,14 +13,8 @@ from image_classifiers.core.images import available_cpus
 from image_classifiers.core.params import PredictParams
 from image_classifiers.core.probabilities import apply_temperature
 from image_classifiers.core.training import predict_probabilities
-from image_classifiers.serving import (
-    LABEL_COLUMN,
-    LoadedClassifier,
-    load_classifier,
-    model_image_size,
-    probability_column,
-    probability_frame,
-)
+from image_classifiers.payloads import LABEL_COLUMN, probability_column, probability_frame
+from image_classifiers.serving import LoadedClassifier, load_classifier, model_image_size
 
 from .sources import ImageFile, iter_image_files
 

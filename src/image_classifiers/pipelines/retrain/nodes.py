@@ -243,9 +243,10 @@ def decide_promotion(
 ) -> dict[str, dict[str, Any]]:
     """Per challenger: :func:`promotion_rule`'s decision on the fixed test set, with its
     ``challenger_metrics`` and ``calibration`` (:func:`evaluate_challengers`)."""
+    # Loaded and scored once for all challengers, and not at all when there is none.
+    champion = _champion_metrics(test_set, evaluation, retrain) if reports else {}
     decisions = {}
     for name, report in reports.items():
-        champion = _champion_metrics(test_set, evaluation, retrain)
         decisions[name] = {
             **promotion_rule(report["metrics"], champion, retrain),
             "challenger_metrics": report["metrics"],
